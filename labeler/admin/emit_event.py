@@ -1,0 +1,129 @@
+"""`tools.ozone.moderation.emitEvent`, the label-event subset: how Ozone-compatible tooling drives labelers.
+
+Accepts `tools.ozone.moderation.defs#modEventLabel` (`createLabelVals`, `negateLabelVals`, `durationInHours` →
+`exp`) on a `com.atproto.admin.defs#repoRef` or `com.atproto.repo.strongRef` subject, and answers a lexicon-valid
+`modEventView`. Every label goes through the writer; the view's `id` is the seq of the first label written.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from labeler.admin.auth import authenticate_admin
+from labeler.labels.writer import LabelRequest
+from labeler.protocol import syntax
+from labeler.protocol.errors import InvalidRequest
+from labeler.protocol.label import InvalidLabel, check_value
+from labeler.service import Labeler
+
+MOD_EVENT_LABEL = "tools.ozone.moderation.defs#modEventLabel"
+REPO_REF = "com.atproto.admin.defs#repoRef"
+STRONG_REF = "com.atproto.repo.strongRef"
+MAX_VALUES = 100
+MAX_DURATION_HOURS = 24 * 365 * 100
+MAX_COMMENT_CHARS = 10_000
+
+
+def parse_subject(subject: Any) -> tuple[str, str | None]:
+    """Subject union → (label uri, cid)."""
+    if not isinstance(subject, dict):
+        raise InvalidRequest("subject must be an object")
+    kind = subject.get("$type")
+    try:
+        if kind == REPO_REF:
+            did = subject.get("did")
+            if not isinstance(did, str):
+                raise InvalidRequest("subject.did is required")
+            return syntax.check_did(did), None
+        if kind == STRONG_REF:
+            uri, cid = subject.get("uri"), subject.get("cid")
+            if not isinstance(uri, str) or not isinstance(cid, str):
+                raise InvalidRequest("subject.uri and subject.cid are required")
+            return syntax.check_at_uri(uri), syntax.check_cid(cid)
+    except ValueError as exc:
+        raise InvalidRequest(f"subject: {exc}") from None
+    raise InvalidRequest(f"subject.$type must be {REPO_REF} or {STRONG_REF}")
+
+
+def _values(event: dict[str, Any], key: str) -> list[str]:
+    values = event.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise InvalidRequest(f"event.{key} must be an array of strings")
+    if len(values) > MAX_VALUES:
+        raise InvalidRequest(f"event.{key}: at most {MAX_VALUES} values")
+    try:
+        return [check_value(v) for v in values]
+    except InvalidLabel as exc:
+        raise InvalidRequest(f"event.{key}: {exc}") from None
+
+
+def parse_label_event(event: Any) -> tuple[list[str], list[str], int | None, str | None]:
+    if not isinstance(event, dict):
+        raise InvalidRequest("event must be an object")
+    if event.get("$type") != MOD_EVENT_LABEL:
+        raise InvalidRequest(f"unsupported event type {event.get('$type')!r}: this labeler accepts {MOD_EVENT_LABEL}")
+    create, negate = _values(event, "createLabelVals"), _values(event, "negateLabelVals")
+    if not create and not negate:
+        raise InvalidRequest("event has no createLabelVals or negateLabelVals")
+    duration = event.get("durationInHours")
+    if duration is not None and (
+        not isinstance(duration, int) or isinstance(duration, bool) or not 0 < duration <= MAX_DURATION_HOURS
+    ):
+        raise InvalidRequest("event.durationInHours must be a positive integer")
+    comment = event.get("comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS):
+        raise InvalidRequest(f"event.comment must be a string of at most {MAX_COMMENT_CHARS} characters")
+    return create, negate, duration, comment
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return body
+
+
+async def emit_event(request: Request) -> JSONResponse:
+    actor = authenticate_admin(request)
+    labeler: Labeler = request.app.state.labeler
+    body = await read_json_object(request)
+    uri, cid = parse_subject(body.get("subject"))
+    create, negate, duration, comment = parse_label_event(body.get("event"))
+    created_by = body.get("createdBy", labeler.settings.did)
+    if not isinstance(created_by, str) or not syntax.is_did(created_by):
+        raise InvalidRequest("createdBy must be a DID")
+    blob_cids = body.get("subjectBlobCids", [])
+    if not isinstance(blob_cids, list) or not all(isinstance(c, str) for c in blob_cids) or len(blob_cids) > 100:
+        raise InvalidRequest("subjectBlobCids must be an array of CIDs")
+    exp = None
+    if duration is not None:
+        exp = syntax.format_datetime(datetime.now(UTC) + timedelta(hours=duration))
+    requests = [
+        LabelRequest(uri=uri, cid=cid, val=val, neg=neg, exp=None if neg else exp,
+                     actor=f"{actor}:{created_by}", via="emitEvent", reason=comment)
+        for vals, neg in ((create, False), (negate, True))
+        for val in vals
+    ]  # fmt: skip
+    try:
+        stored = await labeler.writer.write(requests)
+    except InvalidLabel as exc:
+        raise InvalidRequest(str(exc)) from None
+    view: dict[str, Any] = {
+        "id": stored[0].seq,
+        "event": body["event"],
+        "subject": body["subject"],
+        "subjectBlobCids": blob_cids,
+        "createdBy": created_by,
+        "createdAt": stored[0].label.cts,
+    }
+    if isinstance(body.get("modTool"), dict):
+        view["modTool"] = body["modTool"]
+    return JSONResponse(view)

@@ -1,0 +1,52 @@
+"""What every command needs: settings (with a readable error), a running Labeler, async entry, JSON output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import click
+
+from labeler.config import ConfigError, Settings, load_settings
+from labeler.keys import KeyringError
+from labeler.service import Labeler
+from labeler.store.engine import StoreError
+
+T = TypeVar("T")
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body, turning our own errors into clean CLI failures."""
+    try:
+        return asyncio.run(_as_coroutine(coro_fn))
+    except (StoreError, KeyringError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _as_coroutine(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
+@asynccontextmanager
+async def running_labeler(settings: Settings) -> AsyncIterator[Labeler]:
+    """A Labeler without a stream hub: CLI writes reach a running server's subscribers through its poll."""
+    labeler = Labeler(settings, with_hub=False)
+    await labeler.start(create_dev_key=False)
+    try:
+        yield labeler
+    finally:
+        await labeler.aclose()
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))

@@ -1,0 +1,45 @@
+"""`labeler db …`: schema migrations."""
+
+from __future__ import annotations
+
+import click
+
+from labeler.cli._common import run, settings_or_exit
+from labeler.store.engine import create_engine
+from labeler.store.migrate import current_revision, head_revision, upgrade
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations (also done on `serve`)."""
+    settings = settings_or_exit()
+
+    async def body() -> str | None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"database at revision {run(body)}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the database's revision and the newest one available."""
+    settings = settings_or_exit()
+
+    async def body() -> str | None:
+        engine = create_engine(settings.database_url)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"current: {run(body)}\nhead:    {head_revision()}")

@@ -1,0 +1,81 @@
+"""`labeler label …`: create, negate and list labels through the same writer the API uses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.labels.writer import LabelRequest
+from labeler.protocol import syntax
+from labeler.protocol.label import InvalidLabel
+from labeler.store.labels import StoredLabel
+
+
+@click.group()
+def label() -> None:
+    """Labels."""
+
+
+def _write(request: LabelRequest) -> StoredLabel:
+    settings = settings_or_exit()
+
+    async def body() -> StoredLabel:
+        async with running_labeler(settings) as labeler:
+            return await labeler.writer.write_one(request)
+
+    try:
+        return run(body)
+    except InvalidLabel as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _print(row: StoredLabel) -> None:
+    lab = row.label
+    neg = " (negation)" if lab.neg else ""
+    exp = f" exp={lab.exp}" if lab.exp else ""
+    click.echo(f"seq={row.seq} {lab.uri} {lab.val}{neg}{exp}" + (f" cid={lab.cid}" if lab.cid else ""))
+
+
+@label.command("add")
+@click.argument("uri")
+@click.argument("value")
+@click.option("--cid", help="Pin the label to this version of the record.")
+@click.option("--hours", type=click.IntRange(min=1), help="Expire after this many hours.")
+@click.option("--reason", help="Why (kept in the audit log).")
+def label_add(uri: str, value: str, cid: str | None, hours: int | None, reason: str | None) -> None:
+    """Label URI (an at:// URI or a DID) with VALUE."""
+    exp = syntax.format_datetime(datetime.now(UTC) + timedelta(hours=hours)) if hours else None
+    _print(_write(LabelRequest(uri=uri, val=value, cid=cid, exp=exp, actor="cli", via="cli", reason=reason)))
+
+
+@label.command("negate")
+@click.argument("uri")
+@click.argument("value")
+@click.option("--cid", help="The record version the label was pinned to.")
+@click.option("--reason", help="Why (kept in the audit log).")
+def label_negate(uri: str, value: str, cid: str | None, reason: str | None) -> None:
+    """Retract VALUE from URI (publishes a negation label)."""
+    _print(_write(LabelRequest(uri=uri, val=value, cid=cid, neg=True, actor="cli", via="cli", reason=reason)))
+
+
+@label.command("list")
+@click.option("--uri", "patterns", multiple=True, default=["*"], show_default=True, help="URI or prefix* pattern.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--cursor", type=click.IntRange(min=0), default=0)
+@click.option("--json", "as_json", is_flag=True, help="Labels as served by queryLabels.")
+def label_list(patterns: tuple[str, ...], limit: int, cursor: int, as_json: bool) -> None:
+    """List current labels in seq order."""
+    settings = settings_or_exit()
+
+    async def body() -> list[StoredLabel]:
+        async with running_labeler(settings) as labeler:
+            return await labeler.store.query(list(patterns), [], cursor, limit)
+
+    rows = run(body)
+    if as_json:
+        echo_json([{"seq": r.seq, **r.label.to_json()} for r in rows])
+        return
+    for row in rows:
+        _print(row)

@@ -1,0 +1,146 @@
+"""Label signing keys on disk: key files (0600) and a keyring naming the active key and the retired ones.
+
+Layout of the keys directory (mode 0700):
+    keyring.json   {"active": "<id>", "keys": [{"id", "curve", "did_key", "file", "created_at", "retired_at"}]}
+    <id>.pem       PKCS#8 private key, mode 0600
+Every label row records the id of the key that signed it, so a rotation can re-sign stale labels lazily. Private
+key material is never logged or printed; only did:keys and ids are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Final
+
+from labeler.protocol import syntax
+from labeler.protocol.crypto import Curve, SigningKey
+
+KEYRING_FILE: Final = "keyring.json"
+
+
+class KeyringError(Exception):
+    """The keyring is missing, unreadable, or does not hold the requested key."""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    curve: str
+    did_key: str
+    file: str
+    created_at: str
+    retired_at: str | None = None
+
+    @property
+    def multikey(self) -> str:
+        return self.did_key.removeprefix("did:key:")
+
+
+def key_id_for(key: SigningKey) -> str:
+    """A short, stable id: curve plus a fingerprint of the public key."""
+    return f"{key.curve.value}-{hashlib.sha256(key.public_key).hexdigest()[:12]}"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+class Keyring:
+    """The keys directory. Load with `Keyring.open(dir)`; mutating methods persist immediately."""
+
+    def __init__(self, directory: Path, active: str | None, keys: list[KeyInfo]) -> None:
+        self.directory = directory
+        self._active = active
+        self._keys = {k.id: k for k in keys}
+        self._loaded: dict[str, SigningKey] = {}
+
+    @classmethod
+    def open(cls, directory: Path) -> Keyring:
+        path = directory / KEYRING_FILE
+        if not path.exists():
+            return cls(directory, None, [])
+        try:
+            data = json.loads(path.read_text())
+            keys = [KeyInfo(**entry) for entry in data["keys"]]
+            return cls(directory, data.get("active"), keys)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise KeyringError(f"cannot read {path}: {exc}") from None
+
+    def _save(self) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        payload = {"active": self._active, "keys": [asdict(k) for k in self._keys.values()]}
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".keyring-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, self.directory / KEYRING_FILE)
+
+    def all_keys(self) -> list[KeyInfo]:
+        return sorted(self._keys.values(), key=lambda k: k.created_at)
+
+    def info(self, key_id: str) -> KeyInfo:
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            raise KeyringError(f"no key {key_id!r} in {self.directory}") from None
+
+    @property
+    def active_id(self) -> str | None:
+        return self._active
+
+    def active(self) -> tuple[KeyInfo, SigningKey]:
+        if self._active is None:
+            raise KeyringError(f"no active label key in {self.directory}; run `labeler keys generate`")
+        return self.info(self._active), self.signing_key(self._active)
+
+    def signing_key(self, key_id: str) -> SigningKey:
+        if key_id not in self._loaded:
+            info = self.info(key_id)
+            path = self.directory / info.file
+            try:
+                key = SigningKey.from_pem(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise KeyringError(f"cannot load key {key_id}: {exc}") from None
+            if key.did_key != info.did_key:
+                raise KeyringError(f"key file {path} does not match the keyring's did:key for {key_id}")
+            self._loaded[key_id] = key
+        return self._loaded[key_id]
+
+    def generate(self, curve: Curve = Curve.K256, *, activate: bool | None = None) -> KeyInfo:
+        """Create and store a new key; it becomes active when asked to, or when there is no active key yet."""
+        key = SigningKey.generate(curve)
+        key_id = key_id_for(key)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = KeyInfo(id=key_id, curve=curve.value, did_key=key.did_key, file=f"{key_id}.pem", created_at=syntax.now())
+        _write_private(self.directory / info.file, key.to_pem())
+        self._keys[key_id] = info
+        self._loaded[key_id] = key
+        if activate or (activate is None and self._active is None):
+            self._active = key_id
+        self._save()
+        return info
+
+    def activate(self, key_id: str) -> KeyInfo:
+        """Make `key_id` the signing key; the previous active key is kept, marked retired."""
+        info = self.info(key_id)
+        self.signing_key(key_id)  # refuse to activate a key we cannot load
+        now = syntax.now()
+        if self._active and self._active != key_id:
+            self._keys[self._active] = replace(self._keys[self._active], retired_at=now)
+        self._keys[key_id] = replace(info, retired_at=None)
+        self._active = key_id
+        self._save()
+        return self._keys[key_id]
+
+    def ensure_active(self, curve: Curve = Curve.K256) -> tuple[KeyInfo, bool]:
+        """The active key, generating a development key first when the keyring is empty. Returns (info, created)."""
+        if self._active is not None:
+            return self.info(self._active), False
+        return self.generate(curve, activate=True), True

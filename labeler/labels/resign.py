@@ -1,0 +1,35 @@
+"""Lazy re-signing after a key rotation (SPEC-LABEL; design.md invariant 5).
+
+Any read path hands its rows through `Resigner.current()`: rows signed by a key other than the active one get a
+fresh signature over the same fields (seq and `cts` unchanged), and the new signature is persisted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from labeler.keys import Keyring
+from labeler.store.labels import LabelStore, StoredLabel
+
+
+class Resigner:
+    def __init__(self, store: LabelStore, keyring: Keyring) -> None:
+        self.store = store
+        self.keyring = keyring
+
+    async def current(self, rows: Sequence[StoredLabel]) -> list[StoredLabel]:
+        active_info, key = self.keyring.active()
+        out: list[StoredLabel] = []
+        refreshed: list[StoredLabel] = []
+        stale_ids: dict[int, str] = {}
+        for row in rows:
+            if row.key_id == active_info.id:
+                out.append(row)
+                continue
+            fresh = StoredLabel(seq=row.seq, label=row.label.signed(key), key_id=active_info.id)
+            stale_ids[row.seq] = row.key_id
+            refreshed.append(fresh)
+            out.append(fresh)
+        if refreshed:
+            await self.store.replace_signatures(refreshed, stale_ids)
+        return out

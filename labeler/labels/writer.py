@@ -1,0 +1,144 @@
+"""The label writer: validate → sign → sequence → commit → notify, with group commit.
+
+Callers await `write()`; it returns only after the transaction holding their labels committed, so nothing is
+acknowledged that a crash could lose. Signing happens in the caller's turn; a single committer task drains
+whatever is queued (up to `max_batch` labels) into one transaction, which is what makes concurrent writers fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from labeler.keys import Keyring
+from labeler.protocol import syntax
+from labeler.protocol.label import Label
+from labeler.store.labels import CommitResult, LabelAction, LabelStore, StoredLabel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRequest:
+    """A label to create (or negate, with `neg=True`) on `uri`, and who asks for it and why."""
+
+    uri: str
+    val: str
+    cid: str | None = None
+    neg: bool = False
+    exp: str | None = None
+    actor: str = "system"
+    via: str = "api"
+    reason: str | None = None
+    evidence: dict[str, Any] | None = None
+
+
+@dataclass
+class _Pending:
+    actions: list[LabelAction]
+    done: asyncio.Future[list[StoredLabel]]
+
+
+class WriterClosed(RuntimeError):
+    """The writer is shutting down and takes no more labels."""
+
+
+class LabelWriter:
+    def __init__(
+        self,
+        store: LabelStore,
+        keyring: Keyring,
+        src: str,
+        *,
+        on_commit: Callable[[CommitResult], None] | None = None,
+        max_batch: int = 2000,
+    ) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.src = src
+        self.on_commit = on_commit
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="label-writer")
+
+    async def aclose(self) -> None:
+        """Stop taking labels, commit everything already queued, then stop."""
+        self._closing = True
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def sign(self, requests: Sequence[LabelRequest]) -> list[LabelAction]:
+        """Validate and sign; raises InvalidLabel before anything is queued."""
+        key_info, key = self.keyring.active()
+        cts = syntax.now()
+        actions = []
+        for req in requests:
+            label = Label(src=self.src, uri=req.uri, val=req.val, cts=cts, cid=req.cid, neg=req.neg, exp=req.exp)
+            actions.append(
+                LabelAction(
+                    label=label.validate().signed(key),
+                    key_id=key_info.id,
+                    actor=req.actor,
+                    via=req.via,
+                    reason=req.reason,
+                    evidence=req.evidence,
+                )
+            )
+        return actions
+
+    async def write(self, requests: Sequence[LabelRequest]) -> list[StoredLabel]:
+        """Create labels; returns them with their seqs once committed."""
+        if self._closing or self._task is None:
+            raise WriterClosed("the label writer is not running")
+        if not requests:
+            return []
+        pending = _Pending(self.sign(requests), asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(pending)
+        return await pending.done
+
+    async def write_one(self, request: LabelRequest) -> StoredLabel:
+        return (await self.write([request]))[0]
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            count = len(batch[0].actions)
+            while count < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                count += len(batch[-1].actions)
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            result = await self.store.commit([a for p in batch for a in p.actions])
+        except Exception as exc:
+            log.exception("label commit failed")
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.set_exception(exc)
+            return
+        offset = 0
+        for pending in batch:
+            size = len(pending.actions)
+            if not pending.done.done():
+                pending.done.set_result(result.stored[offset : offset + size])
+            offset += size
+        if self.on_commit is not None:
+            self.on_commit(result)

@@ -1,0 +1,92 @@
+"""The Matcher interface both implementations share, its result type and its two errors.
+
+Policy, the job runner and the benchmarks see only these names, never httpx or numpy, so `hma` and
+`embedded` are interchangeable. Errors:
+
+    MatchFailure            any failed lookup; `retryable` says whether a later try can succeed
+    ├── MatcherUnavailable  retryable: HMA down, 5xx/503 index not loaded, timeouts, refused connections
+    └── MatcherError        not retryable: bad request (400/422), wrong configuration, unexpected response
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar, Final, Protocol, runtime_checkable
+
+# HMA's PDQ match threshold (pytx PDQ_CONFIDENT_MATCH_THRESHOLD), inclusive.
+DEFAULT_MAX_DISTANCE: Final = 31
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One bank entry within `distance` bits of the looked-up hash.
+
+    `entry_id` is HMA's `bank_content_id` (as a string) or our own bank entry id.
+    `external_id`/`note` are filled when the source knows them (the embedded index; HMA lookups do not).
+    """
+
+    bank: str
+    entry_id: str
+    distance: int
+    external_id: str | None = None
+    note: str | None = None
+
+
+class MatchFailure(Exception):
+    """A lookup or bank call failed; `status` is the HTTP status when there was one."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class MatcherUnavailable(MatchFailure):
+    """The matcher cannot answer now (down, index not loaded, timeout); retry later with backoff."""
+
+    retryable = True
+
+
+class MatcherError(MatchFailure):
+    """The matcher refused the request or answered nonsense; retrying the same call will not help."""
+
+
+@runtime_checkable
+class Matcher(Protocol):
+    """Looks up PDQ hashes in banks. Implementations: `hma.HmaMatcher`, `embedded.EmbeddedMatcher`."""
+
+    async def lookup(self, pdq_hex: str, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
+        """All bank entries within `max_distance` (inclusive), nearest first."""
+        ...
+
+    async def ready(self) -> bool:
+        """True when lookups can be answered now; never raises."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections or threads the matcher owns."""
+        ...
+
+
+def sort_matches(matches: Iterable[Match]) -> list[Match]:
+    """The one ordering every matcher returns: distance, then bank, then entry id."""
+    return sorted(matches, key=lambda m: (m.distance, m.bank, m.entry_id))
+
+
+async def lookup_variants(
+    matcher: Matcher, pdq_hexes: Iterable[str], *, max_distance: int = DEFAULT_MAX_DISTANCE
+) -> list[Match]:
+    """Look up several hashes of one image (e.g. its 8 dihedral variants) and keep the nearest hit per entry.
+
+    This is how rotated or mirrored copies of banked images are found; PDQ itself is not rotation-invariant.
+    """
+    best: dict[tuple[str, str], Match] = {}
+    for pdq_hex in dict.fromkeys(pdq_hexes):
+        for m in await matcher.lookup(pdq_hex, max_distance=max_distance):
+            key = (m.bank, m.entry_id)
+            if key not in best or m.distance < best[key].distance:
+                best[key] = m
+    return sort_matches(best.values())

@@ -1,0 +1,74 @@
+"""Event-stream frames for subscribeLabels (SPEC-STREAM; protocol.md §3.1).
+
+Bodies are written with cbor2 in canonical mode (= DAG-CBOR here: no floats), never libipld, whose CID
+heuristic corrupts signature bytes (sdk-notes.md §2).
+
+A frame is two DAG-CBOR objects back to back: a header (`{op:1, t:"#labels"}` or `{op:-1}`) and a body. Headers
+are constants; a `#labels` body is assembled around label CBOR that the caller encoded once, so fan-out to any
+number of subscribers costs one encoding per label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import cbor2
+import libipld
+
+
+def _encode(value: Any) -> bytes:
+    return cbor2.dumps(value, canonical=True)
+
+
+def _array_head(length: int) -> bytes:
+    """CBOR head of an array (major type 4) of `length` items, shortest form."""
+    if length < 24:
+        return bytes((0x80 | length,))
+    if length < 0x100:
+        return bytes((0x98, length))
+    return b"\x99" + length.to_bytes(2, "big")
+
+
+HEADER_LABELS: Final = _encode({"op": 1, "t": "#labels"})
+HEADER_INFO: Final = _encode({"op": 1, "t": "#info"})
+HEADER_ERROR: Final = _encode({"op": -1})
+_SEQ_KEY: Final = _encode("seq")
+_LABELS_KEY: Final = _encode("labels")
+
+
+def labels_frame(seq: int, encoded_labels: Sequence[bytes]) -> bytes:
+    """A `#labels` frame: body `{seq, labels}` ("seq" sorts first: shorter key), labels already CBOR-encoded."""
+    return b"".join(
+        (
+            HEADER_LABELS,
+            b"\xa2",
+            _SEQ_KEY,
+            _encode(seq),
+            _LABELS_KEY,
+            _array_head(len(encoded_labels)),
+            *encoded_labels,
+        )
+    )
+
+
+def info_frame(name: str, message: str | None = None) -> bytes:
+    body: dict[str, Any] = {"name": name}
+    if message:
+        body["message"] = message
+    return HEADER_INFO + _encode(body)
+
+
+def error_frame(error: str, message: str | None = None) -> bytes:
+    body: dict[str, Any] = {"error": error}
+    if message:
+        body["message"] = message
+    return HEADER_ERROR + _encode(body)
+
+
+def decode_frame(frame: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a frame into (header, body); raises ValueError unless it holds exactly two CBOR objects."""
+    parts = libipld.decode_dag_cbor_multi(frame)
+    if len(parts) != 2 or not all(isinstance(p, dict) for p in parts):
+        raise ValueError("a frame is exactly two DAG-CBOR maps")
+    return parts[0], parts[1]

@@ -1,0 +1,171 @@
+"""The label object: validation, canonical signing bytes, signing and verification (protocol.md §1).
+
+A label is signed over the DAG-CBOR of exactly the fields it is served with: `ver` always, `neg` only when true,
+no `$type`, and `cts`/`exp` as the very strings that were signed. Verification of a label received from elsewhere
+uses the fields as received (`verify_received`), never a normalised copy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import cbor2
+import libipld
+
+from labeler.protocol import syntax
+from labeler.protocol.crypto import SigningKey, verify
+from labeler.protocol.ipld_json import bytes_to_b64, from_json
+
+MAX_VALUE_BYTES: Final = 128
+# SPEC-LABEL's advice: lower-case a-z with '-' as an internal separator; a leading '!' marks system values.
+# The Bluesky client only applies a labeler's own definitions to values matching ^[a-z-]+$ (protocol.md §1.1).
+VALUE_RE: Final = re.compile(r"^!?[a-z]+(?:-[a-z]+)*$")
+LABEL_FIELDS: Final = frozenset({"ver", "src", "uri", "cid", "val", "neg", "cts", "exp", "sig"})
+
+
+class InvalidLabel(ValueError):
+    """A label field breaks the lexicon or the value-syntax rules."""
+
+
+def check_value(val: str) -> str:
+    if len(val.encode("utf-8")) > MAX_VALUE_BYTES:
+        raise InvalidLabel(f"label value longer than {MAX_VALUE_BYTES} bytes")
+    if not VALUE_RE.match(val):
+        raise InvalidLabel(
+            f"label value {val!r} must be lower-case a-z words joined by '-' (optionally starting with '!')"
+        )
+    return val
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A label as stored and served. `sig` is None only before signing."""
+
+    src: str
+    uri: str
+    val: str
+    cts: str
+    cid: str | None = None
+    neg: bool = False
+    exp: str | None = None
+    sig: bytes | None = None
+    ver: int = 1
+
+    def validate(self) -> Label:
+        """Raise InvalidLabel unless every field is well-formed; returns self for chaining."""
+        if self.ver != 1:
+            raise InvalidLabel("ver must be 1")
+        try:
+            syntax.check_did(self.src)
+            syntax.check_subject_uri(self.uri)
+            if self.cid is not None:
+                syntax.check_cid(self.cid)
+                if not self.uri.startswith("at://"):
+                    raise InvalidLabel("a cid pins a record version, so uri must be an at:// URI")
+            syntax.check_datetime(self.cts)
+            if self.exp is not None:
+                syntax.check_datetime(self.exp)
+        except InvalidLabel:
+            raise
+        except ValueError as exc:
+            raise InvalidLabel(str(exc)) from None
+        check_value(self.val)
+        return self
+
+    def unsigned(self) -> dict[str, Any]:
+        """The signed field set: only schema fields present, `neg` only when true, never `sig` or `$type`."""
+        fields: dict[str, Any] = {"ver": self.ver, "src": self.src, "uri": self.uri, "val": self.val, "cts": self.cts}
+        if self.cid is not None:
+            fields["cid"] = self.cid
+        if self.neg:
+            fields["neg"] = True
+        if self.exp is not None:
+            fields["exp"] = self.exp
+        return fields
+
+    def signing_bytes(self) -> bytes:
+        # No bytes in the unsigned form, so libipld's CID heuristic cannot misfire here.
+        return libipld.encode_dag_cbor(self.unsigned())
+
+    def signed(self, key: SigningKey) -> Label:
+        return replace(self, sig=key.sign(self.signing_bytes()))
+
+    def verify(self, did_key: str) -> bool:
+        return self.sig is not None and verify(did_key, self.signing_bytes(), self.sig)
+
+    def to_ipld(self) -> dict[str, Any]:
+        fields = self.unsigned()
+        if self.sig is not None:
+            fields["sig"] = self.sig
+        return fields
+
+    def to_json(self) -> dict[str, Any]:
+        fields = self.unsigned()
+        if self.sig is not None:
+            fields["sig"] = {"$bytes": bytes_to_b64(self.sig)}
+        return fields
+
+    def to_cbor(self) -> bytes:
+        """Canonical DAG-CBOR with `sig` as a byte string.
+
+        cbor2, not libipld: libipld writes ~1 in 1,200 signatures as CID links (sdk-notes.md §2). cbor2's
+        canonical mode equals DAG-CBOR for labels because they hold no floats.
+        """
+        return cbor2.dumps(self.to_ipld(), canonical=True)
+
+    @classmethod
+    def from_ipld(cls, data: dict[str, Any]) -> Label:
+        """Build from a decoded CBOR (or `$bytes`-decoded JSON) label; rejects unknown or mistyped fields."""
+        extra = set(data) - LABEL_FIELDS
+        if extra:
+            raise InvalidLabel(f"unknown label fields: {sorted(extra)}")
+        try:
+            label = cls(
+                src=_typed(data, "src", str),
+                uri=_typed(data, "uri", str),
+                val=_typed(data, "val", str),
+                cts=_typed(data, "cts", str),
+                cid=_typed(data, "cid", str, required=False),
+                neg=_typed(data, "neg", bool, required=False) or False,
+                exp=_typed(data, "exp", str, required=False),
+                sig=_typed(data, "sig", bytes, required=False),
+                ver=_typed(data, "ver", int, required=False) or 0,
+            )
+        except (KeyError, TypeError) as exc:
+            raise InvalidLabel(str(exc)) from None
+        return label
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Label:
+        return cls.from_ipld(from_json(data))
+
+
+def _typed(data: dict[str, Any], key: str, kind: type, *, required: bool = True) -> Any:
+    if key not in data:
+        if required:
+            raise KeyError(f"missing label field {key!r}")
+        return None
+    value = data[key]
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise TypeError(f"label field {key!r} must be {kind.__name__}")
+    return value
+
+
+def verify_received(data: dict[str, Any], did_key: str) -> bool:
+    """Verify a label exactly as received (CBOR-decoded, or JSON with `$bytes`): sign-input = fields minus sig.
+
+    Re-encoding precisely the received fields is what makes `neg:false` or a missing `ver` detectable instead of
+    silently "fixed" (protocol.md §1.2 item 6).
+    """
+    decoded = from_json(data)
+    sig = decoded.get("sig")
+    if not isinstance(sig, bytes):
+        return False
+    unsigned = {k: v for k, v in decoded.items() if k != "sig"}
+    try:
+        message = libipld.encode_dag_cbor(unsigned)
+    except (ValueError, TypeError):
+        return False
+    return verify(did_key, message, sig)

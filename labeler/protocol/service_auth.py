@@ -1,0 +1,307 @@
+"""Inter-service auth JWTs as a labeler receives them on createReport (protocol.md §4.2–4.3, SPEC-XRPC).
+
+Parses `Authorization: Bearer <jwt>` and verifies the token more strictly than the `atproto` SDK does
+(sdk-notes.md §7): `exp` and `lxm` are required, `typ` values of other token kinds and unknown `alg`s are
+refused, `alg` must match the issuer's key curve, `aud` may be the bare DID or `did#atproto_labeler`, and a
+`jti` seen before is refused. It does no I/O: the caller passes `get_key`, which resolves an issuer's `#atproto`
+key (see `labeler.identity`), and maps the XRPC errors raised here onto HTTP responses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from labeler.protocol.crypto import Curve, key_curve, verify
+from labeler.protocol.errors import (
+    AuthRequired,
+    BadJwt,
+    BadJwtAudience,
+    BadJwtIss,
+    BadJwtLexiconMethod,
+    BadJwtSignature,
+    JwtExpired,
+)
+from labeler.protocol.syntax import is_did
+
+#: Longest `Authorization` token accepted; real service JWTs are ~500 bytes.
+MAX_TOKEN_LENGTH: Final = 8 * 1024
+#: Clock skew allowed on `exp`/`iat`/`nbf`, in seconds (indigo uses 5 s).
+DEFAULT_LEEWAY: Final = 5
+#: Header `typ` values of tokens that are not service tokens (the TS verifier refuses the same three).
+FORBIDDEN_TYPS: Final = frozenset({"at+jwt", "refresh+jwt", "dpop+jwt"})
+#: `kid` values that name the key we verify with; any other `kid` asks for a key we do not use.
+_ATPROTO_KID: Final = "#atproto"
+_MAX_JTI_LENGTH: Final = 256
+_B64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
+_ALGS: Final = frozenset(curve.jwt_alg for curve in Curve)
+
+#: `get_key(iss, force_refresh)` → the issuer's `#atproto` did:key, or None if it has none.
+GetKey = Callable[[str, bool], Awaitable[str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedJwt:
+    """A JWS compact token split and decoded, not yet verified."""
+
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAuth:
+    """The verified claims of a service token; `iss` is the DID the request acts for."""
+
+    iss: str
+    aud: str
+    lxm: str
+    exp: float
+    iat: float | None
+    jti: str | None
+
+
+class ReplayCache:
+    """Remembers `(iss, jti)` pairs until their token expires, so a captured token cannot be replayed.
+
+    Bounded: when full, the entry closest to expiry is dropped first (it has the shortest replay window
+    left). The reference implementations leave this as a TODO; SPEC-XRPC says receivers should do it.
+    Single event loop only: `check_and_add` does not await, so it is atomic under asyncio.
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self.max_entries = max_entries
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, tuple[str, str]]] = []
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def check_and_add(self, iss: str, jti: str, expires_at: float, now: float) -> bool:
+        """Record the pair; False if it was already recorded and has not expired."""
+        self._purge(now)
+        key = (iss, jti)
+        if key in self._expiry:
+            return False
+        while len(self._expiry) >= self.max_entries:
+            _, old = heapq.heappop(self._heap)
+            self._expiry.pop(old, None)
+        self._expiry[key] = expires_at
+        heapq.heappush(self._heap, (expires_at, key))
+        return True
+
+    def _purge(self, now: float) -> None:
+        while self._heap and self._heap[0][0] < now:
+            _, key = heapq.heappop(self._heap)
+            self._expiry.pop(key, None)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token from an `Authorization` header value; `AuthRequired` if absent or not Bearer."""
+    if not authorization or not authorization.strip():
+        raise AuthRequired("authorization required")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110 §11.1)
+        raise AuthRequired("authorization must use the Bearer scheme")
+    token = token.strip()
+    if not token:
+        raise AuthRequired("empty bearer token")
+    return token
+
+
+def parse_jwt(token: str) -> ParsedJwt:
+    """Split and decode a compact JWS; `BadJwt` on any malformation. Checks nothing about the claims."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise BadJwt(f"jwt too large (over {MAX_TOKEN_LENGTH} bytes)")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise BadJwt("poorly formatted jwt: expected 3 dot-separated parts")
+    header = _decode_json_segment(parts[0], "header")
+    payload = _decode_json_segment(parts[1], "payload")
+    signature = _b64url_decode(parts[2], "signature")
+    return ParsedJwt(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+
+async def verify_service_jwt(
+    token: str,
+    *,
+    audiences: Iterable[str],
+    lxm: str,
+    get_key: GetKey,
+    now: float | None = None,
+    leeway: int = DEFAULT_LEEWAY,
+    replay: ReplayCache | None = None,
+) -> ServiceAuth:
+    """Verify a service JWT for the method `lxm` addressed to one of `audiences`; returns its claims.
+
+    `audiences` is normally `{our_did, our_did + "#atproto_labeler"}` (protocol.md §4.2 item 4).
+    The signature is checked against `get_key(iss, False)`; if that fails, the key is fetched again with
+    `force_refresh=True` and tried once more, in case the issuer rotated it. Exceptions raised by `get_key`
+    propagate unchanged. Raises the `AuthRequired` family from `labeler.protocol.errors`.
+    """
+    if isinstance(audiences, str):
+        raise TypeError("audiences must be a collection of strings, not one string")
+    now = time.time() if now is None else now
+    parsed = parse_jwt(token)
+    header, payload = parsed.header, parsed.payload
+    alg = _check_header(header)
+    claims = _check_payload_types(payload)
+
+    if now > claims.exp + leeway:
+        raise JwtExpired("jwt expired")
+    if claims.iat is not None and claims.iat > now + leeway:
+        raise BadJwt("jwt issued in the future (iat)")
+    nbf = payload.get("nbf")
+    if nbf is not None and nbf > now + leeway:
+        raise BadJwt("jwt not yet valid (nbf)")
+    if claims.aud not in set(audiences):
+        raise BadJwtAudience("jwt audience does not match service did")
+    if claims.lxm is None:
+        raise BadJwtLexiconMethod(f'missing jwt lexicon method ("lxm"). must match: {lxm}')
+    if claims.lxm != lxm:
+        raise BadJwtLexiconMethod(f'bad jwt lexicon method ("lxm"). must match: {lxm}')
+    if "#" in claims.iss:
+        # The TS verifier accepts `did#service` issuers; reports are signed for a user, with the user's
+        # #atproto key, so a fragment can only mean a service identity we do not verify (protocol.md §4.3).
+        raise BadJwtIss("jwt iss must be a bare DID (service issuers did#fragment are not accepted)")
+    if not is_did(claims.iss):
+        raise BadJwtIss("jwt iss is not a valid did")
+    kid = header.get("kid")
+    if kid is not None and kid not in (_ATPROTO_KID, claims.iss + _ATPROTO_KID):
+        # We always verify with #atproto (protocol.md §4.3); a kid naming another key asks for something else.
+        raise BadJwt("jwt kid must name the issuer's #atproto key")
+
+    await _verify_signature(parsed, alg, claims.iss, get_key)
+
+    # Recorded only after the signature verified, so forged tokens cannot burn a real jti.
+    if (
+        replay is not None
+        and claims.jti is not None
+        and not replay.check_and_add(claims.iss, claims.jti, claims.exp + leeway, now)
+    ):
+        raise BadJwt("jwt replayed: jti already used")
+    return ServiceAuth(claims.iss, claims.aud, lxm, claims.exp, claims.iat, claims.jti)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claims:
+    iss: str
+    aud: str
+    exp: float
+    iat: float | None
+    lxm: str | None
+    jti: str | None
+
+
+def _check_header(header: dict[str, Any]) -> str:
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise BadJwt("poorly formatted jwt: header has no alg")
+    if alg not in _ALGS:
+        raise BadJwt(f"unsupported jwt alg {alg[:20]!r}; expected ES256K or ES256")
+    typ = header.get("typ")
+    if typ is not None:
+        if not isinstance(typ, str):
+            raise BadJwt("poorly formatted jwt: typ is not a string")
+        if typ.lower() in FORBIDDEN_TYPS:
+            raise BadJwt(f"invalid jwt type {typ!r}")
+    if "crit" in header:  # RFC 7515 §4.1.11: extensions we do not understand must be refused
+        raise BadJwt("jwt crit header extensions are not supported")
+    return alg
+
+
+def _check_payload_types(payload: dict[str, Any]) -> _Claims:
+    iss, aud, exp = payload.get("iss"), payload.get("aud"), payload.get("exp")
+    iat, lxm, jti = payload.get("iat"), payload.get("lxm"), payload.get("jti")
+    if not isinstance(iss, str) or not iss:
+        raise BadJwtIss("jwt iss is missing or not a string")
+    if not isinstance(aud, str):
+        raise BadJwt("poorly formatted jwt: aud must be a string")
+    if not _is_number(exp):
+        raise BadJwt("poorly formatted jwt: exp is required and must be a number")
+    if iat is not None and not _is_number(iat):
+        raise BadJwt("poorly formatted jwt: iat must be a number")
+    if "nbf" in payload and not _is_number(payload["nbf"]):
+        raise BadJwt("poorly formatted jwt: nbf must be a number")
+    if lxm is not None and not isinstance(lxm, str):
+        raise BadJwt("poorly formatted jwt: lxm must be a string")
+    if jti is not None and (not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI_LENGTH):
+        raise BadJwt("poorly formatted jwt: jti must be a non-empty string")
+    return _Claims(iss, aud, exp, iat, lxm, jti)
+
+
+async def _verify_signature(parsed: ParsedJwt, alg: str, iss: str, get_key: GetKey) -> None:
+    key = await get_key(iss, False)
+    if key is None:
+        raise BadJwtIss("jwt iss has no #atproto signing key")
+    if _signature_ok(key, alg, parsed):
+        return
+    fresh = await get_key(iss, True)  # the issuer may have rotated its key since we cached it
+    if fresh is None:
+        raise BadJwtIss("jwt iss has no #atproto signing key")
+    if fresh != key and _signature_ok(fresh, alg, parsed):
+        return
+    if not _alg_matches(fresh, alg):
+        raise BadJwtSignature(f"jwt alg {alg} does not match the issuer's key type")
+    raise BadJwtSignature("jwt signature does not match jwt issuer")
+
+
+def _signature_ok(did_key: str, alg: str, parsed: ParsedJwt) -> bool:
+    # High-S is allowed for JWTs, as the TS (`allowMalleableSig`) and Go (`HashAndVerifyLenient`) verifiers do.
+    return _alg_matches(did_key, alg) and verify(did_key, parsed.signing_input, parsed.signature, allow_high_s=True)
+
+
+def _alg_matches(did_key: str, alg: str) -> bool:
+    try:
+        return key_curve(did_key).jwt_alg == alg
+    except ValueError:
+        return False
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _b64url_decode(segment: str, what: str) -> bytes:
+    # JWS uses unpadded base64url (RFC 7515 §2); anything else is not a token we minted or expect.
+    if not _B64URL_RE.fullmatch(segment) or len(segment) % 4 == 1:
+        raise BadJwt(f"poorly formatted jwt: {what} is not base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise BadJwt(f"poorly formatted jwt: {what} is not base64url") from exc
+
+
+def _decode_json_segment(segment: str, what: str) -> dict[str, Any]:
+    raw = _b64url_decode(segment, what)
+    try:
+        value = json.loads(raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadJwt(f"poorly formatted jwt: {what} is not JSON") from exc
+    if not isinstance(value, dict):
+        raise BadJwt(f"poorly formatted jwt: {what} is not a JSON object")
+    return value
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Duplicate claims are how two JSON parsers come to disagree about one token; refuse them.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

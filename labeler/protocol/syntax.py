@@ -1,0 +1,116 @@
+"""Syntax checks for the identifiers a label carries: DID, AT-URI, CID, NSID, datetime (SPEC-DID, SPEC-LEX).
+
+Built on the `atproto` SDK's validators where they are right; AT-URIs are parsed here because the SDK's regex
+rejects `%` in DID authorities (`did:web:host%3A8080`), and CIDs are parsed by libipld rather than a regex.
+Every check raises `ValueError` with a message fit for an `InvalidRequest`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, Final
+
+import libipld
+from atproto_client.models import string_formats as _sf
+
+MAX_URI_LENGTH: Final = 8 * 1024
+_STRICT: Final[Any] = SimpleNamespace(context={"strict_string_format": True})
+_NSID_RE: Final = re.compile(
+    r"^[a-zA-Z]([a-zA-Z0-9-]{0,62})?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?)+(\.[a-zA-Z]([a-zA-Z0-9]{0,62})?)$"
+)
+
+
+def check_did(value: str) -> str:
+    return _sf.validate_did(value, _STRICT)
+
+
+def is_did(value: str) -> bool:
+    try:
+        check_did(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_handle(value: str) -> str:
+    return _sf.validate_handle(value, _STRICT)
+
+
+def check_nsid(value: str) -> str:
+    if len(value) > 317 or not _NSID_RE.match(value):
+        raise ValueError(f"invalid NSID: {value!r}")
+    return value
+
+
+def check_record_key(value: str) -> str:
+    return _sf.validate_record_key(value, _STRICT)
+
+
+def check_at_uri(value: str) -> str:
+    """`at://<did-or-handle>[/<collection>[/<rkey>]]`, no query or fragment."""
+    if len(value) > MAX_URI_LENGTH:
+        raise ValueError("invalid AT-URI: too long")
+    if not value.startswith("at://"):
+        raise ValueError(f"invalid AT-URI (must start with at://): {value!r}")
+    parts = value[5:].split("/")
+    if len(parts) > 3 or any(p == "" for p in parts):
+        raise ValueError(f"invalid AT-URI: {value!r}")
+    authority = parts[0]
+    if authority.startswith("did:"):
+        check_did(authority)
+    else:
+        check_handle(authority)
+    if len(parts) > 1:
+        check_nsid(parts[1])
+    if len(parts) > 2:
+        check_record_key(parts[2])
+    return value
+
+
+def check_subject_uri(value: str) -> str:
+    """A label subject: an AT-URI for a record (or repo), or a bare DID for an account."""
+    if value.startswith("did:"):
+        return check_did(value)
+    return check_at_uri(value)
+
+
+def check_cid(value: str) -> str:
+    if not value or len(value) > 256:
+        raise ValueError("invalid CID")
+    try:
+        libipld.decode_cid(value)
+    except Exception:
+        raise ValueError(f"invalid CID: {value!r}") from None
+    return value
+
+
+def check_datetime(value: str) -> str:
+    """The lexicon `datetime` format: RFC 3339 ∩ ISO 8601, timezone required, `-00:00` forbidden."""
+    if len(value) > 64:
+        raise ValueError("invalid datetime: too long")
+    return _sf.validate_datetime(value, _STRICT)
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse a lexicon datetime (already checked) to an aware datetime."""
+    check_datetime(value)
+    text = value[:-1] + "+00:00" if value.endswith("Z") else value
+    if "." in text:
+        base, rest = text.split(".", 1)
+        digits = re.match(r"\d+", rest)
+        assert digits is not None
+        frac = digits.group(0)
+        text = f"{base}.{(frac + '000000')[:6]}{rest[len(frac) :]}"
+    return datetime.fromisoformat(text)
+
+
+def format_datetime(moment: datetime) -> str:
+    """Canonical form for values we write: UTC, milliseconds, `Z` (protocol.md §1.1)."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def now() -> str:
+    return format_datetime(datetime.now(UTC))

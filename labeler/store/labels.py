@@ -1,0 +1,198 @@
+"""Label rows: sequencing commits, queryLabels lookups, stream backfill pages, signature refreshes.
+
+Sequencing (design.md invariant 2): a commit takes the database's write lock first (PostgreSQL: a
+transaction-level advisory lock; SQLite: BEGIN IMMEDIATE), reads the head, assigns seqs above it, and commits
+while still holding the lock, so commit order = seq order across processes. New seqs are also never below the
+current time in microseconds, so a database restored from an old backup still never reuses a seq that consumers
+have seen (SPEC-STREAM: restart well above the old maximum). Both stay below 2^53.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from labeler.protocol import syntax
+from labeler.protocol.label import Label
+from labeler.store.engine import StoreError, is_sqlite
+from labeler.store.schema import label_events, labels
+
+_PG_SEQUENCE_LOCK: Final = 0x6C61626C  # "labl"
+_LABEL_COLUMNS: Final = (
+    labels.c.seq, labels.c.src, labels.c.uri, labels.c.cid, labels.c.val,
+    labels.c.neg, labels.c.cts, labels.c.exp, labels.c.sig, labels.c.key_id,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLabel:
+    """A committed label with its stream position and the id of the key whose signature it carries."""
+
+    seq: int
+    label: Label
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabelAction:
+    """One label to commit, with the audit facts that go into the event log beside it."""
+
+    label: Label
+    key_id: str
+    actor: str
+    via: str
+    reason: str | None = None
+    evidence: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What a commit did: the head before it (for gap-free hand-over to the stream hub) and the rows."""
+
+    previous_head: int
+    stored: list[StoredLabel]
+
+
+def _row_to_stored(row: Any) -> StoredLabel:
+    label = Label(
+        src=row.src, uri=row.uri, val=row.val, cts=row.cts, cid=row.cid or None,
+        neg=bool(row.neg), exp=row.exp, sig=bytes(row.sig),
+    )  # fmt: skip
+    return StoredLabel(seq=row.seq, label=label, key_id=row.key_id)
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with `prefix` (code-point order), or None."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # skip surrogates: not encodable as UTF-8
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+class LabelStore:
+    """Queries over the `labels` and `label_events` tables of one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sqlite = is_sqlite(engine)
+
+    async def head(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(labels.c.seq), 0)))).scalar_one())
+
+    async def commit(self, actions: Sequence[LabelAction]) -> CommitResult:
+        """Sequence and commit `actions` in one transaction; returns only after the commit is durable."""
+        try:
+            if self._sqlite:
+                async with self.engine.connect() as raw:
+                    conn = await raw.execution_options(sqlite_begin="IMMEDIATE")
+                    async with conn.begin():
+                        return await self._commit_locked(conn, actions)
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_SEQUENCE_LOCK)))
+                return await self._commit_locked(conn, actions)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"label commit failed: {type(exc).__name__}") from exc
+
+    async def _commit_locked(self, conn: AsyncConnection, actions: Sequence[LabelAction]) -> CommitResult:
+        previous = int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(labels.c.seq), 0)))).scalar_one())
+        seq = max(previous + 1, time.time_ns() // 1000)
+        rows: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        stored: list[StoredLabel] = []
+        now = syntax.now()
+        for offset, action in enumerate(actions):
+            label, this_seq = action.label, seq + offset
+            assert label.sig is not None, "the writer signs before committing"
+            row = {
+                "seq": this_seq, "src": label.src, "uri": label.uri, "cid": label.cid or "", "val": label.val,
+                "neg": label.neg, "cts": label.cts, "exp": label.exp, "sig": label.sig, "key_id": action.key_id,
+            }  # fmt: skip
+            rows.append(row)
+            events.append(
+                {**{k: v for k, v in row.items() if k not in ("sig", "key_id")}, "created_at": now,
+                 "actor": action.actor, "via": action.via, "reason": action.reason, "evidence": action.evidence}
+            )  # fmt: skip
+            stored.append(StoredLabel(seq=this_seq, label=label, key_id=action.key_id))
+        insert = (sqlite.insert if self._sqlite else postgresql.insert)(labels)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[labels.c.src, labels.c.uri, labels.c.cid, labels.c.val],
+            set_={name: insert.excluded[name] for name in ("seq", "neg", "cts", "exp", "sig", "key_id")},
+        )
+        await conn.execute(upsert, rows)
+        await conn.execute(label_events.insert(), events)
+        return CommitResult(previous_head=previous, stored=stored)
+
+    async def after(self, seq: int, limit: int) -> list[StoredLabel]:
+        """Current labels with seq > `seq`, in seq order: stream backfill and live catch-up."""
+        query = sa.select(*_LABEL_COLUMNS).where(labels.c.seq > seq).order_by(labels.c.seq).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_row_to_stored(r) for r in await conn.execute(query)]
+
+    async def query(
+        self, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int
+    ) -> list[StoredLabel]:
+        """queryLabels: exact URIs or `prefix*` patterns (OR), optional sources, seq > cursor, seq order.
+
+        Patterns are expected validated (a `*` only at the end); a bare `*` matches everything.
+        """
+        query = sa.select(*_LABEL_COLUMNS).where(labels.c.seq > cursor)
+        if "*" not in patterns:
+            conditions: list[Any] = []
+            exact = [p for p in patterns if not p.endswith("*")]
+            if exact:
+                conditions.append(labels.c.uri.in_(exact))
+            for prefix in (p[:-1] for p in patterns if p.endswith("*")):
+                upper = prefix_upper_bound(prefix)
+                lower = labels.c.uri >= prefix
+                conditions.append(lower if upper is None else sa.and_(lower, labels.c.uri < upper))
+            query = query.where(sa.or_(*conditions))
+        if sources:
+            query = query.where(labels.c.src.in_(list(sources)))
+        query = query.order_by(labels.c.seq).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_row_to_stored(r) for r in await conn.execute(query)]
+
+    async def replace_signatures(self, refreshed: Sequence[StoredLabel], stale_key_ids: dict[int, str]) -> None:
+        """Persist re-signed labels (seq and cts unchanged), only where the row still has the stale signature."""
+        if not refreshed:
+            return
+        stmt = (
+            labels.update()
+            .where(labels.c.seq == sa.bindparam("b_seq"), labels.c.key_id == sa.bindparam("b_old"))
+            .values(sig=sa.bindparam("b_sig"), key_id=sa.bindparam("b_key"))
+        )
+        params = [
+            {"b_seq": s.seq, "b_old": stale_key_ids[s.seq], "b_sig": s.label.sig, "b_key": s.key_id} for s in refreshed
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt, params)
+
+    async def stale(self, active_key_id: str, after_seq: int, limit: int) -> list[StoredLabel]:
+        """Labels signed by any key other than the active one, for the `keys resign` backlog."""
+        query = (
+            sa.select(*_LABEL_COLUMNS)
+            .where(labels.c.key_id != active_key_id, labels.c.seq > after_seq)
+            .order_by(labels.c.seq)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_row_to_stored(r) for r in await conn.execute(query)]
+
+    async def events_for(self, uri: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The audit history of one subject, oldest first."""
+        query = sa.select(label_events).where(label_events.c.uri == uri).order_by(label_events.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]

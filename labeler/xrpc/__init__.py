@@ -1,0 +1,1 @@
+"""HTTP and WebSocket surface: XRPC routes, error rendering, input limits. Signing internals live elsewhere."""

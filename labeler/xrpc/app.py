@@ -1,0 +1,82 @@
+"""The Starlette application: routes, error handlers, body limit, and the labeler's lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from labeler.admin.emit_event import emit_event
+from labeler.config import Settings
+from labeler.protocol.errors import MethodNotImplemented, XrpcError
+from labeler.service import Labeler
+from labeler.xrpc.errors import handle_http_error, handle_unexpected, handle_xrpc_error
+from labeler.xrpc.limits import BodyLimitMiddleware
+from labeler.xrpc.query_labels import query_labels
+from labeler.xrpc.subscribe_labels import subscribe_labels
+from labeler.xrpc.well_known import did_json, health
+
+
+async def not_implemented(request: Request) -> Response:
+    raise MethodNotImplemented(f"method not implemented: {request.path_params['nsid']}")
+
+
+async def upgrade_required(_request: Request) -> Response:
+    return JSONResponse(
+        {"error": "InvalidRequest", "message": "subscribeLabels is a WebSocket endpoint; send an Upgrade request"},
+        status_code=426,
+        headers={"Upgrade": "websocket"},
+    )
+
+
+async def index(request: Request) -> Response:
+    labeler: Labeler = request.app.state.labeler
+    return PlainTextResponse(
+        f"atproto-hma-labeler\nDID: {labeler.settings.did}\n"
+        "XRPC: com.atproto.label.queryLabels, com.atproto.label.subscribeLabels\n"
+    )
+
+
+def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlette:
+    """Build the app; the Labeler starts and stops with the app's lifespan unless one is passed in running."""
+    owned = labeler is None
+    service = labeler or Labeler(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if owned:
+            await service.start()
+        try:
+            yield
+        finally:
+            if owned:
+                await service.aclose()
+
+    routes = [
+        Route("/", index),
+        Route("/xrpc/_health", health),
+        Route("/.well-known/did.json", did_json),
+        Route("/xrpc/com.atproto.label.queryLabels", query_labels),
+        WebSocketRoute("/xrpc/com.atproto.label.subscribeLabels", subscribe_labels),
+        Route("/xrpc/com.atproto.label.subscribeLabels", upgrade_required),
+        Route("/xrpc/tools.ozone.moderation.emitEvent", emit_event, methods=["POST"]),
+        Route("/xrpc/{nsid}", not_implemented, methods=["GET", "POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
+        exception_handlers={
+            XrpcError: handle_xrpc_error,
+            HTTPException: handle_http_error,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.labeler = service
+    return app

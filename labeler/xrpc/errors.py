@@ -1,0 +1,49 @@
+"""One place that turns errors into the XRPC error body `{"error", "message"}`.
+
+XrpcError subclasses render as themselves; Starlette's HTTP errors (unknown path, wrong method) keep their status
+with an XRPC name; anything else is logged and becomes a bare `InternalServerError`, never leaking internals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from labeler.protocol.errors import InternalServerError, XrpcError
+
+log = logging.getLogger(__name__)
+
+_HTTP_NAMES = {
+    400: "InvalidRequest",
+    401: "AuthRequired",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotSupported",
+    413: "PayloadTooLarge",
+    429: "RateLimitExceeded",
+    501: "MethodNotImplemented",
+}
+
+
+def error_response(exc: XrpcError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+
+
+async def handle_xrpc_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, XrpcError)
+    headers = {"WWW-Authenticate": 'Basic realm="labeler"'} if exc.status == 401 else None
+    return error_response(exc, headers)
+
+
+async def handle_http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    name = _HTTP_NAMES.get(exc.status_code, "InternalServerError" if exc.status_code >= 500 else "InvalidRequest")
+    return JSONResponse({"error": name, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(InternalServerError("internal error"))

@@ -1,0 +1,143 @@
+"""`com.atproto.label.subscribeLabels` over WebSocket (protocol.md §3; design.md invariant 4).
+
+No cursor → live from the head; `cursor=N` → every current label with seq > N, then live; N beyond the head →
+`FutureCursor` error frame and close. Backfill hands over to live without gap or duplicate: the connection
+registers with the hub only after backfill has caught up, runs one more catch-up query after registering, and
+drops any live frame at or below the last seq it sent. Client frames are ignored, but a client that floods
+frames is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from labeler.labels.hub import Subscriber, encode_frame
+from labeler.protocol.errors import ConsumerTooSlow, FutureCursor, InvalidRequest, XrpcError
+from labeler.protocol.frames import error_frame
+from labeler.service import Labeler
+from labeler.store.labels import StoredLabel
+from labeler.xrpc.params import get_int
+
+log = logging.getLogger(__name__)
+
+POLICY_VIOLATION = 1008
+MAX_CLIENT_FRAMES_PER_SECOND = 20
+SEND_TIMEOUT = 30.0
+
+
+async def subscribe_labels(ws: WebSocket) -> None:
+    labeler: Labeler = ws.app.state.labeler
+    hub = labeler.hub
+    assert hub is not None
+    await ws.accept()
+    try:
+        try:
+            cursor = get_int(ws.query_params, "cursor", default=None, minimum=0, maximum=2**53)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"invalid cursor: {exc.message}") from None
+        if len(hub.subscribers) >= labeler.settings.max_subscribers:
+            raise XrpcError("too many subscribers")
+        if cursor is not None and cursor > max(hub.head, await labeler.store.head()):
+            raise FutureCursor("Cursor in the future.")
+        stream = asyncio.create_task(_stream(ws, labeler, cursor))
+        watchdog = asyncio.create_task(_drain_client(ws))
+        try:
+            await asyncio.wait((stream, watchdog), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watchdog.cancel()
+            stream.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream
+        if stream.done() and not stream.cancelled() and stream.exception() is not None:
+            raise stream.exception()  # type: ignore[misc]
+    except XrpcError as exc:
+        await _close_with_error(ws, exc)
+    except (WebSocketDisconnect, ConnectionError, RuntimeError):
+        pass  # the client went away
+    except Exception:
+        log.exception("subscribeLabels connection failed")
+        await _close_with_error(ws, XrpcError("internal error"))
+
+
+async def _stream(ws: WebSocket, labeler: Labeler, cursor: int | None) -> None:
+    hub = labeler.hub
+    assert hub is not None
+    page = labeler.settings.backfill_page_size
+    last_sent = cursor if cursor is not None else hub.head
+    sub: Subscriber | None = None
+    if cursor is None:
+        sub = hub.subscribe()
+    try:
+        if sub is None:
+            # Backfill until a short page says we are at the head, then register and catch up once more.
+            while True:
+                rows = await labeler.store.after(last_sent, page)
+                last_sent = await _send_rows(ws, labeler, rows, last_sent)
+                if len(rows) < page:
+                    break
+            sub = hub.subscribe()
+            while True:
+                rows = await labeler.store.after(last_sent, page)
+                last_sent = await _send_rows(ws, labeler, rows, last_sent)
+                if len(rows) < page:
+                    break
+        while True:
+            await sub.wait()
+            if sub.too_slow:
+                raise ConsumerTooSlow("subscriber fell too far behind")
+            while sub.frames:
+                seq, frame = sub.frames.popleft()
+                if seq > last_sent:
+                    await _send(ws, frame)
+                    last_sent = seq
+            if sub.too_slow:
+                raise ConsumerTooSlow("subscriber fell too far behind")
+    finally:
+        if sub is not None:
+            hub.unsubscribe(sub)
+
+
+async def _send_rows(ws: WebSocket, labeler: Labeler, rows: list[StoredLabel], last_sent: int) -> int:
+    for row in await labeler.resigner.current(rows):
+        if row.seq > last_sent:
+            await _send(ws, encode_frame(row))
+            last_sent = row.seq
+    return last_sent
+
+
+async def _send(ws: WebSocket, frame: bytes) -> None:
+    """Send one frame; a client that cannot take it within SEND_TIMEOUT is treated as too slow."""
+    try:
+        await asyncio.wait_for(ws.send_bytes(frame), timeout=SEND_TIMEOUT)
+    except TimeoutError:
+        raise ConsumerTooSlow("subscriber stopped reading") from None
+
+
+async def _drain_client(ws: WebSocket) -> None:
+    """Read and discard client frames (the protocol has none); close a client that floods us."""
+    window_start, count = time.monotonic(), 0
+    with contextlib.suppress(Exception):
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            now = time.monotonic()
+            if now - window_start > 1.0:
+                window_start, count = now, 0
+            count += 1
+            if count > MAX_CLIENT_FRAMES_PER_SECOND:
+                await ws.close(code=POLICY_VIOLATION, reason="too many client frames")
+                return
+
+
+async def _close_with_error(ws: WebSocket, exc: XrpcError) -> None:
+    if ws.application_state != WebSocketState.CONNECTED or ws.client_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.send_bytes(error_frame(exc.name, exc.message or None)), timeout=5)
+        await asyncio.wait_for(ws.close(code=POLICY_VIOLATION, reason=exc.name), timeout=5)

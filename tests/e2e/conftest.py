@@ -1,0 +1,44 @@
+"""Session-wide devnet (Bluesky's PLC + PDS on loopback) for the end-to-end tests.
+
+Without the Node install the tests skip locally (with the command to run) and fail under ``CI=true``.
+``LABELER_E2E_AUTO_INSTALL=1`` makes the fixture run install.sh itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from harness import INSTALL_HINT, Devnet, DevnetError, install_problem, run_install, start_devnet
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the devnet fixture, so ``-m 'not devnet'`` deselects them."""
+    for item in items:
+        if "devnet" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.devnet)
+
+
+@pytest.fixture(scope="session")
+def devnet() -> Iterator[Devnet]:
+    """A running PLC + PDS with accounts alice, bob, labeler and one image post by alice (see harness.py)."""
+    in_ci = os.environ.get("CI", "").strip().lower() == "true"
+    problem = install_problem()
+    if problem is not None and _truthy("LABELER_E2E_AUTO_INSTALL"):
+        run_install()
+        problem = install_problem()
+    if problem is not None:
+        message = f"devnet unavailable: {problem}. Install with: {INSTALL_HINT}"
+        if in_ci:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    try:
+        with start_devnet() as net:
+            yield net
+    except DevnetError as exc:
+        pytest.fail(str(exc), pytrace=False)
