@@ -29,6 +29,14 @@ const PASSWORD_SUFFIX = '-devnet-password'
 
 const log = (...args) => console.error('[devnet]', ...args)
 
+// Any failure, during start-up or later, ends the process: the parent sees EOF / the exit instead of a hang.
+const die = (err) => {
+  log('fatal:', err)
+  process.exit(1)
+}
+process.on('uncaughtException', die)
+process.on('unhandledRejection', die)
+
 // ---------------------------------------------------------------------------------------------------------
 // Process hygiene: stdout is reserved for the single JSON line, every listener stays on loopback.
 

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import queue
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -232,7 +233,8 @@ def start_devnet(
     """Start PLC + PDS, seed alice/bob/labeler and one image post by alice, and stop it all on exit.
 
     ``auto_install`` runs install.sh first when the cache is missing or stale (cold: a few minutes).
-    ``seed_image`` replaces the generated PNG of the seeded post.
+    ``seed_image`` replaces the generated PNG of the seeded post. devnet.mjs logs to a temporary file
+    (``Devnet.log_path``), removed at the end unless ``LABELER_E2E_KEEP_LOGS=1`` (or the start failed).
     """
     problem = install_problem()
     if problem is not None:
@@ -243,23 +245,28 @@ def start_devnet(
         if problem is not None:
             raise DevnetError(f"{INSTALL_HINT} ran but: {problem}")
 
+    # One folder per run: the log, and TMPDIR for the PDS's databases and blobs (dev-env never deletes
+    # them). Removed at the end; after a failed start only the log is kept, for the error message.
+    run_dir = Path(tempfile.mkdtemp(prefix="devnet-"))
+    data_dir = run_dir / "tmp"
+    data_dir.mkdir()
+    log_path = run_dir / "devnet.log"
     env = dict(os.environ)
     env["DEVNET_APP_DIR"] = str(app_dir())
+    env["TMPDIR"] = str(data_dir)
     if seed_image is not None:
         env["DEVNET_SEED_IMAGE"] = str(seed_image)
-    log_file = tempfile.NamedTemporaryFile(prefix="devnet-", suffix=".log", delete=False)  # noqa: SIM115
-    log_path = Path(log_file.name)
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [str(node_bin()), str(DEVNET_SCRIPT)],
-        cwd=str(app_dir()),
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=log_file,
-        start_new_session=True,  # its own process group, so teardown can kill everything it started
-    )
-    log_file.close()
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [str(node_bin()), str(DEVNET_SCRIPT)],
+            cwd=str(app_dir()),
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            start_new_session=True,  # its own process group, so teardown can kill everything it started
+        )
     try:
         line = _read_first_line(proc, timeout)
         if line is None:
@@ -271,9 +278,19 @@ def start_devnet(
         except (ValueError, KeyError, TypeError) as exc:
             raise DevnetError(f"devnet.mjs printed an unexpected line {line!r}: {exc}") from exc
         _log(f"devnet up in {time.monotonic() - started:.1f} s: PDS {devnet.pds_url}, PLC {devnet.plc_url}")
+    except BaseException:
+        _stop_process_group(proc)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    try:
         yield devnet
     finally:
         _stop_process_group(proc)
+        if os.environ.get("LABELER_E2E_KEEP_LOGS") == "1":
+            shutil.rmtree(data_dir, ignore_errors=True)
+            _log(f"devnet log kept: {log_path}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _read_first_line(proc: subprocess.Popen[bytes], timeout: float) -> str | None:
@@ -282,11 +299,16 @@ def _read_first_line(proc: subprocess.Popen[bytes], timeout: float) -> str | Non
     lines: queue.Queue[bytes] = queue.Queue()
     stdout = proc.stdout
     threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-    try:
-        raw = lines.get(timeout=timeout)
-    except queue.Empty:
-        return None
-    return raw.decode().strip() or None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            raw = lines.get(timeout=0.2)
+        except queue.Empty:
+            if proc.poll() is not None:
+                return None  # died without a line (a grandchild could hold the pipe open)
+            continue
+        return raw.decode().strip() or None
+    return None
 
 
 def _log(message: str) -> None:

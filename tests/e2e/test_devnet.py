@@ -12,16 +12,21 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import coincurve
 import httpx
+import libipld
 import pytest
-from atproto import CAR, AsyncFirehoseSubscribeReposClient, firehose_models, models
+from atproto import CAR, CID, AsyncFirehoseSubscribeReposClient, firehose_models, models
 from atproto import parse_subscribe_repos_message as parse_repos_message
+from atproto.exceptions import BadRequestError
+from atproto_crypto.did import format_did_key
 from atproto_server.auth.jwt import verify_jwt
 from harness import Account, Devnet, get_mail, id_resolver, login, plc_operation_token, post_image
 
 pytestmark = pytest.mark.devnet
 
 CREATE_REPORT = "com.atproto.moderation.createReport"
+Stub = tuple[int, list[dict[str, Any]]]  # port of a stub labeler, and the requests it received
 
 
 def _sha256_of_raw_cid(cid: str) -> bytes:
@@ -102,7 +107,8 @@ async def test_firehose_carries_image_post(devnet: Devnet) -> None:
 
     await asyncio.wait_for(client.start(on_message), timeout=30)
     assert found["cid"] == post.cid
-    assert found["record"]["embed"]["images"][0]["image"]["ref"].encode() == post.blob_cid
+    ref = found["record"]["embed"]["images"][0]["image"]["ref"]  # a CID link, as bytes
+    assert str(CID.decode(ref)) == post.blob_cid
 
 
 class _StubLabeler(BaseHTTPRequestHandler):
@@ -133,7 +139,7 @@ class _StubLabeler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def stub_labeler() -> Iterator[tuple[int, list[dict[str, Any]]]]:
+def stub_labeler() -> Iterator[Stub]:
     seen: list[dict[str, Any]] = []
     handler = type("Handler", (_StubLabeler,), {"seen": seen})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -146,9 +152,7 @@ def stub_labeler() -> Iterator[tuple[int, list[dict[str, Any]]]]:
         server.server_close()
 
 
-def test_report_proxied_to_labeler_endpoint(
-    devnet: Devnet, stub_labeler: tuple[int, list[dict[str, Any]]]
-) -> None:
+def test_report_proxied_to_labeler_endpoint(devnet: Devnet, stub_labeler: Stub) -> None:
     """The whole §5.3 + §4.2 path: declare a labeler endpoint via the PDS, then a proxied report reaches it.
 
     Uses a fresh account, so the seeded `labeler` keeps an untouched DID document for later tests.
@@ -156,6 +160,15 @@ def test_report_proxied_to_labeler_endpoint(
     port, seen = stub_labeler
     endpoint = f"http://localhost:{port}"  # a host name: the PDS refuses to proxy to IP literals
     lab = _create_account(devnet, "proxylab")
+    report_input: dict[str, Any] = {
+        "reason_type": "com.atproto.moderation.defs#reasonOther",
+        "subject": models.ComAtprotoRepoStrongRef.Main(uri=devnet.post.uri, cid=devnet.post.cid),
+    }
+    proxy = {"atproto-proxy": f"{lab.did}#atproto_labeler"}
+    # Before the update the PDS resolves (and may cache) a DID document without the service ...
+    with login(devnet, "alice") as alice, pytest.raises(BadRequestError):
+        alice.com.atproto.moderation.create_report(report_input, headers=proxy)
+
     token = plc_operation_token(devnet, lab)
     with login(devnet, lab) as client:
         creds = client.com.atproto.identity.get_recommended_did_credentials()
@@ -174,19 +187,14 @@ def test_report_proxied_to_labeler_endpoint(
     doc = httpx.get(f"{devnet.plc_url}/{lab.did}", timeout=5).json()
     assert {"id": "#atproto_labeler", "type": "AtprotoLabeler", "serviceEndpoint": endpoint} in doc["service"]
 
-    # A freshly made post (through the control server), reported by alice via her PDS.
+    # ... and right after it, a freshly made post (through the control server) is reported through it.
     png = base64.b64decode(
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
     )
     target = post_image(devnet, "alice", png, "reported post")
     with login(devnet, "alice") as alice:
-        report = alice.com.atproto.moderation.create_report(
-            {
-                "reason_type": "com.atproto.moderation.defs#reasonOther",
-                "subject": models.ComAtprotoRepoStrongRef.Main(uri=target.uri, cid=target.cid),
-            },
-            headers={"atproto-proxy": f"{lab.did}#atproto_labeler"},
-        )
+        report_input["subject"] = models.ComAtprotoRepoStrongRef.Main(uri=target.uri, cid=target.cid)
+        report = alice.com.atproto.moderation.create_report(report_input, headers=proxy)
     assert report.id == 1
     assert len(seen) == 1
     assert seen[0]["path"] == f"/xrpc/{CREATE_REPORT}"
@@ -217,3 +225,63 @@ def _create_account(devnet: Devnet, name: str) -> Account:
         access_jwt=out["accessJwt"],
         refresh_jwt=out["refreshJwt"],
     )
+
+
+def _plc_signed(op: dict[str, Any], key: coincurve.PrivateKey) -> dict[str, Any]:
+    """Sign a PLC operation: compact low-S secp256k1 over sha256 of its DAG-CBOR (libsecp256k1 is low-S)."""
+    digest = hashlib.sha256(libipld.encode_dag_cbor(op)).digest()
+    sig = key.sign_recoverable(digest, hasher=None)[:64]
+    return {**op, "sig": base64.urlsafe_b64encode(sig).decode().rstrip("=")}
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode().lower().rstrip("=")
+
+
+def test_pds_sees_direct_plc_update_at_once(devnet: Devnet, stub_labeler: Stub) -> None:
+    """A labeler DID that lives only on the PLC (self-held rotation key) and gains its endpoint later.
+
+    The PDS resolves it once before the update; it must not serve that stale document afterwards
+    (devnet.mjs sets the PDS DID cache TTLs to 1 ms).
+    """
+    port, seen = stub_labeler
+    key = coincurve.PrivateKey()
+    did_key = format_did_key("ES256K", key.public_key.format(compressed=True))
+    genesis = _plc_signed(
+        {
+            "type": "plc_operation",
+            "rotationKeys": [did_key],
+            "verificationMethods": {"atproto_label": did_key},
+            "alsoKnownAs": [],
+            "services": {},
+            "prev": None,
+        },
+        key,
+    )
+    genesis_bytes = libipld.encode_dag_cbor(genesis)
+    did = "did:plc:" + _b32(hashlib.sha256(genesis_bytes).digest())[:24]
+    httpx.post(f"{devnet.plc_url}/{did}", json=genesis, timeout=5).raise_for_status()
+
+    report_input = {
+        "reason_type": "com.atproto.moderation.defs#reasonOther",
+        "subject": models.ComAtprotoRepoStrongRef.Main(uri=devnet.post.uri, cid=devnet.post.cid),
+    }
+    proxy = {"atproto-proxy": f"{did}#atproto_labeler"}
+    with login(devnet, "alice") as alice:
+        with pytest.raises(BadRequestError):
+            alice.com.atproto.moderation.create_report(report_input, headers=proxy)
+
+        prev_cid = "b" + _b32(bytes([0x01, 0x71, 0x12, 0x20]) + hashlib.sha256(genesis_bytes).digest())
+        update = _plc_signed(
+            {
+                **{k: v for k, v in genesis.items() if k != "sig"},
+                "services": {"atproto_labeler": {"type": "AtprotoLabeler", "endpoint": f"http://localhost:{port}"}},
+                "prev": prev_cid,
+            },
+            key,
+        )
+        httpx.post(f"{devnet.plc_url}/{did}", json=update, timeout=5).raise_for_status()
+
+        report = alice.com.atproto.moderation.create_report(report_input, headers=proxy)
+    assert report.id == 1
+    assert len(seen) == 1

@@ -1,0 +1,199 @@
+"""Label write throughput: in-process through LabelWriter with many concurrent callers, and over HTTP
+(`tools.ozone.moderation.emitEvent`, Basic auth) with concurrent httpx clients in a separate process.
+
+Every label is validated, signed, sequenced, committed (group commit) and handed to the stream hub, exactly as in
+production. Prints labels/s and per-call latency; asserts nothing about time.
+
+    python bench/bench_writer.py                      # SQLite, defaults (~1 min)
+    python bench/bench_writer.py --db postgres
+    python bench/bench_writer.py --labels 100000 --callers 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+import time
+import uuid
+from typing import Any
+
+try:
+    from bench import _harness as h
+except ImportError:  # run as a script: bench/ is sys.path[0]
+    import _harness as h  # type: ignore[no-redef]
+
+from labeler.labels.writer import LabelRequest
+
+TARGET_IN_PROCESS = 15_000
+
+
+def _requests(run: str, count: int, per_call: int) -> list[list[LabelRequest]]:
+    """`count` labels on distinct subjects, grouped `per_call` to a write() call."""
+    reqs = [
+        LabelRequest(uri=h.did_for(hash((run, i)) & 0xFFFFFFFFFFFF), val=h.VALUES[i % len(h.VALUES)], via="bench")
+        for i in range(count)
+    ]
+    return [reqs[i : i + per_call] for i in range(0, count, per_call)]
+
+
+async def in_process(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any]]:
+    rows = []
+    settings = env.settings()
+    async with h.running_labeler(settings) as labeler:
+        writer = labeler.writer
+        for per_call in args.per_call:
+            calls = _requests(uuid.uuid4().hex, args.labels, per_call)
+            warm = _requests(uuid.uuid4().hex, min(2000, args.labels), per_call)
+            for batch in warm:
+                await writer.write(batch)
+            latencies: list[float] = []
+            it = iter(calls)
+
+            async def caller(latencies: list[float] = latencies, it: Any = it) -> None:
+                for batch in it:
+                    t = time.perf_counter()
+                    await writer.write(batch)
+                    latencies.append(time.perf_counter() - t)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(caller() for _ in range(args.callers)))
+            elapsed = time.perf_counter() - t0
+            rate = args.labels / elapsed
+            med, p99, _mx, _mean = h.latency_summary(latencies)
+            verdict = "met" if rate >= TARGET_IN_PROCESS else "MISSED"
+            rows.append(
+                [
+                    "LabelWriter.write (in-process)",
+                    args.callers,
+                    per_call,
+                    args.labels,
+                    f"{elapsed:.2f}",
+                    f"{rate:,.0f}",
+                    med,
+                    p99,
+                    f">= {TARGET_IN_PROCESS:,}/s: {verdict}",
+                ]
+            )
+    return rows
+
+
+# --- HTTP: the client runs in its own process --------------------------------------------------------------
+
+
+def _http_client(conn: Any, url: str, concurrency: int, requests: int, values_per_request: int, run: str) -> None:
+    h.use_uvloop()
+    conn.send(asyncio.run(_http_client_main(url, concurrency, requests, values_per_request, run)))
+
+
+async def _http_client_main(
+    url: str, concurrency: int, requests: int, values_per_request: int, run: str
+) -> dict[str, Any]:
+    import httpx
+
+    auth = "Basic " + base64.b64encode(f"admin:{h.ADMIN_PASSWORD}".encode()).decode()
+    bodies = [
+        {
+            "subject": {"$type": "com.atproto.admin.defs#repoRef", "did": h.did_for(hash((run, i)) & 0xFFFFFFFFFFFF)},
+            "event": {
+                "$type": "tools.ozone.moderation.defs#modEventLabel",
+                "createLabelVals": list(h.VALUES[:values_per_request]),
+                "negateLabelVals": [],
+            },
+            "createdBy": h.BENCH_DID,
+        }
+        for i in range(requests)
+    ]
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers={"authorization": auth}, limits=limits, timeout=60) as client:
+        # warm up the connection pool
+        await asyncio.gather(*(client.get("/xrpc/_health") for _ in range(concurrency)))
+        it = iter(bodies)
+
+        async def worker() -> None:
+            for body in it:
+                t = time.perf_counter()
+                resp = await client.post("/xrpc/tools.ozone.moderation.emitEvent", json=body)
+                latencies.append(time.perf_counter() - t)
+                if resp.status_code != 200:
+                    errors.append(f"{resp.status_code} {resp.text[:200]}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return {"elapsed": elapsed, "latencies": latencies, "errors": errors}
+
+
+async def over_http(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any]]:
+    rows = []
+    settings = env.settings()
+    async with h.running_labeler(settings) as labeler, h.serve_labeler(labeler) as live:
+        for concurrency in args.http_clients:
+            proc, conn = h.spawn(
+                _http_client, live.url, concurrency, args.http_requests, args.values_per_request, uuid.uuid4().hex
+            )
+            result = await h.recv(conn)
+            proc.join()
+            if result["errors"]:
+                print(f"emitEvent errors ({len(result['errors'])}), first: {result['errors'][0]}", file=sys.stderr)
+            elapsed = result["elapsed"]
+            labels = args.http_requests * args.values_per_request
+            med, p99, _mx, _mean = h.latency_summary(result["latencies"])
+            rows.append(
+                [
+                    "emitEvent over HTTP",
+                    concurrency,
+                    args.values_per_request,
+                    labels,
+                    f"{elapsed:.2f}",
+                    f"{labels / elapsed:,.0f}",
+                    med,
+                    p99,
+                    f"{args.http_requests / elapsed:,.0f} req/s, {len(result['errors'])} errors",
+                ]
+            )
+    return rows
+
+
+async def main(args: argparse.Namespace) -> None:
+    h.print_machine(args)
+    rows: list[list[Any]] = []
+    async with h.bench_env(args) as env:
+        if not args.skip_in_process:
+            rows += await in_process(env, args)
+        if not args.skip_http:
+            rows += await over_http(env, args)
+    h.print_table(
+        "label writes",
+        ["path", "callers", "labels/call", "labels", "seconds", "labels/s", "p50 ms", "p99 ms", "note"],
+        rows,
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    def ints(text: str) -> list[int]:
+        return [int(x) for x in text.split(",")]
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    h.add_common_args(p)
+    p.add_argument("--labels", type=int, default=60_000, help="labels per in-process run (default %(default)s)")
+    p.add_argument("--callers", type=int, default=256, help="concurrent in-process callers (default %(default)s)")
+    p.add_argument(
+        "--per-call", type=ints, default=[1, 10], help="labels per write() call, comma list (default 1,10)"
+    )
+    p.add_argument("--http-requests", type=int, default=10_000, help="emitEvent requests per run (default %(default)s)")
+    p.add_argument(
+        "--http-clients", type=ints, default=[64], help="concurrent HTTP clients, comma list (default 64)"
+    )
+    p.add_argument("--values-per-request", type=int, default=1, help="createLabelVals per emitEvent (default 1)")
+    p.add_argument("--skip-in-process", action="store_true")
+    p.add_argument("--skip-http", action="store_true")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    h.use_uvloop()
+    asyncio.run(main(parse_args()))

@@ -1,0 +1,172 @@
+"""Shared fixtures: settings on a real SQLite file or the real PostgreSQL, a started Labeler, and the labeler
+served by real uvicorn on loopback inside the test's own event loop (so tests can call the writer directly)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from labeler.config import Settings, load_settings
+from labeler.service import Labeler
+from labeler.xrpc.app import create_app
+
+PG_URL = os.environ.get("LABELER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _pg_reachable() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg://", "postgresql://"), timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        return f"PostgreSQL at {PG_URL} is not reachable ({type(exc).__name__}: {exc})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end; its async URL."""
+    reason = _pg_reachable()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason}; CI=true requires PostgreSQL")
+        pytest.skip(reason)
+    import asyncpg
+
+    name = f"labeler_test_{uuid.uuid4().hex[:10]}"
+    admin_url = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _reset_pg(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
+        if tables:
+            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs twice: on a fresh SQLite file and on the real PostgreSQL (emptied)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'labeler.db'}"
+    url: str = request.getfixturevalue("pg_database")
+    asyncio.run(_reset_pg(url))
+    return url
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Any:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "keys_dir": str(tmp_path / "keys"),
+            "admin_password": "test-admin-password",
+            "did": "did:plc:labelertestlabelertest1",
+            "public_url": "http://localhost:8080",
+        }
+        values.update(overrides)
+        return load_settings(env={}, **values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Any) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def labeler(settings: Settings) -> AsyncIterator[Labeler]:
+    service = Labeler(settings)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.aclose()
+
+
+@dataclass
+class LiveServer:
+    """The labeler on real uvicorn in this test's event loop."""
+
+    labeler: Labeler
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve_labeler(service: Labeler, **uvicorn_options: Any) -> AsyncIterator[LiveServer]:
+    """Serve an already-started Labeler on a free loopback port until the block exits."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(service.settings, labeler=service)
+    uvicorn_options.setdefault("log_level", "warning")
+    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **uvicorn_options)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(1000):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+        yield LiveServer(service, port)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+@pytest.fixture
+async def server(labeler: Labeler) -> AsyncIterator[LiveServer]:
+    async with serve_labeler(labeler) as live:
+        yield live

@@ -1,0 +1,165 @@
+"""queryLabels over real HTTP: patterns, sources, paging, case-sensitivity, signatures, and bad parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from atproto import AsyncClient, models
+from atproto_crypto.verify import verify_signature
+
+from labeler.labels.writer import LabelRequest
+from labeler.protocol.crypto import Curve
+from labeler.protocol.label import Label
+from labeler.service import Labeler
+
+POST = "at://did:plc:alice/app.bsky.feed.post/"
+QUERY = "/xrpc/com.atproto.label.queryLabels"
+
+
+async def _seed(labeler: Labeler, uris: list[str], val: str = "spam") -> None:
+    await labeler.writer.write([LabelRequest(uri=u, val=val) for u in uris])
+
+
+async def _query(url: str, **params: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=url) as client:
+        return await client.get(QUERY, params=params)
+
+
+async def test_exact_prefix_and_star(server: Any) -> None:
+    uris = [f"{POST}a1", f"{POST}a2", f"{POST}b1", "did:plc:alice", "did:plc:bob"]
+    await _seed(server.labeler, uris)
+    exact = (await _query(server.url, uriPatterns=f"{POST}a1")).json()
+    assert [x["uri"] for x in exact["labels"]] == [f"{POST}a1"]
+    prefix = (await _query(server.url, uriPatterns=f"{POST}a*")).json()
+    assert [x["uri"] for x in prefix["labels"]] == [f"{POST}a1", f"{POST}a2"]
+    both = (await _query(server.url, uriPatterns=[f"{POST}b1", "did:plc:b*"])).json()
+    assert [x["uri"] for x in both["labels"]] == [f"{POST}b1", "did:plc:bob"]
+    everything = (await _query(server.url, uriPatterns="*")).json()
+    assert [x["uri"] for x in everything["labels"]] == uris
+    assert "cursor" not in everything
+
+
+async def test_underscore_percent_and_case_match_exactly(server: Any) -> None:
+    uris = [f"{POST}A_b", f"{POST}AxB", f"{POST}a_b", "did:web:host%3A80", "did:web:hostX3A80"]
+    await _seed(server.labeler, uris)
+    for pattern, expected in [
+        (f"{POST}A_b", [f"{POST}A_b"]),
+        (f"{POST}A_*", [f"{POST}A_b"]),
+        (f"{POST}a*", [f"{POST}a_b"]),
+        (f"{POST}A*", [f"{POST}A_b", f"{POST}AxB"]),
+        ("did:web:host%*", ["did:web:host%3A80"]),
+        ("did:web:host%3A80", ["did:web:host%3A80"]),
+    ]:
+        got = (await _query(server.url, uriPatterns=pattern)).json()
+        assert [x["uri"] for x in got["labels"]] == expected, pattern
+
+
+async def test_sources_filter(server: Any) -> None:
+    await _seed(server.labeler, [f"{POST}x"])
+    own = server.labeler.settings.did
+    assert len((await _query(server.url, uriPatterns="*", sources=own)).json()["labels"]) == 1
+    assert (await _query(server.url, uriPatterns="*", sources="did:plc:someoneelse")).json()["labels"] == []
+
+
+async def test_paging_is_deterministic_and_ends_without_cursor(server: Any) -> None:
+    uris = [f"{POST}p{i:03d}" for i in range(120)]
+    await _seed(server.labeler, uris)
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"uriPatterns": "*", "limit": 50}
+        if cursor:
+            params["cursor"] = cursor
+        body = (await _query(server.url, **params)).json()
+        seen += [x["uri"] for x in body["labels"]]
+        pages += 1
+        cursor = body.get("cursor")
+        if not cursor:
+            break
+    assert seen == uris and pages == 3
+    default = (await _query(server.url, uriPatterns="*")).json()
+    assert len(default["labels"]) == 50
+    exact_fit = (await _query(server.url, uriPatterns=f"{POST}p00*", limit=10)).json()
+    assert len(exact_fit["labels"]) == 10 and "cursor" not in exact_fit
+
+
+async def test_negation_and_relabel_replace_the_row(server: Any) -> None:
+    labeler = server.labeler
+    first = await labeler.writer.write_one(LabelRequest(uri=f"{POST}n", val="spam"))
+    negated = await labeler.writer.write_one(LabelRequest(uri=f"{POST}n", val="spam", neg=True))
+    body = (await _query(server.url, uriPatterns=f"{POST}n")).json()
+    assert len(body["labels"]) == 1 and body["labels"][0]["neg"] is True
+    assert negated.seq > first.seq
+    again = await labeler.writer.write_one(LabelRequest(uri=f"{POST}n", val="spam"))
+    body = (await _query(server.url, uriPatterns=f"{POST}n")).json()
+    assert len(body["labels"]) == 1 and "neg" not in body["labels"][0] and again.seq > negated.seq
+
+
+@pytest.mark.parametrize("curve", list(Curve))
+async def test_labels_verify_with_the_sdk(make_settings: Any, curve: Curve, tmp_path: Any) -> None:
+    from conftest import serve_labeler
+
+    from labeler.keys import Keyring
+
+    settings = make_settings()
+    Keyring.open(settings.keys_dir).generate(curve, activate=True)
+    service = Labeler(settings)
+    await service.start()
+    try:
+        exp = "2099-01-01T00:00:00.000Z"
+        await service.writer.write(
+            [
+                LabelRequest(uri=f"{POST}s1", val="spam"),
+                LabelRequest(uri=f"{POST}s2", val="porn", cid="bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"),
+                LabelRequest(uri="did:plc:carol", val="spam", exp=exp),
+                LabelRequest(uri=f"{POST}s1", val="nudity", neg=True),
+            ]
+        )
+        did_key = service.keyring.active()[0].did_key
+        async with serve_labeler(service) as live:
+            # The SDK's own client as the peer: invoke_query gives the raw body (its model cannot parse $bytes).
+            client = AsyncClient(base_url=f"{live.url}/xrpc")
+            params = models.ComAtprotoLabelQueryLabels.Params(uri_patterns=["*"])
+            try:
+                response = await client.invoke_query("com.atproto.label.queryLabels", params=params)
+            finally:
+                await client.request.close()
+            labels = response.content["labels"]
+    finally:
+        await service.aclose()
+    assert len(labels) == 4
+    for raw in labels:
+        label = Label.from_json(raw)
+        assert label.sig is not None
+        assert verify_signature(did_key, label.signing_bytes(), label.sig)
+        assert raw["ver"] == 1 and "$type" not in raw
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "uriPatterns"),
+        ({"uriPatterns": "a*b"}, "invalid pattern"),
+        ({"uriPatterns": "**"}, "invalid pattern"),
+        ({"uriPatterns": ""}, "empty"),
+        ({"uriPatterns": "*", "limit": "0"}, "limit"),
+        ({"uriPatterns": "*", "limit": "251"}, "limit"),
+        ({"uriPatterns": "*", "limit": "ten"}, "limit"),
+        ({"uriPatterns": "*", "limit": ["1", "2"]}, "limit"),
+        ({"uriPatterns": "*", "cursor": "abc"}, "cursor"),
+        ({"uriPatterns": "*", "cursor": "-5"}, "cursor"),
+        ({"uriPatterns": "*", "cursor": "1" * 40}, "cursor"),
+        ({"uriPatterns": "*", "cursor": "１２"}, "cursor"),
+        ({"uriPatterns": "*", "sources": "not-a-did"}, "sources"),
+        ({"uriPatterns": ["x"] * 101}, "uriPatterns"),
+        ({"uriPatterns": "x" * 9000}, "too long"),
+    ],
+)
+async def test_malformed_parameters_are_400_invalid_request(server: Any, params: dict[str, Any], message: str) -> None:
+    response = await _query(server.url, **params)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error"] == "InvalidRequest" and message in body["message"]
