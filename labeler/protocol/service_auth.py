@@ -5,6 +5,13 @@ Parses `Authorization: Bearer <jwt>` and verifies the token more strictly than t
 refused, `alg` must match the issuer's key curve, `aud` may be the bare DID or `did#atproto_labeler`, and a
 `jti` seen before is refused. It does no I/O: the caller passes `get_key`, which resolves an issuer's `#atproto`
 key (see `labeler.identity`), and maps the XRPC errors raised here onto HTTP responses.
+
+Choices where the reference is silent or looser (all errors are 401):
+- a replayed `jti` is `BadJwt` "jwt replayed" (no reference name: the TS and Go verifiers leave jti as a TODO);
+- a forbidden `typ` is `BadJwt` (the TS verifier says `BadJwtType`, which our error set does not have);
+- an `alg` that does not match the issuer's key is `BadJwtSignature`, as in TS (its verifier throws there);
+- `iss` must be a bare DID: TS accepts `did#service` issuers, but a report is signed with the user's
+  `#atproto` key, so a fragment names an identity we do not verify; indigo refuses them too.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import base64
 import binascii
 import heapq
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -269,7 +277,8 @@ def _alg_matches(did_key: str, alg: str) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # 1e400 parses as inf, which would make a token that never expires.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _b64url_decode(segment: str, what: str) -> bytes:

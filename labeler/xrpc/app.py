@@ -14,7 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from labeler.admin.emit_event import emit_event
 from labeler.config import Settings
-from labeler.protocol.errors import MethodNotImplemented, XrpcError
+from labeler.protocol.errors import MethodNotImplemented, MethodNotSupported, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.errors import handle_http_error, handle_unexpected, handle_xrpc_error
 from labeler.xrpc.limits import BodyLimitMiddleware
@@ -24,7 +24,10 @@ from labeler.xrpc.well_known import did_json, health
 
 
 async def not_implemented(request: Request) -> Response:
-    raise MethodNotImplemented(f"method not implemented: {request.path_params['nsid']}")
+    nsid = request.path_params["nsid"]
+    if any(isinstance(r, Route) and r.path == f"/xrpc/{nsid}" for r in request.app.routes):
+        raise MethodNotSupported(f"{request.method} is not supported by {nsid}")
+    raise MethodNotImplemented(f"method not implemented: {nsid}")
 
 
 async def upgrade_required(_request: Request) -> Response:

@@ -34,6 +34,9 @@ async def subscribe_labels(ws: WebSocket) -> None:
     labeler: Labeler = ws.app.state.labeler
     hub = labeler.hub
     assert hub is not None
+    # "Live" starts here, before the handshake: a label committed once the client holds its 101 has a higher seq,
+    # so it cannot fall between the handshake and the hub registration.
+    live_from = hub.head
     await ws.accept()
     try:
         try:
@@ -44,7 +47,7 @@ async def subscribe_labels(ws: WebSocket) -> None:
             raise XrpcError("too many subscribers")
         if cursor is not None and cursor > max(hub.head, await labeler.store.head()):
             raise FutureCursor("Cursor in the future.")
-        stream = asyncio.create_task(_stream(ws, labeler, cursor))
+        stream = asyncio.create_task(_stream(ws, labeler, live_from if cursor is None else cursor))
         watchdog = asyncio.create_task(_drain_client(ws))
         try:
             await asyncio.wait((stream, watchdog), return_when=asyncio.FIRST_COMPLETED)
@@ -64,28 +67,25 @@ async def subscribe_labels(ws: WebSocket) -> None:
         await _close_with_error(ws, XrpcError("internal error"))
 
 
-async def _stream(ws: WebSocket, labeler: Labeler, cursor: int | None) -> None:
+async def _stream(ws: WebSocket, labeler: Labeler, cursor: int) -> None:
     hub = labeler.hub
     assert hub is not None
     page = labeler.settings.backfill_page_size
-    last_sent = cursor if cursor is not None else hub.head
+    last_sent = cursor
     sub: Subscriber | None = None
-    if cursor is None:
-        sub = hub.subscribe()
     try:
-        if sub is None:
-            # Backfill until a short page says we are at the head, then register and catch up once more.
-            while True:
-                rows = await labeler.store.after(last_sent, page)
-                last_sent = await _send_rows(ws, labeler, rows, last_sent)
-                if len(rows) < page:
-                    break
-            sub = hub.subscribe()
-            while True:
-                rows = await labeler.store.after(last_sent, page)
-                last_sent = await _send_rows(ws, labeler, rows, last_sent)
-                if len(rows) < page:
-                    break
+        # Backfill until a short page says we are at the head, then register and catch up once more.
+        while True:
+            rows = await labeler.store.after(last_sent, page)
+            last_sent = await _send_rows(ws, labeler, rows, last_sent)
+            if len(rows) < page:
+                break
+        sub = hub.subscribe()
+        while True:
+            rows = await labeler.store.after(last_sent, page)
+            last_sent = await _send_rows(ws, labeler, rows, last_sent)
+            if len(rows) < page:
+                break
         while True:
             await sub.wait()
             if sub.too_slow:

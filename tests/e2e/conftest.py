@@ -10,7 +10,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from harness import INSTALL_HINT, Devnet, DevnetError, install_problem, run_install, start_devnet
+
+from .harness import INSTALL_HINT, Devnet, DevnetError, install_problem, run_install, start_devnet
 
 
 def _truthy(name: str) -> bool:

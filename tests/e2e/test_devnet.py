@@ -21,7 +21,8 @@ from atproto import parse_subscribe_repos_message as parse_repos_message
 from atproto.exceptions import BadRequestError
 from atproto_crypto.did import format_did_key
 from atproto_server.auth.jwt import verify_jwt
-from harness import Account, Devnet, get_mail, id_resolver, login, plc_operation_token, post_image
+
+from .harness import Account, Devnet, get_mail, id_resolver, login, plc_operation_token, post_image
 
 pytestmark = pytest.mark.devnet
 

@@ -52,8 +52,7 @@ def _message(status: int, text: str) -> JSONResponse:
 def _missing(fields: list[str], given: dict[str, Any]) -> JSONResponse:
     """flask-openapi3's 422: a JSON array of pydantic errors."""
     errors = [
-        {"type": "missing", "loc": [f], "msg": "Field required", "input": given, "url": _PYDANTIC_URL}
-        for f in fields
+        {"type": "missing", "loc": [f], "msg": "Field required", "input": given, "url": _PYDANTIC_URL} for f in fields
     ]
     return JSONResponse(errors, status_code=422)
 
@@ -81,6 +80,7 @@ class HmaStandin:
                 Route("/m/raw_lookup", self._raw_lookup),
                 Route("/c/banks", self._banks_get, methods=["GET"]),
                 Route("/c/banks", self._banks_post, methods=["POST"]),
+                Route("/c/bank/{bank}", self._bank_delete, methods=["DELETE"]),
                 Route("/c/bank/{bank}/signal", self._signal_post, methods=["POST"]),
             ]
         )
@@ -155,9 +155,7 @@ class HmaStandin:
         if hits is None:
             return _message(503, "index not yet ready")
         if q.get("include_distance", "false").lower() == "true":
-            return JSONResponse(
-                {"matches": [{"bank_content_id": c.id, "distance": str(d)} for c, d in hits]}
-            )
+            return JSONResponse({"matches": [{"bank_content_id": c.id, "distance": str(d)} for c, d in hits]})
         return JSONResponse({"matches": [c.id for c, _ in hits]})
 
     def _check_signal(self, signal_type: str, signal: str) -> Response | None:
@@ -211,6 +209,15 @@ class HmaStandin:
                 return _message(403, "Bank already exists")
             self._banks[name] = ratio
         return JSONResponse({"matching_enabled_ratio": ratio, "name": name}, status_code=201)
+
+    async def _bank_delete(self, request: Request) -> Response:
+        """Cascades to the bank's content; 200 even when the bank does not exist, as in HMA."""
+        bank = request.path_params["bank"]
+        with self._lock:
+            self._banks.pop(bank, None)
+            for content_id in [c.id for c in self._content.values() if c.bank == bank]:
+                del self._content[content_id]
+        return JSONResponse({"message": "Done"})
 
     async def _signal_post(self, request: Request) -> Response:
         bank = request.path_params["bank"]

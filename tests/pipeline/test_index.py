@@ -146,7 +146,7 @@ def test_lookups_in_threads_while_writing_and_compacting() -> None:
                 h = stable[i % len(stable)]
                 assert Match("STABLE", str(i % len(stable)), 0) in index.query(flip_bits(h, 0, seed=0))
                 i += 7
-        except BaseException as e:  # noqa: BLE001 - surfaced below
+        except BaseException as e:  # surfaced by the assert below
             errors.append(e)
 
     readers = [threading.Thread(target=reader, args=(k,)) for k in range(2)]

@@ -103,6 +103,11 @@ BAD_TOKENS: list[tuple[str, Callable[[], str], type[AuthRequired]]] = [
     ("missing-exp", lambda: mint(exp=OMIT), BadJwt),
     ("exp-string", lambda: mint(exp=str(NOW + 60)), BadJwt),
     ("exp-bool", lambda: mint(exp=True), BadJwt),
+    (
+        "exp-infinite",
+        lambda: _replace_payload(b64url(f'{{"iss":"{ISS}","aud":"{LABELER}","exp":1e400}}'.encode())),
+        BadJwt,
+    ),
     ("other-signer", lambda: mint(key=OTHER, alg="ES256K"), BadJwtSignature),
     ("signature-of-other-token", lambda: mint()[:-86] + mint(lxm="x.y.z").rsplit(".", 1)[1], BadJwtSignature),
     ("alg-mismatch-es256-on-k256", lambda: mint(alg="ES256"), BadJwtSignature),

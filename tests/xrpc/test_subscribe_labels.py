@@ -1,0 +1,469 @@
+"""subscribeLabels over a real socket (protocol.md §3; design.md invariants 2 and 4).
+
+Checked from the outside: the atproto SDK's client and signature check, an independent CBOR decoder (cbor2) on raw
+`websockets` frames, every cursor case, the backfill→live cutover under concurrent writes, negations, a consumer
+that stops reading, and fan-out to many subscribers. No assertion depends on timing: tests wait for conditions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from hashlib import sha256
+from typing import Any
+
+import atproto
+import cbor2
+import libipld
+import pytest
+from atproto import models
+from atproto_crypto.verify import verify_signature
+from conftest import LiveServer, serve_labeler
+from starlette.websockets import WebSocket
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from labeler.config import Settings
+from labeler.keys import Keyring
+from labeler.labels.hub import StreamHub, Subscriber
+from labeler.labels.writer import LabelRequest
+from labeler.protocol.crypto import Curve
+from labeler.service import Labeler
+from labeler.store.labels import StoredLabel
+
+PATH = "/xrpc/com.atproto.label.subscribeLabels"
+LABELS_HEADER = {"op": 1, "t": "#labels"}
+POLICY_VIOLATION = 1008
+
+Frame = tuple[dict[str, Any], dict[str, Any]]
+
+
+def subject(tag: str, n: int) -> str:
+    return f"did:plc:{tag}{n:06d}"
+
+
+def requests(tag: str, count: int, *, start: int = 0, val: str = "spam") -> list[LabelRequest]:
+    return [LabelRequest(uri=subject(tag, start + i), val=val) for i in range(count)]
+
+
+def decode(frame: bytes) -> Frame:
+    """Split a frame with cbor2, independently of our encoder and of libipld: exactly two maps, nothing after."""
+    stream = io.BytesIO(frame)
+    header, body = cbor2.load(stream), cbor2.load(stream)
+    assert stream.read() == b"", "trailing bytes after the body"
+    assert isinstance(header, dict) and isinstance(body, dict)
+    return header, body
+
+
+def url(live: LiveServer, cursor: object = None) -> str:
+    return f"{live.ws_url}{PATH}" + ("" if cursor is None else f"?cursor={cursor}")
+
+
+@asynccontextmanager
+async def subscribe(live: LiveServer, cursor: object = None, **options: Any) -> AsyncIterator[ClientConnection]:
+    async with connect(url(live, cursor), proxy=None, compression=None, **options) as ws:
+        yield ws
+
+
+async def recv_frame(ws: ClientConnection) -> Frame:
+    data = await ws.recv()
+    assert isinstance(data, bytes), "frames are binary"
+    return decode(data)
+
+
+async def recv_labels(ws: ClientConnection, count: int) -> list[tuple[int, dict[str, Any]]]:
+    """The next `count` frames, each a `#labels` message holding one label: (seq, label)."""
+    out = []
+    for _ in range(count):
+        header, body = await recv_frame(ws)
+        assert header == LABELS_HEADER, body
+        assert set(body) == {"seq", "labels"}
+        assert len(body["labels"]) == 1
+        out.append((body["seq"], body["labels"][0]))
+    return out
+
+
+async def recv_until(ws: ClientConnection, last_seq: int) -> list[int]:
+    """Seqs of every frame up to and including `last_seq` (a sentinel written to mark the end)."""
+    seqs: list[int] = []
+    while not seqs or seqs[-1] < last_seq:
+        seqs += [seq for seq, _ in await recv_labels(ws, 1)]
+    return seqs
+
+
+async def expect_error_and_close(ws: ClientConnection, name: str) -> None:
+    header, body = await recv_frame(ws)
+    assert header == {"op": -1}
+    assert body["error"] == name
+    with pytest.raises(ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (POLICY_VIOLATION, name)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Yield to the loop until `condition` holds (bounded by the pytest timeout, not asserted on time)."""
+    while not condition():  # noqa: ASYNC110 - the state belongs to server objects that signal no event
+        await asyncio.sleep(0.005)
+
+
+async def fanned_out(hub: StreamHub, seq: int) -> None:
+    await until(lambda: hub.head >= seq)
+
+
+def hub_of(live: LiveServer) -> StreamHub:
+    assert live.labeler.hub is not None
+    return live.labeler.hub
+
+
+def cbor_of(row: StoredLabel) -> dict[str, Any]:
+    decoded: dict[str, Any] = cbor2.loads(row.label.to_cbor())
+    return decoded
+
+
+# --- the SDK's client ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("curve", [Curve.K256, Curve.P256])
+async def test_sdk_client_backfills_from_zero_then_live_and_signatures_verify(
+    make_settings: Callable[..., Settings], curve: Curve
+) -> None:
+    settings = make_settings()
+    key = Keyring.open(settings.keys_dir).generate(curve, activate=True)
+    service = Labeler(settings)
+    await service.start()
+    try:
+        async with serve_labeler(service) as live:
+            old = await service.writer.write(
+                [*requests("old", 5), LabelRequest(uri=subject("old", 0), val="spam", neg=True)]
+            )
+            expected_backfill = await service.store.after(0, 100)
+            assert len(expected_backfill) == 5  # the negation replaced the first create
+            received: list[models.ComAtprotoLabelSubscribeLabels.Labels] = []
+            callback_errors: list[BaseException] = []
+            backfilled, finished = asyncio.Event(), asyncio.Event()
+
+            async def on_message(frame: Any) -> None:
+                message = atproto.parse_subscribe_labels_message(frame)
+                assert isinstance(message, models.ComAtprotoLabelSubscribeLabels.Labels)
+                received.append(message)
+                if len(received) == len(expected_backfill):
+                    backfilled.set()
+                if len(received) == len(expected_backfill) + 3:
+                    finished.set()
+
+            async def on_error(exc: BaseException) -> None:
+                callback_errors.append(exc)
+
+            client = atproto.AsyncFirehoseSubscribeLabelsClient(params={"cursor": 0}, base_uri=f"{live.ws_url}/xrpc")
+            task = asyncio.create_task(client.start(on_message, on_error))
+            try:
+                await _event_or_end(backfilled, task)
+                new = await service.writer.write(requests("new", 3))
+                await _event_or_end(finished, task)
+            finally:
+                await client.stop()
+                await task
+    finally:
+        await service.aclose()
+
+    assert callback_errors == []
+    assert [m.seq for m in received] == [r.seq for r in expected_backfill] + [r.seq for r in new]
+    assert old[-1].seq == expected_backfill[-1].seq and expected_backfill[-1].label.neg
+    for message in received:
+        (label,) = message.labels
+        assert label.src == settings.did
+        unsigned = label.model_dump(exclude_none=True, by_alias=True, exclude={"sig", "py_type"})
+        assert isinstance(label.sig, bytes) and len(label.sig) == 64
+        assert verify_signature(key.did_key, libipld.encode_dag_cbor(unsigned), label.sig), unsigned
+
+
+async def _event_or_end(event: asyncio.Event, client_task: asyncio.Task[None]) -> None:
+    """Wait for `event`; if the client's start() ends first, surface why."""
+    waiter = asyncio.create_task(event.wait())
+    await asyncio.wait({waiter, client_task}, return_when=asyncio.FIRST_COMPLETED)
+    if not event.is_set():
+        waiter.cancel()
+        client_task.result()
+        pytest.fail("the SDK client returned before receiving what was expected")
+
+
+# --- raw frames ---------------------------------------------------------------------------------------------
+
+
+async def test_raw_frames_are_two_cbor_maps_with_byte_signatures(server: LiveServer) -> None:
+    cid = libipld.encode_cid(b"\x01\x71\x12\x20" + sha256(b"record").digest())
+    stored = await server.labeler.writer.write(
+        [
+            LabelRequest(uri=subject("raw", 1), val="spam"),
+            LabelRequest(uri=f"at://{subject('raw', 2)}/app.bsky.feed.post/3kabc", cid=cid, val="porn"),
+            LabelRequest(uri=subject("raw", 3), val="gore", exp="2099-01-01T00:00:00.000Z"),
+            LabelRequest(uri=subject("raw", 4), val="spam", neg=True),
+        ]
+    )
+    async with subscribe(server, 0) as ws:
+        got = await recv_labels(ws, len(stored))
+    assert [seq for seq, _ in got] == [row.seq for row in stored]
+    for (_, label), row in zip(got, stored, strict=True):
+        assert label == cbor_of(row)
+        assert isinstance(label["sig"], bytes) and len(label["sig"]) == 64
+        assert label["ver"] == 1 and "$type" not in label
+        assert ("neg" in label) == row.label.neg
+    assert got[1][1]["cid"] == cid and got[3][1]["neg"] is True
+
+
+# --- cursors ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def ten(server: LiveServer) -> list[StoredLabel]:
+    """Ten labels, committed one by one (distinct transactions), before anyone subscribes."""
+    rows = [await server.labeler.writer.write_one(r) for r in requests("pre", 10)]
+    await fanned_out(hub_of(server), rows[-1].seq)
+    return rows
+
+
+async def test_no_cursor_is_live_only(server: LiveServer, ten: list[StoredLabel]) -> None:
+    async with subscribe(server) as ws:
+        new = await server.labeler.writer.write(requests("live", 2))
+        assert [seq for seq, _ in await recv_labels(ws, 2)] == [row.seq for row in new]
+
+
+async def test_no_cursor_sees_a_label_committed_right_after_the_handshake(
+    server: LiveServer, ten: list[StoredLabel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that has its 101 may write (or cause) a label at once; that label must reach it. Reproduced
+    deterministically by committing and fanning out a label as soon as the server has sent the handshake."""
+    original = WebSocket.accept
+    written: list[StoredLabel] = []
+
+    async def accept_then_write(self: WebSocket, *args: Any, **kwargs: Any) -> None:
+        await original(self, *args, **kwargs)
+        written.append(await server.labeler.writer.write_one(LabelRequest(uri=subject("race", 1), val="spam")))
+        await fanned_out(hub_of(server), written[-1].seq)
+
+    monkeypatch.setattr(WebSocket, "accept", accept_then_write)
+    async with subscribe(server) as ws:
+        await until(lambda: bool(written))
+        sentinel = await server.labeler.writer.write_one(LabelRequest(uri=subject("race", 2), val="spam"))
+        assert await recv_until(ws, sentinel.seq) == [written[0].seq, sentinel.seq]
+
+
+async def test_cursor_zero_sends_everything_then_live(server: LiveServer, ten: list[StoredLabel]) -> None:
+    async with subscribe(server, 0) as ws:
+        got = await recv_labels(ws, 10)
+        assert [seq for seq, _ in got] == [row.seq for row in ten]
+        assert [label for _, label in got] == [cbor_of(row) for row in ten]
+        sentinel = await server.labeler.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
+        assert await recv_until(ws, sentinel.seq) == [sentinel.seq]
+
+
+@pytest.mark.parametrize("k", [0, 3, 8])
+async def test_cursor_k_sends_exactly_the_seqs_above_it(server: LiveServer, ten: list[StoredLabel], k: int) -> None:
+    cursor = ten[k].seq
+    async with subscribe(server, cursor) as ws:
+        sentinel = await server.labeler.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
+        assert await recv_until(ws, sentinel.seq) == [row.seq for row in ten[k + 1 :]] + [sentinel.seq]
+
+
+async def test_cursor_between_seqs(server: LiveServer, ten: list[StoredLabel]) -> None:
+    """Seqs may have gaps; a cursor inside a gap still means 'everything above it'."""
+    gaps = [(a, b) for a, b in itertools.pairwise(ten) if b.seq - a.seq > 1]
+    assert gaps, "seqs are time-based (microseconds), so separate commits leave gaps"
+    before, after = gaps[0]
+    async with subscribe(server, before.seq + 1) as ws:
+        sentinel = await server.labeler.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
+        seqs = await recv_until(ws, sentinel.seq)
+    assert seqs == [row.seq for row in ten if row.seq >= after.seq] + [sentinel.seq]
+
+
+async def test_cursor_at_head_waits_for_new_labels(server: LiveServer, ten: list[StoredLabel]) -> None:
+    async with subscribe(server, ten[-1].seq) as ws:
+        sentinel = await server.labeler.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
+        assert await recv_until(ws, sentinel.seq) == [sentinel.seq]
+
+
+async def test_future_cursor_gets_error_frame_and_1008(server: LiveServer, ten: list[StoredLabel]) -> None:
+    async with subscribe(server, ten[-1].seq + 1000) as ws:
+        await expect_error_and_close(ws, "FutureCursor")
+    assert hub_of(server).subscribers == set()
+
+
+@pytest.mark.parametrize("cursor", ["abc", "-1", "1.5", "", "9" * 30])
+async def test_invalid_cursor_gets_invalid_request(server: LiveServer, ten: list[StoredLabel], cursor: str) -> None:
+    async with subscribe(server, cursor) as ws:
+        if cursor == "":
+            # An empty value is no cursor at all: live from the head.
+            sentinel = await server.labeler.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
+            assert await recv_until(ws, sentinel.seq) == [sentinel.seq]
+        else:
+            await expect_error_and_close(ws, "InvalidRequest")
+
+
+# --- backfill → live cutover ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_labels_written_during_a_long_backfill_arrive_once_in_order(make_settings: Any) -> None:
+    """5,000 labels exist; while a slow reader backfills from 0, a writer adds 500 more, paced by the reader's
+    progress so writes land early in the backfill, at the page boundaries, at the cutover and after it."""
+    service = Labeler(make_settings(backfill_page_size=500))
+    await service.start()
+    try:
+        for start in range(0, 5000, 500):
+            await service.writer.write(requests("bulk", 500, start=start))
+        async with serve_labeler(service) as live:
+            triggers: asyncio.Queue[int] = asyncio.Queue()
+
+            async def writer() -> None:
+                for batch in range(50):
+                    await triggers.get()
+                    await service.writer.write(requests("during", 10, start=batch * 10))
+
+            writing = asyncio.create_task(writer())
+            seqs: list[int] = []
+            labels: list[dict[str, Any]] = []
+            async with subscribe(live, 0) as ws:
+                while len(seqs) < 5500:
+                    got = await recv_labels(ws, 1)
+                    seqs.append(got[0][0])
+                    labels.append(got[0][1])
+                    n = len(seqs)
+                    if n % 125 == 0 or 4980 <= n <= 5010:
+                        triggers.put_nowait(n)  # the writer takes at most 50 of these
+                    if n % 50 == 0:
+                        await asyncio.sleep(0.001)  # read slowly
+                for _ in range(50):
+                    triggers.put_nowait(0)
+                await writing
+                sentinel = await service.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
+                tail = await recv_until(ws, sentinel.seq)
+        stored = [row for row in await service.store.after(0, 100_000) if row.seq != sentinel.seq]
+    finally:
+        await service.aclose()
+    assert tail == [sentinel.seq], "nothing beyond the 5,500 labels, and no duplicate"
+    assert all(a < b for a, b in itertools.pairwise(seqs)), "strictly increasing seq"
+    assert seqs == [row.seq for row in stored]
+    assert labels == [cbor_of(row) for row in stored]
+    assert {label["uri"] for label in labels} >= {subject("during", i) for i in range(500)}
+
+
+# --- negations and re-labels ----------------------------------------------------------------------------------
+
+
+async def test_negation_and_relabel_move_the_row(server: LiveServer) -> None:
+    writer = server.labeler.writer
+    a, b = subject("neg", 1), subject("neg", 2)
+    head = (await writer.write([LabelRequest(uri=subject("neg", 0), val="spam")]))[0].seq
+    async with subscribe(server, head) as live_ws:
+        created = await writer.write([LabelRequest(uri=a, val="spam"), LabelRequest(uri=b, val="spam")])
+        negated = await writer.write_one(LabelRequest(uri=a, val="spam", neg=True))
+        relabelled = await writer.write_one(LabelRequest(uri=b, val="spam"))
+        recreated = await writer.write_one(LabelRequest(uri=a, val="spam"))
+        live = await recv_labels(live_ws, 5)
+    events = [*created, negated, relabelled, recreated]
+    assert [seq for seq, _ in live] == [row.seq for row in events], "live shows every event"
+    assert [label.get("neg", False) for _, label in live] == [False, False, True, False, False]
+
+    async with subscribe(server, head) as ws:
+        sentinel = await writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
+        backfill = await recv_until(ws, sentinel.seq)
+    assert backfill == [relabelled.seq, recreated.seq, sentinel.seq], "backfill shows the latest state only"
+
+    async with subscribe(server, head) as ws:
+        await writer.write_one(LabelRequest(uri=a, val="spam", neg=True))
+        ((seq, label),) = await recv_labels(ws, 1)
+    assert seq > sentinel.seq and label["uri"] == a and label["neg"] is True
+    assert [row.seq for row in await server.labeler.store.after(head, 100)] == [relabelled.seq, sentinel.seq, seq]
+
+
+# --- a consumer that stops reading -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_reader_that_stops_reading_gets_consumer_too_slow(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peak: dict[int, int] = {}
+    original_offer = Subscriber.offer
+
+    def offer(self: Subscriber, seq: int, frame: bytes) -> None:
+        original_offer(self, seq, frame)
+        peak[id(self)] = max(peak.get(id(self), 0), len(self.frames))
+
+    monkeypatch.setattr(Subscriber, "offer", offer)
+    service = Labeler(make_settings(subscriber_buffer=50))
+    await service.start()
+    try:
+        async with serve_labeler(service) as live:
+            hub = hub_of(live)
+            async with subscribe(live, max_queue=1, max_size=2**20) as stalled:
+                await until(lambda: len(hub.subscribers) == 1)
+                (sub,) = hub.subscribers
+                # Keep writing until the server side has given up on the stalled reader; socket buffers decide
+                # how much fits before that, so the loop waits for the state rather than guessing a count.
+                batches = 0
+                while not sub.too_slow:
+                    rows = await service.writer.write(requests(f"b{batches}x", 500))
+                    await fanned_out(hub, rows[-1].seq)
+                    batches += 1
+                    for s in hub.subscribers:
+                        assert len(s.frames) <= s.limit
+                    assert batches < 400, "a reader that never reads must be cut off"
+                assert len(sub.frames) == 0, "a too-slow subscriber's buffer is released"
+                # Now read again: what was already in flight, then the error frame and a 1008 close.
+                header: dict[str, Any] = {}
+                body: dict[str, Any] = {}
+                seqs: list[int] = []
+                while header != {"op": -1}:
+                    header, body = await recv_frame(stalled)
+                    if header == LABELS_HEADER:
+                        seqs.append(body["seq"])
+                assert body["error"] == "ConsumerTooSlow"
+                with pytest.raises(ConnectionClosed) as closed:
+                    await stalled.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == POLICY_VIOLATION
+                assert seqs == sorted(set(seqs)), "what did arrive is in order, without duplicates"
+            await until(lambda: not hub.subscribers)
+    finally:
+        await service.aclose()
+    assert peak and max(peak.values()) <= 50
+
+
+# --- many subscribers ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_two_hundred_subscribers_receive_identical_sequences(server: LiveServer) -> None:
+    writer = server.labeler.writer
+    head = (await writer.write_one(LabelRequest(uri=subject("many", 0), val="spam"))).seq
+    clients = await asyncio.gather(*(connect(url(server, head), proxy=None, compression=None) for _ in range(200)))
+    try:
+        await until(lambda: len(hub_of(server).subscribers) == 200)
+
+        async def burst(n: int) -> None:
+            for i in range(10):
+                await writer.write(requests(f"w{n}x", 3, start=i * 3))
+
+        async def read_all(ws: ClientConnection) -> list[bytes]:
+            out = []
+            for _ in range(300):
+                data = await ws.recv()
+                assert isinstance(data, bytes)
+                out.append(data)
+            return out
+
+        readers = [asyncio.create_task(read_all(ws)) for ws in clients]
+        await asyncio.gather(*(burst(n) for n in range(10)))
+        streams = await asyncio.gather(*readers)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in clients))
+    expected = await server.labeler.store.after(head, 1000)
+    assert len(expected) == 300
+    first = streams[0]
+    assert [decode(f)[1]["seq"] for f in first] == [row.seq for row in expected]
+    assert all(stream == first for stream in streams), "every subscriber got the same bytes in the same order"
+    await until(lambda: not hub_of(server).subscribers)
