@@ -12,8 +12,9 @@ from labeler.keys import Keyring
 from labeler.labels.hub import StreamHub
 from labeler.labels.resign import Resigner
 from labeler.labels.writer import LabelWriter
+from labeler.metrics import Metrics
 from labeler.store.engine import create_engine
-from labeler.store.labels import LabelStore
+from labeler.store.labels import CommitResult, LabelStore
 from labeler.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,19 @@ class Labeler:
             if with_hub
             else None
         )
+        self.metrics = Metrics(lambda: self.hub)
         self.writer = LabelWriter(
             self.store,
             self.keyring,
             settings.did,
-            on_commit=self.hub.publish if self.hub else None,
+            on_commit=self._on_commit,
             max_batch=settings.writer_max_batch,
         )
+
+    def _on_commit(self, result: CommitResult) -> None:
+        if self.hub is not None:
+            self.hub.publish(result)
+        self.metrics.on_commit(result)
 
     async def start(self, *, migrate: bool = True, create_dev_key: bool = True) -> None:
         if migrate:

@@ -4,21 +4,17 @@ served by real uvicorn on loopback inside the test's own event loop (so tests ca
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from support.labeler_server import LiveServer, serve_labeler
 
 from labeler.config import Settings, load_settings
 from labeler.service import Labeler
-from labeler.xrpc.app import create_app
 
 PG_URL = os.environ.get("LABELER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI") == "true"
@@ -121,49 +117,6 @@ async def labeler(settings: Settings) -> AsyncIterator[Labeler]:
         yield service
     finally:
         await service.aclose()
-
-
-@dataclass
-class LiveServer:
-    """The labeler on real uvicorn in this test's event loop."""
-
-    labeler: Labeler
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-
-@contextlib.asynccontextmanager
-async def serve_labeler(service: Labeler, **uvicorn_options: Any) -> AsyncIterator[LiveServer]:
-    """Serve an already-started Labeler on a free loopback port until the block exits."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_app(service.settings, labeler=service)
-    uvicorn_options.setdefault("log_level", "warning")
-    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **uvicorn_options)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(1000):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        if task.done():
-            task.result()
-        yield LiveServer(service, port)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
-        sock.close()
 
 
 @pytest.fixture

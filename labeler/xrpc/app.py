@@ -20,7 +20,7 @@ from labeler.xrpc.errors import handle_http_error, handle_unexpected, handle_xrp
 from labeler.xrpc.limits import BodyLimitMiddleware
 from labeler.xrpc.query_labels import query_labels
 from labeler.xrpc.subscribe_labels import subscribe_labels
-from labeler.xrpc.well_known import did_json, health
+from labeler.xrpc.well_known import did_json, health, live, metrics
 
 
 async def not_implemented(request: Request) -> Response:
@@ -64,6 +64,8 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
     routes = [
         Route("/", index),
         Route("/xrpc/_health", health),
+        Route("/livez", live),
+        Route("/metrics", metrics),
         Route("/.well-known/did.json", did_json),
         Route("/xrpc/com.atproto.label.queryLabels", query_labels),
         WebSocketRoute("/xrpc/com.atproto.label.subscribeLabels", subscribe_labels),

@@ -1,11 +1,12 @@
-"""`/.well-known/did.json` for a did:web labeler on our own host, and the health endpoint."""
+"""`/.well-known/did.json` for a did:web labeler on our own host; health, liveness and metrics endpoints."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from labeler import __version__
 from labeler.config import Settings
@@ -32,6 +33,16 @@ async def did_json(request: Request) -> JSONResponse:
         raise NotFound("this labeler's DID is not a did:web of this host")
     info, _ = labeler.keyring.active()
     return JSONResponse(did_document(labeler.settings, info.multikey))
+
+
+async def metrics(request: Request) -> Response:
+    labeler: Labeler = request.app.state.labeler
+    return Response(labeler.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def live(_request: Request) -> JSONResponse:
+    """Liveness: the process answers. Readiness (database reachable) is `/xrpc/_health`."""
+    return JSONResponse({"status": "alive"})
 
 
 async def health(request: Request) -> JSONResponse:

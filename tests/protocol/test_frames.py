@@ -42,7 +42,9 @@ def _two_objects(frame: bytes) -> tuple[Any, Any]:
 def test_100k_random_signatures_decode_as_byte_strings() -> None:
     """The libipld trap (sdk-notes.md §2): ~1 in 1,200 random signatures would become CID links."""
     rng = random.Random(1234)
-    base = Label(src="did:plc:abc", uri="at://did:plc:xyz/app.bsky.feed.post/3k", val="spam", cts="2024-01-01T00:00:00.000Z")
+    base = Label(
+        src="did:plc:abc", uri="at://did:plc:xyz/app.bsky.feed.post/3k", val="spam", cts="2024-01-01T00:00:00.000Z"
+    )
     trapped = 0
     for seq in range(1, 100_001):
         sig = rng.randbytes(64)

@@ -84,7 +84,9 @@ def test_malleable_and_malformed_signatures_are_rejected(case: dict[str, Any]) -
 @pytest.mark.parametrize("curve", list(Curve))
 def test_our_signatures_are_low_s_and_verify_with_the_sdk(curve: Curve) -> None:
     key = SigningKey.generate(curve)
-    base = Label(src="did:plc:abc", uri="at://did:plc:xyz/app.bsky.feed.post/3k", val="spam", cts="2024-01-01T00:00:00.000Z")
+    base = Label(
+        src="did:plc:abc", uri="at://did:plc:xyz/app.bsky.feed.post/3k", val="spam", cts="2024-01-01T00:00:00.000Z"
+    )
     for i in range(200):
         label = replace(base, val=f"spam{'-x' * (i % 5)}").signed(key)
         assert label.sig is not None and len(label.sig) == 64

@@ -103,7 +103,7 @@ async def test_bearer_scheme_is_401(server: Any) -> None:
 
 
 async def test_admin_api_closed_without_password(make_settings: Any) -> None:
-    from conftest import serve_labeler
+    from support.labeler_server import serve_labeler
 
     from labeler.service import Labeler
 

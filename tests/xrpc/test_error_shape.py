@@ -10,9 +10,7 @@ import pytest
 
 from labeler.protocol import errors
 
-OUR_NAMES = {
-    cls.name for _, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, errors.XrpcError)
-}
+OUR_NAMES = {cls.name for _, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, errors.XrpcError)}
 CASES = [
     ("GET", "/xrpc/com.atproto.label.queryLabels", {}, None, 400),
     ("GET", "/xrpc/com.atproto.label.queryLabels?uriPatterns=*&cursor=x", {}, None, 400),
@@ -29,7 +27,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("method", "path", "headers", "body", "status"), CASES)
-async def test_error_shape(server: Any, method: str, path: str, headers: dict[str, str], body: Any, status: int) -> None:
+async def test_error_shape(
+    server: Any, method: str, path: str, headers: dict[str, str], body: Any, status: int
+) -> None:
     async with httpx.AsyncClient(base_url=server.url) as client:
         response = await client.request(method, path, headers=headers, content=body)
     assert response.status_code == status, response.text

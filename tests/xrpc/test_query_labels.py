@@ -100,7 +100,7 @@ async def test_negation_and_relabel_replace_the_row(server: Any) -> None:
 
 @pytest.mark.parametrize("curve", list(Curve))
 async def test_labels_verify_with_the_sdk(make_settings: Any, curve: Curve, tmp_path: Any) -> None:
-    from conftest import serve_labeler
+    from support.labeler_server import serve_labeler
 
     from labeler.keys import Keyring
 
@@ -113,7 +113,9 @@ async def test_labels_verify_with_the_sdk(make_settings: Any, curve: Curve, tmp_
         await service.writer.write(
             [
                 LabelRequest(uri=f"{POST}s1", val="spam"),
-                LabelRequest(uri=f"{POST}s2", val="porn", cid="bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"),
+                LabelRequest(
+                    uri=f"{POST}s2", val="porn", cid="bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
+                ),
                 LabelRequest(uri="did:plc:carol", val="spam", exp=exp),
                 LabelRequest(uri=f"{POST}s1", val="nudity", neg=True),
             ]

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 from atproto import DidDocument
 from atproto_crypto.did import get_did_key
+from support.labeler_server import serve_labeler
 
-from conftest import serve_labeler
 from labeler.service import Labeler
 
 

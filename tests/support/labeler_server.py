@@ -1,0 +1,62 @@
+"""Serve a started Labeler on real uvicorn on a free loopback port, inside the caller's event loop.
+
+Running in the test's own loop (not a thread) lets a test call the writer directly while clients talk HTTP and
+WebSocket to the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from labeler.service import Labeler
+from labeler.xrpc.app import create_app
+
+
+@dataclass
+class LiveServer:
+    """The labeler on real uvicorn in this test's event loop."""
+
+    labeler: Labeler
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve_labeler(service: Labeler, **uvicorn_options: Any) -> AsyncIterator[LiveServer]:
+    """Serve an already-started Labeler on a free loopback port until the block exits."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(service.settings, labeler=service)
+    uvicorn_options.setdefault("log_level", "warning")
+    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **uvicorn_options)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(1000):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+        yield LiveServer(service, port)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        sock.close()
