@@ -259,17 +259,9 @@ def spawn(target: Any, *args: Any) -> tuple[multiprocessing.process.BaseProcess,
 
 async def recv(conn: Any, timeout: float | None = None) -> Any:
     """Await the next message from a child without blocking the event loop."""
-    loop = asyncio.get_running_loop()
-    ready = asyncio.Event()
-    loop.add_reader(conn.fileno(), ready.set)
-    try:
-        if timeout is None:
-            await ready.wait()
-        else:
-            await asyncio.wait_for(ready.wait(), timeout)
-    finally:
-        loop.remove_reader(conn.fileno())
-    return conn.recv()
+    if timeout is not None and not await asyncio.to_thread(conn.poll, timeout):
+        raise TimeoutError("child process sent nothing in time")
+    return await asyncio.to_thread(conn.recv)
 
 
 # --- synthetic labels and bulk loading ------------------------------------------------------------------------

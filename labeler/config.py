@@ -41,6 +41,25 @@ class Settings:
     max_subscribers: int = 5000
     # Labels the writer commits in one transaction at most (group commit).
     writer_max_batch: int = 2000
+    # Identity and auth.
+    plc_url: str = "https://plc.directory"
+    moderators: str = ""  # comma-separated DIDs allowed to use the moderation API with service auth
+    allow_insecure_did_web: bool = False  # did:web over http://localhost:PORT (tests, local development)
+    # Image pipeline.
+    matcher: str = "embedded"  # embedded | hma
+    hma_url: str = ""
+    workers: int = 1  # in-process pipeline workers for `serve`; 0 leaves the queue to `labeler worker`
+    firehose_url: str = ""  # ws(s)://relay-or-pds (com.atproto.sync.subscribeRepos)
+    jetstream_url: str = ""  # ws(s)://jetstream host (the lightweight JSON alternative)
+    upload_tokens: str = ""  # comma-separated bearer tokens for the upload-time check API
+    allow_private_fetch: bool = False  # let the fetcher reach loopback/private addresses (tests only)
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    fetch_timeout: float = 15.0
+    pdq_quality_threshold: int = 50
+    match_distance: int = 31
+    dihedral: bool = False
+    reduced_decode: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,9 +73,20 @@ class Settings:
             object.__setattr__(self, "did", did_web_for(self.public_url))
         if not self.did.startswith("did:"):
             raise ConfigError(f"LABELER_DID must be a DID: {self.did!r}")
-        for name in ("max_body_bytes", "subscriber_buffer", "backfill_page_size", "writer_max_batch"):
+        if self.matcher not in ("embedded", "hma"):
+            raise ConfigError(f"LABELER_MATCHER must be embedded or hma: {self.matcher!r}")
+        if self.matcher == "hma" and not self.hma_url:
+            raise ConfigError("LABELER_MATCHER=hma needs LABELER_HMA_URL")
+        for name in (
+            "max_body_bytes", "subscriber_buffer", "backfill_page_size", "writer_max_batch",
+            "max_image_bytes", "max_image_pixels",
+        ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"LABELER_{name.upper()} must be positive")
+
+    @property
+    def moderator_dids(self) -> list[str]:
+        return [d.strip() for d in self.moderators.split(",") if d.strip()]
 
     @property
     def is_sqlite(self) -> bool:
@@ -74,10 +104,23 @@ def did_web_for(public_url: str) -> str:
     return "did:web:" + quote(netloc, safe="")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
 def _coerce(name: str, raw: Any, kind: Any) -> Any:
     try:
+        if kind in (bool, "bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in _TRUE + _FALSE:
+                raise ValueError(text)
+            return text in _TRUE
         if kind in (int, "int"):
             return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
         if kind in (Path, "Path"):
             return Path(raw)
         return str(raw)

@@ -5,10 +5,10 @@ Images have real structure (gradients, shapes, seeded noise) so their PDQ qualit
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
-from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
@@ -86,15 +86,34 @@ def _with_alpha(im: Image.Image, mode: str) -> Image.Image:
     return out
 
 
-def jpeg_corpus() -> Iterator[tuple[str, bytes]]:
-    """Large JPEGs (the reduced-decode path): sizes, aspect ratios, qualities, subsampling, progressive."""
-    sizes = [(1024, 1024), (1024, 768), (1600, 1200), (2048, 1536), (3000, 2000), (1200, 2400), (4032, 3024)]
-    for i, (w, h) in enumerate(sizes):
-        im = structured_rgb(w, h, seed=10 + i)
-        yield f"{w}x{h}-q90", encode(im, "JPEG", quality=90)
-        yield f"{w}x{h}-q60-progressive", encode(im, "JPEG", quality=60, progressive=True)
-        yield f"{w}x{h}-q85-444", encode(im, "JPEG", quality=85, subsampling=0)
-        yield f"{w}x{h}-grey", encode(im.convert("L"), "JPEG", quality=85)
+_JPEG_SIZES = [(1024, 1024), (1024, 768), (1600, 1200), (2048, 1536), (1200, 2400), (3000, 2000), (4032, 3024)]
+_JPEG_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    "q90": ("RGB", {"quality": 90}),
+    "q60-progressive": ("RGB", {"quality": 60, "progressive": True}),
+    "q85-444": ("RGB", {"quality": 85, "subsampling": 0}),
+    "grey": ("L", {"quality": 85}),
+}
+# Large JPEGs for the reduced-decode path: sizes, aspect ratios, qualities, 4:4:4, progressive, greyscale.
+# The phone-sized one gets a single variant to keep the suite quick.
+JPEG_CASES = [
+    f"{w}x{h}-{variant}"
+    for i, (w, h) in enumerate(_JPEG_SIZES)
+    for variant in _JPEG_VARIANTS
+    if w * h < 6_000_000 or variant == "q90"
+]
+
+
+@functools.cache
+def _jpeg_source(width: int, height: int) -> Image.Image:
+    return structured_rgb(width, height, seed=10 + _JPEG_SIZES.index((width, height)))
+
+
+def jpeg_case(name: str) -> bytes:
+    """The bytes of one JPEG_CASES entry."""
+    size, variant = name.split("-", 1)
+    width, height = map(int, size.split("x"))
+    mode, options = _JPEG_VARIANTS[variant]
+    return encode(_jpeg_source(width, height).convert(mode), "JPEG", **options)
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -23,8 +23,9 @@ from labeler.pipeline.hasher import (
 )
 
 from .corpus import (
+    JPEG_CASES,
     encode,
-    jpeg_corpus,
+    jpeg_case,
     mode_corpus,
     png_header_only,
     png_zlib_bomb,
@@ -33,8 +34,7 @@ from .corpus import (
 )
 
 MODES = mode_corpus()
-JPEGS = dict(jpeg_corpus())
-# Measured on JPEGS: largest full-vs-reduced distance is 10 (1024×1024 at quality ~65); most are 0–4.
+# Measured on JPEG_CASES: largest full-vs-reduced distance is 10 (1024×1024 at quality ~65); most are 0–4.
 REDUCED_MAX_DISTANCE = 12
 # pytx hashes palette *indices*, not colours; an adaptive 64-colour palette makes a weak picture of them.
 LOW_QUALITY_BY_DESIGN = {"png-palette-adaptive"}
@@ -81,9 +81,9 @@ def test_dihedral_variants() -> None:
     assert hamming_distance(rotated.hash, result.hash) > 31
 
 
-@pytest.mark.parametrize("name", sorted(JPEGS))
+@pytest.mark.parametrize("name", JPEG_CASES)
 def test_reduced_decode_stays_close(name: str) -> None:
-    data = JPEGS[name]
+    data = jpeg_case(name)
     full = hash_image(data)
     reduced = hash_image(data, reduced_decode=True)
     assert hamming_distance(full.hash, reduced.hash) <= REDUCED_MAX_DISTANCE
