@@ -50,9 +50,12 @@ class ImageRejected(Exception):
     """The bytes cannot be hashed; `reason` is one of REASONS, `detail` is for humans and logs."""
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
+        super().__init__(reason, detail)  # args as given, so it survives pickling (process pools)
         self.reason = reason
         self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
 
     def __repr__(self) -> str:
         return f"ImageRejected(reason={self.reason!r}, detail={self.detail!r})"

@@ -7,8 +7,9 @@ uses the fields as received (`verify_received`), never a normalised copy.
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 import cbor2
@@ -23,6 +24,11 @@ MAX_VALUE_BYTES: Final = 128
 # The Bluesky client only applies a labeler's own definitions to values matching ^[a-z-]+$ (protocol.md §1.1).
 VALUE_RE: Final = re.compile(r"^!?[a-z]+(?:-[a-z]+)*$")
 LABEL_FIELDS: Final = frozenset({"ver", "src", "uri", "cid", "val", "neg", "cts", "exp", "sig"})
+
+# `src` (our own DID) and `cts`/`exp` (one timestamp per millisecond) repeat from label to label, so their pure
+# syntax checks are memoised; a failing check raises and is never cached.
+_check_did: Final = functools.lru_cache(maxsize=256)(syntax.check_did)
+_check_datetime: Final = functools.lru_cache(maxsize=1024)(syntax.check_datetime)
 
 
 class InvalidLabel(ValueError):
@@ -58,15 +64,15 @@ class Label:
         if self.ver != 1:
             raise InvalidLabel("ver must be 1")
         try:
-            syntax.check_did(self.src)
+            _check_did(self.src)
             syntax.check_subject_uri(self.uri)
             if self.cid is not None:
                 syntax.check_cid(self.cid)
                 if not self.uri.startswith("at://"):
                     raise InvalidLabel("a cid pins a record version, so uri must be an at:// URI")
-            syntax.check_datetime(self.cts)
+            _check_datetime(self.cts)
             if self.exp is not None:
-                syntax.check_datetime(self.exp)
+                _check_datetime(self.exp)
         except InvalidLabel:
             raise
         except ValueError as exc:
@@ -90,7 +96,9 @@ class Label:
         return libipld.encode_dag_cbor(self.unsigned())
 
     def signed(self, key: SigningKey) -> Label:
-        return replace(self, sig=key.sign(self.signing_bytes()))
+        # A direct constructor call: dataclasses.replace costs more than the rest of this apart from signing.
+        sig = key.sign(self.signing_bytes())
+        return Label(self.src, self.uri, self.val, self.cts, self.cid, self.neg, self.exp, sig, self.ver)
 
     def verify(self, did_key: str) -> bool:
         return self.sig is not None and verify(did_key, self.signing_bytes(), self.sig)

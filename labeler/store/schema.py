@@ -50,3 +50,69 @@ label_events = sa.Table(
     sa.Index("label_events_uri", "uri", "id"),
     sa.Index("label_events_seq", "seq"),
 )
+
+# Reports (createReport) and the moderation queue; see labeler/reports/. Status: open → actioned | dismissed.
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("reported_by", ByteText, nullable=False),
+    sa.Column("reason_type", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("subject_type", sa.Text, nullable=False),  # account | record
+    sa.Column("subject_uri", ByteText, nullable=False),  # the DID for an account, the at:// URI for a record
+    sa.Column("subject_did", ByteText, nullable=False),
+    sa.Column("subject_cid", sa.Text, nullable=True),
+    sa.Column("mod_tool", sa.JSON, nullable=True),
+    sa.Column("status", sa.Text, nullable=False, server_default="open"),
+    sa.Column("resolved_by", sa.Text, nullable=True),
+    sa.Column("resolved_at", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Index("reports_subject", "subject_uri", "id"),
+    sa.Index("reports_status", "status", "id"),
+    sa.Index("reports_reporter", "reported_by", "id"),
+)
+
+# One row per reported subject: the queue entry grouping its reports (Ozone's subject status).
+report_subjects = sa.Table(
+    "report_subjects",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("subject_uri", ByteText, nullable=False, unique=True),
+    sa.Column("subject_did", ByteText, nullable=False),
+    sa.Column("subject_type", sa.Text, nullable=False),
+    sa.Column("subject_cid", sa.Text, nullable=True),  # of the latest report
+    sa.Column("report_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("open_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("open_appeal_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("last_report_id", sa.BigInteger, nullable=False),  # recency order and the queryStatuses cursor
+    sa.Column("last_reported_at", sa.Text, nullable=False),
+    sa.Column("last_reviewed_by", sa.Text, nullable=True),
+    sa.Column("last_reviewed_at", sa.Text, nullable=True),
+    sa.Column("last_appealed_at", sa.Text, nullable=True),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Index("report_subjects_recency", "last_report_id"),
+)
+
+# Append-only audit of the queue: every report received and every moderator action, with who did it.
+moderation_events = sa.Table(
+    "moderation_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),  # the event's $type
+    sa.Column("event", sa.JSON, nullable=False),
+    sa.Column("subject_type", sa.Text, nullable=False),
+    sa.Column("subject_uri", ByteText, nullable=False),
+    sa.Column("subject_did", ByteText, nullable=False),
+    sa.Column("subject_cid", sa.Text, nullable=True),
+    sa.Column("created_by", ByteText, nullable=False),  # the DID shown as createdBy
+    sa.Column("actor", sa.Text, nullable=False),  # who authenticated: admin, cli, or a moderator's DID
+    sa.Column("report_id", sa.BigInteger, nullable=True),
+    sa.Column("mod_tool", sa.JSON, nullable=True),
+    sa.Index("moderation_events_subject", "subject_uri", "id"),
+    sa.Index("moderation_events_created_by", "created_by", "id"),
+)

@@ -96,10 +96,7 @@ _JPEG_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 # Large JPEGs for the reduced-decode path: sizes, aspect ratios, qualities, 4:4:4, progressive, greyscale.
 # The phone-sized one gets a single variant to keep the suite quick.
 JPEG_CASES = [
-    f"{w}x{h}-{variant}"
-    for i, (w, h) in enumerate(_JPEG_SIZES)
-    for variant in _JPEG_VARIANTS
-    if w * h < 6_000_000 or variant == "q90"
+    f"{w}x{h}-{variant}" for w, h in _JPEG_SIZES for variant in _JPEG_VARIANTS if w * h < 6_000_000 or variant == "q90"
 ]
 
 

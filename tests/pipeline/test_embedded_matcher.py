@@ -78,3 +78,18 @@ async def test_rotated_and_mirrored_copies_match_only_with_dihedral_variants() -
     # and a plain re-encode needs no variants
     again = hash_image(encode(Image.open(io.BytesIO(encode(original, "PNG"))), "JPEG", quality=80))
     assert [m.entry_id for m in await matcher.lookup(again.hash)] == ["img-1"]
+
+
+def test_failures_survive_pickling() -> None:
+    import pickle
+
+    from labeler.pipeline.match.base import MatcherUnavailable
+
+    for error in (MatcherUnavailable("HMA down", status=503), MatcherError("bad hash", status=400)):
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), copy.message, copy.status, copy.retryable) == (
+            type(error),
+            error.message,
+            error.status,
+            error.retryable,
+        )

@@ -200,3 +200,17 @@ def test_hamming_distance() -> None:
     assert hamming_distance(a, b) == expected
     assert hamming_distance(a, a) == 0
     assert hamming_distance("0" * 64, "f" * 64) == 256
+
+
+def test_rejection_survives_pickling() -> None:
+    # Hashing holds the GIL, so callers use process pools; the error must cross the process boundary intact.
+    import pickle
+
+    error = pickle.loads(pickle.dumps(ImageRejected("truncated", "image file is truncated")))
+    assert (error.reason, error.detail, str(error)) == (
+        "truncated",
+        "image file is truncated",
+        "truncated: image file is truncated",
+    )
+    result = hash_image(MODES["png-rgb"], dihedral=True)
+    assert pickle.loads(pickle.dumps(result)) == result

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Final, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
 # HMA's PDQ match threshold (pytx PDQ_CONFIDENT_MATCH_THRESHOLD), inclusive.
 DEFAULT_MAX_DISTANCE: Final = 31
@@ -43,6 +43,9 @@ class MatchFailure(Exception):
         self.message = message
         self.status = status
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_failure, (type(self), self.message, self.status))
+
 
 class MatcherUnavailable(MatchFailure):
     """The matcher cannot answer now (down, index not loaded, timeout); retry later with backoff."""
@@ -52,6 +55,10 @@ class MatcherUnavailable(MatchFailure):
 
 class MatcherError(MatchFailure):
     """The matcher refused the request or answered nonsense; retrying the same call will not help."""
+
+
+def _rebuild_failure(cls: type[MatchFailure], message: str, status: int | None) -> MatchFailure:
+    return cls(message, status=status)
 
 
 @runtime_checkable

@@ -1,6 +1,6 @@
 """The embedded matcher: our own banks in an in-memory `PdqIndex`, with HMA's match semantics (≤ 31 inclusive).
 
-Lookups are CPU work (about half a millisecond at a million hashes), so they run in a worker thread and the
+Lookups are CPU work (under a millisecond at a million hashes), so they run in a worker thread and the
 event loop stays free. Writes go straight to the index (cheap appends); when they have piled up, the index is
 compacted in a worker thread too.
 """
@@ -40,7 +40,11 @@ class EmbeddedMatcher:
             await self._compacting
 
     async def add_many(self, entries: Iterable[Sequence[str | None]]) -> int:
-        """Add `(pdq_hex, bank, entry_id[, external_id[, note]])` rows; see `PdqIndex.add_many`."""
+        """Add `(pdq_hex, bank, entry_id[, external_id[, note]])` rows; see `PdqIndex.add_many`.
+
+        Runs on the event loop (about 10 µs a row). For a start-up load of whole banks, build the index with
+        `PdqIndex.build` in a worker thread instead.
+        """
         added = self.index.add_many(entries)
         self._maybe_compact()
         return added

@@ -4,7 +4,7 @@ Why it is exact: split a 256-bit hash into 16 chunks of 16 bits. If two hashes d
 chunk differs in at most 1 bit (pigeonhole: 16 chunks × 2 bits = 32). So probing, per chunk, the query's value
 and its 16 one-bit neighbours (272 buckets) finds every hash within 31; each candidate's true distance is then
 checked with popcount. Distances above 31 fall back to a full scan, so any threshold stays exact. At 1 M random
-hashes a probe touches about 4,000 candidates (≈0.5 ms) instead of scanning 1 M rows (≈27 ms).
+hashes a probe touches about 4,000 candidates (≈0.7 ms) instead of scanning 1 M rows (≈27 ms).
 
 Concurrency: lookups run in worker threads while writes come from the event loop. Readers take the current
 `_Snapshot` (one attribute read) and never lock; rows below a snapshot's `n` are never written again. Writers
