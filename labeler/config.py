@@ -31,6 +31,7 @@ class Settings:
     keys_dir: Path = Path("keys")
     admin_password: str = ""
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one JSON object per line, for log shippers)
     # Limits on outside input.
     max_body_bytes: int = 256 * 1024
     max_query_patterns: int = 100
@@ -73,6 +74,8 @@ class Settings:
             object.__setattr__(self, "did", did_web_for(self.public_url))
         if not self.did.startswith("did:"):
             raise ConfigError(f"LABELER_DID must be a DID: {self.did!r}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"LABELER_LOG_FORMAT must be text or json: {self.log_format!r}")
         if self.matcher not in ("embedded", "hma"):
             raise ConfigError(f"LABELER_MATCHER must be embedded or hma: {self.matcher!r}")
         if self.matcher == "hma" and not self.hma_url:

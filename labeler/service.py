@@ -8,11 +8,17 @@ from __future__ import annotations
 import logging
 
 from labeler.config import Settings
+from labeler.declaration import load_declaration
+from labeler.identity import DidResolver
 from labeler.keys import Keyring
 from labeler.labels.hub import StreamHub
 from labeler.labels.resign import Resigner
 from labeler.labels.writer import LabelWriter
 from labeler.metrics import Metrics
+from labeler.pipeline.pipeline import Pipeline
+from labeler.protocol.service_auth import ReplayCache
+from labeler.reports import ReportService, ReportStore
+from labeler.single_process import ProcessLock, lock_path_for
 from labeler.store.engine import create_engine
 from labeler.store.labels import CommitResult, LabelStore
 from labeler.store.migrate import upgrade
@@ -47,13 +53,41 @@ class Labeler:
             on_commit=self._on_commit,
             max_batch=settings.writer_max_batch,
         )
+        # Verifying service tokens (createReport, moderators): one resolver cache and one jti replay cache.
+        self.resolver = DidResolver(plc_url=settings.plc_url, allow_insecure_did_web=settings.allow_insecure_did_web)
+        self.replay = ReplayCache()
+        self.reports = ReportService(ReportStore(self.engine), load_declaration(settings))
+        # The image pipeline; reported posts' images become jobs.
+        self.pipeline = Pipeline(
+            settings,
+            engine=self.engine,
+            writer=self.writer,
+            resolver=self.resolver,
+            metrics=self.metrics,
+            declaration=self.reports.declaration,
+        )
+        self.reports.on_report(self.pipeline.reports.on_report)
+        self._process_lock: ProcessLock | None = None
 
     def _on_commit(self, result: CommitResult) -> None:
         if self.hub is not None:
             self.hub.publish(result)
         self.metrics.on_commit(result)
 
-    async def start(self, *, migrate: bool = True, create_dev_key: bool = True) -> None:
+    async def start(
+        self, *, migrate: bool = True, create_dev_key: bool = True, exclusive: bool | None = None, workers: int = 0
+    ) -> None:
+        """`exclusive` (default: when this process serves streams) takes the one-process lock on a SQLite file;
+        long-running `serve`/`worker` need it, short CLI commands do not. `workers` pipeline workers run here."""
+        lock_path = lock_path_for(self.settings.database_url)
+        if (
+            lock_path is not None
+            and self._process_lock is None
+            and (self.hub is not None if exclusive is None else exclusive)
+        ):
+            lock = ProcessLock(lock_path)
+            lock.acquire()  # before anything touches the file, so a second process changes nothing
+            self._process_lock = lock
         if migrate:
             await upgrade(self.engine)
         if create_dev_key:
@@ -65,9 +99,17 @@ class Labeler:
         if self.hub is not None:
             await self.hub.start()
         await self.writer.start()
+        await self.pipeline.start(workers=workers)
 
     async def aclose(self) -> None:
-        await self.writer.aclose()
-        if self.hub is not None:
-            await self.hub.aclose()
-        await self.engine.dispose()
+        try:
+            await self.pipeline.aclose()  # in-flight jobs still write through the writer
+            await self.writer.aclose()
+            if self.hub is not None:
+                await self.hub.aclose()
+            await self.resolver.aclose()
+            await self.engine.dispose()
+        finally:
+            if self._process_lock is not None:
+                self._process_lock.release()
+                self._process_lock = None

@@ -1,6 +1,8 @@
-"""Who is calling an admin endpoint. HTTP Basic `admin:<LABELER_ADMIN_PASSWORD>` is the operator's credential.
+"""Who is calling an admin endpoint. HTTP Basic `admin:<LABELER_ADMIN_PASSWORD>` is the operator's credential;
+moderators (`LABELER_MODERATORS`) use service auth instead: a JWT from their PDS with `aud` our DID and `lxm`
+the method's NSID (`com.atproto.server.getServiceAuth`), so they never hold the operator's password.
 
-Without a configured password the admin API is closed, never open.
+Without a configured password the admin API is closed to Basic credentials, never open.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import hmac
 
 from starlette.requests import Request
 
-from labeler.protocol.errors import AuthRequired
+from labeler.protocol.errors import AuthRequired, Forbidden
 from labeler.service import Labeler
+from labeler.xrpc.service_auth import verify_service_auth
 
 ADMIN_USER = "admin"
 
@@ -38,3 +41,18 @@ def authenticate_admin(request: Request) -> str:
     if not (user_ok and password_ok):
         raise AuthRequired("invalid credentials")
     return ADMIN_USER
+
+
+async def authenticate_moderator(request: Request, lxm: str) -> str:
+    """The actor for the audit log: "admin" (Basic) or the moderator's DID (Bearer service token for `lxm`).
+
+    A valid token from a DID that is not a configured moderator is 403; a bad token is 401 as for createReport.
+    """
+    header = request.headers.get("authorization", "")
+    if header.strip().partition(" ")[0].lower() != "bearer":
+        return authenticate_admin(request)
+    labeler: Labeler = request.app.state.labeler
+    auth = await verify_service_auth(labeler, header, lxm)
+    if auth.iss not in labeler.settings.moderator_dids:
+        raise Forbidden(f"{auth.iss} is not a moderator of this labeler")
+    return auth.iss

@@ -2,7 +2,10 @@
 
 Accepts `tools.ozone.moderation.defs#modEventLabel` (`createLabelVals`, `negateLabelVals`, `durationInHours` →
 `exp`) on a `com.atproto.admin.defs#repoRef` or `com.atproto.repo.strongRef` subject, and answers a lexicon-valid
-`modEventView`. Every label goes through the writer; the view's `id` is the seq of the first label written.
+`modEventView`. Every label goes through the writer; the event is then logged in the moderation audit log (the
+view's `id` is that event's id) and closes the subject's open reports as actioned. Report-queue events
+(acknowledge, resolveAppeal, comment) go to `labeler.admin.moderation`. Callers: the operator (Basic) or a
+configured moderator (service auth, `lxm` = emitEvent).
 """
 
 from __future__ import annotations
@@ -14,40 +17,20 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from labeler.admin.auth import authenticate_admin
+from labeler.admin.auth import authenticate_moderator
+from labeler.admin.moderation import EMIT_EVENT, created_by_for, emit_queue_event, mod_tool_of
 from labeler.labels.writer import LabelRequest
 from labeler.protocol import syntax
 from labeler.protocol.errors import InvalidRequest
 from labeler.protocol.label import InvalidLabel, check_value
+from labeler.reports.actions import is_queue_event
+from labeler.reports.subject import parse_subject_ref
 from labeler.service import Labeler
 
 MOD_EVENT_LABEL = "tools.ozone.moderation.defs#modEventLabel"
-REPO_REF = "com.atproto.admin.defs#repoRef"
-STRONG_REF = "com.atproto.repo.strongRef"
 MAX_VALUES = 100
 MAX_DURATION_HOURS = 24 * 365 * 100
 MAX_COMMENT_CHARS = 10_000
-
-
-def parse_subject(subject: Any) -> tuple[str, str | None]:
-    """Subject union → (label uri, cid)."""
-    if not isinstance(subject, dict):
-        raise InvalidRequest("subject must be an object")
-    kind = subject.get("$type")
-    try:
-        if kind == REPO_REF:
-            did = subject.get("did")
-            if not isinstance(did, str):
-                raise InvalidRequest("subject.did is required")
-            return syntax.check_did(did), None
-        if kind == STRONG_REF:
-            uri, cid = subject.get("uri"), subject.get("cid")
-            if not isinstance(uri, str) or not isinstance(cid, str):
-                raise InvalidRequest("subject.uri and subject.cid are required")
-            return syntax.check_at_uri(uri), syntax.check_cid(cid)
-    except ValueError as exc:
-        raise InvalidRequest(f"subject: {exc}") from None
-    raise InvalidRequest(f"subject.$type must be {REPO_REF} or {STRONG_REF}")
 
 
 def _values(event: dict[str, Any], key: str) -> list[str]:
@@ -66,7 +49,10 @@ def parse_label_event(event: Any) -> tuple[list[str], list[str], int | None, str
     if not isinstance(event, dict):
         raise InvalidRequest("event must be an object")
     if event.get("$type") != MOD_EVENT_LABEL:
-        raise InvalidRequest(f"unsupported event type {event.get('$type')!r}: this labeler accepts {MOD_EVENT_LABEL}")
+        raise InvalidRequest(
+            f"unsupported event type {event.get('$type')!r}: this labeler accepts {MOD_EVENT_LABEL}"
+            " and the report-queue events modEventAcknowledge, modEventResolveAppeal, modEventComment"
+        )
     create, negate = _values(event, "createLabelVals"), _values(event, "negateLabelVals")
     if not create and not negate:
         raise InvalidRequest("event has no createLabelVals or negateLabelVals")
@@ -92,14 +78,15 @@ async def read_json_object(request: Request) -> dict[str, Any]:
 
 
 async def emit_event(request: Request) -> JSONResponse:
-    actor = authenticate_admin(request)
+    actor = await authenticate_moderator(request, EMIT_EVENT)
     labeler: Labeler = request.app.state.labeler
     body = await read_json_object(request)
-    uri, cid = parse_subject(body.get("subject"))
+    if is_queue_event(body.get("event")):
+        return await emit_queue_event(labeler, body, actor)
+    subject = parse_subject_ref(body.get("subject"))
+    uri, cid = subject.uri, subject.cid
     create, negate, duration, comment = parse_label_event(body.get("event"))
-    created_by = body.get("createdBy", labeler.settings.did)
-    if not isinstance(created_by, str) or not syntax.is_did(created_by):
-        raise InvalidRequest("createdBy must be a DID")
+    created_by = created_by_for(body, actor, labeler)
     blob_cids = body.get("subjectBlobCids", [])
     if not isinstance(blob_cids, list) or not all(isinstance(c, str) for c in blob_cids) or len(blob_cids) > 100:
         raise InvalidRequest("subjectBlobCids must be an array of CIDs")
@@ -116,8 +103,11 @@ async def emit_event(request: Request) -> JSONResponse:
         stored = await labeler.writer.write(requests)
     except InvalidLabel as exc:
         raise InvalidRequest(str(exc)) from None
+    logged = await labeler.reports.act(
+        subject, body["event"], created_by=created_by, actor=actor, mod_tool=mod_tool_of(body)
+    )
     view: dict[str, Any] = {
-        "id": stored[0].seq,
+        "id": logged.event.id,
         "event": body["event"],
         "subject": body["subject"],
         "subjectBlobCids": blob_cids,

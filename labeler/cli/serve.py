@@ -8,7 +8,13 @@ import click
 import uvicorn
 
 from labeler.cli._common import settings_or_exit
+from labeler.logs import configure_logging
+from labeler.single_process import SingleProcessError, check_free
 from labeler.xrpc.app import create_app
+
+# On SIGTERM uvicorn stops accepting, closes WebSockets (1012) and waits this long for in-flight requests before
+# cancelling them; the lifespan then drains the label writer. Keep it under the orchestrator's kill timeout.
+GRACEFUL_SHUTDOWN_SECONDS = 20
 
 
 @click.command()
@@ -18,14 +24,29 @@ def serve(host: str | None, port: int | None) -> None:
     """Serve queryLabels, subscribeLabels, emitEvent and the DID document."""
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings_or_exit(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        check_free(settings.database_url)  # a clear one-line refusal instead of a startup traceback
+    except SingleProcessError as exc:
+        raise click.ClickException(str(exc)) from None
     app = create_app(settings)
-    click.echo(f"labeler {settings.did} at {settings.public_url} (database {_safe_url(settings.database_url)})")
+    database = _safe_url(settings.database_url)
+    if settings.log_format == "json":
+        logging.getLogger("labeler.serve").info(
+            "labeler %s at %s",
+            settings.did,
+            settings.public_url,
+            extra={"did": settings.did, "public_url": settings.public_url, "database": database},
+        )
+    else:
+        click.echo(f"labeler {settings.did} at {settings.public_url} (database {database})")
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # configure_logging routes uvicorn's loggers through our handler
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         ws_max_size=64 * 1024,
         ws_ping_interval=20,
         ws_ping_timeout=60,

@@ -43,11 +43,7 @@ _FAMILIES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
 NEW_TO_OLD: Final[dict[str, str]] = {
     OZONE + "reasonAppeal": REASON_APPEAL,
     OZONE + "reasonOther": REASON_OTHER,
-    **{
-        f"{OZONE}reason{family}{leaf}": legacy
-        for family, (legacy, leaves) in _FAMILIES.items()
-        for leaf in leaves
-    },
+    **{f"{OZONE}reason{family}{leaf}": legacy for family, (legacy, leaves) in _FAMILIES.items() for leaf in leaves},
 }
 # The one exception to "a family maps to one legacy token" in Ozone's table.
 NEW_TO_OLD[OZONE + "reasonMisleadingSpam"] = REASON_SPAM

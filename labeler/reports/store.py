@@ -207,7 +207,9 @@ class ReportStore:
         )
         return (await conn.execute(query.limit(1))).first() is not None
 
-    async def _count_report(self, conn: AsyncConnection, subject: Subject, report_id: int, now: str, appeal: bool) -> None:
+    async def _count_report(
+        self, conn: AsyncConnection, subject: Subject, report_id: int, now: str, appeal: bool
+    ) -> None:
         values = {
             "subject_uri": subject.uri, "subject_did": subject.did, "subject_type": subject.type,
             "subject_cid": subject.cid, "report_count": 1, "open_count": 1, "open_appeal_count": int(appeal),

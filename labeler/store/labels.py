@@ -61,11 +61,35 @@ class CommitResult:
 
 
 def _row_to_stored(row: Any) -> StoredLabel:
-    label = Label(
-        src=row.src, uri=row.uri, val=row.val, cts=row.cts, cid=row.cid or None,
-        neg=bool(row.neg), exp=row.exp, sig=bytes(row.sig),
-    )  # fmt: skip
-    return StoredLabel(seq=row.seq, label=label, key_id=row.key_id)
+    return _rows_to_stored([row])[0]
+
+
+def _rows_to_stored(rows: Any) -> list[StoredLabel]:
+    """Rows of `_LABEL_COLUMNS` → StoredLabels. Hot on every read path (a queryLabels page, a backfill page), so
+    rows are unpacked as tuples and the dataclasses built positionally (named Row access costs more)."""
+    out = []
+    append = out.append
+    for seq, src, uri, cid, val, neg, cts, exp, sig, key_id in rows:
+        label = Label(src, uri, val, cts, cid or None, bool(neg), exp, sig if type(sig) is bytes else bytes(sig))
+        append(StoredLabel(seq, label, key_id))
+    return out
+
+
+# Read statements built once; their limits and cursors are bound parameters, so SQLAlchemy's compiled cache is
+# hit and nothing is rebuilt per request.
+_AFTER: Final = (
+    sa.select(*_LABEL_COLUMNS)
+    .where(labels.c.seq > sa.bindparam("after"))
+    .order_by(labels.c.seq)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_QUERY_ALL: Final = _AFTER
+_QUERY_URIS: Final = (
+    sa.select(*_LABEL_COLUMNS)
+    .where(labels.c.seq > sa.bindparam("after"), labels.c.uri.in_(sa.bindparam("uris", expanding=True)))
+    .order_by(labels.c.seq)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
 
 
 def prefix_upper_bound(prefix: str) -> str | None:
@@ -137,9 +161,8 @@ class LabelStore:
 
     async def after(self, seq: int, limit: int) -> list[StoredLabel]:
         """Current labels with seq > `seq`, in seq order: stream backfill and live catch-up."""
-        query = sa.select(*_LABEL_COLUMNS).where(labels.c.seq > seq).order_by(labels.c.seq).limit(limit)
         async with self.engine.connect() as conn:
-            return [_row_to_stored(r) for r in await conn.execute(query)]
+            return _rows_to_stored(await conn.execute(_AFTER, {"after": seq, "limit": limit}))
 
     async def query(
         self, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int
@@ -148,22 +171,34 @@ class LabelStore:
 
         Patterns are expected validated (a `*` only at the end); a bare `*` matches everything.
         """
+        prefixes = [p[:-1] for p in patterns if p.endswith("*")]
+        if not sources and "*" in patterns:
+            statement, params = _QUERY_ALL, {"after": cursor, "limit": limit}
+        elif not sources and not prefixes:
+            statement, params = _QUERY_URIS, {"after": cursor, "limit": limit, "uris": list(patterns)}
+        else:
+            statement, params = self._query_statement(patterns, prefixes, sources, cursor, limit), {}
+        async with self.engine.connect() as conn:
+            return _rows_to_stored(await conn.execute(statement, params))
+
+    @staticmethod
+    def _query_statement(
+        patterns: Sequence[str], prefixes: Sequence[str], sources: Sequence[str], cursor: int, limit: int
+    ) -> sa.Select[Any]:
         query = sa.select(*_LABEL_COLUMNS).where(labels.c.seq > cursor)
         if "*" not in patterns:
             conditions: list[Any] = []
             exact = [p for p in patterns if not p.endswith("*")]
             if exact:
                 conditions.append(labels.c.uri.in_(exact))
-            for prefix in (p[:-1] for p in patterns if p.endswith("*")):
+            for prefix in prefixes:
                 upper = prefix_upper_bound(prefix)
                 lower = labels.c.uri >= prefix
                 conditions.append(lower if upper is None else sa.and_(lower, labels.c.uri < upper))
             query = query.where(sa.or_(*conditions))
         if sources:
             query = query.where(labels.c.src.in_(list(sources)))
-        query = query.order_by(labels.c.seq).limit(limit)
-        async with self.engine.connect() as conn:
-            return [_row_to_stored(r) for r in await conn.execute(query)]
+        return query.order_by(labels.c.seq).limit(limit)
 
     async def replace_signatures(self, refreshed: Sequence[StoredLabel], stale_key_ids: dict[int, str]) -> None:
         """Persist re-signed labels (seq and cts unchanged), only where the row still has the stale signature."""
@@ -189,7 +224,7 @@ class LabelStore:
             .limit(limit)
         )
         async with self.engine.connect() as conn:
-            return [_row_to_stored(r) for r in await conn.execute(query)]
+            return _rows_to_stored(await conn.execute(query))
 
     async def events_for(self, uri: str, limit: int = 100) -> list[dict[str, Any]]:
         """The audit history of one subject, oldest first."""

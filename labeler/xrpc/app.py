@@ -13,13 +13,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from labeler.admin.emit_event import emit_event
+from labeler.admin.moderation import query_events, query_statuses
 from labeler.config import Settings
 from labeler.protocol.errors import MethodNotImplemented, MethodNotSupported, XrpcError
 from labeler.service import Labeler
+from labeler.xrpc.create_report import create_report
 from labeler.xrpc.errors import handle_http_error, handle_unexpected, handle_xrpc_error
 from labeler.xrpc.limits import BodyLimitMiddleware
 from labeler.xrpc.query_labels import query_labels
 from labeler.xrpc.subscribe_labels import subscribe_labels
+from labeler.xrpc.upload_api import upload_body_limits, upload_routes
 from labeler.xrpc.well_known import did_json, health, live, metrics
 
 
@@ -54,7 +57,7 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if owned:
-            await service.start()
+            await service.start(workers=settings.workers)  # pipeline workers run in-process with `serve`
         try:
             yield
         finally:
@@ -71,11 +74,19 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
         WebSocketRoute("/xrpc/com.atproto.label.subscribeLabels", subscribe_labels),
         Route("/xrpc/com.atproto.label.subscribeLabels", upgrade_required),
         Route("/xrpc/tools.ozone.moderation.emitEvent", emit_event, methods=["POST"]),
+        Route("/xrpc/com.atproto.moderation.createReport", create_report, methods=["POST"]),
+        Route("/xrpc/tools.ozone.moderation.queryStatuses", query_statuses),
+        Route("/xrpc/tools.ozone.moderation.queryEvents", query_events),
         Route("/xrpc/{nsid}", not_implemented, methods=["GET", "POST"]),
+        *upload_routes(),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
+        middleware=[
+            Middleware(
+                BodyLimitMiddleware, max_bytes=settings.max_body_bytes, route_limits=upload_body_limits(settings)
+            )
+        ],
         exception_handlers={
             XrpcError: handle_xrpc_error,
             HTTPException: handle_http_error,

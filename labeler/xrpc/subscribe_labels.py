@@ -82,6 +82,11 @@ async def _stream(ws: WebSocket, labeler: Labeler, cursor: int) -> None:
                 break
         sub = hub.subscribe()
         while True:
+            rows = await labeler.store.after(last_sent, page)
+            last_sent = await _send_rows(ws, labeler, rows, last_sent)
+            if len(rows) < page:
+                break
+        while True:
             await sub.wait()
             if sub.too_slow:
                 raise ConsumerTooSlow("subscriber fell too far behind")

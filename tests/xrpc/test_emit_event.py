@@ -96,10 +96,11 @@ async def test_bad_credentials_are_401(server: Any, auth: Any) -> None:
     assert await labels_for(server.url, "did:plc:bob") == []
 
 
-async def test_bearer_scheme_is_401(server: Any) -> None:
+async def test_garbage_bearer_token_is_401(server: Any) -> None:
+    # Bearer means moderator service auth (tests/reports/test_moderators.py); a non-JWT is BadJwt.
     async with httpx.AsyncClient(base_url=server.url) as client:
         response = await client.post(EMIT, json={}, headers={"authorization": "Bearer abc"})
-    assert response.status_code == 401 and response.json()["error"] == "AuthRequired"
+    assert response.status_code == 401 and response.json()["error"] == "BadJwt"
 
 
 async def test_admin_api_closed_without_password(make_settings: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from hashlib import sha256
@@ -21,8 +22,8 @@ import libipld
 import pytest
 from atproto import models
 from atproto_crypto.verify import verify_signature
-from conftest import LiveServer, serve_labeler
 from starlette.websockets import WebSocket
+from support.labeler_server import LiveServer, serve_labeler
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -302,49 +303,98 @@ async def test_invalid_cursor_gets_invalid_request(server: LiveServer, ten: list
 # --- backfill → live cutover ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cursor", [0, None])
+async def test_cutover_has_no_gap_and_no_duplicate(
+    server: LiveServer, ten: list[StoredLabel], monkeypatch: pytest.MonkeyPatch, cursor: int | None
+) -> None:
+    """Deterministic cutover: one label is committed and fanned out just after the last backfill page was read
+    but before the connection registers with the hub (only a catch-up query can deliver it: no gap), and one just
+    after it registered but before that catch-up query (it reaches both the query and the live buffer: no
+    duplicate)."""
+    store, hub = server.labeler.store, hub_of(server)
+    real_after = store.after
+    before_register: list[StoredLabel] = []
+    after_register: list[StoredLabel] = []
+
+    async def write_and_fan_out(out: list[StoredLabel], n: int) -> None:
+        out.append(await server.labeler.writer.write_one(LabelRequest(uri=subject("cut", n), val="spam")))
+        await fanned_out(hub, out[-1].seq)
+
+    async def after(seq: int, limit: int) -> list[StoredLabel]:
+        task = asyncio.current_task()
+        if task is not None and task.get_name().startswith("stream-hub"):
+            return await real_after(seq, limit)  # the hub's own catch-up: leave it alone
+        if hub.subscribers and not after_register:
+            await write_and_fan_out(after_register, 2)
+        rows = await real_after(seq, limit)
+        if not hub.subscribers and len(rows) < limit and not before_register:
+            await write_and_fan_out(before_register, 1)
+        return rows
+
+    monkeypatch.setattr(store, "after", after)
+    async with subscribe(server, cursor) as ws:
+        await until(lambda: bool(after_register))
+        sentinel = await server.labeler.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
+        seqs = await recv_until(ws, sentinel.seq)
+    backfill = [row.seq for row in ten] if cursor == 0 else []
+    assert seqs == [*backfill, before_register[0].seq, after_register[0].seq, sentinel.seq]
+
+
+def small_receive_buffer_socket(live: LiveServer, size: int = 16 * 1024) -> socket.socket:
+    """A connected client socket with a fixed, small receive buffer (no autotuning), so the server cannot run
+    far ahead of a slow reader: its backfill then really overlaps the reader's progress."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    sock.connect(("127.0.0.1", live.port))
+    return sock
+
+
 @pytest.mark.slow
 async def test_labels_written_during_a_long_backfill_arrive_once_in_order(make_settings: Any) -> None:
-    """5,000 labels exist; while a slow reader backfills from 0, a writer adds 500 more, paced by the reader's
-    progress so writes land early in the backfill, at the page boundaries, at the cutover and after it."""
+    """5,000 labels exist; while a slow reader backfills from 0, a writer adds 500 more in 50 commits, paced by
+    the reader's progress, then a sentinel. Every label arrives exactly once, in seq order, and the stream
+    equals the store's current state."""
     service = Labeler(make_settings(backfill_page_size=500))
     await service.start()
     try:
         for start in range(0, 5000, 500):
             await service.writer.write(requests("bulk", 500, start=start))
         async with serve_labeler(service) as live:
+            hub = hub_of(live)
             triggers: asyncio.Queue[int] = asyncio.Queue()
+            registered_at_write: list[bool] = []
+            sentinel: list[StoredLabel] = []
 
             async def writer() -> None:
                 for batch in range(50):
                     await triggers.get()
+                    registered_at_write.append(bool(hub.subscribers))
                     await service.writer.write(requests("during", 10, start=batch * 10))
+                sentinel.append(await service.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam")))
 
             writing = asyncio.create_task(writer())
             seqs: list[int] = []
             labels: list[dict[str, Any]] = []
-            async with subscribe(live, 0) as ws:
-                while len(seqs) < 5500:
-                    got = await recv_labels(ws, 1)
-                    seqs.append(got[0][0])
-                    labels.append(got[0][1])
-                    n = len(seqs)
-                    if n % 125 == 0 or 4980 <= n <= 5010:
-                        triggers.put_nowait(n)  # the writer takes at most 50 of these
-                    if n % 50 == 0:
+            sock = small_receive_buffer_socket(live)
+            async with connect(url(live, 0), sock=sock, proxy=None, compression=None, max_queue=4) as ws:
+                while not sentinel or seqs[-1] != sentinel[0].seq:
+                    ((seq, label),) = await recv_labels(ws, 1)
+                    seqs.append(seq)
+                    labels.append(label)
+                    if len(seqs) % 200 == 0 or len(seqs) > 5000:
+                        triggers.put_nowait(len(seqs))  # the writer takes 50 of these
+                    if len(seqs) % 20 == 0:
                         await asyncio.sleep(0.001)  # read slowly
-                for _ in range(50):
-                    triggers.put_nowait(0)
-                await writing
-                sentinel = await service.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
-                tail = await recv_until(ws, sentinel.seq)
-        stored = [row for row in await service.store.after(0, 100_000) if row.seq != sentinel.seq]
+            await writing
+            stored = await service.store.after(0, 100_000)
     finally:
         await service.aclose()
-    assert tail == [sentinel.seq], "nothing beyond the 5,500 labels, and no duplicate"
-    assert all(a < b for a, b in itertools.pairwise(seqs)), "strictly increasing seq"
-    assert seqs == [row.seq for row in stored]
+    assert False in registered_at_write, "some writes landed while the reader was still backfilling"
+    assert True in registered_at_write, "some writes landed once it was registered for live frames"
+    assert len(seqs) == 5501
+    assert all(a < b for a, b in itertools.pairwise(seqs)), "strictly increasing seq, no duplicate"
+    assert seqs == [row.seq for row in stored], "no gap: the stream is exactly the stored labels"
     assert labels == [cbor_of(row) for row in stored]
-    assert {label["uri"] for label in labels} >= {subject("during", i) for i in range(500)}
 
 
 # --- negations and re-labels ----------------------------------------------------------------------------------
@@ -396,19 +446,23 @@ async def test_reader_that_stops_reading_gets_consumer_too_slow(
     try:
         async with serve_labeler(service) as live:
             hub = hub_of(live)
-            async with subscribe(live, max_queue=1, max_size=2**20) as stalled:
+            sock = small_receive_buffer_socket(live)
+            async with connect(url(live), sock=sock, proxy=None, compression=None, max_queue=1) as stalled:
                 await until(lambda: len(hub.subscribers) == 1)
                 (sub,) = hub.subscribers
-                # Keep writing until the server side has given up on the stalled reader; socket buffers decide
-                # how much fits before that, so the loop waits for the state rather than guessing a count.
-                batches = 0
+                # Commits smaller than the buffer, so only the stalled socket can make the subscriber fall behind.
+                # Socket buffers decide how much fits before that: wait for the state rather than guess a count.
+                # Long subjects (1.5 kB frames) fill those buffers with fewer labels.
+                written = 0
                 while not sub.too_slow:
-                    rows = await service.writer.write(requests(f"b{batches}x", 500))
+                    rows = await service.writer.write(
+                        [LabelRequest(uri=f"{subject('slow', written + i)}{'x' * 1500}", val="spam") for i in range(25)]
+                    )
                     await fanned_out(hub, rows[-1].seq)
-                    batches += 1
-                    for s in hub.subscribers:
-                        assert len(s.frames) <= s.limit
-                    assert batches < 400, "a reader that never reads must be cut off"
+                    written += len(rows)
+                    assert all(len(s.frames) <= s.limit for s in hub.subscribers)
+                    assert max(peak.values()) <= 50, "the buffer never exceeds its limit, even between checks"
+                    assert written < 50_000, "a reader that never reads must be cut off"
                 assert len(sub.frames) == 0, "a too-slow subscriber's buffer is released"
                 # Now read again: what was already in flight, then the error frame and a 1008 close.
                 header: dict[str, Any] = {}

@@ -1,0 +1,98 @@
+"""The embedded `Matcher` of a running process: our banks loaded into a `PdqIndex`, kept in sync with the database.
+
+The index loads on the first lookup (CLI commands that never match never pay for it), then a background task
+replays `bank_changes` every `poll_interval` seconds, so a bank changed by another process (`labeler bank
+import` while the server runs) is matchable here within that time. Replays are idempotent: re-adding an entry
+replaces it, removing a missing one is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from labeler.pipeline.banks import BankChange, BankStore
+from labeler.pipeline.match.base import DEFAULT_MAX_DISTANCE, Match, MatcherError, MatcherUnavailable
+from labeler.pipeline.match.embedded import EmbeddedMatcher
+from labeler.pipeline.match.index import PdqIndex
+from labeler.store.engine import StoreError
+
+log = logging.getLogger(__name__)
+
+
+class SyncedBanks:
+    """`Matcher` over the database banks; see the module docstring."""
+
+    def __init__(self, store: BankStore, *, poll_interval: float = 2.0) -> None:
+        self.store = store
+        self.poll_interval = poll_interval
+        self._matcher: EmbeddedMatcher | None = None
+        self._seen = 0
+        self._lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def lookup(self, pdq_hex: str, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
+        matcher = await self._loaded()
+        return await matcher.lookup(pdq_hex, max_distance=max_distance)
+
+    async def ready(self) -> bool:
+        return not self._closed
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._matcher is not None:
+            await self._matcher.aclose()
+
+    async def _loaded(self) -> EmbeddedMatcher:
+        if self._closed:
+            raise MatcherError("matcher is closed")
+        if self._matcher is not None:
+            return self._matcher
+        async with self._lock:
+            if self._matcher is None:
+                try:
+                    seen = await self.store.head()  # read first: later changes are replayed over the rows below
+                    rows = await self.store.index_rows()
+                except StoreError as e:
+                    raise MatcherUnavailable(f"loading banks: {e}") from e
+                index = await asyncio.to_thread(PdqIndex.build, rows)
+                self._seen, self._matcher = seen, EmbeddedMatcher(index)
+                log.info("embedded banks loaded: %d entries", len(index))
+                self._poller = asyncio.create_task(self._poll(), name="bank-sync")
+        return self._matcher
+
+    async def refresh(self) -> int:
+        """Apply every change made since the last refresh; returns how many were applied."""
+        if self._matcher is None:
+            return 0  # not loaded yet: the first lookup loads the current state
+        async with self._lock:
+            applied = 0
+            while changes := await self.store.changes_after(self._seen):
+                for change in changes:
+                    await self._apply(self._matcher, change)
+                    self._seen = change.id
+                applied += len(changes)
+            return applied
+
+    async def _apply(self, matcher: EmbeddedMatcher, change: BankChange) -> None:
+        if change.op == "drop":
+            await matcher.remove_bank(change.bank)
+        elif change.op == "remove" and change.first_id is not None:
+            await matcher.remove(change.bank, str(change.first_id))
+        elif change.op == "add" and change.first_id is not None:
+            rows = await self.store.index_rows(change.bank, change.first_id, change.last_id)
+            await matcher.add_many(rows)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("bank sync failed; retrying in %.1fs", self.poll_interval)

@@ -1,0 +1,185 @@
+"""Embedded hash banks in our database: banks, their PDQ entries, and the change log every process replays.
+
+Bank names follow HMA's rule (`[A-Z_][A-Z0-9_]*`) so a bank can move between the two backends unchanged. An
+entry's id is its row id; `(bank, pdq)` is unique, so importing the same file twice adds nothing. Each change
+(entries added, an entry removed, a bank dropped) appends one `bank_changes` row in the same transaction; on
+PostgreSQL the change log is locked for the transaction so ids commit in order and a reader that has seen id N
+has seen everything below it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from labeler.protocol import syntax
+from labeler.store.engine import StoreError, is_sqlite
+from labeler.store.pipeline_schema import bank_changes, bank_entries, hash_banks
+
+BANK_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]*")
+_MAX_NOTE: Final = 255  # HMA's note limit, so entries survive a move to HMA
+_INSERT_CHUNK: Final = 500
+IndexRow = tuple[str, str, str, str | None, str | None]  # pdq, bank, entry id, external id, note (PdqIndex order)
+
+
+class BankError(Exception):
+    """A bank operation cannot be done as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Bank:
+    name: str
+    entries: int
+    created_at: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class EntryInput:
+    pdq: str
+    external_id: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class BankChange:
+    id: int
+    bank: str
+    op: str  # add | remove | drop
+    first_id: int | None
+    last_id: int | None
+
+
+def check_bank_name(name: str) -> str:
+    if BANK_NAME.fullmatch(name) is None or len(name) > 100:
+        raise BankError(f"bank names are UPPER_WITH_UNDERSCORE (like HMA): {name!r}")
+    return name
+
+
+class BankStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sqlite = is_sqlite(engine)
+
+    @asynccontextmanager
+    async def _change(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction that may append to the change log, serialised with every other one."""
+        try:
+            if self._sqlite:
+                async with self.engine.connect() as raw:
+                    conn = await raw.execution_options(sqlite_begin="IMMEDIATE")
+                    async with conn.begin():
+                        yield conn
+            else:
+                async with self.engine.begin() as conn:
+                    await conn.execute(sa.text("LOCK TABLE bank_changes IN SHARE ROW EXCLUSIVE MODE"))
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"bank change failed: {type(exc).__name__}") from exc
+
+    async def _bank_id(self, conn: AsyncConnection, name: str) -> int:
+        found = (await conn.execute(sa.select(hash_banks.c.id).where(hash_banks.c.name == name))).scalar()
+        if found is None:
+            raise BankError(f"no bank named {name!r}")
+        return int(found)
+
+    async def _log(self, conn: AsyncConnection, bank: str, op: str, first: int | None, last: int | None) -> None:
+        values = {"bank": bank, "op": op, "first_id": first, "last_id": last, "created_at": syntax.now()}
+        await conn.execute(bank_changes.insert().values(**values))
+
+    async def create(self, name: str, note: str | None = None) -> Bank:
+        check_bank_name(name)
+        stamp = syntax.now()
+        try:
+            async with self._change() as conn:
+                await conn.execute(hash_banks.insert().values(name=name, note=note, created_at=stamp))
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise BankError(f"bank {name!r} already exists") from None
+            raise
+        return Bank(name, 0, stamp, note)
+
+    async def list(self) -> list[Bank]:
+        count = sa.func.count(bank_entries.c.id)
+        query = (
+            sa.select(hash_banks.c.name, hash_banks.c.created_at, hash_banks.c.note, count)
+            .select_from(hash_banks.outerjoin(bank_entries, bank_entries.c.bank_id == hash_banks.c.id))
+            .group_by(hash_banks.c.id, hash_banks.c.name, hash_banks.c.created_at, hash_banks.c.note)
+            .order_by(hash_banks.c.name)
+        )
+        async with self.engine.connect() as conn:
+            return [Bank(r.name, int(r[3]), r.created_at, r.note) for r in await conn.execute(query)]
+
+    async def drop(self, name: str) -> int:
+        """Delete a bank and its entries; returns how many entries went with it."""
+        async with self._change() as conn:
+            bank_id = await self._bank_id(conn, name)
+            removed = (await conn.execute(bank_entries.delete().where(bank_entries.c.bank_id == bank_id))).rowcount
+            await conn.execute(hash_banks.delete().where(hash_banks.c.id == bank_id))
+            await self._log(conn, name, "drop", None, None)
+        return int(removed)
+
+    async def remove_entry(self, name: str, entry_id: int) -> bool:
+        async with self._change() as conn:
+            bank_id = await self._bank_id(conn, name)
+            stmt = bank_entries.delete().where(bank_entries.c.id == entry_id, bank_entries.c.bank_id == bank_id)
+            removed = (await conn.execute(stmt)).rowcount == 1
+            if removed:
+                await self._log(conn, name, "remove", entry_id, entry_id)
+        return removed
+
+    async def add_entries(self, name: str, entries: Sequence[EntryInput]) -> int:
+        """Add validated entries in one transaction; returns how many were new (a known hash is skipped)."""
+        stamp = syntax.now()
+        insert = sqlite.insert if self._sqlite else postgresql.insert
+        ids: list[int] = []
+        async with self._change() as conn:
+            bank_id = await self._bank_id(conn, name)
+            rows = [
+                {"bank_id": bank_id, "pdq": e.pdq, "external_id": e.external_id,
+                 "note": e.note[:_MAX_NOTE] if e.note else None, "added_at": stamp}
+                for e in entries
+            ]  # fmt: skip
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                stmt = (
+                    insert(bank_entries)
+                    .values(rows[start : start + _INSERT_CHUNK])
+                    .on_conflict_do_nothing(index_elements=["bank_id", "pdq"])
+                    .returning(bank_entries.c.id)
+                )
+                ids.extend(int(i) for i in (await conn.execute(stmt)).scalars())
+            if ids:
+                await self._log(conn, name, "add", min(ids), max(ids))
+        return len(ids)
+
+    async def head(self) -> int:
+        """The newest change id (0 when there is none)."""
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(bank_changes.c.id), 0)))).scalar())
+
+    async def changes_after(self, change_id: int, limit: int = 1000) -> list[BankChange]:
+        query = sa.select(bank_changes).where(bank_changes.c.id > change_id).order_by(bank_changes.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [BankChange(r.id, r.bank, r.op, r.first_id, r.last_id) for r in await conn.execute(query)]
+
+    async def index_rows(self, bank: str | None = None, first: int = 0, last: int | None = None) -> list[IndexRow]:
+        """Entries as PdqIndex rows: every bank, or one bank's entries with ids in [first, last]."""
+        query = sa.select(
+            bank_entries.c.pdq, hash_banks.c.name, bank_entries.c.id, bank_entries.c.external_id, bank_entries.c.note
+        ).join(hash_banks, hash_banks.c.id == bank_entries.c.bank_id)
+        conditions: list[Any] = [bank_entries.c.id >= first]
+        if bank is not None:
+            conditions.append(hash_banks.c.name == bank)
+        if last is not None:
+            conditions.append(bank_entries.c.id <= last)
+        async with self.engine.connect() as conn:
+            result = await conn.stream(query.where(*conditions))
+            return [(r[0], r[1], str(r[2]), r[3], r[4]) async for r in result]

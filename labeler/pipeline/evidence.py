@@ -1,0 +1,59 @@
+"""Evidence for pipeline decisions (design.md invariant 7): why a label or review item exists.
+
+The same dict goes into the label event's `evidence` column and into review items, so `explain`, the review
+API and the webhook all show one shape:
+
+    {"kind": "pdq-match", "job_id": 7, "source": "firehose", "subject": {"uri", "cid"},
+     "image": {"did", "blob_cid", "mime_type"}, "pdq": "…", "quality": 92, "dihedral": false,
+     "match": {"bank", "entry_id", "external_id", "note", "distance"}, "matcher": "embedded",
+     "rule": {…policy rule…}, "action": "label" | "review"}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from labeler.pipeline.jobs import Job
+from labeler.pipeline.policy import Decision
+
+KIND: Final = "pdq-match"
+
+
+def decision_evidence(job: Job, decision: Decision, *, matcher: str, dihedral: bool) -> dict[str, Any]:
+    match = decision.match
+    return {
+        "kind": KIND,
+        "job_id": job.id,
+        "source": job.source,
+        "subject": {"uri": job.subject_uri, "cid": job.subject_cid},
+        "image": {"did": job.image.did, "blob_cid": job.image.blob_cid, "mime_type": job.image.mime_type},
+        "pdq": job.pdq,
+        "quality": job.quality,
+        "dihedral": dihedral,
+        "match": {
+            "bank": match.bank,
+            "entry_id": match.entry_id,
+            "external_id": match.external_id,
+            "note": match.note,
+            "distance": match.distance,
+        },
+        "matcher": matcher,
+        "rule": decision.rule.to_json(),
+        "action": decision.action,
+    }
+
+
+def summary(evidence: dict[str, Any]) -> str:
+    """One line for people: `bank NCMEC entry 12 at distance 4 (rule default, job 7, blob bafk…)`."""
+    if evidence.get("kind") != KIND:
+        return ", ".join(f"{k}={v}" for k, v in evidence.items())
+    match, rule = evidence.get("match", {}), evidence.get("rule", {})
+    text = (
+        f"bank {match.get('bank')} entry {match.get('entry_id')} at distance {match.get('distance')} "
+        f"(rule {rule.get('name')}, job {evidence.get('job_id')}, image {evidence.get('image', {}).get('blob_cid')}, "
+        f"quality {evidence.get('quality')})"
+    )
+    review = evidence.get("review")
+    if isinstance(review, dict):
+        text += f"; confirmed in review #{review.get('item_id')} by {review.get('decided_by')}"
+    return text

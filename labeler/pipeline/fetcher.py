@@ -1,0 +1,222 @@
+"""Blob fetcher: DID → PDS endpoint → `com.atproto.sync.getBlob`, bounded, verified against the blob CID.
+
+Limits (design.md invariant 8): `max_image_bytes` (declared length and bytes actually read), `fetch_timeout` for
+the whole fetch including redirects, at most 3 redirects. Outside addresses only: the host of every request is
+resolved and each address checked (no loopback, private, link-local, multicast, reserved, …), then the
+connection goes to the checked address itself (Host header and TLS SNI keep the name), so a DNS answer that
+changes between the check and the connect (rebinding) cannot steer us inward. `allow_private_fetch` (tests,
+private deployments) turns the check off.
+
+Errors: `FetchUnavailable` (retryable: the PDS or the directory is down, slow, 5xx/429) and `FetchRejected`
+(permanent: no such blob or repo, too large, CID mismatch, refused address). Each carries a stable `reason`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import socket
+from typing import Any, ClassVar, Final
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+import libipld
+
+from labeler.identity.resolver import DidNotFound, DidResolver, ResolutionError
+from labeler.pipeline.jobs import ImageRef
+
+_RAW_CODEC: Final = 0x55
+_SHA256: Final = 0x12
+_MAX_REDIRECTS: Final = 3
+_MAX_RECORD_BYTES: Final = 256 * 1024
+# getBlob error names (XRPC `error`) that mean the blob will not come back by retrying.
+_GONE: Final = frozenset({"BlobNotFound", "RepoNotFound", "RepoTakendown", "RepoSuspended", "RepoDeactivated"})
+
+
+class FetchError(Exception):
+    """A blob could not be fetched; `reason` is a stable code, the message says more."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class FetchUnavailable(FetchError):
+    """Worth trying again later: connection refused, timeout, 5xx/429, DID directory down."""
+
+    retryable = True
+
+
+class FetchRejected(FetchError):
+    """Will fail the same way again: missing blob or repo, too large, CID mismatch, forbidden address."""
+
+
+def verify_blob_cid(data: bytes, cid: str) -> None:
+    """FetchRejected unless `data` is the content of `cid` (CIDv1, raw codec, sha2-256)."""
+    try:
+        decoded = libipld.decode_cid(cid)
+    except Exception as e:
+        raise FetchRejected("bad-cid", f"not a CID: {cid[:100]!r}") from e
+    digest = decoded["hash"]
+    if decoded["codec"] != _RAW_CODEC or digest["code"] != _SHA256:
+        raise FetchRejected("bad-cid", f"blob CID is not raw/sha2-256: codec {decoded['codec']:#x}")
+    if hashlib.sha256(data).digest() != digest["digest"]:
+        raise FetchRejected("cid-mismatch", f"the bytes served do not hash to {cid}")
+
+
+def is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class BlobFetcher:
+    def __init__(
+        self,
+        resolver: DidResolver,
+        *,
+        max_bytes: int,
+        timeout: float,
+        allow_private: bool = False,
+        user_agent: str = "atproto-hma-labeler",
+    ) -> None:
+        self.resolver = resolver
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.allow_private = allow_private
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=False,
+            headers={"user-agent": user_agent},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(self, image: ImageRef) -> bytes:
+        """The blob's bytes, verified against its CID."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                pds = await self._pds(image.did)
+                url = f"{pds.rstrip('/')}/xrpc/com.atproto.sync.getBlob"
+                data = await self._get(url, {"did": image.did, "cid": image.blob_cid}, self.max_bytes)
+        except TimeoutError:
+            raise FetchUnavailable("timeout", f"fetching {image.blob_cid} took over {self.timeout:g}s") from None
+        verify_blob_cid(data, image.blob_cid)
+        return data
+
+    async def get_record(self, did: str, collection: str, rkey: str) -> tuple[str | None, Any]:
+        """(cid, value) of a record from its repo's PDS (`com.atproto.repo.getRecord`), within the same limits."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                pds = await self._pds(did)
+                url = f"{pds.rstrip('/')}/xrpc/com.atproto.repo.getRecord"
+                params = {"repo": did, "collection": collection, "rkey": rkey}
+                data = await self._get(url, params, _MAX_RECORD_BYTES)
+        except TimeoutError:
+            raise FetchUnavailable("timeout", f"getRecord took over {self.timeout:g}s") from None
+        try:
+            body = json.loads(data)
+            cid, value = body.get("cid"), body["value"]
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise FetchRejected("bad-record", "getRecord answered something that is not a record") from e
+        return (cid if isinstance(cid, str) else None), value
+
+    async def _pds(self, did: str) -> str:
+        try:
+            self.resolver.document_url(did)  # an unsupported DID is permanent, not an outage
+        except ResolutionError as e:
+            raise FetchRejected("bad-did", str(e)) from e
+        try:
+            endpoint = await self.resolver.pds_endpoint(did)
+        except DidNotFound as e:
+            raise FetchRejected("did-not-found", str(e)) from e
+        except ResolutionError as e:
+            raise FetchUnavailable("did-unresolved", str(e)) from e
+        if not endpoint or urlsplit(endpoint).scheme not in ("http", "https"):
+            raise FetchRejected("no-pds", f"{did} declares no usable #atproto_pds endpoint")
+        return endpoint
+
+    async def _get(self, url: str, params: dict[str, str] | None, max_bytes: int) -> bytes:
+        for _ in range(_MAX_REDIRECTS + 1):
+            request = await self._request(url, params)
+            where = request.headers.get("host", request.url.host)
+            try:
+                response = await self._client.send(request, stream=True)
+                try:
+                    if response.is_redirect and "location" in response.headers:
+                        url, params = urljoin(url, response.headers["location"]), None
+                        continue
+                    await self._check_status(response, where)
+                    return await self._read(response, max_bytes)
+                finally:
+                    await response.aclose()
+            except httpx.TimeoutException as e:
+                raise FetchUnavailable("timeout", f"{where}: {type(e).__name__}") from e
+            except httpx.TransportError as e:
+                raise FetchUnavailable("unreachable", f"{where}: {type(e).__name__}: {e}") from e
+            except httpx.DecodingError as e:
+                raise FetchRejected("bad-encoding", f"{where}: {e}") from e
+        raise FetchRejected("too-many-redirects", f"more than {_MAX_REDIRECTS} redirects")
+
+    async def _request(self, url: str, params: dict[str, str] | None) -> httpx.Request:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchRejected("bad-url", f"cannot fetch {url[:200]!r}")
+        if self.allow_private:
+            return self._client.build_request("GET", url, params=params)
+        address = await self._public_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        host = f"[{address}]" if ":" in address else address
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        headers = {"host": parts.netloc.rsplit("@", 1)[-1]}
+        return self._client.build_request(
+            "GET", pinned, params=params, headers=headers, extensions={"sni_hostname": parts.hostname}
+        )
+
+    async def _public_address(self, hostname: str, port: int) -> str:
+        """Resolve `hostname`; FetchRejected unless every address is public. Returns the first one."""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise FetchUnavailable("dns", f"cannot resolve {hostname}: {e}") from e
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        refused = [a for a in addresses if not is_public_address(a)]
+        if not addresses or refused:
+            raise FetchRejected("private-address", f"{hostname} resolves to non-public {', '.join(refused)}")
+        return addresses[0]
+
+    async def _check_status(self, response: httpx.Response, where: str) -> None:
+        status = response.status_code
+        if status == 200:
+            return
+        if status == 429 or status >= 500:
+            raise FetchUnavailable("pds-unavailable", f"{where} answered {status}")
+        error = ""
+        if status == 400 and int(response.headers.get("content-length") or 0) <= 4096:
+            try:
+                body = json.loads(await response.aread())
+                error = str(body.get("error", "")) if isinstance(body, dict) else ""
+            except ValueError:
+                pass
+        if status == 404 or error in _GONE:
+            raise FetchRejected("blob-not-found", f"{where} answered {status} {error}".strip())
+        raise FetchRejected("pds-refused", f"{where} answered {status} {error}".strip())
+
+    async def _read(self, response: httpx.Response, max_bytes: int) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise FetchRejected("too-large", f"{declared} bytes > limit {max_bytes}")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > max_bytes:
+                raise FetchRejected("too-large", f"over the limit of {max_bytes} bytes")
+        return bytes(body)

@@ -1,0 +1,130 @@
+"""The pipeline's parts for one Labeler, built once from Settings: queue, cursors, banks, matcher, hasher, fetcher,
+policy, review queue, and (when asked to run them) workers and the review webhook sender.
+
+Building it is cheap: no process, connection or index is created until used, so short CLI commands pay
+nothing. `start(workers=N)` runs N workers in this process; `aclose()` stops them gracefully first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from labeler.config import Settings
+from labeler.declaration import DEFAULT_LABEL, Declaration
+from labeler.identity import DidResolver
+from labeler.labels.writer import LabelWriter
+from labeler.metrics import Metrics
+from labeler.pipeline.actions import DecisionApplier
+from labeler.pipeline.bank_sync import SyncedBanks
+from labeler.pipeline.banks import BankStore
+from labeler.pipeline.cursors import CursorStore
+from labeler.pipeline.fetcher import BlobFetcher
+from labeler.pipeline.hasher import PdqResult
+from labeler.pipeline.hashing import HashPool
+from labeler.pipeline.jobs import JobQueue
+from labeler.pipeline.match.base import Matcher
+from labeler.pipeline.match.hma import HmaMatcher
+from labeler.pipeline.options import load_options
+from labeler.pipeline.policy import load_policy
+from labeler.pipeline.report_jobs import ReportIntake
+from labeler.pipeline.review import ReviewQueue
+from labeler.pipeline.runner import WorkerPool
+from labeler.pipeline.telemetry import PipelineMetrics
+from labeler.pipeline.webhook import WebhookSender, load_webhook
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: AsyncEngine,
+        writer: LabelWriter,
+        resolver: DidResolver,
+        metrics: Metrics,
+        declaration: Declaration,
+    ) -> None:
+        self.settings = settings
+        self.options = load_options(settings)
+        self.policy = load_policy(settings.extra, default_label(declaration))
+        self.webhook = load_webhook(settings.extra)
+        self.engine = engine
+        self.jobs = JobQueue(engine)
+        self.cursors = CursorStore(engine)
+        self.banks = BankStore(engine)
+        self.matcher: Matcher = (
+            HmaMatcher(settings.hma_url)
+            if settings.matcher == "hma"
+            else SyncedBanks(self.banks, poll_interval=self.options.bank_poll_seconds)
+        )
+        self.hasher = HashPool(
+            processes=self.options.processes_for(settings.workers),
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            reduced_decode=settings.reduced_decode,
+            dihedral=settings.dihedral,
+        )
+        self.fetcher = BlobFetcher(
+            resolver,
+            max_bytes=settings.max_image_bytes,
+            timeout=settings.fetch_timeout,
+            allow_private=settings.allow_private_fetch,
+        )
+        self.reviews = ReviewQueue(engine, writer, webhook=self.webhook is not None)
+        self.applier = DecisionApplier(
+            engine,
+            writer,
+            self.reviews,
+            matcher=settings.matcher,
+            dihedral=settings.dihedral,
+        )
+        self.reports = ReportIntake(self.fetcher, self.jobs)
+        self.telemetry = PipelineMetrics(metrics.registry)
+        self._workers: WorkerPool | None = None
+        self._webhook_task: asyncio.Task[None] | None = None
+
+    async def hash_image(self, data: bytes) -> PdqResult:
+        """Hash image bytes in the process pool within the configured limits (the upload-time check API).
+
+        Raises `ImageRejected` for input that cannot be hashed and `HasherCrashed` if a hashing process died.
+        """
+        return await self.hasher.hash(data)
+
+    @property
+    def workers(self) -> WorkerPool | None:
+        return self._workers
+
+    async def start(self, *, workers: int) -> None:
+        """Run `workers` job workers (and the review webhook sender) in this process; 0 runs none."""
+        if workers <= 0 or self._workers is not None:
+            return
+        self._workers = WorkerPool(self, workers)
+        self.jobs.on_enqueue = self._workers.wake
+        self._workers.start()
+        if self.webhook is not None:
+            sender = WebhookSender(self.engine, self.reviews, self.webhook)
+            self._webhook_task = asyncio.create_task(sender.run(), name="review-webhook")
+
+    async def aclose(self) -> None:
+        """Finish in-flight jobs, then release the matcher, fetcher and hashing processes."""
+        await self.reports.aclose()
+        if self._workers is not None:
+            await self._workers.stop()
+            self._workers = None
+            self.jobs.on_enqueue = None
+        if self._webhook_task is not None:
+            self._webhook_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._webhook_task
+            self._webhook_task = None
+        await self.matcher.aclose()
+        await self.fetcher.aclose()
+        await self.hasher.aclose()
+
+
+def default_label(declaration: Declaration) -> str:
+    """The value the default policy emits: the first declared label (`csam-hash-match` unless configured)."""
+    return declaration.definitions[0].identifier if declaration.definitions else str(DEFAULT_LABEL["identifier"])

@@ -1,0 +1,214 @@
+"""Workers: claim a job, fetch → hash → match → policy → labels / review, record the outcome; repeat.
+
+Failure handling per step (every path ends in `finish` or `retry`, never in a dead worker):
+
+    fetch   FetchUnavailable → retry with backoff; after `max_attempts` → error/gave-up
+            FetchRejected    → rejected/<reason> (cid-mismatch, too-large, blob-not-found, private-address, …)
+    hash    ImageRejected    → rejected/<reason> (truncated, not-an-image, too-many-pixels, …)
+            HasherCrashed    → retry; quality below the threshold → no-match/low-quality
+    match   MatcherUnavailable (HMA down, 503) → retry with backoff, never given up (the hash is kept on the row,
+            so the retry does not fetch again); MatcherError → error/matcher-error
+    act     writer or database failure → retry
+
+A graceful stop lets each worker finish the job in hand (up to `stop_timeout_seconds`); a job interrupted
+after that goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from labeler.pipeline.fetcher import FetchError
+from labeler.pipeline.hasher import ImageRejected
+from labeler.pipeline.hashing import HasherCrashed
+from labeler.pipeline.jobs import Job, backoff_delay
+from labeler.pipeline.match.base import MatchFailure, lookup_variants
+from labeler.store.engine import StoreError
+
+if TYPE_CHECKING:
+    from labeler.pipeline.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class JobProcessor:
+    """Takes one claimed job to an outcome."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+
+    async def run(self, job: Job, owner: str) -> str:
+        """Process `job`; returns the outcome recorded, or "retry"."""
+        try:
+            return await self._run(job, owner)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an unexpected failure: the job retries, the worker lives on
+            log.exception("job %d failed unexpectedly", job.id)
+            return await self._retry(job, owner, "internal", f"{type(exc).__name__}: {exc}", give_up=True)
+
+    async def _run(self, job: Job, owner: str) -> str:
+        p, settings = self.p, self.p.settings
+        if job.pdq is None:
+            if job.attempts > p.options.max_attempts:
+                return await self._finish(job, owner, "error", "gave-up", job.detail)
+            try:
+                data = await p.fetcher.fetch(job.image)
+            except FetchError as exc:
+                p.telemetry.fetch_errors.labels(reason=exc.reason).inc()
+                if exc.retryable:
+                    return await self._retry(job, owner, "fetch", str(exc), give_up=True)
+                return await self._finish(job, owner, "rejected", exc.reason, exc.detail)
+            started = time.perf_counter()
+            try:
+                hashed = await p.hasher.hash(data)
+            except ImageRejected as exc:
+                return await self._finish(job, owner, "rejected", exc.reason, exc.detail)
+            except HasherCrashed as exc:
+                return await self._retry(job, owner, "hasher", str(exc), give_up=True)
+            p.telemetry.hash_seconds.observe(time.perf_counter() - started)
+            if not await p.jobs.save_hash(job, owner, hashed.hash, hashed.quality, hashed.variants):
+                return "lost-lease"
+            job = replace(job, pdq=hashed.hash, quality=hashed.quality, variants=list(hashed.variants or []) or None)
+        assert job.pdq is not None and job.quality is not None
+        if job.quality < settings.pdq_quality_threshold:
+            detail = f"PDQ quality {job.quality} < {settings.pdq_quality_threshold}"
+            return await self._finish(job, owner, "no-match", "low-quality", detail)
+        started = time.perf_counter()
+        try:
+            matches = await lookup_variants(p.matcher, job.variants or [job.pdq], max_distance=settings.match_distance)
+        except MatchFailure as exc:
+            p.telemetry.matcher_errors.labels(matcher=settings.matcher, kind=type(exc).__name__).inc()
+            if exc.retryable:
+                cap = p.options.matcher_retry_cap_seconds
+                return await self._retry(job, owner, "matcher", exc.message, give_up=False, cap=cap)
+            return await self._finish(job, owner, "error", "matcher-error", exc.message)
+        p.telemetry.matcher_seconds.labels(matcher=settings.matcher).observe(time.perf_counter() - started)
+        found = [{"bank": m.bank, "entry_id": m.entry_id, "distance": m.distance} for m in matches]
+        if not matches:
+            return await self._finish(job, owner, "no-match", None, None, {"matches": []})
+        decisions = p.policy.decide(matches, job.subject_uri, job.subject_cid)
+        try:
+            done = await p.applier.apply(job, decisions)
+        except StoreError as exc:
+            return await self._retry(job, owner, "store", str(exc), give_up=True)
+        for record in done:
+            p.telemetry.labels.labels(action=record["action"]).inc()
+        reason = ",".join(sorted({d.action for d in decisions})) or "below-policy"
+        return await self._finish(job, owner, "match", reason, None, {"matches": found, "decisions": done})
+
+    async def _finish(
+        self,
+        job: Job,
+        owner: str,
+        outcome: str,
+        reason: str | None,
+        detail: str | None,
+        result: dict[str, object] | None = None,
+    ) -> str:
+        if not await self.p.jobs.finish(job, owner, outcome, reason=reason, detail=detail, result=result):
+            log.warning("job %d: lease lost before finishing (%s)", job.id, outcome)
+            return "lost-lease"
+        self.p.telemetry.outcomes.labels(outcome=outcome, reason=reason or "").inc()
+        log.debug("job %d: %s %s", job.id, outcome, reason or "")
+        return outcome
+
+    async def _retry(
+        self, job: Job, owner: str, cause: str, detail: str, *, give_up: bool, cap: float | None = None
+    ) -> str:
+        options = self.p.options
+        if give_up and job.attempts >= options.max_attempts:
+            return await self._finish(job, owner, "error", "gave-up", f"{cause}: {detail}")
+        delay = backoff_delay(job.attempts, base=options.retry_base_seconds, cap=cap or options.retry_cap_seconds)
+        self.p.telemetry.retries.labels(cause=cause).inc()
+        log.info("job %d: %s failed (%s); retry %d in %.1fs", job.id, cause, detail, job.attempts, delay)
+        await self.p.jobs.retry(job, owner, delay=delay, detail=f"{cause}: {detail}")
+        return "retry"
+
+
+class WorkerPool:
+    """`count` concurrent workers in this process, each processing one job at a time."""
+
+    def __init__(self, pipeline: Pipeline, count: int) -> None:
+        self.p = pipeline
+        self.count = count
+        self.processor = JobProcessor(pipeline)
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._tasks: list[asyncio.Task[None]] = []
+        self._gauge_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._work(f"{self.name}/{n}"), name=f"worker-{n}") for n in range(self.count)
+        ]
+        self._gauge_task = asyncio.create_task(self._gauge(), name="worker-gauge")
+
+    def wake(self) -> None:
+        """New jobs were queued in this process: idle workers look now instead of at the next poll."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Finish in-flight jobs (up to the stop timeout), then stop; interrupted jobs go back to the queue."""
+        self._stopping = True
+        self._wake.set()
+        if self._gauge_task is not None:
+            self._gauge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gauge_task
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=self.p.options.stop_timeout_seconds)
+        for task in pending:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _work(self, owner: str) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                jobs = await self.p.jobs.claim(owner, limit=1, lease_seconds=self.p.options.lease_seconds)
+                failures = 0
+            except StoreError as exc:
+                failures += 1
+                delay = backoff_delay(failures, base=0.5, cap=30.0)
+                log.warning("worker %s: claiming failed (%s); retrying in %.1fs", owner, exc, delay)
+                await self._idle(delay)
+                continue
+            if not jobs:
+                await self._idle(self.p.options.poll_seconds)
+                continue
+            for job in jobs:
+                try:
+                    await self.processor.run(job, owner)
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self.p.jobs.release(job, owner))
+                    raise
+
+    async def _idle(self, seconds: float) -> None:
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def _gauge(self) -> None:
+        while True:
+            try:
+                for status, n in (await self.p.jobs.counts()).items():
+                    self.p.telemetry.queue_depth.labels(status=status).set(n)
+            except StoreError as exc:
+                log.debug("queue depth refresh failed: %s", exc)
+            await asyncio.sleep(5.0)

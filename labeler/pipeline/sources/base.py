@@ -1,0 +1,203 @@
+"""What every stream source shares: the reconnect loop with backoff, and batched, durable job + cursor writes.
+
+A source reads events in order and hands each one's jobs and cursor to `emit`. Jobs are enqueued in batches
+and the cursor is saved only after the jobs of every event up to it are committed, so a crash or restart
+replays from the last durable cursor: at least once, and the idempotent enqueue makes the repeats free.
+Pending work is bounded (`max_batch`): when it is full, `emit` waits for the database, and the wait pushes
+back on the socket instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from labeler.pipeline.jobs import JobSpec
+
+log = logging.getLogger(__name__)
+
+# A connection that lived this long was healthy: the next failure starts the backoff over.
+HEALTHY_AFTER_S: Final = 60.0
+
+
+class JobSink(Protocol):
+    """Where jobs go (labeler.pipeline.jobs.JobQueue); idempotent per (subject_uri, subject_cid, blob_cid)."""
+
+    async def enqueue(self, specs: Sequence[JobSpec]) -> int: ...
+
+
+class Cursors(Protocol):
+    """Durable named cursors (labeler.pipeline.cursors.CursorStore)."""
+
+    async def get(self, name: str) -> str | None: ...
+
+    async def set(self, name: str, value: str) -> None: ...
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter, reset after a healthy connection."""
+
+    initial: float = 1.0
+    maximum: float = 60.0
+    attempt: int = 0
+
+    def next_delay(self, connected_for: float | None = None) -> float:
+        if connected_for is not None and connected_for >= HEALTHY_AFTER_S:
+            self.attempt = 0
+        ceiling = min(self.maximum, self.initial * 2**self.attempt)
+        self.attempt = min(self.attempt + 1, 30)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class SourceStats:
+    """Counters for logs, metrics and tests."""
+
+    events: int = 0
+    jobs: int = 0
+    connects: int = 0
+    errors: int = 0
+    saved_cursor: str | None = None
+
+
+class StreamSource(ABC):
+    """Runs `_stream` until stopped, reconnecting with backoff; subclasses speak one protocol.
+
+    `_stream(cursor)` connects from `cursor` (None: live), calls `emit` for each event in order and returns when
+    the connection ends; raising is a failed connection. `_interrupt()` makes a running `_stream` return soon.
+    """
+
+    kind: str = "stream"
+
+    def __init__(
+        self,
+        name: str,
+        jobs: JobSink,
+        cursors: Cursors,
+        *,
+        max_batch: int = 500,
+        flush_interval: float = 1.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.name = name
+        self.jobs = jobs
+        self.cursors = cursors
+        self.max_batch = max_batch
+        self.flush_interval = flush_interval
+        self.backoff = backoff or Backoff()
+        self.stats = SourceStats()
+        self._pending: list[JobSpec] = []
+        self._cursor: str | None = None
+        self._saved: str | None = None
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._loaded = False
+
+    @abstractmethod
+    async def _stream(self, cursor: str | None) -> None: ...
+
+    @abstractmethod
+    async def _interrupt(self) -> None: ...
+
+    @property
+    def cursor(self) -> str | None:
+        """The newest event seen (not necessarily saved yet)."""
+        return self._cursor
+
+    def forget_cursor(self) -> None:
+        """Reconnect live next time (the server said our cursor is in its future)."""
+        self._cursor = None
+
+    async def emit(self, cursor: str | None, specs: Sequence[JobSpec] = ()) -> None:
+        """Record one event's jobs and position; waits when the batch is full."""
+        self.stats.events += 1
+        if specs:
+            self._pending.extend(specs)
+            self.stats.jobs += len(specs)
+        if cursor is not None:
+            self._cursor = cursor
+        if len(self._pending) >= self.max_batch:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Enqueue pending jobs, then save the cursor; retries with backoff until it works or the source stops."""
+        async with self._lock:
+            specs, cursor = self._pending, self._cursor
+            if not specs and (cursor is None or cursor == self._saved):
+                return
+            self._pending = []
+            retry = Backoff(initial=0.5, maximum=30.0)
+            while True:
+                try:
+                    if specs:
+                        await self.jobs.enqueue(specs)
+                    if cursor is not None and cursor != self._saved:
+                        await self.cursors.set(self.name, cursor)
+                    break
+                except Exception as exc:
+                    self.stats.errors += 1
+                    if self._stopping.is_set():
+                        # Left pending, so no later flush saves a cursor past them; the next start replays.
+                        self._pending = specs + self._pending
+                        log.error(
+                            "%s: could not save %d jobs at cursor %s on stop: %s", self.name, len(specs), cursor, exc
+                        )
+                        return
+                    delay = retry.next_delay()
+                    log.warning("%s: saving jobs/cursor failed (%s); retrying in %.1f s", self.name, exc, delay)
+                    await self._sleep(delay)
+            self._saved = cursor
+            self.stats.saved_cursor = cursor
+
+    async def run(self) -> None:
+        """Consume until `stop()`; never raises for connection or protocol trouble."""
+        if not self._loaded:
+            self._cursor = self._saved = await self.cursors.get(self.name)
+            self._loaded = True
+        ticker = asyncio.create_task(self._tick(), name=f"{self.name} flush")
+        try:
+            while not self._stopping.is_set():
+                started = time.monotonic()
+                self.stats.connects += 1
+                try:
+                    await self._stream(self._cursor)
+                    reason = "connection closed"
+                except Exception as exc:
+                    self.stats.errors += 1
+                    reason = f"{type(exc).__name__}: {exc}"
+                if self._stopping.is_set():
+                    break
+                delay = self.backoff.next_delay(time.monotonic() - started)
+                log.warning("%s: %s; reconnecting from cursor %s in %.1f s", self.name, reason, self._cursor, delay)
+                await self._sleep(delay)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            self._stopping.set()
+            await self.flush()
+
+    async def stop(self) -> None:
+        """Ask `run()` to finish: the connection closes, pending jobs and the cursor are saved."""
+        self._stopping.set()
+        await self._interrupt()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            await self.flush()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -1,0 +1,118 @@
+"""Records → jobs: which blobs in a post (or profile) record are images to check.
+
+Works on the record as decoded from either wire form: DAG-CBOR from a repo CAR (blob `ref` is raw CID bytes)
+or Jetstream's JSON (`ref` is `{"$link": …}`), plus the legacy `{cid, mimeType}` blob. Records come from anyone,
+so nothing here trusts their shape: anything odd yields no job, never an exception, and a record yields at most
+MAX_IMAGES_PER_RECORD images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+import libipld
+from atproto_client.models import ids
+
+from labeler.pipeline.jobs import ImageRef, JobSpec
+from labeler.protocol.syntax import check_cid, check_did, check_nsid, check_record_key
+
+log = logging.getLogger(__name__)
+
+POST: Final = ids.AppBskyFeedPost
+PROFILE: Final = ids.AppBskyActorProfile
+EMBED_IMAGES: Final = ids.AppBskyEmbedImages
+EMBED_RECORD_WITH_MEDIA: Final = ids.AppBskyEmbedRecordWithMedia
+# An images embed holds at most 4; a profile 2. Anything past this is junk, not work.
+MAX_IMAGES_PER_RECORD: Final = 8
+_MAX_MIME: Final = 100
+
+
+def wanted_collections(*, profiles: bool) -> frozenset[str]:
+    """The collections a source should read records from."""
+    return frozenset({POST, PROFILE}) if profiles else frozenset({POST})
+
+
+def jobs_for_record(
+    source: str, did: str, collection: str, rkey: str, cid: str | None, record: Any, *, profiles: bool = False
+) -> list[JobSpec]:
+    """One JobSpec per distinct image blob the record carries; [] for anything else or anything malformed."""
+    if collection == POST:
+        blobs = _post_images(record)
+    elif collection == PROFILE and profiles:
+        blobs = _profile_images(record)
+    else:
+        return []
+    refs: dict[str, ImageRef] = {}
+    try:
+        for blob in blobs:
+            parsed = parse_blob(blob)
+            if parsed is not None and parsed[0] not in refs:
+                refs[parsed[0]] = ImageRef(did, parsed[0], parsed[1])
+            if len(refs) >= MAX_IMAGES_PER_RECORD:
+                break
+        if not refs:
+            return []
+        uri = subject_uri(did, collection, rkey)
+        subject_cid = check_cid(cid) if cid is not None else None
+        return [JobSpec(source=source, subject_uri=uri, subject_cid=subject_cid, image=ref) for ref in refs.values()]
+    except (ValueError, TypeError) as exc:
+        log.debug("skipping odd record at %s/%s/%s: %s", did, collection, rkey, exc)
+        return []
+
+
+def subject_uri(did: str, collection: str, rkey: str) -> str:
+    """`at://did/collection/rkey`, each part checked (ValueError otherwise)."""
+    return f"at://{check_did(did)}/{check_nsid(collection)}/{check_record_key(rkey)}"
+
+
+def parse_blob(value: Any) -> tuple[str, str | None] | None:
+    """(blob CID, mime type) of a blob object in either wire form, or None if it is not one."""
+    if not isinstance(value, Mapping):
+        return None
+    if "ref" in value:
+        cid = cid_string(value["ref"])
+    elif isinstance(value.get("cid"), str):  # legacy blob: {cid, mimeType}
+        cid = cid_string(value["cid"])
+    else:
+        return None
+    if cid is None:
+        return None
+    mime = value.get("mimeType")
+    return cid, mime if isinstance(mime, str) and 0 < len(mime) <= _MAX_MIME else None
+
+
+def cid_string(ref: Any) -> str | None:
+    """A CID link as its string form: raw bytes (DAG-CBOR tag 42), `{"$link": str}`, a str or a CID object."""
+    try:
+        if isinstance(ref, bytes):
+            return str(libipld.encode_cid(ref))
+        if isinstance(ref, Mapping):
+            ref = ref.get("$link")
+        if not isinstance(ref, str):
+            ref = getattr(ref, "encode", lambda: None)()  # atproto_core.cid.CID
+        return check_cid(ref) if isinstance(ref, str) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _post_images(record: Any) -> Iterator[Any]:
+    embed = _get(record, "embed")
+    if _get(embed, "$type") == EMBED_RECORD_WITH_MEDIA:
+        embed = _get(embed, "media")
+    if _get(embed, "$type") != EMBED_IMAGES:
+        return
+    images = _get(embed, "images")
+    if isinstance(images, list):
+        for item in images[:MAX_IMAGES_PER_RECORD]:
+            yield _get(item, "image")
+
+
+def _profile_images(record: Any) -> Iterator[Any]:
+    yield _get(record, "avatar")
+    yield _get(record, "banner")
+
+
+def _get(value: Any, key: str) -> Any:
+    return value.get(key) if isinstance(value, Mapping) else None

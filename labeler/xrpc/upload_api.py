@@ -1,0 +1,191 @@
+"""The upload-time check API for apps: a PDS or app checks an image before publishing it.
+
+    POST /api/v1/hash   image bytes              → {"hash", "quality"}
+    POST /api/v1/match  image bytes | {"hash"}   → {"hash", "quality", "matches": [{bank, distance, entry_id, …}]}
+
+Synchronous, and nothing is stored: unlike the firehose, the caller decides what to do with the answer.
+Callers present `Authorization: Bearer <token>` for one of `LABELER_UPLOAD_TOKENS`; with none configured the
+API is closed. Bodies may be up to `max_image_bytes` (the app-wide body limit is lifted for these paths only).
+Hashing runs in the pipeline's process pool, with the same limits, reduced decoding and dihedral variants as
+the pipeline, and a match follows the pipeline's rules (quality threshold, match distance), so the answer here
+is the answer the labeler would give for the same image on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from labeler.config import Settings
+from labeler.pipeline.hasher import TOO_LARGE, ImageRejected, PdqResult, validate_pdq_hex
+from labeler.pipeline.hashing import HasherCrashed
+from labeler.pipeline.match.base import MatcherUnavailable, MatchFailure, lookup_variants
+from labeler.protocol.errors import AuthRequired, InvalidRequest, PayloadTooLarge, XrpcError
+from labeler.service import Labeler
+from labeler.xrpc.errors import error_response
+
+HASH_PATH: Final = "/api/v1/hash"
+MATCH_PATH: Final = "/api/v1/match"
+# Checks in flight at once; more wait before their body is read, so memory stays bounded.
+MAX_CONCURRENT: Final = 16
+RETRY_AFTER_S: Final = "5"
+
+
+class ImageNotAccepted(InvalidRequest):
+    """The body is not an image we can hash; `reason` is the hasher's stable code (truncated, not-an-image, …)."""
+
+    name = "ImageRejected"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "reason": self.reason}
+
+
+class ServiceUnavailable(XrpcError):
+    """The hasher or the matcher cannot answer now (HMA down or still loading its index); try again later."""
+
+    status: ClassVar[int] = 503
+    name: ClassVar[str] = "ServiceUnavailable"
+
+
+class UpstreamFailure(XrpcError):
+    """The matcher refused the lookup or answered nonsense."""
+
+    status: ClassVar[int] = 502
+    name: ClassVar[str] = "UpstreamFailure"
+
+
+def upload_routes() -> list[Route]:
+    return [Route(HASH_PATH, hash_image, methods=["POST"]), Route(MATCH_PATH, match_image, methods=["POST"])]
+
+
+def upload_body_limits(settings: Settings) -> dict[str, int]:
+    """Per-path body limits for BodyLimitMiddleware: an image may be as large as the pipeline accepts."""
+    return {HASH_PATH: settings.max_image_bytes, MATCH_PATH: settings.max_image_bytes}
+
+
+def _checked(handler: Callable[[Request, Labeler], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, bound concurrency, and add the headers a 401 (Bearer challenge) or 503 (Retry-After) needs."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        try:
+            labeler = _authorize(request)
+            async with _slots(request):
+                return await handler(request, labeler)
+        except AuthRequired as exc:
+            return error_response(exc, {"WWW-Authenticate": 'Bearer realm="upload"'})
+        except ServiceUnavailable as exc:
+            return error_response(exc, {"Retry-After": RETRY_AFTER_S})
+
+    return endpoint
+
+
+@_checked
+async def hash_image(request: Request, labeler: Labeler) -> Response:
+    if _is_json(request):
+        raise InvalidRequest("send the image bytes as the body (Content-Type: image/* or application/octet-stream)")
+    result = await _hash(labeler, await _image_body(request))
+    return JSONResponse({"hash": result.hash, "quality": result.quality})
+
+
+@_checked
+async def match_image(request: Request, labeler: Labeler) -> Response:
+    settings = labeler.settings
+    if _is_json(request):
+        pdq, quality, variants = _hash_from_json(await request.body()), None, None
+    else:
+        result = await _hash(labeler, await _image_body(request))
+        pdq, quality, variants = result.hash, result.quality, result.variants
+    body: dict[str, Any] = {"hash": pdq, "quality": quality, "matches": []}
+    if quality is not None and quality < settings.pdq_quality_threshold:
+        body["skipped"] = "low-quality"  # as in the pipeline: recorded, not matched
+        return JSONResponse(body)
+    try:
+        matches = await lookup_variants(
+            labeler.pipeline.matcher, variants or [pdq], max_distance=settings.match_distance
+        )
+    except MatcherUnavailable as exc:
+        raise ServiceUnavailable(f"matcher unavailable: {exc.message}") from None
+    except MatchFailure as exc:
+        raise UpstreamFailure(f"matcher error: {exc.message}") from None
+    body["matches"] = [
+        {"bank": m.bank, "distance": m.distance, "entry_id": m.entry_id}
+        | ({"external_id": m.external_id} if m.external_id is not None else {})
+        for m in matches
+    ]
+    return JSONResponse(body)
+
+
+def _authorize(request: Request) -> Labeler:
+    """Bearer token against every configured token in constant time; closed when none are configured."""
+    labeler: Labeler = request.app.state.labeler
+    tokens = [t.strip() for t in labeler.settings.upload_tokens.split(",") if t.strip()]
+    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+    if not tokens:
+        raise AuthRequired("the upload API is disabled: set LABELER_UPLOAD_TOKENS")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise AuthRequired("send Authorization: Bearer <upload token>")
+    digest = hashlib.sha256(given.strip().encode()).digest()
+    ok = False
+    for token in tokens:  # every token compared, equal-length digests: no early exit to time
+        ok |= hmac.compare_digest(digest, hashlib.sha256(token.encode()).digest())
+    if not ok:
+        raise AuthRequired("invalid upload token")
+    return labeler
+
+
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+
+
+async def _image_body(request: Request) -> bytes:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type.startswith("multipart/"):
+        raise InvalidRequest("send the raw image bytes as the body, not a multipart form")
+    data = await request.body()
+    if not data:
+        raise InvalidRequest("empty body: send the image bytes")
+    return data
+
+
+def _hash_from_json(raw: bytes) -> str:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("body is not valid JSON") from None
+    pdq = value.get("hash") if isinstance(value, dict) else None
+    try:
+        return validate_pdq_hex(pdq.strip().lower() if isinstance(pdq, str) else pdq)
+    except ValueError:
+        raise InvalidRequest('expected {"hash": "<64 hex digits of a PDQ hash>"}') from None
+
+
+async def _hash(labeler: Labeler, data: bytes) -> PdqResult:
+    try:
+        return await labeler.pipeline.hash_image(data)
+    except ImageRejected as exc:
+        if exc.reason == TOO_LARGE:
+            raise PayloadTooLarge(f"image larger than {labeler.settings.max_image_bytes} bytes") from None
+        raise ImageNotAccepted(exc.reason, f"image rejected ({exc.reason}): {exc.detail}") from None
+    except HasherCrashed:
+        raise ServiceUnavailable("the hasher restarted; try again") from None
+
+
+def _slots(request: Request) -> asyncio.Semaphore:
+    slots: asyncio.Semaphore | None = getattr(request.app.state, "upload_slots", None)
+    if slots is None:
+        slots = request.app.state.upload_slots = asyncio.Semaphore(MAX_CONCURRENT)
+    return slots

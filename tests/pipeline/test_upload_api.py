@@ -1,0 +1,196 @@
+"""The upload-time check API over real HTTP: auth, hashing, matching, limits and errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from support.labeler_server import LiveServer, serve_labeler
+
+from labeler.config import Settings
+from labeler.pipeline.banks import EntryInput
+from labeler.pipeline.hasher import hash_image
+from labeler.pipeline.match.base import MatcherError, MatcherUnavailable
+from labeler.service import Labeler
+
+from .corpus import encode, flip_bits, png_header_only, structured_rgb
+
+TOKEN = "tok-b"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+MAX_IMAGE = 300_000
+BANKED = encode(structured_rgb(320, 240, seed=1), "PNG")
+OTHER = encode(structured_rgb(320, 240, seed=2), "JPEG", quality=90)
+
+
+@pytest.fixture
+def settings(make_settings: Any) -> Settings:
+    # A tiny app-wide body limit proves the upload paths have their own (max_image_bytes).
+    return make_settings(upload_tokens=f"tok-a, {TOKEN}", max_body_bytes=1024, max_image_bytes=MAX_IMAGE)
+
+
+@pytest.fixture
+async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+async def bank(labeler: Labeler) -> str:
+    """Bank "KNOWN" holds BANKED's hash as external id "case-17"."""
+    banks = labeler.pipeline.banks
+    await banks.create("KNOWN")
+    await banks.add_entries("KNOWN", [EntryInput(hash_image(BANKED).hash, external_id="case-17")])
+    return hash_image(BANKED).hash
+
+
+def assert_error(response: httpx.Response, status: int, name: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["error"] == name and body["message"], body
+    return body
+
+
+async def test_hash_returns_the_pipelines_hash_and_quality(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/hash", content=BANKED, headers=AUTH | {"content-type": "image/png"})
+    assert response.status_code == 200, response.text
+    expected = hash_image(BANKED)
+    assert response.json() == {"hash": expected.hash, "quality": expected.quality}
+    assert expected.quality >= 50
+
+
+async def test_match_by_image(client: httpx.AsyncClient, bank: str) -> None:
+    response = await client.post("/api/v1/match", content=BANKED, headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["hash"] == bank
+    assert body["matches"] == [
+        {"bank": "KNOWN", "distance": 0, "entry_id": body["matches"][0]["entry_id"], "external_id": "case-17"}
+    ]
+    other = (await client.post("/api/v1/match", content=OTHER, headers=AUTH)).json()
+    assert other["matches"] == [] and other["quality"] >= 50
+
+
+async def test_match_by_hash(client: httpx.AsyncClient, bank: str) -> None:
+    near = flip_bits(bank, 7, seed=3)
+    response = await client.post("/api/v1/match", json={"hash": near.upper()}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["hash"], body["quality"]) == (near, None)
+    assert [(m["bank"], m["distance"]) for m in body["matches"]] == [("KNOWN", 7)]
+    far = flip_bits(bank, 40, seed=3)
+    assert (await client.post("/api/v1/match", json={"hash": far}, headers=AUTH)).json()["matches"] == []
+    for bad in ({"hash": "abc"}, {"pdq": bank}, ["x"]):
+        assert_error(await client.post("/api/v1/match", json=bad, headers=AUTH), 400, "InvalidRequest")
+    bad_json = await client.post("/api/v1/match", content=b"{", headers=AUTH | {"content-type": "application/json"})
+    assert_error(bad_json, 400, "InvalidRequest")
+
+
+async def test_low_quality_images_are_not_matched(client: httpx.AsyncClient) -> None:
+    flat = encode(structured_rgb(64, 64).point(lambda _: 128), "PNG")
+    body = (await client.post("/api/v1/match", content=flat, headers=AUTH)).json()
+    assert body["quality"] < 50 and body["matches"] == [] and body["skipped"] == "low-quality"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/hash", "/api/v1/match"])
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "Bearer"),
+        ({"authorization": "Bearer nope"}, "invalid upload token"),
+        ({"authorization": "Basic dG9rLWI6"}, "Bearer"),
+        ({"authorization": "Bearer tok-"}, "invalid upload token"),
+    ],
+)
+async def test_auth_is_required(client: httpx.AsyncClient, path: str, headers: dict[str, str], message: str) -> None:
+    response = await client.post(path, content=BANKED, headers=headers)
+    assert message in assert_error(response, 401, "AuthRequired")["message"]
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_closed_without_configured_tokens(make_settings: Any) -> None:
+    service = Labeler(make_settings(upload_tokens=" , "))
+    await service.start()
+    try:
+        async with serve_labeler(service) as live, httpx.AsyncClient(base_url=live.url) as http:
+            response = await http.post("/api/v1/hash", content=BANKED, headers=AUTH)
+            assert "disabled" in assert_error(response, 401, "AuthRequired")["message"]
+    finally:
+        await service.aclose()
+
+
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        (b"definitely not an image", "not-an-image"),
+        (BANKED[: len(BANKED) // 2], "truncated"),
+        (png_header_only(30_000, 30_000), "too-many-pixels"),
+    ],
+    ids=["not-an-image", "truncated", "bomb"],
+)
+@pytest.mark.parametrize("path", ["/api/v1/hash", "/api/v1/match"])
+async def test_bad_images_are_400_with_the_reason(
+    client: httpx.AsyncClient, path: str, image: bytes, reason: str
+) -> None:
+    body = assert_error(await client.post(path, content=image, headers=AUTH), 400, "ImageRejected")
+    assert body["reason"] == reason
+
+
+async def test_bad_requests(client: httpx.AsyncClient) -> None:
+    assert_error(await client.post("/api/v1/hash", content=b"", headers=AUTH), 400, "InvalidRequest")
+    assert_error(await client.post("/api/v1/hash", json={"hash": "0" * 64}, headers=AUTH), 400, "InvalidRequest")
+    multipart = await client.post("/api/v1/hash", files={"file": ("a.png", BANKED[:500])}, headers=AUTH)
+    assert_error(multipart, 400, "InvalidRequest")
+    assert_error(await client.get("/api/v1/hash", headers=AUTH), 405, "MethodNotSupported")
+
+
+async def test_size_limits(client: httpx.AsyncClient) -> None:
+    big = b"\x89PNG" + b"\x00" * MAX_IMAGE
+    declared = await client.post("/api/v1/hash", content=big, headers=AUTH)
+    assert_error(declared, 413, "PayloadTooLarge")
+
+    async def chunks() -> AsyncIterator[bytes]:  # no content-length: counted as it streams
+        for _ in range(10):
+            yield b"\x00" * (MAX_IMAGE // 5)
+
+    assert_error(await client.post("/api/v1/match", content=chunks(), headers=AUTH), 413, "PayloadTooLarge")
+    # Under the image limit but over the app-wide limit: fine here, refused everywhere else.
+    assert len(BANKED) > 1024
+    assert (await client.post("/api/v1/hash", content=BANKED, headers=AUTH)).status_code == 200
+    elsewhere = await client.post("/xrpc/com.atproto.moderation.createReport", content=BANKED)
+    assert_error(elsewhere, 413, "PayloadTooLarge")
+
+
+class _FailingMatcher:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def lookup(self, pdq_hex: str, *, max_distance: int = 31) -> list[Any]:
+        raise self.exc
+
+
+@pytest.fixture
+def swap_matcher(labeler: Labeler) -> Iterator[Any]:
+    original = labeler.pipeline.matcher
+
+    def swap(exc: Exception) -> None:
+        labeler.pipeline.matcher = _FailingMatcher(exc)  # type: ignore[assignment]
+
+    yield swap
+    labeler.pipeline.matcher = original
+
+
+async def test_matcher_unavailable_is_503(client: httpx.AsyncClient, swap_matcher: Any) -> None:
+    swap_matcher(MatcherUnavailable("HMA index not loaded", status=503))
+    response = await client.post("/api/v1/match", content=BANKED, headers=AUTH)
+    assert "index not loaded" in assert_error(response, 503, "ServiceUnavailable")["message"]
+    assert response.headers["retry-after"] == "5"
+    hashed = await client.post("/api/v1/hash", content=BANKED, headers=AUTH)
+    assert hashed.status_code == 200  # hashing does not need the matcher
+
+
+async def test_matcher_error_is_502(client: httpx.AsyncClient, swap_matcher: Any) -> None:
+    swap_matcher(MatcherError("bad request", status=400))
+    response = await client.post("/api/v1/match", json={"hash": "a" * 64}, headers=AUTH)
+    assert_error(response, 502, "UpstreamFailure")
