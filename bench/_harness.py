@@ -22,7 +22,7 @@ import struct
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,14 +208,18 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_labeler(service: Labeler, **uvicorn_options: Any) -> AsyncIterator[LiveServer]:
+async def serve_labeler(
+    service: Labeler, *, wrap: Callable[[Any], Any] | None = None, **uvicorn_options: Any
+) -> AsyncIterator[LiveServer]:
     """Serve a started Labeler on real uvicorn on a free loopback port, in the current event loop
-    (the same pattern as tests/conftest.py)."""
+    (the same pattern as tests/conftest.py). `wrap` may wrap the ASGI app (e.g. in a `ServerTimer`)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = create_app(service.settings, labeler=service)
+    if wrap is not None:
+        app = wrap(app)
     uvicorn_options.setdefault("log_level", "warning")
     uvicorn_options.setdefault("backlog", 4096)
     config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **uvicorn_options)
@@ -234,6 +238,31 @@ async def serve_labeler(service: Labeler, **uvicorn_options: Any) -> AsyncIterat
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 10)
         sock.close()
+
+
+class ServerTimer:
+    """ASGI wrapper recording, per HTTP request, the server's wall time from the call to the last body byte
+    handed to uvicorn (what the server spends, without the client's process), and the CPU time this process
+    used meanwhile (all threads; only meaningful with one request in flight). Wall far above CPU means the
+    process was waiting: for the disk, or for a core taken by something else on a busy machine."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.samples: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+        self.label: str | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.label is None:
+            await self.app(scope, receive, send)
+            return
+        t0, c0 = time.perf_counter(), time.process_time()
+        await self.app(scope, receive, send)
+        self.samples.setdefault(self.label, []).append(time.perf_counter() - t0)
+        self.cpu.setdefault(self.label, []).append(time.process_time() - c0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
 
 
 def use_uvloop() -> None:
@@ -257,9 +286,9 @@ def spawn(target: Any, *args: Any) -> tuple[multiprocessing.process.BaseProcess,
     return proc, parent
 
 
-async def recv(conn: Any, timeout: float | None = None) -> Any:
-    """Await the next message from a child without blocking the event loop."""
-    if timeout is not None and not await asyncio.to_thread(conn.poll, timeout):
+async def recv(conn: Any, wait: float | None = None) -> Any:
+    """Await the next message from a child (at most `wait` seconds) without blocking the event loop."""
+    if wait is not None and not await asyncio.to_thread(conn.poll, wait):
         raise TimeoutError("child process sent nothing in time")
     return await asyncio.to_thread(conn.recv)
 

@@ -80,6 +80,8 @@ def _client(conn: Any, port: int, size: int, seq_min: int, seq_max: int, request
     ):
         for _ in range(min(200, requests)):  # warm-up: connection, caches, code paths
             get(make()[0])
+        conn.send(("phase", name))
+        conn.recv()  # the server has switched its timer to this phase
         samples = []
         for _ in range(requests):
             query, expected = make()
@@ -88,8 +90,10 @@ def _client(conn: Any, port: int, size: int, seq_min: int, seq_max: int, request
                 raise RuntimeError(f"{name}: expected {expected} labels, got {len(body['labels'])} for {query}")
             samples.append(elapsed)
         results[name] = samples
+        conn.send(("phase", None))
+        conn.recv()
     http_conn.close()
-    conn.send(results)
+    conn.send(("done", results))
 
 
 async def _count(settings: Any) -> int:
@@ -130,28 +134,58 @@ async def main(args: argparse.Namespace) -> None:
                 continue
             if loaded < size:
                 seconds = await h.bulk_load(settings, loaded, size)
-                loads.append(
-                    [f"{size:,}", f"{size - loaded:,}", f"{seconds:.1f}", f"{(size - loaded) / seconds:,.0f}"]
-                )
+                loads.append([f"{size:,}", f"{size - loaded:,}", f"{seconds:.1f}", f"{(size - loaded) / seconds:,.0f}"])
                 loaded = size
             seq_min, seq_max, count = await _seq_range(settings)
             assert count == size, (count, size)
-            async with h.running_labeler(settings) as labeler, h.serve_labeler(labeler) as live:
+            timer: h.ServerTimer | None = None
+
+            def wrap(app: Any) -> Any:
+                nonlocal timer
+                timer = h.ServerTimer(app)
+                return timer
+
+            load_before = h.machine()["loadavg"]
+            async with h.running_labeler(settings) as labeler, h.serve_labeler(labeler, wrap=wrap) as live:
+                assert timer is not None
                 proc, conn = h.spawn(_client, live.port, size, seq_min, seq_max, args.requests, args.seed)
-                results = await h.recv(conn)
+                while True:
+                    kind, value = await h.recv(conn)
+                    if kind == "done":
+                        results = value
+                        break
+                    timer.label = value
+                    conn.send("ok")
                 proc.join()
+            print(f"{size:,} labels: load average before {load_before}, after {h.machine()['loadavg']}")
             for name, samples in results.items():
                 med, p99, mx, _mean = h.latency_summary(samples)
+                server = timer.samples.get(name, [])
+                s_med, s_p99, _smx, _smean = h.latency_summary(server[-len(samples) :])
+                cpu = timer.cpu.get(name, [])[-len(samples) :]
+                c_med, c_p99, _cmx, _cmean = h.latency_summary(cpu)
                 target = TARGETS.get(name)
                 verdict = ""
                 if target is not None and size >= 1_000_000:
                     ok = h.percentile(samples, 99) <= target
                     verdict = f"p99 <= {target * 1000:g} ms: {'met' if ok else 'MISSED'}"
-                rows.append([f"{size:,}", name, len(samples), med, p99, mx, verdict])
+                rows.append([f"{size:,}", name, len(samples), med, p99, mx, s_med, s_p99, c_med, c_p99, verdict])
     h.print_table("bulk load (signing + insert, no audit events)", ["labels", "added", "seconds", "labels/s"], loads)
     h.print_table(
         "queryLabels latency over HTTP (one client, sequential)",
-        ["labels", "query", "n", "p50 ms", "p99 ms", "max ms", "target (1M)"],
+        [
+            "labels",
+            "query",
+            "n",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "server p50",
+            "server p99",
+            "cpu p50",
+            "cpu p99",
+            "target (1M, client p99)",
+        ],
         rows,
     )
 

@@ -181,7 +181,7 @@ async def live(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any]]:
     async with h.running_labeler(settings) as labeler, h.serve_labeler(labeler) as live_server:
         for subscribers in args.subscribers:
             proc, conn = h.spawn(_live_client, live_server.port, subscribers)
-            hello = await h.recv(conn, timeout=300)
+            hello = await h.recv(conn, wait=300)
             if "error" in hello:
                 raise RuntimeError(hello["error"])
             # let the hub register every connection
@@ -203,7 +203,7 @@ async def live(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any]]:
                     await asyncio.sleep(delay)
             await asyncio.sleep(args.settle)
             conn.send("stop")
-            result = await h.recv(conn, timeout=120)
+            result = await h.recv(conn, wait=120)
             conn.send("bye")
             proc.join(timeout=30)
             received: dict[int, list[float]] = result["received"]

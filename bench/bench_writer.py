@@ -181,13 +181,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     h.add_common_args(p)
     p.add_argument("--labels", type=int, default=60_000, help="labels per in-process run (default %(default)s)")
     p.add_argument("--callers", type=int, default=256, help="concurrent in-process callers (default %(default)s)")
-    p.add_argument(
-        "--per-call", type=ints, default=[1, 10], help="labels per write() call, comma list (default 1,10)"
-    )
+    p.add_argument("--per-call", type=ints, default=[1, 10], help="labels per write() call, comma list (default 1,10)")
     p.add_argument("--http-requests", type=int, default=10_000, help="emitEvent requests per run (default %(default)s)")
-    p.add_argument(
-        "--http-clients", type=ints, default=[64], help="concurrent HTTP clients, comma list (default 64)"
-    )
+    p.add_argument("--http-clients", type=ints, default=[64], help="concurrent HTTP clients, comma list (default 64)")
     p.add_argument("--values-per-request", type=int, default=1, help="createLabelVals per emitEvent (default 1)")
     p.add_argument("--skip-in-process", action="store_true")
     p.add_argument("--skip-http", action="store_true")

@@ -52,6 +52,7 @@ class Settings:
     workers: int = 1  # in-process pipeline workers for `serve`; 0 leaves the queue to `labeler worker`
     firehose_url: str = ""  # ws(s)://relay-or-pds (com.atproto.sync.subscribeRepos)
     jetstream_url: str = ""  # ws(s)://jetstream host (the lightweight JSON alternative)
+    ingest_profiles: bool = False  # sources also check profile avatars and banners, not only post images
     upload_tokens: str = ""  # comma-separated bearer tokens for the upload-time check API
     allow_private_fetch: bool = False  # let the fetcher reach loopback/private addresses (tests only)
     max_image_bytes: int = 20 * 1024 * 1024

@@ -4,15 +4,19 @@ Layout of the keys directory (mode 0700):
     keyring.json   {"active": "<id>", "keys": [{"id", "curve", "did_key", "file", "created_at", "retired_at"}]}
     <id>.pem       PKCS#8 private key, mode 0600
 Every label row records the id of the key that signed it, so a rotation can re-sign stale labels lazily. Private
-key material is never logged or printed; only did:keys and ids are.
+key material is never logged or printed; only did:keys and ids are. A running server picks up a keyring changed by
+another process (`labeler keys rotate`) within `RELOAD_INTERVAL` seconds. Keys that are not label keys (a did:plc
+rotation key) are single PEM files beside it (`write_key_file` / `read_key_file`), never in the keyring.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -21,6 +25,11 @@ from labeler.protocol import syntax
 from labeler.protocol.crypto import Curve, SigningKey
 
 KEYRING_FILE: Final = "keyring.json"
+ROTATION_KEY_FILE: Final = "rotation.pem"
+#: Seconds between checks of keyring.json for changes made by another process.
+RELOAD_INTERVAL: Final = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class KeyringError(Exception):
@@ -52,6 +61,22 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
+def write_key_file(path: Path, key: SigningKey) -> None:
+    """A standalone private key file (mode 0600 in a 0700 folder); refuses to overwrite one."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        _write_private(path, key.to_pem())
+    except FileExistsError:
+        raise KeyringError(f"{path} already exists; not overwriting a private key") from None
+
+
+def read_key_file(path: Path) -> SigningKey:
+    try:
+        return SigningKey.from_pem(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise KeyringError(f"cannot load key file {path}: {exc}") from None
+
+
 class Keyring:
     """The keys directory. Load with `Keyring.open(dir)`; mutating methods persist immediately."""
 
@@ -60,6 +85,8 @@ class Keyring:
         self._active = active
         self._keys = {k.id: k for k in keys}
         self._loaded: dict[str, SigningKey] = {}
+        self._stamp = self._file_stamp()
+        self._checked_at = time.monotonic()
 
     @classmethod
     def open(cls, directory: Path) -> Keyring:
@@ -81,6 +108,33 @@ class Keyring:
             json.dump(payload, fh, indent=2)
             fh.write("\n")
         os.replace(tmp, self.directory / KEYRING_FILE)
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = (self.directory / KEYRING_FILE).stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_ino, st.st_size
+
+    def reload_if_changed(self, *, force: bool = False) -> bool:
+        """Re-read keyring.json if another process replaced it; checks at most once per RELOAD_INTERVAL unless
+        `force`. A keyring that cannot be read keeps the current state (signing goes on) and is logged."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < RELOAD_INTERVAL:
+            return False
+        self._checked_at = now
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            fresh = Keyring.open(self.directory)
+        except KeyringError as exc:
+            log.warning("keeping the loaded keyring: %s", exc)
+            return False
+        self._active, self._keys = fresh._active, fresh._keys
+        return True
 
     def all_keys(self) -> list[KeyInfo]:
         return sorted(self._keys.values(), key=lambda k: k.created_at)
@@ -96,6 +150,7 @@ class Keyring:
         return self._active
 
     def active(self) -> tuple[KeyInfo, SigningKey]:
+        self.reload_if_changed()
         if self._active is None:
             raise KeyringError(f"no active label key in {self.directory}; run `labeler keys generate`")
         return self.info(self._active), self.signing_key(self._active)

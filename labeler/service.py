@@ -16,6 +16,7 @@ from labeler.labels.resign import Resigner
 from labeler.labels.writer import LabelWriter
 from labeler.metrics import Metrics
 from labeler.pipeline.pipeline import Pipeline
+from labeler.pipeline.sources import Sources
 from labeler.protocol.service_auth import ReplayCache
 from labeler.reports import ReportService, ReportStore
 from labeler.single_process import ProcessLock, lock_path_for
@@ -67,6 +68,8 @@ class Labeler:
             declaration=self.reports.declaration,
         )
         self.reports.on_report(self.pipeline.reports.on_report)
+        # Firehose / Jetstream consumers (when configured); they run only when `start(sources=True)`.
+        self.sources = Sources.from_settings(settings, self.pipeline.jobs, self.pipeline.cursors)
         self._process_lock: ProcessLock | None = None
 
     def _on_commit(self, result: CommitResult) -> None:
@@ -75,7 +78,13 @@ class Labeler:
         self.metrics.on_commit(result)
 
     async def start(
-        self, *, migrate: bool = True, create_dev_key: bool = True, exclusive: bool | None = None, workers: int = 0
+        self,
+        *,
+        migrate: bool = True,
+        create_dev_key: bool = True,
+        exclusive: bool | None = None,
+        workers: int = 0,
+        sources: bool = False,
     ) -> None:
         """`exclusive` (default: when this process serves streams) takes the one-process lock on a SQLite file;
         long-running `serve`/`worker` need it, short CLI commands do not. `workers` pipeline workers run here."""
@@ -100,9 +109,12 @@ class Labeler:
             await self.hub.start()
         await self.writer.start()
         await self.pipeline.start(workers=workers)
+        if sources:
+            self.sources.start()
 
     async def aclose(self) -> None:
         try:
+            await self.sources.aclose()  # saves pending jobs and cursors while the database is still open
             await self.pipeline.aclose()  # in-flight jobs still write through the writer
             await self.writer.aclose()
             if self.hub is not None:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import click
 
+from labeler.cli.banks import bank
 from labeler.cli.db import db
+from labeler.cli.explain import explain
 from labeler.cli.keys import keys
 from labeler.cli.labels import label
+from labeler.cli.reports import reports
+from labeler.cli.review import review
 from labeler.cli.serve import serve
+from labeler.cli.sources import ingest
+from labeler.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -17,9 +23,15 @@ def cli() -> None:
 
 
 cli.add_command(serve)
+cli.add_command(ingest)
 cli.add_command(db)
 cli.add_command(keys)
 cli.add_command(label)
+cli.add_command(reports)
+cli.add_command(worker)
+cli.add_command(bank)
+cli.add_command(review)
+cli.add_command(explain)
 
 
 def main() -> None:

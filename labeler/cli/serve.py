@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 
 import click
 import uvicorn
@@ -40,6 +42,9 @@ def serve(host: str | None, port: int | None) -> None:
         )
     else:
         click.echo(f"labeler {settings.did} at {settings.public_url} (database {database})")
+    # uvicorn handles SIGTERM (the graceful shutdown above), then re-raises it once done, so the process would end
+    # "killed by SIGTERM" (143). A finished graceful shutdown is a clean exit: the re-raise lands here, exit 0.
+    signal.signal(signal.SIGTERM, _after_graceful_shutdown)
     uvicorn.run(
         app,
         host=settings.host,
@@ -52,6 +57,10 @@ def serve(host: str | None, port: int | None) -> None:
         ws_ping_timeout=60,
         proxy_headers=True,
     )
+
+
+def _after_graceful_shutdown(_signum: int, _frame: FrameType | None) -> None:
+    """uvicorn owns SIGTERM while it serves; this only receives its re-raise after the shutdown completed."""
 
 
 def _safe_url(url: str) -> str:

@@ -6,7 +6,7 @@ fresh signature over the same fields (seq and `cts` unchanged), and the new sign
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from labeler.keys import Keyring
 from labeler.store.labels import LabelStore, StoredLabel
@@ -33,3 +33,18 @@ class Resigner:
         if refreshed:
             await self.store.replace_signatures(refreshed, stale_ids)
         return out
+
+
+async def resign_backlog(
+    store: LabelStore, resigner: Resigner, *, batch: int = 500, progress: Callable[[int], None] | None = None
+) -> int:
+    """Re-sign every label not signed by the active key (`labeler keys resign`), in seq order and batches."""
+    done, after = 0, 0
+    while True:
+        rows = await store.stale(resigner.keyring.active()[0].id, after, batch)
+        if not rows:
+            return done
+        await resigner.current(rows)
+        after, done = rows[-1].seq, done + len(rows)
+        if progress is not None:
+            progress(len(rows))

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from labeler.pipeline.jobs import Job
+from labeler.pipeline.jobs import Job, JobQueue
 from labeler.pipeline.policy import Decision
+from labeler.pipeline.review import ReviewQueue
+from labeler.store.labels import LabelStore
 
 KIND: Final = "pdq-match"
 
@@ -57,3 +59,30 @@ def summary(evidence: dict[str, Any]) -> str:
     if isinstance(review, dict):
         text += f"; confirmed in review #{review.get('item_id')} by {review.get('decided_by')}"
     return text
+
+
+async def explain(store: LabelStore, jobs: JobQueue, reviews: ReviewQueue, uri: str) -> dict[str, Any]:
+    """Everything we know about why `uri` carries (or carried) labels: current labels, history with evidence,
+    the image jobs for it and its review items."""
+    current = await store.query([uri], [], 0, 1000)
+    history = await store.events_for(uri, limit=1000)
+    return {
+        "uri": uri,
+        "labels": [{"seq": s.seq, **s.label.to_json()} for s in current],
+        "history": [
+            {
+                "seq": e["seq"],
+                "created_at": e["created_at"],
+                "val": e["val"],
+                "neg": bool(e["neg"]),
+                "cid": e["cid"] or None,
+                "actor": e["actor"],
+                "via": e["via"],
+                "reason": e["reason"],
+                "evidence": e["evidence"],
+            }
+            for e in history
+        ],
+        "jobs": [j.to_json() for j in await jobs.for_subject(uri)],
+        "review_items": [i.to_json() for i in await reviews.list(status=None, subject_uri=uri, limit=1000)],
+    }

@@ -74,7 +74,10 @@ class ReportService:
         report_ids: list[int] | None = None,
         mod_tool: dict[str, Any] | None = None,
     ) -> ActionResult:
-        """Apply and audit a moderation event (see `labeler.reports.actions` for what each type does)."""
+        """Apply and audit a moderation event (see `labeler.reports.actions` for what each type does).
+
+        With `report_ids`, only those open reports on `subject` are resolved, appeals included.
+        """
         action = queue_action(event)
         return await self.store.act(
             subject,
@@ -82,7 +85,7 @@ class ReportService:
             created_by=created_by,
             actor=actor,
             resolve_to=action.resolve_to,
-            scope=action.scope,
+            scope="all" if report_ids is not None else action.scope,  # named reports are resolved as named
             report_ids=report_ids,
             note=action.note,
             mod_tool=mod_tool,

@@ -60,10 +60,6 @@ class CommitResult:
     stored: list[StoredLabel]
 
 
-def _row_to_stored(row: Any) -> StoredLabel:
-    return _rows_to_stored([row])[0]
-
-
 def _rows_to_stored(rows: Any) -> list[StoredLabel]:
     """Rows of `_LABEL_COLUMNS` → StoredLabels. Hot on every read path (a queryLabels page, a backfill page), so
     rows are unpacked as tuples and the dataclasses built positionally (named Row access costs more)."""

@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from labeler.admin.emit_event import emit_event
 from labeler.admin.moderation import query_events, query_statuses
+from labeler.admin.review import review_routes
 from labeler.config import Settings
 from labeler.protocol.errors import MethodNotImplemented, MethodNotSupported, XrpcError
 from labeler.service import Labeler
@@ -57,7 +58,8 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if owned:
-            await service.start(workers=settings.workers)  # pipeline workers run in-process with `serve`
+            # Pipeline workers and the configured firehose/Jetstream sources run in-process with `serve`.
+            await service.start(workers=settings.workers, sources=True)
         try:
             yield
         finally:
@@ -79,6 +81,7 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
         Route("/xrpc/tools.ozone.moderation.queryEvents", query_events),
         Route("/xrpc/{nsid}", not_implemented, methods=["GET", "POST"]),
         *upload_routes(),
+        *review_routes(),
     ]
     app = Starlette(
         routes=routes,

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from support.fake_plc import running_fake_plc
 
+from .blob_server import PdsWorld, free_port
 from .hma_standin import HmaStandin, serve
 
 
@@ -24,3 +26,23 @@ def hma_standin() -> Iterator[RunningStandin]:
     control = HmaStandin()
     with serve(control) as url:
         yield RunningStandin(url, control)
+
+
+@pytest.fixture
+def pds_world() -> Iterator[PdsWorld]:
+    """A fake PLC (running) and a PDS stand-in on a reserved port (start it with `pds_world.pds_running()`)."""
+    with running_fake_plc() as (plc, plc_server):
+        yield PdsWorld(plc, plc_server, free_port())
+
+
+# Fast retries and polls, so outage tests take seconds.
+FAST_PIPELINE = {
+    "retry_base_seconds": 0.05,
+    "retry_cap_seconds": 0.3,
+    "matcher_retry_cap_seconds": 0.3,
+    "poll_seconds": 0.05,
+    "bank_poll_seconds": 0.1,
+    "lease_seconds": 30,
+    "max_attempts": 100,
+    "hash_processes": 1,
+}

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
+from labeler.config import ConfigError
 from labeler.pipeline.cursors import CursorStore
 from labeler.pipeline.jobs import JobQueue
 from labeler.pipeline.sources.base import Backoff, StreamSource
@@ -219,3 +223,70 @@ async def test_jobs_reach_the_real_queue_and_cursor_store(standin: tuple[StreamS
     async with running(again):
         await eventually(lambda: again.stats.saved_cursor == "4")
     assert (await queue.counts())["queued"] == 3
+
+
+async def test_the_labeler_runs_configured_sources(standin: tuple[StreamStandin, str], make_settings: Any) -> None:
+    control, url = standin
+    service = Labeler(make_settings(firehose_url=url))
+    await service.start(sources=True)
+    try:
+        [source] = service.sources.sources
+        await eventually(lambda: len(control.connections) == 1)
+        assert control.connections == [{}]  # first start: live
+        publish_sample(control)
+        await eventually(lambda: source.stats.saved_cursor == "4")
+        assert (await service.pipeline.jobs.counts())["queued"] == 3
+    finally:
+        await service.aclose()
+
+
+def test_a_bad_source_url_is_a_config_error(make_settings: Any) -> None:
+    with pytest.raises(ConfigError, match="LABELER_JETSTREAM_URL"):
+        Labeler(make_settings(jetstream_url="jetstream.example.com"))
+
+
+async def test_ingest_command_queues_jobs_and_saves_the_cursor_on_sigint(
+    standin: tuple[StreamStandin, str], settings: Any, tmp_path: Any
+) -> None:
+    """`labeler ingest` as its own process: it follows the stream and stops cleanly on Ctrl-C."""
+    control, url = standin
+    publish_sample(control)
+    env = {
+        **os.environ,
+        "LABELER_DATABASE_URL": settings.database_url,
+        "LABELER_KEYS_DIR": str(settings.keys_dir),
+        "LABELER_FIREHOSE_URL": url,
+    }
+    migrate = await asyncio.create_subprocess_exec(sys.executable, "-m", "labeler", "db", "upgrade", env=env)
+    assert await migrate.wait() == 0
+    service = Labeler(settings, with_hub=False)
+    try:
+        source_name = FirehoseSource(url, MemoryJobs(), MemoryCursors()).name
+        await service.pipeline.cursors.set(source_name, "0")
+        output, returncode = await run_ingest(env, control)
+        assert returncode == 0, output
+        assert await service.pipeline.cursors.get(source_name) == "4"
+        assert (await service.pipeline.jobs.counts())["queued"] == 3
+    finally:
+        await service.aclose()
+
+
+async def run_ingest(env: dict[str, str], control: StreamStandin) -> tuple[str, int | None]:
+    """Start `labeler ingest`, let it read the stand-in's events, then Ctrl-C it; its output and exit code."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "labeler", "ingest", env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    seen = b""
+    try:
+        assert proc.stdout is not None
+        while b"ingesting from firehose" not in seen:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, seen
+            seen += line
+        await eventually(lambda: len(control.connections) == 1, timeout=20)
+        await asyncio.sleep(0.5)  # the sample is sent at once; well under the 1 s flush interval
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = (await asyncio.wait_for(proc.communicate(), 30))[0]
+    return (seen + rest).decode(), proc.returncode

@@ -74,6 +74,10 @@ class HmaMatcher:
         body = await self._request("POST", "/c/banks", json={"name": name, "enabled_ratio": enabled_ratio})
         return _parse_bank(body)
 
+    async def delete_bank(self, name: str) -> None:
+        """Delete a bank and its content (HMA answers 200 even when there is no such bank)."""
+        await self._request("DELETE", f"/c/bank/{quote(name, safe='')}")
+
     async def add_signal(self, bank: str, pdq_hex: str, *, note: str | None = None) -> int:
         """Add one PDQ hash to `bank` as a new content item; returns HMA's bank_content_id.
 

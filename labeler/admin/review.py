@@ -1,0 +1,102 @@
+"""The review queue over HTTP (operator Basic auth, or a moderator's service token), the API twin of
+`labeler review …`:
+
+    GET  /api/v1/review?status=pending|confirmed|rejected|all&after=<id>&limit=1..100   → {"items": [...], "cursor"}
+    GET  /api/v1/review/<id>                                                           → item with evidence
+    POST /api/v1/review/<id>/confirm   {"note": "…"}  → item (its labels are published through the writer)
+    POST /api/v1/review/<id>/reject    {"note": "…"}  → item
+
+Moderator tokens are checked against Ozone's method names: reading needs `lxm`
+`tools.ozone.moderation.queryStatuses`, deciding needs `tools.ozone.moderation.emitEvent` (the same rights as
+the rest of the moderation API). Errors use the XRPC error shape.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from labeler.admin.auth import authenticate_moderator
+from labeler.admin.moderation import EMIT_EVENT, QUERY_STATUSES
+from labeler.pipeline.review import STATUSES, ReviewError
+from labeler.protocol.errors import InvalidRequest, NotFound
+from labeler.service import Labeler
+from labeler.xrpc.params import get_int
+
+PATH: Final = "/api/v1/review"
+_MAX_NOTE: Final = 2000
+
+
+async def list_items(request: Request) -> JSONResponse:
+    await authenticate_moderator(request, QUERY_STATUSES)
+    labeler: Labeler = request.app.state.labeler
+    params = request.query_params
+    status = params.get("status", "pending")
+    if status not in (*STATUSES, "all"):
+        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}, all")
+    limit = get_int(params, "limit", default=50, minimum=1, maximum=100) or 50
+    after = get_int(params, "after", default=0, minimum=0, maximum=2**62) or 0
+    items = await labeler.pipeline.reviews.list(status=None if status == "all" else status, after=after, limit=limit)
+    cursor = items[-1].id if len(items) == limit else None
+    return JSONResponse({"items": [i.to_json() for i in items], "cursor": cursor})
+
+
+async def show_item(request: Request) -> JSONResponse:
+    await authenticate_moderator(request, QUERY_STATUSES)
+    labeler: Labeler = request.app.state.labeler
+    try:
+        item = await labeler.pipeline.reviews.get(request.path_params["item_id"])
+    except ReviewError as exc:
+        raise NotFound(str(exc)) from None
+    return JSONResponse(item.to_json())
+
+
+async def confirm_item(request: Request) -> JSONResponse:
+    return await _decide(request, confirm=True)
+
+
+async def reject_item(request: Request) -> JSONResponse:
+    return await _decide(request, confirm=False)
+
+
+async def _decide(request: Request, *, confirm: bool) -> JSONResponse:
+    actor = await authenticate_moderator(request, EMIT_EVENT)
+    labeler: Labeler = request.app.state.labeler
+    note = _note(await request.body())
+    item_id: int = request.path_params["item_id"]
+    reviews = labeler.pipeline.reviews
+    try:
+        await reviews.get(item_id)
+    except ReviewError as exc:
+        raise NotFound(str(exc)) from None
+    try:
+        item = await reviews.decide(item_id, confirm=confirm, actor=actor, note=note)
+    except ReviewError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return JSONResponse(item.to_json())
+
+
+def _note(body: bytes) -> str | None:
+    if not body.strip():
+        return None
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        raise InvalidRequest("body must be JSON") from None
+    note = data.get("note") if isinstance(data, dict) else None
+    if note is not None and (not isinstance(note, str) or len(note) > _MAX_NOTE):
+        raise InvalidRequest(f"note must be a string of at most {_MAX_NOTE} characters")
+    return note
+
+
+def review_routes() -> list[Route]:
+    return [
+        Route(PATH, list_items, methods=["GET"]),
+        Route(PATH + "/{item_id:int}", show_item, methods=["GET"]),
+        Route(PATH + "/{item_id:int}/confirm", confirm_item, methods=["POST"]),
+        Route(PATH + "/{item_id:int}/reject", reject_item, methods=["POST"]),
+    ]

@@ -1,0 +1,169 @@
+"""`labeler bank …`: hash banks. Embedded banks live in our database; with `matcher = "hma"` the same commands
+manage HMA's banks through its curation API (`/c/banks`, `/c/bank/<B>/signal`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from labeler.cli._common import echo_json, run, settings_or_exit
+from labeler.config import Settings
+from labeler.pipeline.bank_import import FORMATS, parse_file
+from labeler.pipeline.banks import BankError, BankStore, EntryInput, check_bank_name
+from labeler.pipeline.match.base import MatchFailure
+from labeler.pipeline.match.hma import HmaMatcher
+from labeler.store.engine import create_engine
+from labeler.store.migrate import upgrade
+
+T = TypeVar("T")
+_BATCH = 1000
+
+
+@click.group()
+def bank() -> None:
+    """Hash banks (embedded, or HMA's with matcher = "hma")."""
+
+
+def _with_store(settings: Settings, body: Callable[[BankStore], Awaitable[T]]) -> T:
+    async def go() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            return await body(BankStore(engine))
+        finally:
+            await engine.dispose()
+
+    return _run(go)
+
+
+def _with_hma(settings: Settings, body: Callable[[HmaMatcher], Awaitable[T]]) -> T:
+    async def go() -> T:
+        hma = HmaMatcher(settings.hma_url)
+        try:
+            return await body(hma)
+        finally:
+            await hma.aclose()
+
+    return _run(go)
+
+
+def _run(go: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return run(go)
+    except (BankError, MatchFailure) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@bank.command("create")
+@click.argument("name")
+@click.option("--note", help="What the bank holds (embedded banks only).")
+def bank_create(name: str, note: str | None) -> None:
+    """Create bank NAME (UPPER_WITH_UNDERSCORE)."""
+    settings = settings_or_exit()
+    try:
+        check_bank_name(name)
+    except BankError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.matcher == "hma":
+        _with_hma(settings, lambda hma: hma.create_bank(name))
+    else:
+        _with_store(settings, lambda store: store.create(name, note))
+    click.echo(f"created bank {name}")
+
+
+@bank.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def bank_list(as_json: bool) -> None:
+    """List banks (with entry counts for embedded banks)."""
+    settings = settings_or_exit()
+    rows: list[dict[str, Any]]
+    if settings.matcher == "hma":
+        banks = _with_hma(settings, lambda hma: hma.list_banks())
+        rows = [{"name": b.name, "matching_enabled_ratio": b.matching_enabled_ratio} for b in banks]
+    else:
+        rows = [b.__dict__ for b in _with_store(settings, lambda store: store.list())]
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        detail = f"{row['entries']} entries" if "entries" in row else f"enabled {row['matching_enabled_ratio']:g}"
+        click.echo(f"{row['name']}  {detail}" + (f"  {row['note']}" if row.get("note") else ""))
+
+
+@bank.command("remove")
+@click.argument("name")
+@click.option("--entry", "entry_id", type=int, help="Remove only this entry (embedded banks).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def bank_remove(name: str, entry_id: int | None, yes: bool) -> None:
+    """Remove bank NAME with all its entries, or one entry of it."""
+    settings = settings_or_exit()
+    if entry_id is not None:
+        if settings.matcher == "hma":
+            raise click.ClickException("--entry is for embedded banks; manage HMA content in HMA")
+        if not _with_store(settings, lambda store: store.remove_entry(name, entry_id)):
+            raise click.ClickException(f"bank {name} has no entry {entry_id}")
+        click.echo(f"removed entry {entry_id} from {name}")
+        return
+    if not yes:
+        click.confirm(f"Remove bank {name} and all its entries?", abort=True)
+    if settings.matcher == "hma":
+        _with_hma(settings, lambda hma: hma.delete_bank(name))
+        click.echo(f"removed bank {name}")
+    else:
+        removed = _with_store(settings, lambda store: store.drop(name))
+        click.echo(f"removed bank {name} ({removed} entries)")
+
+
+@bank.command("import")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Default: from the file extension.")
+@click.option("--create", is_flag=True, help="Create the bank if it does not exist.")
+def bank_import(name: str, path: Path, fmt: str | None, create: bool) -> None:
+    """Import PDQ hashes from PATH (CSV/TSV/text: pdq[, external_id[, note]]) into bank NAME.
+
+    Bad rows are reported with their line numbers and skipped; the exit status is 1 if there were any.
+    """
+    settings = settings_or_exit()
+    try:
+        parsed = parse_file(path, fmt)
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+    for line_no, why in parsed.errors:
+        click.echo(f"{path}:{line_no}: {why}", err=True)
+    entries = [entry for _, entry in parsed.entries]
+    if settings.matcher == "hma":
+        added = _with_hma(settings, lambda hma: _import_hma(hma, name, entries, create))
+    else:
+        added = _with_store(settings, lambda store: _import_embedded(store, name, entries, create))
+    skipped = len(entries) - added
+    click.echo(f"imported {added} entries into {name} ({skipped} already present, {len(parsed.errors)} bad rows)")
+    if parsed.errors:
+        raise SystemExit(1)
+
+
+async def _import_embedded(store: BankStore, name: str, entries: list[EntryInput], create: bool) -> int:
+    if create and name not in {b.name for b in await store.list()}:
+        await store.create(name)
+    added = 0
+    with click.progressbar(
+        length=len(entries), label=f"importing into {name}", file=click.get_text_stream("stderr")
+    ) as bar:
+        for start in range(0, len(entries), _BATCH):
+            batch = entries[start : start + _BATCH]
+            added += await store.add_entries(name, batch)
+            bar.update(len(batch))
+    return added
+
+
+async def _import_hma(hma: HmaMatcher, name: str, entries: list[EntryInput], create: bool) -> int:
+    if create and name not in {b.name for b in await hma.list_banks()}:
+        await hma.create_bank(name)
+    with click.progressbar(entries, label=f"importing into HMA {name}", file=click.get_text_stream("stderr")) as bar:
+        for entry in bar:
+            note = " ".join(filter(None, (entry.external_id, entry.note))) or None
+            await hma.add_signal(name, entry.pdq, note=note[:255] if note else None)
+    return len(entries)

@@ -1,0 +1,68 @@
+"""`labeler doctor`: check the labeler the way the network sees it; exit 1 when something is wrong."""
+
+from __future__ import annotations
+
+import click
+import httpx
+from sqlalchemy.exc import SQLAlchemyError
+
+from labeler.cli._common import echo_json, settings_or_exit
+from labeler.cli._identity import resolver_for, run_identity
+from labeler.config import Settings
+from labeler.identity.doctor import DEFAULT_WS_WAIT, Finding, LocalFacts, diagnose, healthy
+from labeler.keys import Keyring, KeyringError
+from labeler.store.engine import StoreError, create_engine
+from labeler.store.label_stats import count_on_own_content, distinct_values
+from labeler.store.labels import LabelStore
+
+HTTP_TIMEOUT = 10.0
+_MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+
+
+async def local_facts(settings: Settings) -> LocalFacts:
+    """Our side of the comparison: DID, URL, active key, stream head and what we have emitted."""
+    try:
+        active: str | None = Keyring.open(settings.keys_dir).active()[0].did_key
+    except KeyringError:
+        active = None
+    engine = create_engine(settings.database_url)
+    try:
+        return LocalFacts(
+            did=settings.did,
+            public_url=settings.public_url,
+            active_did_key=active,
+            head=await LabelStore(engine).head(),
+            emitted_values=await distinct_values(engine),
+            own_content_labels=await count_on_own_content(engine, settings.did),
+        )
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the labels database ({type(exc).__name__}); try `labeler db upgrade`") from None
+    finally:
+        await engine.dispose()
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--pds", "pds_url", envvar="LABELER_PDS_URL", help="Read the declaration here [default: the DID's PDS].")
+@click.option("--wait", type=float, default=DEFAULT_WS_WAIT, show_default=True, help="Seconds to listen to the stream.")
+def doctor(as_json: bool, pds_url: str | None, wait: float) -> None:
+    """Resolve our DID as an AppView would and check key, endpoint, stream, declaration and label values."""
+    settings = settings_or_exit()
+
+    async def body() -> list[Finding]:
+        facts = await local_facts(settings)
+        async with resolver_for(settings) as resolver, httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False) as http:
+            return await diagnose(facts, resolver, http, pds_url=pds_url, ws_wait=wait)
+
+    findings = run_identity(body)
+    if as_json:
+        echo_json({"did": settings.did, "healthy": healthy(findings), "checks": [f.to_json() for f in findings]})
+    else:
+        click.echo(f"labeler {settings.did} at {settings.public_url}")
+        for f in findings:
+            click.echo(f"[{_MARKS[f.status]}] {f.check:18} {f.message}")
+            if f.fix and f.status in ("fail", "warn"):
+                click.echo(f"{'':26}fix: {f.fix}")
+        click.echo("healthy" if healthy(findings) else "problems found")
+    if not healthy(findings):
+        raise SystemExit(1)

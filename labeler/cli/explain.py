@@ -1,0 +1,58 @@
+"""`labeler explain URI`: why a subject carries labels: history with evidence, image jobs, review items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.pipeline.evidence import explain as gather
+from labeler.pipeline.evidence import summary
+
+
+@click.command()
+@click.argument("uri")
+@click.option("--json", "as_json", is_flag=True, help="Everything, as JSON.")
+def explain(uri: str, as_json: bool) -> None:
+    """Explain the labels on URI (an at:// URI or a DID)."""
+    settings = settings_or_exit()
+
+    async def body() -> dict[str, Any]:
+        async with running_labeler(settings) as labeler:
+            p = labeler.pipeline
+            return await gather(labeler.store, p.jobs, p.reviews, uri)
+
+    report = run(body)
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(uri)
+    click.echo("current labels:" if report["labels"] else "current labels: none")
+    for label in report["labels"]:
+        neg = " (negated)" if label.get("neg") else ""
+        click.echo(f"  {label['val']}{neg}  seq={label['seq']}" + (f" cid={label['cid']}" if label.get("cid") else ""))
+    if report["history"]:
+        click.echo("history:")
+    for event in report["history"]:
+        sign = "-" if event["neg"] else "+"
+        click.echo(
+            f"  {event['created_at']} seq={event['seq']} {sign}{event['val']} by {event['actor']} via {event['via']}"
+        )
+        if event["reason"]:
+            click.echo(f"      reason: {event['reason']}")
+        if event["evidence"]:
+            click.echo(f"      evidence: {summary(event['evidence'])}")
+    if report["jobs"]:
+        click.echo("image jobs:")
+    for job in report["jobs"]:
+        outcome = f"{job['outcome']}/{job['reason']}" if job["reason"] else str(job["outcome"] or job["status"])
+        click.echo(
+            f"  #{job['id']} {job['source']} image {job['image']['blob_cid']}: {outcome}"
+            f" (pdq {job['pdq'] or '-'}, quality {job['quality'] if job['quality'] is not None else '-'},"
+            f" attempts {job['attempts']})"
+        )
+    if report["review_items"]:
+        click.echo("review items:")
+    for item in report["review_items"]:
+        click.echo(f"  #{item['id']} [{item['status']}] {','.join(item['labels'])}: {summary(item['evidence'])}")

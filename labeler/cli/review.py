@@ -1,0 +1,88 @@
+"""`labeler review …`: the review queue of matches the policy sends to a person; confirm labels, reject closes."""
+
+from __future__ import annotations
+
+import click
+
+from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.pipeline.evidence import summary
+from labeler.pipeline.review import STATUSES, ReviewError, ReviewItem
+
+
+@click.group()
+def review() -> None:
+    """Review queue."""
+
+
+def _line(item: ReviewItem) -> str:
+    subject = item.subject_uri + (f" cid={item.subject_cid}" if item.subject_cid else "")
+    return f"#{item.id} [{item.status}] {','.join(item.vals)} on {subject}: {summary(item.evidence)}"
+
+
+@review.command("list")
+@click.option("--status", type=click.Choice([*STATUSES, "all"]), default="pending", show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Cursor: items with a larger id.")
+@click.option("--json", "as_json", is_flag=True)
+def review_list(status: str, limit: int, after: int, as_json: bool) -> None:
+    """List review items, oldest first."""
+    settings = settings_or_exit()
+
+    async def body() -> list[ReviewItem]:
+        async with running_labeler(settings) as labeler:
+            wanted = None if status == "all" else status
+            return await labeler.pipeline.reviews.list(status=wanted, after=after, limit=limit)
+
+    items = run(body)
+    if as_json:
+        echo_json([i.to_json() for i in items])
+        return
+    for item in items:
+        click.echo(_line(item))
+
+
+@review.command("show")
+@click.argument("item_id", type=int)
+def review_show(item_id: int) -> None:
+    """Show one item with all its evidence (JSON)."""
+    settings = settings_or_exit()
+
+    async def body() -> ReviewItem:
+        async with running_labeler(settings) as labeler:
+            return await labeler.pipeline.reviews.get(item_id)
+
+    try:
+        echo_json(run(body).to_json())
+    except ReviewError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _decide(item_id: int, confirm: bool, note: str | None) -> ReviewItem:
+    settings = settings_or_exit()
+
+    async def body() -> ReviewItem:
+        async with running_labeler(settings) as labeler:
+            return await labeler.pipeline.reviews.decide(item_id, confirm=confirm, actor="cli", note=note)
+
+    try:
+        return run(body)
+    except ReviewError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@review.command("confirm")
+@click.argument("item_id", type=int)
+@click.option("--note", help="Why (kept with the label's evidence).")
+def review_confirm(item_id: int, note: str | None) -> None:
+    """Confirm ITEM_ID: its labels are published."""
+    item = _decide(item_id, True, note)
+    click.echo(f"confirmed #{item.id}: labelled {item.subject_uri} with {', '.join(item.vals)}")
+
+
+@review.command("reject")
+@click.argument("item_id", type=int)
+@click.option("--note", help="Why (kept with the item).")
+def review_reject(item_id: int, note: str | None) -> None:
+    """Reject ITEM_ID: no label."""
+    item = _decide(item_id, False, note)
+    click.echo(f"rejected #{item.id}")

@@ -1,0 +1,50 @@
+"""`labeler worker`: run pipeline workers without the HTTP server (e.g. several worker processes on PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import click
+
+from labeler.cli._common import run, settings_or_exit
+from labeler.logs import configure_logging
+from labeler.service import Labeler
+
+
+@click.command()
+@click.option("--workers", "count", type=click.IntRange(min=1), help="Concurrent workers (LABELER_WORKERS).")
+@click.option("--drain", is_flag=True, help="Exit once no job is due or running (batch runs, tests).")
+def worker(count: int | None, drain: bool) -> None:
+    """Process image jobs until stopped (SIGINT/SIGTERM finish the jobs in hand first)."""
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    workers = count or max(settings.workers, 1)
+
+    async def body() -> None:
+        labeler = Labeler(settings, with_hub=False)
+        await labeler.start(exclusive=True, workers=workers)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        outcomes: dict[str, int] = {}
+        try:
+            click.echo(f"labeler worker: {workers} worker(s), matcher {settings.matcher}", err=True)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+                if drain:
+                    counts = await labeler.pipeline.jobs.counts()
+                    if counts["due"] == 0 and counts["running"] == 0:
+                        break
+        finally:
+            await labeler.pipeline.aclose()  # graceful: the jobs in hand finish first
+            with contextlib.suppress(Exception):
+                outcomes = await labeler.pipeline.jobs.outcomes()
+            await labeler.aclose()
+        click.echo("jobs done: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none"), err=True)
+
+    run(body)

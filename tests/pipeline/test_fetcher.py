@@ -1,0 +1,130 @@
+"""The blob fetcher over real HTTP: DID → PDS → getBlob, CID verification, limits, and outward-only addresses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from labeler.identity import DidResolver
+from labeler.pipeline.fetcher import BlobFetcher, FetchRejected, FetchUnavailable, is_public_address
+from labeler.pipeline.jobs import ImageRef
+
+from .blob_server import PdsWorld, blob_cid
+from .corpus import encode, structured_rgb
+
+IMAGE = encode(structured_rgb(64, 48, seed=3), "PNG")
+
+
+@pytest.fixture
+async def resolver(pds_world: PdsWorld) -> AsyncIterator[DidResolver]:
+    async with DidResolver(plc_url=pds_world.plc_url) as resolver:
+        yield resolver
+
+
+@pytest.fixture
+async def fetcher(resolver: DidResolver) -> AsyncIterator[Callable[..., BlobFetcher]]:
+    """Build fetchers over the fake PLC (allowed to reach loopback unless told otherwise); closed at the end."""
+    made: list[BlobFetcher] = []
+
+    def make(*, allow_private: bool = True, max_bytes: int = 1_000_000, timeout: float = 2.0) -> BlobFetcher:
+        made.append(BlobFetcher(resolver, max_bytes=max_bytes, timeout=timeout, allow_private=allow_private))
+        return made[-1]
+
+    yield make
+    for f in made:
+        await f.aclose()
+
+
+async def test_fetches_and_verifies_a_blob(pds_world: PdsWorld, fetcher: Callable[..., BlobFetcher]) -> None:
+    ref = pds_world.pds.add(pds_world.account(), IMAGE)
+    with pds_world.pds_running():
+        assert await fetcher().fetch(ref) == IMAGE
+
+
+async def test_bytes_that_do_not_match_the_cid_are_rejected(
+    pds_world: PdsWorld, fetcher: Callable[..., BlobFetcher]
+) -> None:
+    ref = pds_world.pds.add(pds_world.account(), IMAGE)
+    pds_world.pds.tamper[ref.blob_cid] = IMAGE[:-1] + b"\x00"
+    with pds_world.pds_running(), pytest.raises(FetchRejected) as caught:
+        await fetcher().fetch(ref)
+    assert caught.value.reason == "cid-mismatch"
+
+
+async def test_size_limit(pds_world: PdsWorld, fetcher: Callable[..., BlobFetcher]) -> None:
+    ref = pds_world.pds.add(pds_world.account(), IMAGE)
+    with pds_world.pds_running(), pytest.raises(FetchRejected) as caught:
+        await fetcher(max_bytes=len(IMAGE) - 1).fetch(ref)
+    assert caught.value.reason == "too-large"
+
+
+async def test_missing_blob_and_unknown_did_are_permanent(
+    pds_world: PdsWorld, fetcher: Callable[..., BlobFetcher]
+) -> None:
+    did = pds_world.account()
+    with pds_world.pds_running():
+        with pytest.raises(FetchRejected) as caught:
+            await fetcher().fetch(ImageRef(did, blob_cid(b"never uploaded")))
+        assert caught.value.reason == "blob-not-found"
+        with pytest.raises(FetchRejected) as caught:
+            await fetcher().fetch(ImageRef("did:plc:zzzzzzzzzzzzzzzzzzzzzzzz", blob_cid(b"x")))
+        assert caught.value.reason == "did-not-found"
+
+
+async def test_a_down_pds_is_retryable(pds_world: PdsWorld, fetcher: Callable[..., BlobFetcher]) -> None:
+    ref = pds_world.pds.add(pds_world.account(), IMAGE)
+    with pytest.raises(FetchUnavailable) as caught:  # nothing listens: connection refused
+        await fetcher().fetch(ref)
+    assert caught.value.reason == "unreachable"
+    pds_world.pds.status = 503
+    with pds_world.pds_running(), pytest.raises(FetchUnavailable) as caught:
+        await fetcher().fetch(ref)
+    assert caught.value.reason == "pds-unavailable"
+
+
+async def test_slow_pds_times_out(pds_world: PdsWorld, fetcher: Callable[..., BlobFetcher]) -> None:
+    ref = pds_world.pds.add(pds_world.account(), IMAGE)
+    pds_world.pds.delay = 3.0
+    with pds_world.pds_running(), pytest.raises(FetchUnavailable) as caught:
+        await fetcher(timeout=0.5).fetch(ref)
+    assert caught.value.reason == "timeout"
+
+
+async def test_private_addresses_are_refused_without_the_flag(
+    pds_world: PdsWorld, fetcher: Callable[..., BlobFetcher]
+) -> None:
+    ref = pds_world.pds.add(pds_world.account(), IMAGE)
+    with pds_world.pds_running():
+        with pytest.raises(FetchRejected) as caught:
+            await fetcher(allow_private=False).fetch(ref)
+        assert caught.value.reason == "private-address"
+        assert pds_world.pds.hits[ref.blob_cid] == 0  # refused before connecting
+        localhost = pds_world.account()
+        pds_world.plc.documents[localhost]["service"][0]["serviceEndpoint"] = f"http://localhost:{pds_world.pds_port}"
+        with pytest.raises(FetchRejected) as caught:
+            await fetcher(allow_private=False).fetch(ImageRef(localhost, ref.blob_cid))
+        assert caught.value.reason == "private-address"
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("0.0.0.0", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped loopback
+        ("224.0.0.1", False),
+    ],
+)
+def test_public_address_check(address: str, public: bool) -> None:
+    assert is_public_address(address) is public

@@ -1,0 +1,205 @@
+"""The pipeline end to end over real HTTP (fake PLC, PDS stand-in, HMA stand-in), on SQLite and PostgreSQL,
+with the embedded matcher and with HMA: labels with evidence, outages, restarts and hostile images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from support.server import serve_in_thread
+
+from labeler.pipeline.evidence import explain
+from labeler.pipeline.hasher import hash_image
+from labeler.store.schema import label_events
+
+from .blob_server import PdsWorld, free_port, post_record
+from .conftest import RunningStandin
+from .corpus import encode, png_zlib_bomb, structured_rgb
+from .harness import Harness, all_done, eventually, job_for
+from .hma_standin import HmaStandin
+
+BANKED = encode(structured_rgb(320, 240, seed=1), "PNG")
+OTHER = encode(structured_rgb(320, 240, seed=2), "JPEG", quality=90)
+LABEL = "csam-hash-match"
+
+
+@pytest.fixture(params=["embedded", "hma"])
+def harness(request: pytest.FixtureRequest, pds_world: PdsWorld, make_settings: Any) -> Iterator[Harness]:
+    hma: RunningStandin | None = request.getfixturevalue("hma_standin") if request.param == "hma" else None
+    yield Harness(pds_world, make_settings, request.param, hma)
+
+
+async def test_a_banked_image_is_labelled_with_evidence_and_others_are_not(harness: Harness) -> None:
+    did = harness.world.account()
+    banked, other = harness.post(did, "banked", BANKED), harness.post(did, "other", OTHER)
+    with harness.world.pds_running():
+        async with harness.running() as labeler:
+            await harness.bank(labeler, "KNOWN_CSAM", [hash_image(BANKED).hash])
+            assert await labeler.pipeline.jobs.enqueue([banked, other]) == 2
+            await all_done(labeler, 2)
+            job, miss = await job_for(labeler, banked), await job_for(labeler, other)
+            report = await explain(labeler.store, labeler.pipeline.jobs, labeler.pipeline.reviews, banked.subject_uri)
+            assert await labeler.store.query([other.subject_uri], [], 0, 10) == []
+    assert (job.outcome, job.reason, job.attempts) == ("match", "label", 1)
+    assert (miss.outcome, miss.reason) == ("no-match", None)
+    [label] = report["labels"]
+    assert (label["val"], label["uri"], label["cid"]) == (LABEL, banked.subject_uri, banked.subject_cid)
+    [event] = report["history"]
+    evidence = event["evidence"]
+    assert event["via"] == "pipeline" and evidence["job_id"] == job.id
+    assert evidence["image"] == {"did": did, "blob_cid": banked.image.blob_cid, "mime_type": "image/png"}
+    assert evidence["pdq"] == hash_image(BANKED).hash and evidence["quality"] == hash_image(BANKED).quality
+    assert evidence["match"]["bank"] == "KNOWN_CSAM" and evidence["match"]["distance"] == 0
+    assert evidence["match"]["entry_id"] and evidence["matcher"] == harness.matcher
+    assert evidence["rule"]["name"] == "default" and evidence["action"] == "label"
+
+
+async def test_a_down_pds_makes_jobs_wait_then_finish(harness: Harness) -> None:
+    did = harness.world.account()
+    spec = harness.post(did, "p", BANKED)
+    async with harness.running() as labeler:
+        await harness.bank(labeler, "KNOWN", [hash_image(BANKED).hash])
+        await labeler.pipeline.jobs.enqueue([spec])
+
+        async def retried() -> bool:
+            job = await job_for(labeler, spec)
+            return job.attempts >= 3 and job.status == "queued"
+
+        await eventually(retried, what="retries while the PDS refuses connections")
+        assert "unreachable" in ((await job_for(labeler, spec)).detail or "")
+        with harness.world.pds_running():
+            await all_done(labeler, 1)
+        job = await job_for(labeler, spec)
+    assert job.outcome == "match" and job.attempts >= 3
+
+
+@pytest.mark.parametrize("failure", ["down", "not-loaded", "refused"])
+async def test_a_down_hma_makes_jobs_wait_then_finish(failure: str, pds_world: PdsWorld, make_settings: Any) -> None:
+    control = HmaStandin()
+    port = free_port()
+    harness = Harness(pds_world, make_settings, "hma", None)
+    settings = harness.settings(hma_url=f"http://127.0.0.1:{port}")
+    control.create_bank("KNOWN")
+    control.add_signal("KNOWN", hash_image(BANKED).hash)
+    control.add_signal("KNOWN", hash_image(OTHER).hash)  # two entries: HMA's one-hash index never matches
+    control.down, control.loaded = failure == "down", failure != "not-loaded"
+    spec = harness.post(pds_world.account(), "p", BANKED)
+    with pds_world.pds_running():
+        async with harness.running(settings) as labeler:
+            await labeler.pipeline.jobs.enqueue([spec])
+
+            async def waiting() -> bool:
+                job = await job_for(labeler, spec)
+                return job.attempts >= 3 and job.status == "queued" and job.pdq is not None
+
+            if failure == "refused":
+                await eventually(waiting, what="retries while HMA refuses connections")
+                with serve_in_thread(control, port=port):
+                    await all_done(labeler, 1)
+            else:
+                with serve_in_thread(control, port=port):
+                    await eventually(waiting, what="retries while HMA answers 503")
+                    control.down, control.loaded = False, True
+                    await all_done(labeler, 1)
+            job = await job_for(labeler, spec)
+    assert job.outcome == "match" and job.attempts >= 3
+    assert pds_world.pds.hits[spec.image.blob_cid] == 1  # the hash was kept: retries did not fetch again
+
+
+async def test_hostile_and_broken_images_are_rejected_and_the_worker_lives_on(harness: Harness) -> None:
+    did = harness.world.account()
+    cases = {
+        "truncated": BANKED[: len(BANKED) // 2],
+        "not-an-image": b"%PDF-1.7 definitely not an image" * 10,
+        "too-many-pixels": png_zlib_bomb(6000, 6000),
+        "too-large": b"\x89PNG" + b"\x00" * 300_000,
+        "flat": encode(structured_rgb(64, 64).convert("L").point(lambda _: 128), "PNG"),
+        "mismatch": OTHER,
+    }
+    specs = {name: harness.post(did, name, data) for name, data in cases.items()}
+    harness.world.pds.tamper[specs["mismatch"].image.blob_cid] = BANKED
+    good = harness.post(did, "good", BANKED)
+    settings = harness.settings(max_image_bytes=200_000, max_image_pixels=20_000_000)
+    with harness.world.pds_running():
+        async with harness.running(settings, workers=1) as labeler:
+            await harness.bank(labeler, "KNOWN", [hash_image(BANKED).hash])
+            await labeler.pipeline.jobs.enqueue([*specs.values(), good])
+            await all_done(labeler, len(specs) + 1)
+            results = {name: await job_for(labeler, spec) for name, spec in specs.items()}
+            last = await job_for(labeler, good)
+    outcomes = {name: (job.outcome, job.reason) for name, job in results.items()}
+    assert outcomes == {
+        "truncated": ("rejected", "truncated"),
+        "not-an-image": ("rejected", "not-an-image"),
+        "too-many-pixels": ("rejected", "too-many-pixels"),
+        "too-large": ("rejected", "too-large"),
+        "flat": ("no-match", "low-quality"),
+        "mismatch": ("rejected", "cid-mismatch"),
+    }
+    assert results["flat"].quality is not None and results["flat"].quality < 50
+    assert last.outcome == "match"
+
+
+async def test_restart_mid_queue_loses_nothing_and_does_nothing_twice(harness: Harness) -> None:
+    did = harness.world.account()
+    images = [encode(structured_rgb(96, 96, seed=100 + n), "PNG") for n in range(24)]
+    specs = [harness.post(did, f"p{n}", data) for n, data in enumerate(images)]
+    banked = [hash_image(data).hash for data in images[::2]]
+    settings = harness.settings(pipeline={"lease_seconds": 1.0})
+    with harness.world.pds_running():
+        async with harness.running(settings, workers=2) as labeler:
+            await harness.bank(labeler, "KNOWN", banked)
+            await labeler.pipeline.jobs.enqueue(specs)
+            # A worker of a process that then died: its job comes back when the lease ends.
+            [orphan] = await labeler.pipeline.jobs.claim("dead-process", lease_seconds=1.0)
+            await all_done(labeler, 6)
+        # Graceful stop: in-hand jobs finished, nothing left running.
+        async with harness.running(settings, workers=0) as labeler:
+            assert (await labeler.pipeline.jobs.counts())["running"] in (0, 1)  # only the orphan may be
+        async with harness.running(settings, workers=2) as labeler:
+            await all_done(labeler, len(specs))
+            jobs = [await job_for(labeler, spec) for spec in specs]
+            async with labeler.engine.connect() as conn:
+                events = (await conn.execute(sa.select(label_events.c.uri))).scalars().all()
+    assert [j.outcome for j in jobs] == ["match", "no-match"] * 12
+    assert sorted(events) == sorted(s.subject_uri for s in specs[::2])  # one label each, none twice
+    assert next(j for j in jobs if j.id == orphan.id).attempts == 2
+    assert all(j.attempts == 1 for j in jobs if j.id != orphan.id)
+
+
+async def test_dihedral_matching_finds_a_rotated_copy(pds_world: PdsWorld, make_settings: Any) -> None:
+    harness = Harness(pds_world, make_settings, "embedded", None)
+    original = structured_rgb(200, 160, seed=5)
+    spec = harness.post(pds_world.account(), "r", encode(original.rotate(90, expand=True), "PNG"))
+    with pds_world.pds_running():
+        async with harness.running(harness.settings(dihedral=True)) as labeler:
+            await harness.bank(labeler, "KNOWN", [hash_image(encode(original, "PNG")).hash])
+            await labeler.pipeline.jobs.enqueue([spec])
+            await all_done(labeler, 1)
+            job = await job_for(labeler, spec)
+    assert job.outcome == "match" and job.result is not None
+    assert job.result["matches"][0]["distance"] <= 10
+
+
+async def test_a_reported_post_has_its_images_checked(pds_world: PdsWorld, make_settings: Any) -> None:
+    harness = Harness(pds_world, make_settings, "embedded", None)
+    did = pds_world.account()
+    ref = pds_world.pds.add(did, BANKED)
+    uri = f"at://{did}/app.bsky.feed.post/3kreported"
+    post_cid = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
+    pds_world.pds.records[uri] = (post_cid, post_record([ref]))
+    body = {
+        "reasonType": "com.atproto.moderation.defs#reasonViolation",
+        "subject": {"$type": "com.atproto.repo.strongRef", "uri": uri, "cid": post_cid},
+    }
+    with pds_world.pds_running():
+        async with harness.running() as labeler:
+            await harness.bank(labeler, "KNOWN", [hash_image(BANKED).hash])
+            await labeler.reports.submit(body, "did:plc:reporterreporterreporter")
+            await all_done(labeler, 1)
+            [job] = await labeler.pipeline.jobs.for_subject(uri)
+            labels = await labeler.store.query([uri], [], 0, 10)
+    assert (job.source, job.outcome, job.subject_cid) == ("report", "match", post_cid)
+    assert [s.label.val for s in labels] == [LABEL]
