@@ -178,7 +178,7 @@ class Keyring:
         self._keys[key_id] = info
         self._loaded[key_id] = key
         if activate or (activate is None and self._active is None):
-            self._active = key_id
+            return self.activate(key_id)  # the previous active key, if any, is retired
         self._save()
         return info
 

@@ -32,7 +32,7 @@ _RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, 
 }
 _SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|authori[sz]ation|cookie|credential|private|api_?key|jwt", re.I)
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@", re.I)
-_AUTH_VALUE = re.compile(r"(?P<scheme>\b(?:bearer|basic))\s+[A-Za-z0-9._~+/=-]+", re.I)
+_AUTH_VALUE = re.compile(r"(?P<scheme>\b(?:bearer|basic))\s+[A-Za-z0-9._~+/=-]{8,}", re.I)
 
 
 def redact(text: str) -> str:

@@ -6,7 +6,11 @@ import click
 
 from labeler.cli.banks import bank
 from labeler.cli.db import db
+from labeler.cli.declare import declare
+from labeler.cli.did import did
+from labeler.cli.doctor import doctor
 from labeler.cli.explain import explain
+from labeler.cli.init import init
 from labeler.cli.keys import keys
 from labeler.cli.labels import label
 from labeler.cli.reports import reports
@@ -22,10 +26,14 @@ def cli() -> None:
     """An AT Protocol labeler for known-harmful images. Settings come from LABELER_* variables or labeler.toml."""
 
 
+cli.add_command(init)
 cli.add_command(serve)
 cli.add_command(ingest)
 cli.add_command(db)
 cli.add_command(keys)
+cli.add_command(did)
+cli.add_command(declare)
+cli.add_command(doctor)
 cli.add_command(label)
 cli.add_command(reports)
 cli.add_command(worker)

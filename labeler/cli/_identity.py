@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -12,9 +14,16 @@ from labeler.cli._common import run
 from labeler.config import Settings
 from labeler.identity.declare import DeclarationError
 from labeler.identity.pds_client import PdsAccount, PdsError
-from labeler.identity.resolver import DidResolver, IdentityError
-from labeler.keys import KeyInfo, Keyring, KeyringError
+from labeler.identity.pds_route import link_via_pds
+from labeler.identity.plc import PlcState
+from labeler.identity.plc_directory import PlcDirectory, update_did
+from labeler.identity.resolver import DidResolver, IdentityError, ResolutionError
+from labeler.identity.rotation import wait_for_label_key
+from labeler.keys import ROTATION_KEY_FILE, KeyInfo, Keyring, KeyringError, read_key_file
+from labeler.protocol.crypto import SigningKey
 
+#: Seconds a command waits for a changed DID document to resolve with our key.
+CONFIRM_SECONDS: Final = 10.0
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,3 +88,50 @@ async def prompt_token() -> str:
     """The PLC operation token the PDS just emailed, typed by the operator."""
     prompt = "The PDS has emailed a PLC operation token to the account's address. Token"
     return str(await asyncio.to_thread(click.prompt, prompt))
+
+
+def rotation_key(settings: Settings, path: Path | None) -> SigningKey:
+    """The operator's PLC rotation key: --rotation-key-file, else <keys_dir>/rotation.pem."""
+    path = path or settings.keys_dir / ROTATION_KEY_FILE
+    if not path.exists():
+        raise click.ClickException(f"no rotation key at {path}; make one: `labeler keys generate --purpose rotation`")
+    try:
+        return read_key_file(path)
+    except KeyringError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def publish_with_rotation_key(
+    settings: Settings, rotation: SigningKey, label_did_key: str, *, handle: str | None = None
+) -> None:
+    """A PLC update of our did:plc signed by the operator's rotation key: our key and endpoint (and handle)."""
+
+    def change(state: PlcState) -> PlcState:
+        state = state.with_labeler(label_did_key, settings.public_url)
+        return replace(state, also_known_as=(f"at://{handle}",)) if handle else state
+
+    async with PlcDirectory(settings.plc_url) as directory:
+        await update_did(directory, settings.did, rotation, change)
+
+
+async def publish_via_pds(
+    settings: Settings, account: PdsAccount, label_did_key: str, *, token: str | None, expect_did: str | None
+) -> str:
+    """Our key and endpoint added to the account's did:plc through its PDS; returns the DID."""
+    async with PlcDirectory(settings.plc_url) as directory:
+        return await link_via_pds(
+            account,
+            directory,
+            label_did_key=label_did_key,
+            endpoint=settings.public_url,
+            token=token,
+            ask_token=prompt_token,
+            expect_did=expect_did,
+        )
+
+
+async def confirm_label_key(settings: Settings, did: str, did_key: str) -> None:
+    """Resolve afresh until the document names `did_key`; ResolutionError if it does not in time."""
+    async with resolver_for(settings) as resolver:
+        if not await wait_for_label_key(resolver, did, did_key, CONFIRM_SECONDS):
+            raise ResolutionError(f"{did} does not show the label key {did_key} yet; check with `labeler doctor`")

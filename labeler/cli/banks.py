@@ -3,6 +3,7 @@ manage HMA's banks through its curation API (`/c/banks`, `/c/bank/<B>/signal`)."
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -149,9 +150,7 @@ async def _import_embedded(store: BankStore, name: str, entries: list[EntryInput
     if create and name not in {b.name for b in await store.list()}:
         await store.create(name)
     added = 0
-    with click.progressbar(
-        length=len(entries), label=f"importing into {name}", file=click.get_text_stream("stderr")
-    ) as bar:
+    with click.progressbar(length=len(entries), label=f"importing into {name}", file=sys.stderr) as bar:
         for start in range(0, len(entries), _BATCH):
             batch = entries[start : start + _BATCH]
             added += await store.add_entries(name, batch)
@@ -162,7 +161,7 @@ async def _import_embedded(store: BankStore, name: str, entries: list[EntryInput
 async def _import_hma(hma: HmaMatcher, name: str, entries: list[EntryInput], create: bool) -> int:
     if create and name not in {b.name for b in await hma.list_banks()}:
         await hma.create_bank(name)
-    with click.progressbar(entries, label=f"importing into HMA {name}", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(entries, label=f"importing into HMA {name}", file=sys.stderr) as bar:
         for entry in bar:
             note = " ".join(filter(None, (entry.external_id, entry.note))) or None
             await hma.add_signal(name, entry.pdq, note=note[:255] if note else None)

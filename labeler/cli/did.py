@@ -8,7 +8,6 @@ afresh, and records a new DID in the config file.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -18,23 +17,18 @@ from labeler.cli._config_file import config_path, save_did
 from labeler.cli._identity import (
     active_key,
     ask_password,
+    confirm_label_key,
     pds_account,
     pds_options,
-    prompt_token,
+    publish_via_pds,
+    publish_with_rotation_key,
     resolver_for,
+    rotation_key,
     run_identity,
 )
-from labeler.config import Settings
-from labeler.identity.pds_route import link_via_pds
 from labeler.identity.plc import PlcState
-from labeler.identity.plc_directory import PlcDirectory, create_did, update_did
-from labeler.identity.resolver import ResolutionError
-from labeler.identity.rotation import wait_for_label_key
-from labeler.keys import ROTATION_KEY_FILE, KeyringError, read_key_file
-from labeler.protocol.crypto import SigningKey
+from labeler.identity.plc_directory import PlcDirectory, create_did
 from labeler.xrpc.well_known import did_document
-
-CONFIRM_SECONDS = 10.0
 
 
 @click.group()
@@ -53,25 +47,9 @@ def did_show() -> None:
     async def body() -> dict[str, object]:
         async with resolver_for(settings) as resolver:
             document = await resolver.ensure_resolve(settings.did, force_refresh=True)
-        return document.to_dict()
+        return document.model_dump(by_alias=True, exclude_none=True)
 
     echo_json(run_identity(body))
-
-
-def _rotation_key(settings: Settings, path: Path | None) -> SigningKey:
-    path = path or settings.keys_dir / ROTATION_KEY_FILE
-    if not path.exists():
-        raise click.ClickException(f"no rotation key at {path}; make one: `labeler keys generate --purpose rotation`")
-    try:
-        return read_key_file(path)
-    except KeyringError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-async def _confirm(settings: Settings, did_value: str, did_key: str) -> None:
-    async with resolver_for(settings) as resolver:
-        if not await wait_for_label_key(resolver, did_value, did_key, CONFIRM_SECONDS):
-            raise ResolutionError(f"{did_value} does not show the label key {did_key} yet; check with `labeler doctor`")
 
 
 def _record(did_value: str, save: bool) -> None:
@@ -100,7 +78,7 @@ def did_create(handle: str | None, rotation_key_file: Path | None, save: bool, f
     settings = settings_or_exit()
     if settings.did.startswith("did:plc:") and not force:
         raise click.ClickException(f"the config already names {settings.did}; use `labeler did update` (or --force)")
-    label, rotation = active_key(settings), _rotation_key(settings, rotation_key_file)
+    label, rotation = active_key(settings), rotation_key(settings, rotation_key_file)
     state = PlcState(
         rotation_keys=(rotation.did_key,), also_known_as=(f"at://{handle}",) if handle else ()
     ).with_labeler(label.did_key, settings.public_url)
@@ -108,7 +86,7 @@ def did_create(handle: str | None, rotation_key_file: Path | None, save: bool, f
     async def body() -> str:
         async with PlcDirectory(settings.plc_url) as directory:
             new_did = await create_did(directory, state, rotation)
-        await _confirm(settings, new_did, label.did_key)
+        await confirm_label_key(settings, new_did, label.did_key)
         return new_did
 
     new_did = run_identity(body)
@@ -124,16 +102,11 @@ def did_update(handle: str | None, rotation_key_file: Path | None) -> None:
     settings = settings_or_exit()
     if not settings.did.startswith("did:plc:"):
         raise click.ClickException(f"{settings.did} is not a did:plc")
-    label, rotation = active_key(settings), _rotation_key(settings, rotation_key_file)
-
-    def change(state: PlcState) -> PlcState:
-        state = state.with_labeler(label.did_key, settings.public_url)
-        return replace(state, also_known_as=(f"at://{handle}",)) if handle else state
+    label, rotation = active_key(settings), rotation_key(settings, rotation_key_file)
 
     async def body() -> None:
-        async with PlcDirectory(settings.plc_url) as directory:
-            await update_did(directory, settings.did, rotation, change)
-        await _confirm(settings, settings.did, label.did_key)
+        await publish_with_rotation_key(settings, rotation, label.did_key, handle=handle)
+        await confirm_label_key(settings, settings.did, label.did_key)
 
     run_identity(body)
     click.echo(f"updated {settings.did}: label key {label.id}, endpoint {settings.public_url}")
@@ -155,17 +128,8 @@ def did_link_pds(
 
     async def body() -> str:
         account = await pds_account(settings, pds_url, identifier, password)
-        async with PlcDirectory(settings.plc_url) as directory:
-            linked = await link_via_pds(
-                account,
-                directory,
-                label_did_key=label.did_key,
-                endpoint=settings.public_url,
-                token=token,
-                ask_token=prompt_token,
-                expect_did=settings.did if settings.did.startswith("did:plc:") else None,
-            )
-        await _confirm(settings, linked, label.did_key)
+        linked = await publish_via_pds(settings, account, label.did_key, token=token, expect_did=None)
+        await confirm_label_key(settings, linked, label.did_key)
         return linked
 
     linked = run_identity(body)

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from labeler.cli._config_file import config_path, toml_value
-from labeler.config import ConfigError, Settings, did_web_for, load_settings
+from labeler.config import DEFAULT_CONFIG_FILE, ConfigError, Settings, did_web_for, load_settings
 from labeler.declaration import DEFAULT_LABEL, load_declaration
 from labeler.keys import Keyring, KeyringError
 from labeler.protocol import syntax
@@ -140,22 +140,22 @@ def init(
 
 
 def _next_steps(method: str, path: Path) -> list[str]:
-    env = "" if path == Path("labeler.toml") else f"export LABELER_CONFIG={path}; "
-    common = [
-        f"{env}labeler declare --dry-run          # check the declaration, then publish it without --dry-run",
-        "labeler serve                            # behind HTTPS at the public URL",
-        "labeler doctor                           # what the network sees",
-    ]
+    steps = [] if path == Path(DEFAULT_CONFIG_FILE) else [f"export LABELER_CONFIG={path}"]
     if method == "web":
-        return [
-            "did:web: `labeler serve` publishes /.well-known/did.json; check it with `labeler did show`",
-            "a did:web has no repo for the declaration record unless an account uses it; the Bluesky app needs one",
-            *common,
+        steps += [
+            "labeler did show: the did:web document that `labeler serve` publishes at /.well-known/did.json",
+            "note: a did:web has no repo for the declaration unless an account uses it; the Bluesky app needs one",
+        ]
+    else:
+        steps += [
+            "with your own PLC rotation key (kept in the keys folder, 0600):",
+            "    labeler keys generate --purpose rotation && labeler did create --handle <handle>",
+            "or through an existing account's PDS (handle and full password):",
+            "    labeler did link-pds --pds https://<pds> --identifier <handle>",
         ]
     return [
-        "either, with your own PLC rotation key (kept in the keys folder, 0600):",
-        "  labeler keys generate --purpose rotation && labeler did create --handle <handle>",
-        "or, to make an existing account (handle + full password) the labeler:",
-        "  labeler did link-pds --pds https://<pds> --identifier <handle>",
-        *common,
+        *steps,
+        "labeler declare --dry-run, then labeler declare: publish the declaration record",
+        "labeler serve: behind HTTPS at the public URL",
+        "labeler doctor: check what the network sees",
     ]

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
 import click
 
-from labeler.cli._common import echo_json, settings_or_exit
-from labeler.keys import KeyInfo, Keyring, KeyringError
-from labeler.protocol.crypto import Curve
+from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.cli._identity import (
+    ask_password,
+    pds_account,
+    pds_options,
+    publish_via_pds,
+    publish_with_rotation_key,
+    resolver_for,
+    rotation_key,
+    run_identity,
+)
+from labeler.config import Settings
+from labeler.identity.rotation import DEFAULT_CONFIRM_TIMEOUT, Rotation, rotate_label_key
+from labeler.keys import ROTATION_KEY_FILE, KeyInfo, Keyring, KeyringError, write_key_file
+from labeler.labels.resign import resign_backlog
+from labeler.protocol.crypto import Curve, SigningKey
+from labeler.store.label_stats import count_stale
 
 
 def _keyring() -> Keyring:
@@ -36,8 +53,27 @@ def keys() -> None:
 @keys.command("generate")
 @click.option("--curve", type=click.Choice([c.value for c in Curve]), default="k256", show_default=True)
 @click.option("--activate/--no-activate", default=None, help="Make it the signing key (default: only if none is).")
-def keys_generate(curve: str, activate: bool | None) -> None:
+@click.option(
+    "--purpose",
+    type=click.Choice(["label", "rotation"]),
+    default="label",
+    show_default=True,
+    help="rotation: a did:plc rotation key, a lone PEM file (never in the keyring, never a label key).",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Rotation key file [<keys_dir>/rotation.pem]."
+)
+def keys_generate(curve: str, activate: bool | None, purpose: str, out: Path | None) -> None:
     """Generate a new key (file mode 0600)."""
+    if purpose == "rotation":
+        path = out or settings_or_exit().keys_dir / ROTATION_KEY_FILE
+        key = SigningKey.generate(Curve(curve))
+        try:
+            write_key_file(path, key)
+        except KeyringError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"generated rotation key {path} {key.did_key}; back it up: it controls the DID")
+        return
     ring = _keyring()
     info = ring.generate(Curve(curve), activate=activate)
     click.echo(f"generated {info.id} {info.did_key}{' (active)' if ring.active_id == info.id else ''}")
@@ -75,3 +111,92 @@ def keys_show(key_id: str | None, as_json: bool) -> None:
         return
     for name, value in row.items():
         click.echo(f"{name:11} {value}")
+
+
+def _publisher(
+    settings: Settings,
+    via_pds: bool,
+    rotation_key_file: Path | None,
+    pds: tuple[str | None, str | None, str | None, str | None],
+) -> Callable[[str], Awaitable[None]] | None:
+    """How the new key gets into the DID document: None for our own did:web (activating publishes it)."""
+    if settings.did.startswith("did:web:"):
+        if not settings.serves_did_web:
+            raise click.ClickException(f"{settings.did} is not served by this labeler; update its document where it is")
+        return None
+    if not settings.did.startswith("did:plc:"):
+        raise click.ClickException(f"cannot publish a key for {settings.did}")
+    if via_pds:
+        pds_url, identifier, password, token = pds
+        password = ask_password(password, full=True)
+
+        async def through_pds(did_key: str) -> None:
+            account = await pds_account(settings, pds_url, identifier, password)
+            await publish_via_pds(settings, account, did_key, token=token, expect_did=settings.did)
+
+        return through_pds
+    rotation = rotation_key(settings, rotation_key_file)
+    return lambda did_key: publish_with_rotation_key(settings, rotation, did_key)
+
+
+@keys.command("rotate")
+@click.option("--curve", type=click.Choice([c.value for c in Curve]), default="k256", show_default=True)
+@click.option("--key", "key_id", help="Rotate to this existing inactive key (e.g. to retry) instead of a new one.")
+@click.option(
+    "--rotation-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="did:plc: the operator's rotation key [default: <keys_dir>/rotation.pem].",
+)
+@click.option("--via-pds", is_flag=True, help="did:plc: change the document through the account's PDS instead.")
+@pds_options
+@click.option(
+    "--token", help="With --via-pds: the emailed PLC operation token (requested and prompted for if missing)."
+)
+@click.option("--confirm-timeout", type=float, default=DEFAULT_CONFIRM_TIMEOUT, show_default=True)
+def keys_rotate(
+    curve: str,
+    key_id: str | None,
+    rotation_key_file: Path | None,
+    via_pds: bool,
+    pds_url: str | None,
+    identifier: str | None,
+    password: str | None,
+    token: str | None,
+    confirm_timeout: float,
+) -> None:
+    """New label key → DID document → confirmed by resolving → activated; the old key is retired, not deleted."""
+    settings = settings_or_exit()
+    ring = _keyring()
+    publish = _publisher(settings, via_pds, rotation_key_file, (pds_url, identifier, password, token))
+
+    async def body() -> Rotation:
+        async with resolver_for(settings) as resolver:
+            return await rotate_label_key(
+                ring,
+                settings.did,
+                resolver,
+                publish=publish,
+                curve=Curve(curve),
+                key_id=key_id,
+                confirm_timeout=confirm_timeout,
+            )
+
+    rotation = run_identity(body)
+    old = f"{rotation.old.id} (retired) → " if rotation.old else ""
+    click.echo(f"rotated: {old}{rotation.new.id} {rotation.new.did_key} (active)")
+    click.echo("old labels are re-signed when read; `labeler keys resign` re-signs them all now")
+
+
+@keys.command("resign")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True)
+def keys_resign(batch: int) -> None:
+    """Re-sign every label signed by a retired key (seq and cts unchanged), with a progress bar."""
+    settings = settings_or_exit()
+
+    async def body() -> int:
+        async with running_labeler(settings) as labeler:
+            total = await count_stale(labeler.engine, labeler.keyring.active()[0].id)
+            with click.progressbar(length=total, label="re-signing", show_pos=True) as bar:
+                return await resign_backlog(labeler.store, labeler.resigner, batch=batch, progress=bar.update)
+
+    click.echo(f"re-signed {run(body)} labels with the active key")

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
 from labeler.protocol import syntax
 from labeler.protocol.errors import InvalidRequest
-from labeler.reports.models import EVENT_ACKNOWLEDGE, REPORT_STATUSES, ModEvent, Report, SubjectStatus
+from labeler.reports.models import (
+    EVENT_ACKNOWLEDGE,
+    REPORT_STATUSES,
+    ModEvent,
+    Report,
+    ReportStatus,
+    SubjectStatus,
+)
 from labeler.reports.subject import parse_subject_param
 
 
@@ -51,7 +58,7 @@ def reports_list(
     async def body() -> list[Report]:
         async with running_labeler(settings) as labeler:
             return await labeler.reports.store.list_reports(
-                status=None if status == "all" else status,  # type: ignore[arg-type]
+                status=None if status == "all" else cast(ReportStatus, status),
                 subject_uri=subject_uri,
                 limit=limit,
                 cursor=cursor,

@@ -65,7 +65,10 @@ async def pds_step(step: str) -> AsyncIterator[None]:
     except UnauthorizedError as exc:
         raise PdsError(f"{step} failed: {_detail(exc)} (check the identifier and password)") from None
     except RequestErrorBase as exc:
-        raise PdsError(f"{step} failed: {_detail(exc)}") from None
+        detail = _detail(exc)
+        if "token scope" in detail.lower():  # the session was made with an app password
+            detail += " (app passwords cannot do this: use the account's full password)"
+        raise PdsError(f"{step} failed: {detail}") from None
     except httpx.HTTPError as exc:
         raise PdsError(f"{step} failed: {type(exc).__name__} {exc}".strip()) from None
 

@@ -113,11 +113,21 @@ class StreamHub:
             await self._wake.wait()
             self._wake.clear()
             while self._inbox:
-                item = self._inbox.popleft()
+                # Our own commits first, then any nudge: a poll can notice a commit before the writer hands it
+                # over, and a catch-up reads current state only, so running it first would drop the events of
+                # labels that a later commit superseded (a create followed by its negation).
+                items = list(self._inbox)
+                self._inbox.clear()
+                nudged = False
                 try:
-                    if item is not None and item.previous_head == self.head:
-                        self._fan_out(item.stored)
-                    elif item is None or (item.stored and item.stored[-1].seq > self.head):
+                    for item in items:
+                        if item is None:
+                            nudged = True
+                        elif item.previous_head == self.head:
+                            self._fan_out(item.stored)
+                        elif item.stored and item.stored[-1].seq > self.head:
+                            await self._catch_up()
+                    if nudged:
                         await self._catch_up()
                 except Exception:
                     log.exception("stream hub could not deliver; will retry on the next poll")

@@ -278,26 +278,6 @@ class JobQueue:
         async with self._write() as conn:
             return (await conn.execute(stmt)).rowcount == 1
 
-    async def requeue(self, job_ids: Sequence[int]) -> int:
-        """Run finished or waiting jobs again now (operator action, e.g. after adding a bank)."""
-        stmt = (
-            image_jobs.update()
-            .where(image_jobs.c.id.in_(list(job_ids)), image_jobs.c.status != "running")
-            .values(
-                status="queued",
-                next_attempt_at=self._clock(),
-                attempts=0,
-                outcome=None,
-                reason=None,
-                detail=None,
-                result=None,
-                finished_at=None,
-                updated_at=syntax.now(),
-            )
-        )
-        async with self._write() as conn:
-            return (await conn.execute(stmt)).rowcount
-
     async def get(self, job_id: int) -> Job | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(image_jobs).where(image_jobs.c.id == job_id))).first()

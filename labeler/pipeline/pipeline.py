@@ -93,10 +93,6 @@ class Pipeline:
         """
         return await self.hasher.hash(data)
 
-    @property
-    def workers(self) -> WorkerPool | None:
-        return self._workers
-
     async def start(self, *, workers: int) -> None:
         """Run `workers` job workers (and the review webhook sender) in this process; 0 runs none."""
         if workers <= 0 or self._workers is not None:

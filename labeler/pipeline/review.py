@@ -176,8 +176,3 @@ class ReviewQueue:
         )
         async with self.engine.begin() as conn:
             await conn.execute(stmt)
-
-    async def counts(self) -> dict[str, int]:
-        query = sa.select(review_items.c.status, sa.func.count()).group_by(review_items.c.status)
-        async with self.engine.connect() as conn:
-            return {str(s): int(n) for s, n in await conn.execute(query)}

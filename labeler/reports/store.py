@@ -116,13 +116,13 @@ class ReportStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"report store write failed: {type(exc).__name__}") from exc
 
-    async def add(self, report: ReportInput, reported_by: str, *, one_open_appeal: bool = True) -> Report:
+    async def add(self, report: ReportInput, reported_by: str) -> Report:
         """Store a report, count it on its subject and log it; `DuplicateAppeal` for a second open appeal."""
         now = syntax.now()
         subject = report.subject
         appeal = is_appeal(report.reason_type)
         async with self._write() as conn:
-            if appeal and one_open_appeal and await self._has_open_appeal(conn, subject.uri, reported_by):
+            if appeal and await self._has_open_appeal(conn, subject.uri, reported_by):
                 raise DuplicateAppeal(subject.uri)
             row = {
                 "created_at": now, "reported_by": reported_by, "reason_type": report.reason_type,

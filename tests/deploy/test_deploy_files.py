@@ -30,7 +30,8 @@ from labeler.declaration import load_declaration
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-# compose-spec/compose-spec, schema/compose-spec.json at a08f8d51631b7127ddac3d2c65537db429d0f1d0 (2025-10-28).
+# Vendored from github.com/compose-spec/compose-spec, schema/compose-spec.json as last changed in a08f8d51631b
+# (2025-10-28; repository HEAD 170098ba07d9 when copied). Refresh it from there when compose gains keys.
 COMPOSE_SCHEMA = HERE / "compose-spec.json"
 BIN = Path(sys.executable).parent
 
@@ -420,7 +421,7 @@ def test_readme_has_a_deployment_section_covering_the_operator_topics() -> None:
     readme = (ROOT / "README.md").read_text()
     match = re.search(r"^## Deployment\n(.*?)(?=^## |\Z)", readme, re.S | re.M)
     assert match, "README.md has no '## Deployment' section"
-    section = match.group(1)
+    section = " ".join(match.group(1).split())  # wrapping may split a phrase across lines
     for needle in (
         "docker compose", ".env.example", "pg_dump", ".backup", "0600", "/livez", "/xrpc/_health", "/metrics",
         "LABELER_MIGRATIONS_DIR", "pip wheel", "SQLite supports one labeler process",

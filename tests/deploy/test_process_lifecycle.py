@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ def free_port() -> int:
 @dataclass
 class Workdir:
     path: Path
+    settings: dict[str, str] = field(default_factory=dict)  # LABELER_* for every process run here
 
     @property
     def db(self) -> Path:
@@ -59,6 +60,7 @@ class Workdir:
             LABELER_HOST="127.0.0.1",
             LABELER_LOG_LEVEL="warning",
         )
+        env.update(self.settings)
         env.update(extra)
         return env
 
@@ -277,3 +279,23 @@ async def test_sigterm_finishes_in_flight_writes_closes_subscribers_and_exits_0(
     missing = set(acknowledged) - present
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged labels lost"
     assert stop(restarted) == 0
+
+
+# --- logs of a real process ------------------------------------------------------------------------------------
+
+
+def test_serve_with_json_logs_writes_only_json_lines_and_no_secrets(
+    work: Workdir, processes: list[subprocess.Popen[str]]
+) -> None:
+    serve = start_serve(Workdir(work.path, {"LABELER_LOG_FORMAT": "json", "LABELER_LOG_LEVEL": "info"}), processes)
+    httpx.post(f"{serve.url}{EMIT}", json=emit_body("at://did:plc:logslogslogslogs12345678/app.bsky.feed.post/1"),
+               auth=ADMIN)  # fmt: skip
+    httpx.post(f"{serve.url}{EMIT}", json={}, auth=("admin", "wrong-password-in-a-log"))
+    httpx.get(f"{serve.url}/xrpc/_health", headers={"authorization": "Bearer secret-bearer-token-value"})
+    assert stop(serve) == 0
+    lines = [json.loads(line) for line in serve.output().splitlines()]  # every line parses as JSON
+    assert all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
+    assert any(x["logger"] == "uvicorn.access" and x.get("status") == 200 for x in lines)
+    assert any(x["logger"] == "uvicorn.error" and "Finished server process" in x["msg"] for x in lines)
+    for secret in (ADMIN[1], "wrong-password-in-a-log", "secret-bearer-token-value"):
+        assert secret not in serve.output()

@@ -106,15 +106,6 @@ async def test_release_gives_the_attempt_back(queue: JobQueue) -> None:
     assert again.attempts == 1
 
 
-async def test_requeue_runs_a_finished_job_again(queue: JobQueue) -> None:
-    await queue.enqueue([spec(1)])
-    [job] = await queue.claim("w")
-    await queue.finish(job, "w", "rejected", reason="truncated")
-    assert await queue.requeue([job.id]) == 1
-    [again] = await queue.claim("w")
-    assert again.id == job.id and again.outcome is None
-
-
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     rng = random.Random(1)
     delays = [backoff_delay(n, base=1.0, cap=60.0, rng=rng) for n in range(1, 10)]

@@ -245,6 +245,7 @@ def test_a_bad_source_url_is_a_config_error(make_settings: Any) -> None:
         Labeler(make_settings(jetstream_url="jetstream.example.com"))
 
 
+@pytest.mark.slow
 async def test_ingest_command_queues_jobs_and_saves_the_cursor_on_sigint(
     standin: tuple[StreamStandin, str], settings: Any, tmp_path: Any
 ) -> None:

@@ -66,7 +66,7 @@ BAD_TOKENS: dict[str, tuple[Callable[[People], dict[str, str]], str]] = {
     "other signer": (
         lambda p: _bearer(mint_jwt(OTHER_KEY, iss=p.alice.did, aud=LABELER_DID, now=time.time())),
         "BadJwtSignature",
-    ),  # noqa: E501
+    ),
     "alg mismatch ES256 on k256": (lambda p: p.alice.headers(alg="ES256"), "BadJwtSignature"),
     "alg none": (lambda p: p.alice.headers(alg="none"), "BadJwt"),
     "alg HS256": (lambda p: p.alice.headers(alg="HS256"), "BadJwt"),
@@ -80,7 +80,7 @@ BAD_TOKENS: dict[str, tuple[Callable[[People], dict[str, str]], str]] = {
     "iss not a DID": (
         lambda p: _bearer(mint_jwt(OTHER_KEY, iss="alice.test", aud=LABELER_DID, now=time.time())),
         "BadJwtIss",
-    ),  # noqa: E501
+    ),
     "iss with fragment": (lambda p: p.alice.headers(payload_extra={"iss": p.alice.did + "#atproto"}), "BadJwtIss"),
     "iss unknown to PLC": (_unregistered, "BadJwtIss"),
     "iss tombstoned": (_tombstoned, "BadJwtIss"),
