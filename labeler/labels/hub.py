@@ -71,6 +71,9 @@ class StreamHub:
         self.poll_interval = poll_interval
         self.head = 0
         self.subscribers: set[Subscriber] = set()
+        # Open subscribeLabels connections, including those still backfilling (not yet in `subscribers`): the
+        # max_subscribers limit counts these, or a crowd of backfilling clients would bypass it.
+        self.connections = 0
         self._inbox: deque[CommitResult | None] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -14,7 +14,7 @@ headers `X-Labeler-Delivery: <item id>` (an idempotency key: delivery is at leas
 HMAC-SHA256(secret, "<timestamp>.<body>"). Receivers should recompute it and reject stale timestamps.
 Any 2xx is success; anything else is retried with exponential backoff. Items wait in the database (an outbox),
 so deliveries survive restarts; each attempt first pushes the item's next time forward, so two processes do
-not send the same attempt.
+not send the same attempt. Processes that run workers run the sender.
 """
 
 from __future__ import annotations

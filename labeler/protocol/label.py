@@ -120,8 +120,36 @@ class Label:
 
         cbor2, not libipld: libipld writes ~1 in 1,200 signatures as CID links (sdk-notes.md §2). cbor2's
         canonical mode equals DAG-CBOR for labels because they hold no floats.
+
+        This runs once per label on every stream frame (backfill and live), so the common shape is written
+        directly, byte-identical to cbor2's canonical output (every key is 3 bytes, so canonical order is plain
+        bytewise: cid, cts, exp, neg, sig, src, uri, val, ver); anything unusual goes through cbor2.
         """
-        return cbor2.dumps(self.to_ipld(), canonical=True)
+        ver = self.ver
+        if type(ver) is not int or not 0 <= ver < 24 or type(self.neg) is not bool:
+            return cbor2.dumps(self.to_ipld(), canonical=True)
+        try:
+            parts = [b""]
+            count = 5  # cts, src, uri, val, ver
+            if self.cid is not None:
+                parts += (b"ccid", _cbor_text(self.cid))
+                count += 1
+            parts += (b"ccts", _cbor_text(self.cts))
+            if self.exp is not None:
+                parts += (b"cexp", _cbor_text(self.exp))
+                count += 1
+            if self.neg:
+                parts.append(b"cneg\xf5")
+                count += 1
+            if self.sig is not None:
+                parts += (b"csig", _cbor_head(0x40, len(self.sig)), self.sig)
+                count += 1
+            parts += (b"csrc", _cbor_text(self.src), b"curi", _cbor_text(self.uri), b"cval", _cbor_text(self.val))
+            parts.append(b"cver" + bytes((ver,)))
+        except (AttributeError, TypeError, UnicodeError):
+            return cbor2.dumps(self.to_ipld(), canonical=True)
+        parts[0] = bytes((0xA0 | count,))
+        return b"".join(parts)
 
     @classmethod
     def from_ipld(cls, data: dict[str, Any]) -> Label:
@@ -148,6 +176,26 @@ class Label:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Label:
         return cls.from_ipld(from_json(data))
+
+
+def _cbor_head(major: int, length: int) -> bytes:
+    """Shortest CBOR head for `major` (0x40 bytes, 0x60 text) and a length."""
+    if length < 24:
+        return bytes((major | length,))
+    if length < 0x100:
+        return bytes((major | 24, length))
+    if length < 0x10000:
+        return bytes((major | 25,)) + length.to_bytes(2, "big")
+    if length < 0x100000000:
+        return bytes((major | 26,)) + length.to_bytes(4, "big")
+    return bytes((major | 27,)) + length.to_bytes(8, "big")
+
+
+def _cbor_text(value: str) -> bytes:
+    if type(value) is not str:
+        raise TypeError("not a str")
+    raw = value.encode("utf-8")
+    return _cbor_head(0x60, len(raw)) + raw
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, *, required: bool = True) -> Any:

@@ -1,10 +1,10 @@
 """`com.atproto.label.subscribeLabels` over WebSocket (protocol.md §3; design.md invariant 4).
 
-No cursor → live from the head; `cursor=N` → every current label with seq > N, then live; N beyond the head →
-`FutureCursor` error frame and close. Backfill hands over to live without gap or duplicate: the connection
-registers with the hub only after backfill has caught up, runs one more catch-up query after registering, and
-drops any live frame at or below the last seq it sent. Client frames are ignored, but a client that floods
-frames is disconnected.
+No cursor → live from the head as it was before the handshake; `cursor=N` → every current label with seq > N,
+then live; N beyond the head → `FutureCursor` error frame and close. Backfill hands over to live without gap or
+duplicate: the connection registers with the hub only after backfill has caught up, runs one more catch-up query
+after registering, and drops any live frame at or below the last seq it sent. Client frames are ignored, but a
+client that floods frames is disconnected.
 """
 
 from __future__ import annotations
@@ -43,15 +43,17 @@ async def subscribe_labels(ws: WebSocket) -> None:
             cursor = get_int(ws.query_params, "cursor", default=None, minimum=0, maximum=2**53)
         except InvalidRequest as exc:
             raise InvalidRequest(f"invalid cursor: {exc.message}") from None
-        if len(hub.subscribers) >= labeler.settings.max_subscribers:
+        if hub.connections >= labeler.settings.max_subscribers:
             raise XrpcError("too many subscribers")
         if cursor is not None and cursor > max(hub.head, await labeler.store.head()):
             raise FutureCursor("Cursor in the future.")
+        hub.connections += 1
         stream = asyncio.create_task(_stream(ws, labeler, live_from if cursor is None else cursor))
         watchdog = asyncio.create_task(_drain_client(ws))
         try:
             await asyncio.wait((stream, watchdog), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            hub.connections -= 1
             watchdog.cancel()
             stream.cancel()
             with contextlib.suppress(asyncio.CancelledError):

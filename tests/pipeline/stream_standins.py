@@ -269,13 +269,17 @@ class MemoryJobs:
 
 
 class MemoryCursors:
-    """Cursors in a dict, with a count of writes."""
+    """Cursors in a dict, with a count of writes; `fail_reads` makes `get` raise."""
 
     def __init__(self, values: dict[str, str] | None = None) -> None:
         self.values = dict(values or {})
         self.writes = 0
+        self.fail_reads = 0
 
     async def get(self, name: str) -> str | None:
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise ConnectionError("database down")
         return self.values.get(name)
 
     async def set(self, name: str, value: str) -> None:

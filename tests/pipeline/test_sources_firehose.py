@@ -192,6 +192,19 @@ async def test_enqueue_failures_are_retried_and_nothing_is_lost(standin: tuple[S
     assert source.stats.errors >= 2
 
 
+async def test_an_unreadable_cursor_at_start_is_retried_not_skipped(standin: tuple[StreamStandin, str]) -> None:
+    control, url = standin
+    publish_sample(control)
+    jobs, cursors = MemoryJobs(), MemoryCursors()
+    source = make_source(url, jobs, cursors)
+    cursors.values[source.name] = "2"
+    cursors.fail_reads = 2
+    async with running(source):
+        await eventually(lambda: cursors.values[source.name] == "4", timeout=15)
+    assert control.connections == [{"cursor": "2"}]  # never started live by mistake
+    assert [s.subject_uri.rsplit("/", 1)[1] for s in jobs.specs] == ["3kddd"]
+
+
 async def test_stop_while_the_database_is_down_keeps_the_old_cursor(standin: tuple[StreamStandin, str]) -> None:
     control, url = standin
     publish_sample(control)

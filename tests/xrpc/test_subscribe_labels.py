@@ -300,6 +300,39 @@ async def test_invalid_cursor_gets_invalid_request(server: LiveServer, ten: list
     assert hub_of(server).subscribers == set()
 
 
+async def test_max_subscribers_counts_connections_still_backfilling(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two connections held in backfill (not yet registered with the hub) fill a limit of two; a third is refused."""
+    service = Labeler(make_settings(max_subscribers=2))
+    await service.start()
+    try:
+        rows = await service.writer.write(requests("cap", 3))
+        real_after = service.store.after
+        release = asyncio.Event()
+        blocked: list[int] = []
+
+        async def after(seq: int, limit: int) -> list[StoredLabel]:
+            task = asyncio.current_task()
+            if task is None or not task.get_name().startswith("stream-hub"):
+                blocked.append(seq)
+                await release.wait()
+            return await real_after(seq, limit)
+
+        monkeypatch.setattr(service.store, "after", after)
+        async with serve_labeler(service) as live, subscribe(live, 0) as one, subscribe(live, 0) as two:
+            await until(lambda: len(blocked) == 2)
+            async with subscribe(live, 0) as three:
+                header, body = await recv_frame(three)
+                assert header == {"op": -1} and body["message"] == "too many subscribers"
+            release.set()
+            for ws in (one, two):
+                assert [seq for seq, _ in await recv_labels(ws, 3)] == [row.seq for row in rows]
+        await until(lambda: hub_of(live).connections == 0)
+    finally:
+        await service.aclose()
+
+
 # --- backfill → live cutover ---------------------------------------------------------------------------------
 
 

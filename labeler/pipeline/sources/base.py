@@ -162,9 +162,9 @@ class StreamSource(ABC):
 
     async def run(self) -> None:
         """Consume until `stop()`; never raises for connection or protocol trouble."""
-        if not self._loaded:
-            self._cursor = self._saved = await self.cursors.get(self.name)
-            self._loaded = True
+        await self._load_cursor()
+        if self._stopping.is_set():
+            return
         ticker = asyncio.create_task(self._tick(), name=f"{self.name} flush")
         try:
             while not self._stopping.is_set():
@@ -187,6 +187,18 @@ class StreamSource(ABC):
                 await ticker
             self._stopping.set()
             await self.flush()
+
+    async def _load_cursor(self) -> None:
+        retry = Backoff(initial=0.5, maximum=30.0)
+        while not self._loaded and not self._stopping.is_set():
+            try:
+                self._cursor = self._saved = await self.cursors.get(self.name)
+                self._loaded = True
+            except Exception as exc:  # the database is not reachable yet: wait, never start without the cursor
+                self.stats.errors += 1
+                delay = retry.next_delay()
+                log.warning("%s: reading the saved cursor failed (%s); retrying in %.1f s", self.name, exc, delay)
+                await self._sleep(delay)
 
     async def stop(self) -> None:
         """Ask `run()` to finish: the connection closes, pending jobs and the cursor are saved."""
