@@ -37,11 +37,11 @@ class Settings:
     max_query_patterns: int = 100
     max_query_sources: int = 100
     # subscribeLabels: frames buffered per subscriber before it is cut off with ConsumerTooSlow.
-    subscriber_buffer: int = 2000
+    subscriber_buffer: int = 5000
     backfill_page_size: int = 500
     max_subscribers: int = 5000
     # Labels the writer commits in one transaction at most (group commit).
-    writer_max_batch: int = 2000
+    writer_max_batch: int = 1000
     # Identity and auth.
     plc_url: str = "https://plc.directory"
     moderators: str = ""  # comma-separated DIDs allowed to use the moderation API with service auth
@@ -77,6 +77,9 @@ class Settings:
             raise ConfigError(f"LABELER_DID must be a DID: {self.did!r}")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"LABELER_LOG_FORMAT must be text or json: {self.log_format!r}")
+        if self.subscriber_buffer < 2 * self.writer_max_batch:
+            # One commit is fanned out at once; a buffer smaller than two commits cuts off subscribers that keep up.
+            raise ConfigError("LABELER_SUBSCRIBER_BUFFER must be at least twice LABELER_WRITER_MAX_BATCH")
         if self.matcher not in ("embedded", "hma"):
             raise ConfigError(f"LABELER_MATCHER must be embedded or hma: {self.matcher!r}")
         if self.matcher == "hma" and not self.hma_url:

@@ -43,8 +43,8 @@ def value_problem(value: str) -> str | None:
     return None
 
 
-def validate_record(record: dict[str, Any]) -> Any:
-    """The SDK model of `record`; DeclarationError listing every problem otherwise."""
+def validate_record(record: dict[str, Any]) -> None:
+    """DeclarationError listing every problem, ours and the SDK model's."""
     problems: list[str] = []
     policies = record.get("policies") if isinstance(record.get("policies"), dict) else {}
     values = policies.get("labelValues") or []
@@ -54,13 +54,11 @@ def validate_record(record: dict[str, Any]) -> Any:
     defined = [d.get("identifier") for d in policies.get("labelValueDefinitions") or [] if isinstance(d, dict)]
     problems += [f"definition {i!r} is not in labelValues" for i in defined if i not in values]
     try:
-        model = get_or_create(record, models.AppBskyLabelerService.Record, strict=True)
+        get_or_create(record, models.AppBskyLabelerService.Record, strict=True)
     except (ModelError, ValueError, TypeError) as exc:
         problems.append(f"not a valid {COLLECTION} record: {exc}")
-        model = None
     if problems:
         raise DeclarationError("; ".join(problems))
-    return model
 
 
 async def publish(account: PdsAccount, record: dict[str, Any], *, expect_did: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,9 @@ class LabelWriter:
         self.src = src
         self.on_commit = on_commit
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._pending: deque[_Pending] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -74,7 +77,10 @@ class LabelWriter:
         """Stop taking labels, commit everything already queued, then stop."""
         self._closing = True
         if self._task is not None:
-            await self._queue.join()
+            while self._pending or not self._idle.is_set():
+                self._wake.set()
+                await self._idle.wait()
+                await asyncio.sleep(0)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -100,30 +106,43 @@ class LabelWriter:
         return actions
 
     async def write(self, requests: Sequence[LabelRequest]) -> list[StoredLabel]:
-        """Create labels; returns them with their seqs once committed."""
+        """Create labels; returns them with their seqs once committed.
+
+        More than `max_batch` labels are committed in several transactions, so no single commit can flood a
+        subscriber's buffer (which config keeps well above `max_batch`).
+        """
         if self._closing or self._task is None:
             raise WriterClosed("the label writer is not running")
         if not requests:
             return []
-        pending = _Pending(self.sign(requests), asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(pending)
-        return await pending.done
+        actions = self.sign(requests)
+        loop = asyncio.get_running_loop()
+        chunks = [
+            _Pending(actions[i : i + self.max_batch], loop.create_future())
+            for i in range(0, len(actions), self.max_batch)
+        ]
+        self._pending.extend(chunks)
+        self._wake.set()
+        results = await asyncio.gather(*(chunk.done for chunk in chunks))
+        return [row for result in results for row in result]
 
     async def write_one(self, request: LabelRequest) -> StoredLabel:
         return (await self.write([request]))[0]
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            if not self._pending:
+                self._idle.set()
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            self._idle.clear()
+            batch = [self._pending.popleft()]
             count = len(batch[0].actions)
-            while count < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            while self._pending and count + len(self._pending[0].actions) <= self.max_batch:
+                batch.append(self._pending.popleft())
                 count += len(batch[-1].actions)
-            try:
-                await self._commit(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
