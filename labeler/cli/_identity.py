@@ -37,7 +37,7 @@ def run_identity(coro_fn: Callable[[], Awaitable[T]]) -> T:
 
 
 def resolver_for(settings: Settings) -> DidResolver:
-    """A resolver with no cache and no refresh cooldown: identity commands always want the current document."""
+    """A fresh resolver (empty cache, no refresh cooldown): identity commands want the current document."""
     return DidResolver(
         plc_url=settings.plc_url, allow_insecure_did_web=settings.allow_insecure_did_web, refresh_cooldown=0
     )
