@@ -10,18 +10,18 @@ has seen everything below it.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from labeler.protocol import syntax
-from labeler.store.engine import StoreError, is_sqlite
+from labeler.store.engine import StoreError, is_sqlite, write_transaction
 from labeler.store.pipeline_schema import bank_changes, bank_entries, hash_banks
 
 BANK_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]*")
@@ -64,26 +64,18 @@ def check_bank_name(name: str) -> str:
     return name
 
 
+_LOCK_CHANGES = "LOCK TABLE bank_changes IN SHARE ROW EXCLUSIVE MODE"
+
+
 class BankStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sqlite = is_sqlite(engine)
 
-    @asynccontextmanager
-    async def _change(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction that may append to the change log, serialised with every other one."""
-        try:
-            if self._sqlite:
-                async with self.engine.connect() as raw:
-                    conn = await raw.execution_options(sqlite_begin="IMMEDIATE")
-                    async with conn.begin():
-                        yield conn
-            else:
-                async with self.engine.begin() as conn:
-                    await conn.execute(sa.text("LOCK TABLE bank_changes IN SHARE ROW EXCLUSIVE MODE"))
-                    yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"bank change failed: {type(exc).__name__}") from exc
+    def _change(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return write_transaction(
+            self.engine, "bank change", pg_lock="LOCK TABLE bank_changes IN SHARE ROW EXCLUSIVE MODE"
+        )
 
     async def _bank_id(self, conn: AsyncConnection, name: str) -> int:
         found = (await conn.execute(sa.select(hash_banks.c.id).where(hash_banks.c.name == name))).scalar()

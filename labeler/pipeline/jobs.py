@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from labeler.protocol import syntax
-from labeler.store.engine import StoreError, is_sqlite
+from labeler.store.engine import is_sqlite, write_transaction
 from labeler.store.pipeline_schema import image_jobs
 
 SOURCES: Final = frozenset({"firehose", "jetstream", "report", "upload", "manual"})
@@ -124,19 +123,8 @@ class JobQueue:
         #: Called after an enqueue that added rows (in-process workers wake at once instead of at their poll).
         self.on_enqueue: Callable[[], None] | None = None
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            if self._sqlite:
-                async with self.engine.connect() as raw:
-                    conn = await raw.execution_options(sqlite_begin="IMMEDIATE")
-                    async with conn.begin():
-                        yield conn
-            else:
-                async with self.engine.begin() as conn:
-                    yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"job queue write failed: {type(exc).__name__}: {exc}") from exc
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return write_transaction(self.engine, "job queue write")
 
     async def enqueue(self, specs: Sequence[JobSpec]) -> int:
         """Queue jobs; returns how many rows are new. Idempotent per (subject_uri, subject_cid, blob_cid)."""

@@ -9,21 +9,20 @@ PostgreSQL's read-committed concurrency. SQLite write transactions start with BE
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from labeler.protocol import syntax
 from labeler.reports.models import EVENT_REPORT, ModEvent, Report, ReportInput, ReportStatus, SubjectStatus
 from labeler.reports.reasons import APPEALS, is_appeal
 from labeler.reports.subject import Subject
-from labeler.store.engine import StoreError, is_sqlite
+from labeler.store.engine import is_sqlite, write_transaction
 from labeler.store.schema import moderation_events, report_subjects, reports
 
 #: Which open reports on a subject an action resolves.
@@ -102,19 +101,8 @@ class ReportStore:
         self.engine = engine
         self._sqlite = is_sqlite(engine)
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            if self._sqlite:
-                async with self.engine.connect() as raw:
-                    conn = await raw.execution_options(sqlite_begin="IMMEDIATE")
-                    async with conn.begin():
-                        yield conn
-            else:
-                async with self.engine.begin() as conn:
-                    yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"report store write failed: {type(exc).__name__}") from exc
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return write_transaction(self.engine, "report store write")
 
     async def add(self, report: ReportInput, reported_by: str) -> Report:
         """Store a report, count it on its subject and log it; `DuplicateAppeal` for a second open appeal."""

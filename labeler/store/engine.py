@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 class StoreError(Exception):
@@ -58,3 +61,28 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+@asynccontextmanager
+async def write_transaction(
+    engine: AsyncEngine, what: str, *, pg_lock: str | None = None
+) -> AsyncIterator[AsyncConnection]:
+    """A write transaction that holds the database's write lock from its first statement.
+
+    SQLite: `BEGIN IMMEDIATE`, so two writers never deadlock upgrading read locks. PostgreSQL: an optional
+    `pg_lock` statement (a table lock or advisory lock) runs first. Driver errors leave as `StoreError`, naming
+    `what` failed but not the SQL or its parameters.
+    """
+    try:
+        if is_sqlite(engine):
+            async with engine.connect() as raw:
+                conn = await raw.execution_options(sqlite_begin="IMMEDIATE")
+                async with conn.begin():
+                    yield conn
+        else:
+            async with engine.begin() as conn:
+                if pg_lock:
+                    await conn.execute(sa.text(pg_lock))
+                yield conn
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{what} failed: {type(exc).__name__}") from exc
