@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from types import FrameType
@@ -45,6 +46,9 @@ def serve(host: str | None, port: int | None) -> None:
     # uvicorn handles SIGTERM (the graceful shutdown above), then re-raises it once done, so the process would end
     # "killed by SIGTERM" (143). A finished graceful shutdown is a clean exit: the re-raise lands here, exit 0.
     signal.signal(signal.SIGTERM, _after_graceful_shutdown)
+    # The SDK's models and everything else imported so far live for the whole process: keep the cyclic GC from
+    # rescanning them on every collection on the write path (measured: ~15% more labels per CPU-second).
+    gc.freeze()
     uvicorn.run(
         app,
         host=settings.host,
