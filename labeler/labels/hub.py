@@ -3,7 +3,8 @@
 The hub keeps `head`, the last seq it has fanned out, and hands every subscriber every committed label in seq
 order with no gap: a commit whose `previous_head` equals the hub's head is fanned out directly from the writer's
 rows; anything else (a commit by another process, a missed notification) makes the hub catch up from the
-database first. A periodic poll covers writers the hub is never told about. Each frame is encoded once.
+database first. Other processes' commits arrive as PostgreSQL notifications (`labeler.store.notify`); a periodic
+poll covers writers the hub is never told about. Each frame is encoded once, and not at all while nobody listens.
 
 A subscriber has a bounded buffer; one that falls further behind is marked too slow and its connection is closed
 with `ConsumerTooSlow`, so memory never grows without bound.
@@ -15,28 +16,57 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Final
 
 from labeler.labels.resign import Resigner
-from labeler.protocol.frames import labels_frame
+from labeler.protocol.frames import HEADER_LABELS
 from labeler.store.labels import CommitResult, LabelStore, StoredLabel
+from labeler.store.notify import CommitListener
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT: Final = 5.0
+
+# A `#labels` frame with one label is constant bytes around the seq and the label's CBOR: header, body map of two
+# entries, "seq", <uint>, "labels", array of one. Byte-identical to `frames.labels_frame(seq, [cbor])`, without its
+# general-purpose encoding of the seq (this runs once per label on every backfill page).
+_FRAME_PREFIX: Final = HEADER_LABELS + b"\xa2\x63seq"
+_FRAME_LABELS_ONE: Final = b"\x66labels\x81"
+
+
+def _cbor_uint(n: int) -> bytes:
+    """Shortest CBOR head for an unsigned int (major type 0), as DAG-CBOR requires."""
+    if n < 24:
+        return bytes((n,))
+    if n < 0x100:
+        return bytes((0x18, n))
+    if n < 0x10000:
+        return b"\x19" + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return b"\x1a" + n.to_bytes(4, "big")
+    return b"\x1b" + n.to_bytes(8, "big")
+
 
 def encode_frame(row: StoredLabel) -> bytes:
-    return labels_frame(row.seq, [row.label.to_cbor()])
+    return b"".join((_FRAME_PREFIX, _cbor_uint(row.seq), _FRAME_LABELS_ONE, row.label.to_cbor()))
 
 
 class Subscriber:
-    """One connection's queue of (seq, frame). `wait()` wakes the sender when there is something to do."""
+    """One connection's queue of (seq, frame). `wait()` wakes the sender when there is something to do.
 
-    __slots__ = ("_event", "frames", "limit", "too_slow")
+    `busy_since` is when the sender last started (or progressed through) a batch of sends, 0.0 while idle; the hub's
+    poll calls `on_stall` for a subscriber busy for longer than `stall_after`. Cheaper than a timer per wake-up
+    on every one of a thousand connections (a timer set and cancelled per label each)."""
+
+    __slots__ = ("_event", "busy_since", "frames", "limit", "on_stall", "too_slow")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.frames: deque[tuple[int, bytes]] = deque()
         self.too_slow = False
+        self.busy_since = 0.0
+        self.on_stall: Callable[[], None] | None = None
         self._event = asyncio.Event()
 
     def offer(self, seq: int, frame: bytes) -> None:
@@ -63,12 +93,15 @@ class StreamHub:
         buffer_size: int = 2000,
         page_size: int = 500,
         poll_interval: float = 1.0,
+        listen: bool = True,
+        stall_after: float = 30.0,
     ) -> None:
         self.store = store
         self.resigner = resigner
         self.buffer_size = buffer_size
         self.page_size = page_size
         self.poll_interval = poll_interval
+        self.stall_after = stall_after
         self.head = 0
         self.subscribers: set[Subscriber] = set()
         # Open subscribeLabels connections, including those still backfilling (not yet in `subscribers`): the
@@ -76,7 +109,12 @@ class StreamHub:
         self.connections = 0
         self._inbox: deque[CommitResult | None] = deque()
         self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._pumping = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._listener: CommitListener | None = (
+            CommitListener(store.engine, store.notify_token, self.nudge) if listen and store.notifies else None
+        )
 
     async def start(self) -> None:
         self.head = await self.store.head()
@@ -84,13 +122,23 @@ class StreamHub:
             asyncio.create_task(self._pump(), name="stream-hub"),
             asyncio.create_task(self._poll(), name="stream-hub-poll"),
         ]
+        if self._listener is not None:
+            self._listener.start()
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop between queries rather than cancel inside one: a task cancelled while the pool is opening a
+        connection can leak that connection."""
+        if self._listener is not None:
+            await self._listener.aclose()
+        self._closing.set()
+        self._wake.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks = []
 
     def subscribe(self) -> Subscriber:
@@ -102,62 +150,104 @@ class StreamHub:
         self.subscribers.discard(sub)
 
     def publish(self, result: CommitResult) -> None:
-        """Called by the writer right after a commit; never blocks."""
+        """Called by the writer right after a commit; never blocks. The common case (the hub is idle and this
+        commit follows its head) is fanned out right here, saving a task switch on every label's path."""
+        if not self._pumping and not self._inbox and result.previous_head == self.head:
+            self._fan_out(result.stored)
+            return
         self._inbox.append(result)
         self._wake.set()
 
-    def nudge(self) -> None:
-        """Something may have been committed elsewhere (a NOTIFY, a poll): catch up from the database."""
-        self._inbox.append(None)
+    def nudge(self, seq: int | None = None) -> None:
+        """Something may have been committed elsewhere (a NOTIFY up to `seq`, a poll): catch up from the database.
+        Nudges coalesce: one pending catch-up covers any number of them."""
+        if seq is not None and seq <= self.head:
+            return
+        if not self._inbox or self._inbox[-1] is not None:
+            self._inbox.append(None)
         self._wake.set()
 
     async def _pump(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._inbox:
-                # Our own commits first, then any nudge: a poll can notice a commit before the writer hands it
-                # over, and a catch-up reads current state only, so running it first would drop the events of
-                # labels that a later commit superseded (a create followed by its negation).
-                items = list(self._inbox)
-                self._inbox.clear()
-                nudged = False
-                try:
-                    for item in items:
-                        if item is None:
-                            nudged = True
-                        elif item.previous_head == self.head:
-                            self._fan_out(item.stored)
-                        elif item.stored and item.stored[-1].seq > self.head:
-                            await self._catch_up()
-                    if nudged:
+            if self._closing.is_set():
+                return
+            self._pumping = True
+            try:
+                await self._drain_inbox()
+            finally:
+                self._pumping = False
+
+    async def _drain_inbox(self) -> None:
+        while self._inbox and not self._closing.is_set():
+            # Our own commits first, then any nudge: a poll can notice a commit before the writer hands it
+            # over, and a catch-up reads current state only, so running it first would drop the events of
+            # labels that a later commit superseded (a create followed by its negation).
+            items = list(self._inbox)
+            self._inbox.clear()
+            nudged = False
+            try:
+                for item in items:
+                    if item is None:
+                        nudged = True
+                    elif item.previous_head == self.head:
+                        self._fan_out(item.stored)
+                    elif item.stored and item.stored[-1].seq > self.head:
                         await self._catch_up()
-                except Exception:
-                    log.exception("stream hub could not deliver; will retry on the next poll")
+                if nudged:
+                    await self._catch_up()
+            except Exception:
+                log.exception("stream hub could not deliver; will retry on the next poll")
 
     async def _catch_up(self) -> None:
-        while True:
+        while not self._closing.is_set():
             rows = await self.store.after(self.head, self.page_size)
             if not rows:
                 return
-            self._fan_out(await self.resigner.current(rows))
+            if self.subscribers:
+                self._fan_out(await self.resigner.current(rows))
+            else:
+                # Nobody to send to: no re-signing or encoding, only the head moves. A connection that
+                # registers later runs its own catch-up query after registering, so it misses nothing.
+                self.head = max(self.head, rows[-1].seq)
             if len(rows) < self.page_size:
                 return
 
     def _fan_out(self, rows: Sequence[StoredLabel]) -> None:
+        subscribers = self.subscribers
+        head = self.head
         for row in rows:
-            if row.seq <= self.head:
+            if row.seq <= head:
                 continue
-            frame = encode_frame(row)
-            for sub in self.subscribers:
-                sub.offer(row.seq, frame)
-            self.head = row.seq
+            head = row.seq
+            if subscribers:
+                frame = encode_frame(row)
+                for sub in subscribers:
+                    sub.offer(head, frame)
+        self.head = head
 
     async def _poll(self) -> None:
+        """Fallback for commits nobody told us about. A head the database already had one poll ago and the hub has
+        still not reached means a missed commit; a newer one is most likely a local commit about to be published
+        (catching up ahead of it would drop superseded events from the live stream), so it waits one interval."""
+        seen = 0
         while True:
-            await asyncio.sleep(self.poll_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._closing.wait()
+            if self._closing.is_set():
+                return
+            self._check_stalls()
             try:
-                if await self.store.head() > self.head:
+                if seen > self.head:
                     self.nudge()
+                seen = await self.store.head()
             except Exception:
                 log.exception("stream hub poll failed")
+
+    def _check_stalls(self) -> None:
+        too_old = asyncio.get_running_loop().time() - self.stall_after
+        for sub in list(self.subscribers):
+            if 0.0 < sub.busy_since < too_old and sub.on_stall is not None:
+                sub.on_stall()

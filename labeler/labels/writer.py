@@ -3,6 +3,11 @@
 Callers await `write()`; it returns only after the transaction holding their labels committed, so nothing is
 acknowledged that a crash could lose. Signing happens in the caller's turn; a single committer task drains
 whatever is queued (up to `max_batch` labels) into one transaction, which is what makes concurrent writers fast.
+While one transaction commits (in the database's thread or server), the event loop signs the next labels.
+
+Signing stays on the event loop on purpose (measured with bench/bench_writer.py): a signer thread (libsecp256k1
+releases the GIL) took ~40 µs a label off the loop but cost more CPU than that in GIL hand-offs, one per
+signature, so throughput fell; a signer process would add IPC and a second process holding the key.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ class LabelWriter:
         cts = syntax.now()
         actions = []
         for req in requests:
-            label = Label(src=self.src, uri=req.uri, val=req.val, cts=cts, cid=req.cid, neg=req.neg, exp=req.exp)
+            label = Label(self.src, req.uri, req.val, cts, req.cid, req.neg, req.exp)  # positional: hot path
             actions.append(
                 LabelAction(
                     label=label.validate().signed(key),
@@ -123,6 +128,8 @@ class LabelWriter:
         ]
         self._pending.extend(chunks)
         self._wake.set()
+        if len(chunks) == 1:  # the common case; gather() would cost a wrapper future and a loop turn per call
+            return await chunks[0].done
         results = await asyncio.gather(*(chunk.done for chunk in chunks))
         return [row for result in results for row in result]
 

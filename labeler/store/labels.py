@@ -9,19 +9,21 @@ have seen (SPEC-STREAM: restart well above the old maximum). Both stay below 2^5
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from labeler.protocol import syntax
 from labeler.protocol.label import Label
 from labeler.store.engine import StoreError, is_sqlite
+from labeler.store.notify import CHANNEL, new_token, payload
 from labeler.store.schema import label_events, labels
 
 _PG_SEQUENCE_LOCK: Final = 0x6C61626C  # "labl"
@@ -71,6 +73,38 @@ def _rows_to_stored(rows: Any) -> list[StoredLabel]:
     return out
 
 
+# Column order of the tuples `_commit_locked` builds for the two bulk inserts.
+_LABEL_ROW: Final = ("seq", "src", "uri", "cid", "val", "neg", "cts", "exp", "sig", "key_id")
+_EVENT_ROW: Final = (
+    "seq", "created_at", "actor", "via", "reason", "src", "uri", "cid", "val", "neg", "cts", "exp", "evidence",
+)  # fmt: skip
+_CURRENT_KEY: Final = ("src", "uri", "cid", "val")  # labels_current_key
+_RELABEL_SETS: Final = ("seq", "neg", "cts", "exp", "sig", "key_id")
+
+
+@functools.cache
+def _bulk_insert_sql(paramstyle: str) -> tuple[str, str]:
+    """The label upsert and the audit insert as driver SQL, for `executemany` over plain tuples.
+
+    A commit is the hot path of every label write: SQLAlchemy's per-row parameter processing cost more than the
+    database's own work, and the driver's executemany binds tuples in C. Both databases take this exact SQL
+    (`ON CONFLICT … DO UPDATE` with `excluded`); only the placeholders differ (qmark or numeric_dollar).
+    """
+    if paramstyle not in ("qmark", "numeric_dollar"):
+        raise StoreError(f"unsupported database driver (paramstyle {paramstyle}); use aiosqlite or asyncpg")
+
+    def insert(table: str, columns: Sequence[str]) -> str:
+        marks = ("?" if paramstyle == "qmark" else f"${i}" for i in range(1, len(columns) + 1))
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)})"
+
+    upsert = (
+        insert(labels.name, _LABEL_ROW)
+        + f" ON CONFLICT ({', '.join(_CURRENT_KEY)}) DO UPDATE SET "
+        + ", ".join(f"{name} = excluded.{name}" for name in _RELABEL_SETS)
+    )
+    return upsert, insert(label_events.name, _EVENT_ROW)
+
+
 # Read statements built once; their limits and cursors are bound parameters, so SQLAlchemy's compiled cache is
 # hit and nothing is rebuilt per request.
 _AFTER: Final = (
@@ -107,6 +141,9 @@ class LabelStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sqlite = is_sqlite(engine)
+        # PostgreSQL may have other processes committing: each commit NOTIFYs them (labeler.store.notify).
+        self.notifies = not self._sqlite
+        self.notify_token = new_token()
 
     async def head(self) -> int:
         async with self.engine.connect() as conn:
@@ -122,37 +159,35 @@ class LabelStore:
                         return await self._commit_locked(conn, actions)
             async with self.engine.begin() as conn:
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_SEQUENCE_LOCK)))
-                return await self._commit_locked(conn, actions)
+                result = await self._commit_locked(conn, actions)
+                if result.stored:
+                    # Queued by the transaction, delivered to listeners only once the commit is visible.
+                    note = payload(self.notify_token, result.stored[-1].seq)
+                    await conn.execute(sa.select(sa.func.pg_notify(CHANNEL, note)))
+                return result
         except SQLAlchemyError as exc:
             raise StoreError(f"label commit failed: {type(exc).__name__}") from exc
 
     async def _commit_locked(self, conn: AsyncConnection, actions: Sequence[LabelAction]) -> CommitResult:
         previous = int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(labels.c.seq), 0)))).scalar_one())
+        if not actions:
+            return CommitResult(previous_head=previous, stored=[])
         seq = max(previous + 1, time.time_ns() // 1000)
-        rows: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        stored: list[StoredLabel] = []
         now = syntax.now()
-        for offset, action in enumerate(actions):
-            label, this_seq = action.label, seq + offset
+        rows: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        stored: list[StoredLabel] = []
+        for this_seq, action in enumerate(actions, seq):
+            label = action.label
             assert label.sig is not None, "the writer signs before committing"
-            row = {
-                "seq": this_seq, "src": label.src, "uri": label.uri, "cid": label.cid or "", "val": label.val,
-                "neg": label.neg, "cts": label.cts, "exp": label.exp, "sig": label.sig, "key_id": action.key_id,
-            }  # fmt: skip
-            rows.append(row)
-            events.append(
-                {**{k: v for k, v in row.items() if k not in ("sig", "key_id")}, "created_at": now,
-                 "actor": action.actor, "via": action.via, "reason": action.reason, "evidence": action.evidence}
-            )  # fmt: skip
-            stored.append(StoredLabel(seq=this_seq, label=label, key_id=action.key_id))
-        insert = (sqlite.insert if self._sqlite else postgresql.insert)(labels)
-        upsert = insert.on_conflict_do_update(
-            index_elements=[labels.c.src, labels.c.uri, labels.c.cid, labels.c.val],
-            set_={name: insert.excluded[name] for name in ("seq", "neg", "cts", "exp", "sig", "key_id")},
-        )
-        await conn.execute(upsert, rows)
-        await conn.execute(label_events.insert(), events)
+            fields = (label.src, label.uri, label.cid or "", label.val, label.neg, label.cts, label.exp)
+            rows.append((this_seq, *fields, label.sig, action.key_id))
+            evidence = None if action.evidence is None else json.dumps(action.evidence)
+            events.append((this_seq, now, action.actor, action.via, action.reason, *fields, evidence))
+            stored.append(StoredLabel(this_seq, label, action.key_id))
+        upsert, insert_events = _bulk_insert_sql(conn.dialect.paramstyle)
+        await conn.exec_driver_sql(upsert, rows)
+        await conn.exec_driver_sql(insert_events, events)
         return CommitResult(previous_head=previous, stored=stored)
 
     async def after(self, seq: int, limit: int) -> list[StoredLabel]:

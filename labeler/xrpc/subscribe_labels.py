@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
 MAX_CLIENT_FRAMES_PER_SECOND = 20
 SEND_TIMEOUT = 30.0
+# Live frames are sent in batches of whatever queued up (up to the subscriber buffer); progress is recorded every
+# this many frames, so "too slow" means "took over SEND_TIMEOUT for these", not for a whole buffer.
+PROGRESS_EVERY = 64
 
 
 async def subscribe_labels(ws: WebSocket) -> None:
@@ -70,54 +73,83 @@ async def subscribe_labels(ws: WebSocket) -> None:
 
 
 async def _stream(ws: WebSocket, labeler: Labeler, cursor: int) -> None:
+    """Backfill, register, catch up once more, then forward live frames; a client that cannot take a backfill
+    page (or PROGRESS_EVERY live frames) within SEND_TIMEOUT is too slow. One deadline, re-armed per page, rather
+    than a timer task per frame (`wait_for`), which cost more than the send itself; live, the hub's poll watches
+    `busy_since` and expires the deadline (no timer per wake-up on each of many connections)."""
+    try:
+        async with asyncio.timeout(None) as deadline:
+            await _stream_within(ws, labeler, cursor, deadline)
+    except TimeoutError:
+        raise ConsumerTooSlow("subscriber stopped reading") from None
+
+
+async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline: asyncio.Timeout) -> None:
     hub = labeler.hub
     assert hub is not None
+    loop = asyncio.get_running_loop()
     page = labeler.settings.backfill_page_size
+    store = labeler.store
     last_sent = cursor
     sub: Subscriber | None = None
+    prefetch: asyncio.Task[list[StoredLabel]] | None = None
     try:
-        # Backfill until a short page says we are at the head, then register and catch up once more.
+        # Backfill until a short page says we are at the head; the next page is read while this one is sent.
+        rows = await store.after(last_sent, page)
         while True:
-            rows = await labeler.store.after(last_sent, page)
+            if len(rows) == page:
+                prefetch = asyncio.create_task(store.after(rows[-1].seq, page))
+            deadline.reschedule(loop.time() + SEND_TIMEOUT)
             last_sent = await _send_rows(ws, labeler, rows, last_sent)
-            if len(rows) < page:
+            deadline.reschedule(None)
+            if prefetch is None:
                 break
+            rows, prefetch = await prefetch, None
+        # Register, then catch up once more: a commit between the last page and registering is in this query, one
+        # after registering is in both (the live copy is dropped below: seq <= last_sent).
         sub = hub.subscribe()
+        sub.on_stall = lambda: deadline.reschedule(loop.time())  # the hub's poll found the live sender stuck
         while True:
-            rows = await labeler.store.after(last_sent, page)
+            rows = await store.after(last_sent, page)
+            deadline.reschedule(loop.time() + SEND_TIMEOUT)
             last_sent = await _send_rows(ws, labeler, rows, last_sent)
+            deadline.reschedule(None)
             if len(rows) < page:
                 break
+        frames = sub.frames
+        send = ws.send_bytes
         while True:
             await sub.wait()
             if sub.too_slow:
                 raise ConsumerTooSlow("subscriber fell too far behind")
-            while sub.frames:
-                seq, frame = sub.frames.popleft()
+            sent = 0
+            while frames:  # everything queued since the last wake-up, not one frame per wake-up
+                if sent % PROGRESS_EVERY == 0:
+                    sub.busy_since = loop.time()
+                seq, frame = frames.popleft()
                 if seq > last_sent:
-                    await _send(ws, frame)
+                    await send(frame)
                     last_sent = seq
+                sent += 1
+            sub.busy_since = 0.0
             if sub.too_slow:
                 raise ConsumerTooSlow("subscriber fell too far behind")
     finally:
+        if prefetch is not None:
+            prefetch.cancel()
+            if prefetch.done() and not prefetch.cancelled():
+                prefetch.exception()  # retrieved: the error that ended the stream is the one reported
         if sub is not None:
             hub.unsubscribe(sub)
 
 
 async def _send_rows(ws: WebSocket, labeler: Labeler, rows: list[StoredLabel], last_sent: int) -> int:
+    send = ws.send_bytes
     for row in await labeler.resigner.current(rows):
         if row.seq > last_sent:
-            await _send(ws, encode_frame(row))
+            await send(encode_frame(row))
             last_sent = row.seq
     return last_sent
-
-
-async def _send(ws: WebSocket, frame: bytes) -> None:
-    """Send one frame; a client that cannot take it within SEND_TIMEOUT is treated as too slow."""
-    try:
-        await asyncio.wait_for(ws.send_bytes(frame), timeout=SEND_TIMEOUT)
-    except TimeoutError:
-        raise ConsumerTooSlow("subscriber stopped reading") from None
 
 
 async def _drain_client(ws: WebSocket) -> None:
