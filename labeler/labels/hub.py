@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from labeler.labels.resign import Resigner
-from labeler.protocol.frames import HEADER_LABELS
+from labeler.protocol.frames import labels_frame
 from labeler.store.labels import CommitResult, LabelStore, StoredLabel
 from labeler.store.notify import CommitListener
 
@@ -28,28 +28,9 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT: Final = 5.0
 
-# A `#labels` frame with one label is constant bytes around the seq and the label's CBOR: header, body map of two
-# entries, "seq", <uint>, "labels", array of one. Byte-identical to `frames.labels_frame(seq, [cbor])`, without its
-# general-purpose encoding of the seq (this runs once per label on every backfill page).
-_FRAME_PREFIX: Final = HEADER_LABELS + b"\xa2\x63seq"
-_FRAME_LABELS_ONE: Final = b"\x66labels\x81"
-
-
-def _cbor_uint(n: int) -> bytes:
-    """Shortest CBOR head for an unsigned int (major type 0), as DAG-CBOR requires."""
-    if n < 24:
-        return bytes((n,))
-    if n < 0x100:
-        return bytes((0x18, n))
-    if n < 0x10000:
-        return b"\x19" + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return b"\x1a" + n.to_bytes(4, "big")
-    return b"\x1b" + n.to_bytes(8, "big")
-
 
 def encode_frame(row: StoredLabel) -> bytes:
-    return b"".join((_FRAME_PREFIX, _cbor_uint(row.seq), _FRAME_LABELS_ONE, row.label.to_cbor()))
+    return labels_frame(row.seq, (row.label.to_cbor(),))
 
 
 class Subscriber:

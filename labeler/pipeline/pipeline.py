@@ -81,7 +81,7 @@ class Pipeline:
             matcher=settings.matcher,
             dihedral=settings.dihedral,
         )
-        self.reports = ReportIntake(self.fetcher, self.jobs)
+        self.reports = ReportIntake(engine, self.fetcher, self.jobs, self.options)
         self.telemetry = PipelineMetrics(metrics.registry)
         self._workers: WorkerPool | None = None
         self._webhook_task: asyncio.Task[None] | None = None
@@ -99,6 +99,7 @@ class Pipeline:
             return
         self._workers = WorkerPool(self, workers)
         self.jobs.on_enqueue = self._workers.wake
+        self.reports.on_queued = self._workers.wake_reports
         self._workers.start()
         if self.webhook is not None:
             sender = WebhookSender(self.engine, self.reviews, self.webhook)
@@ -106,11 +107,11 @@ class Pipeline:
 
     async def aclose(self) -> None:
         """Finish in-flight jobs, then release the matcher, fetcher and hashing processes."""
-        await self.reports.aclose()
         if self._workers is not None:
             await self._workers.stop()
             self._workers = None
             self.jobs.on_enqueue = None
+            self.reports.on_queued = None
         if self._webhook_task is not None:
             self._webhook_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

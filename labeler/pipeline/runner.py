@@ -10,6 +10,9 @@ Failure handling per step (every path ends in `finish` or `retry`, never in a de
             so the retry does not fetch again); MatcherError → error/matcher-error
     act     writer or database failure → retry
 
+Besides the job workers, one task per pool drains the report intake (`report_jobs`): reported records fetched and
+their images queued, retried with the same backoff while a PDS is down.
+
 A graceful stop lets each worker finish the job in hand (up to `stop_timeout_seconds`); a job interrupted
 after that goes back to the queue.
 """
@@ -145,21 +148,28 @@ class WorkerPool:
         self._gauge_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._wake = asyncio.Event()
+        self._reports_wake = asyncio.Event()
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._work(f"{self.name}/{n}"), name=f"worker-{n}") for n in range(self.count)
         ]
+        self._tasks.append(asyncio.create_task(self._drain_reports(), name="report-intake"))
         self._gauge_task = asyncio.create_task(self._gauge(), name="worker-gauge")
 
     def wake(self) -> None:
         """New jobs were queued in this process: idle workers look now instead of at the next poll."""
         self._wake.set()
 
+    def wake_reports(self) -> None:
+        """A report was queued in this process: fetch its record now instead of at the next poll."""
+        self._reports_wake.set()
+
     async def stop(self) -> None:
         """Finish in-flight jobs (up to the stop timeout), then stop; interrupted jobs go back to the queue."""
         self._stopping = True
         self._wake.set()
+        self._reports_wake.set()
         if self._gauge_task is not None:
             self._gauge_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,10 +194,10 @@ class WorkerPool:
                 failures += 1
                 delay = backoff_delay(failures, base=0.5, cap=30.0)
                 log.warning("worker %s: claiming failed (%s); retrying in %.1fs", owner, exc, delay)
-                await self._idle(delay)
+                await self._idle(self._wake, delay)
                 continue
             if not jobs:
-                await self._idle(self.p.options.poll_seconds)
+                await self._idle(self._wake, self.p.options.poll_seconds)
                 continue
             for job in jobs:
                 try:
@@ -197,12 +207,31 @@ class WorkerPool:
                         await asyncio.shield(self.p.jobs.release(job, owner))
                     raise
 
-    async def _idle(self, seconds: float) -> None:
+    async def _drain_reports(self) -> None:
+        """One reported record at a time: reports are few, and a slow PDS then holds up no image job."""
+        failures = 0
+        while not self._stopping:
+            try:
+                intakes = await self.p.reports.claim()
+                failures = 0
+            except StoreError as exc:
+                failures += 1
+                delay = backoff_delay(failures, base=0.5, cap=30.0)
+                log.warning("report intake: claiming failed (%s); retrying in %.1fs", exc, delay)
+                await self._idle(self._reports_wake, delay)
+                continue
+            if not intakes:
+                await self._idle(self._reports_wake, self.p.options.poll_seconds)
+                continue
+            for intake in intakes:
+                await self.p.reports.process(intake)
+
+    async def _idle(self, wake: asyncio.Event, seconds: float) -> None:
         if self._stopping:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._wake.clear()
+            await asyncio.wait_for(wake.wait(), seconds)
+        wake.clear()
 
     async def _gauge(self) -> None:
         while True:

@@ -21,35 +21,31 @@ def _encode(value: Any) -> bytes:
     return cbor2.dumps(value, canonical=True)
 
 
-def _array_head(length: int) -> bytes:
-    """CBOR head of an array (major type 4) of `length` items, shortest form."""
-    if length < 24:
-        return bytes((0x80 | length,))
-    if length < 0x100:
-        return bytes((0x98, length))
-    return b"\x99" + length.to_bytes(2, "big")
+def _head(major: int, n: int) -> bytes:
+    """Shortest CBOR head for major type `major` with argument `n`, as DAG-CBOR requires."""
+    mt = major << 5
+    if n < 24:
+        return bytes((mt | n,))
+    if n < 0x100:
+        return bytes((mt | 24, n))
+    if n < 0x10000:
+        return bytes((mt | 25,)) + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return bytes((mt | 26,)) + n.to_bytes(4, "big")
+    return bytes((mt | 27,)) + n.to_bytes(8, "big")
 
 
 HEADER_LABELS: Final = _encode({"op": 1, "t": "#labels"})
 HEADER_INFO: Final = _encode({"op": 1, "t": "#info"})
 HEADER_ERROR: Final = _encode({"op": -1})
-_SEQ_KEY: Final = _encode("seq")
+# Body `{seq, labels}`: a map of two; "seq" sorts before "labels" (shorter key first).
+_BODY_SEQ: Final = HEADER_LABELS + b"\xa2" + _encode("seq")
 _LABELS_KEY: Final = _encode("labels")
 
 
 def labels_frame(seq: int, encoded_labels: Sequence[bytes]) -> bytes:
-    """A `#labels` frame: body `{seq, labels}` ("seq" sorts first: shorter key), labels already CBOR-encoded."""
-    return b"".join(
-        (
-            HEADER_LABELS,
-            b"\xa2",
-            _SEQ_KEY,
-            _encode(seq),
-            _LABELS_KEY,
-            _array_head(len(encoded_labels)),
-            *encoded_labels,
-        )
-    )
+    """A `#labels` frame around labels the caller already CBOR-encoded (once, however many subscribers)."""
+    return b"".join((_BODY_SEQ, _head(0, seq), _LABELS_KEY, _head(4, len(encoded_labels)), *encoded_labels))
 
 
 def info_frame(name: str, message: str | None = None) -> bytes:

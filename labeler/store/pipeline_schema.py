@@ -1,7 +1,8 @@
-"""Tables of the image pipeline: durable jobs, source cursors, embedded hash banks, the review queue.
+"""Tables of the image pipeline: durable jobs, report intake, source cursors, embedded hash banks, the review queue.
 
-Created by migration 0003. Times that workers compare (`next_attempt_at`, `lease_expires_at`) are epoch seconds
-as floats so both databases compare them numerically; times shown to people are RFC 3339 text like elsewhere.
+Created by migrations 0003 and 0004 (`report_intake`). Times that workers compare (`next_attempt_at`,
+`lease_expires_at`) are epoch seconds as floats so both databases compare them numerically; times shown to people
+are RFC 3339 text like elsewhere.
 """
 
 from __future__ import annotations
@@ -110,4 +111,24 @@ review_items = sa.Table(
     sa.Index("review_items_status", "status", "id"),
     sa.Index("review_items_subject", "subject_uri", "id"),
     sa.Index("review_items_webhook", "webhook_state", "webhook_next_at"),
+)
+
+# A reported subject whose record is still to be fetched (migration 0004): the report listener writes it, workers
+# drain it, so a PDS outage or a restart between report and fetch loses no work. One row per (subject, cid).
+report_intake = sa.Table(
+    "report_intake",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("subject_uri", ByteText, nullable=False),  # at:// URI of a record, or the DID of an account
+    sa.Column("subject_cid", ByteText, nullable=False, server_default=""),  # '' for an account
+    sa.Column("report_id", sa.BigInteger, nullable=False),  # the latest report that (re)queued it
+    sa.Column("status", sa.Text, nullable=False, server_default="queued"),  # queued | done
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),  # a claim pushes it one lease ahead
+    sa.Column("reason", sa.Text, nullable=True),  # when done: queued | no-images | gave-up | <fetch reason>
+    sa.Column("detail", sa.Text, nullable=True),  # the last error
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Text, nullable=False),
+    sa.UniqueConstraint("subject_uri", "subject_cid", name="report_intake_subject"),
+    sa.Index("report_intake_claim", "status", "next_attempt_at"),
 )

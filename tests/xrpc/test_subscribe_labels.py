@@ -606,3 +606,34 @@ async def test_two_hundred_subscribers_receive_identical_sequences(server: LiveS
     assert [decode(f)[1]["seq"] for f in first] == [row.seq for row in expected]
     assert all(stream == first for stream in streams), "every subscriber got the same bytes in the same order"
     await until(lambda: not hub_of(server).subscribers)
+
+
+async def test_a_live_sender_stuck_on_a_reader_that_stopped_is_cut_off_by_the_stall_check(make_settings: Any) -> None:
+    """The buffer is large, so overflow never triggers: only the hub's stall check (a sender busy for longer than
+    `stall_after`) can end this connection. The subscriber then leaves the hub, so nothing is held for it."""
+    service = Labeler(make_settings(subscriber_buffer=200_000, writer_max_batch=500))
+    await service.start()
+    try:
+        async with serve_labeler(service) as live:
+            hub = hub_of(live)
+            hub.stall_after, hub.poll_interval = 0.5, 0.1
+            sock = small_receive_buffer_socket(live, 4096)
+            async with connect(url(live), sock=sock, proxy=None, compression=None, max_queue=1):
+                await until(lambda: len(hub.subscribers) == 1)
+                (sub,) = hub.subscribers
+                written = 0
+                # Fill the socket buffers until the sender blocks (long subjects make big frames), then stop writing.
+                while not (0.0 < sub.busy_since < asyncio.get_running_loop().time() - 0.2) and written < 20_000:
+                    rows = await service.writer.write(
+                        [
+                            LabelRequest(uri=f"{subject('stall', written + i)}{'x' * 1500}", val="spam")
+                            for i in range(50)
+                        ]
+                    )
+                    await fanned_out(hub, rows[-1].seq)
+                    written += len(rows)
+                assert not sub.too_slow, "premise: the buffer never overflowed"
+                await until(lambda: not hub.subscribers)
+                assert hub.connections == 0
+    finally:
+        await service.aclose()
