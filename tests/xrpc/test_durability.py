@@ -11,10 +11,6 @@ import asyncio
 import base64
 import contextlib
 import io
-import os
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +19,7 @@ import cbor2
 import httpx
 import pytest
 from support.labeler_server import serve_labeler
+from support.serve_process import ServeProcess
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -101,75 +98,9 @@ async def test_restart_keeps_the_sequence_and_serves_old_labels(make_settings: C
 # --- SIGKILL of `labeler serve` -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class ServeProcess:
-    """`labeler serve` in a subprocess on a fixed database, keys directory and port."""
-
-    def __init__(self, database_url: str, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
-        env.update(
-            LABELER_DATABASE_URL=database_url,
-            LABELER_KEYS_DIR=str(workdir / "keys"),
-            LABELER_ADMIN_PASSWORD=PASSWORD,
-            LABELER_PORT=str(self.port),
-            LABELER_DID="did:plc:labelerdurabilitytest1",
-            LABELER_PUBLIC_URL=f"http://localhost:{self.port}",
-            LABELER_WORKERS="0",
-            LABELER_LOG_LEVEL="warning",
-        )
-        self.env = env
-        self.proc: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        """Start and wait until it answers its health check (or fail with its log if it exits)."""
-        self.starts += 1
-        with (self.workdir / f"serve-{self.starts}.log").open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "labeler", "serve", env=self.env, cwd=self.workdir, stdout=log, stderr=log
-            )
-        async with httpx.AsyncClient(base_url=self.url) as http:
-            while True:
-                if self.proc.returncode is not None:
-                    pytest.fail(f"labeler serve exited with {self.proc.returncode}: {self.log_tail()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/xrpc/_health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        assert await self.proc.wait() == -signal.SIGKILL
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-    def log_tail(self) -> str:
-        return (self.workdir / f"serve-{self.starts}.log").read_text(errors="replace")[-3000:]
-
-
 @contextlib.asynccontextmanager
 async def serve_process(database_url: str, workdir: Path) -> AsyncIterator[ServeProcess]:
-    process = ServeProcess(database_url, workdir)
+    process = ServeProcess("serve", database_url, workdir, password=PASSWORD, did="did:plc:labelerdurabilitytest1")
     try:
         yield process
     finally:

@@ -15,10 +15,6 @@ import base64
 import contextlib
 import io
 import itertools
-import os
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +23,7 @@ import asyncpg
 import cbor2
 import httpx
 import pytest
+from support.serve_process import ServeProcess
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -48,78 +45,15 @@ CLIENTS_PER_PROCESS = 8
 KILL_PHASE_REQUESTS = 320  # per process, in the SIGKILL phase
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class ServeProcess:
-    """One `labeler serve` subprocess; all of them share the database, the keys directory and the DID."""
-
-    def __init__(self, name: str, database_url: str, workdir: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.log_path = workdir / f"serve-{name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
-        env.update(
-            LABELER_DATABASE_URL=database_url,
-            LABELER_KEYS_DIR=str(workdir / "keys"),
-            LABELER_ADMIN_PASSWORD=PASSWORD,
-            LABELER_PORT=str(self.port),
-            LABELER_DID=DID,
-            LABELER_PUBLIC_URL=f"http://localhost:{self.port}",
-            LABELER_WORKERS="0",
-            LABELER_LOG_LEVEL="warning",
-            # The test's own readers share 2 cores with three servers and the writers; they are not what is tested.
-            LABELER_SUBSCRIBER_BUFFER="200000",
-        )
-        self.env = env
-        self.workdir = workdir
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "labeler", "serve", env=self.env, cwd=self.workdir, stdout=log, stderr=log
-            )
-        async with httpx.AsyncClient(base_url=self.url) as http:
-            while True:
-                if self.proc.returncode is not None:
-                    pytest.fail(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/xrpc/_health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        assert await self.proc.wait() == -signal.SIGKILL
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-
 @contextlib.asynccontextmanager
 async def serve_processes(database_url: str, workdir: Path) -> AsyncIterator[list[ServeProcess]]:
     # The key exists before any process starts, so they do not race to create one.
     Keyring.open(workdir / "keys").ensure_active()
-    processes = [ServeProcess(name, database_url, workdir) for name in "abc"[:PROCESSES]]
+    # The test's own readers share 2 cores with three servers and the writers; they are not what is tested.
+    processes = [
+        ServeProcess(name, database_url, workdir, password=PASSWORD, did=DID, LABELER_SUBSCRIBER_BUFFER="200000")
+        for name in "abc"[:PROCESSES]
+    ]
     try:
         await asyncio.gather(*(p.start() for p in processes))  # migrations serialise on their own lock
         yield processes
