@@ -114,3 +114,5 @@ def configure_logging(level: str = "info", fmt: str = "text", *, stream: TextIO 
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # follow the root level, whatever an earlier uvicorn config set
+        logger.disabled = False

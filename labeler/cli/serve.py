@@ -63,6 +63,9 @@ def serve(host: str | None, port: int | None) -> None:
         ws_max_size=64 * 1024,
         ws_ping_interval=20,
         ws_ping_timeout=60,
+        # Frames are encoded once and shared by every subscriber; per-message deflate would compress each frame
+        # again for each subscriber that negotiates it, so it is off (clients fall back to plain frames).
+        ws_per_message_deflate=False,
         proxy_headers=True,
     )
 
