@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from support.server import free_port
 
 from labeler.config import load_settings
 from labeler.service import Labeler
@@ -32,13 +32,6 @@ EMIT = "/xrpc/tools.ozone.moderation.emitEvent"
 QUERY = "/xrpc/com.atproto.label.queryLabels"
 CID = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
 STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

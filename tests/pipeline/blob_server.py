@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import socket
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -30,12 +29,6 @@ from labeler.pipeline.jobs import ImageRef
 def blob_cid(data: bytes) -> str:
     """CIDv1, raw codec, sha2-256: how a PDS names a blob (`bafkrei…`)."""
     return str(libipld.encode_cid(b"\x01\x55\x12\x20" + hashlib.sha256(data).digest()))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class BlobServer:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 from support.fake_plc import running_fake_plc
+from support.server import free_port
 
-from .blob_server import PdsWorld, free_port
+from .blob_server import PdsWorld
 from .hma_standin import HmaStandin, serve
 
 

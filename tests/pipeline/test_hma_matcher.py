@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
+from support.server import free_port
 
 from labeler.pipeline.match.base import Match, Matcher, MatcherError, MatcherUnavailable
 from labeler.pipeline.match.hma import HmaBank, HmaMatcher
 
 from .conftest import RunningStandin
 from .corpus import flip_bits, random_hashes
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_match_and_no_match(hma_standin: RunningStandin) -> None:
@@ -68,7 +61,7 @@ async def test_down_is_unavailable(hma_standin: RunningStandin) -> None:
 
 
 async def test_connection_refused_is_unavailable() -> None:
-    matcher = HmaMatcher(f"http://127.0.0.1:{_free_port()}")
+    matcher = HmaMatcher(f"http://127.0.0.1:{free_port()}")
     try:
         assert not await matcher.ready()
         with pytest.raises(MatcherUnavailable) as info:

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support.server import serve_in_thread
+from support.server import free_port, serve_in_thread
 
 from labeler.pipeline.evidence import explain
 from labeler.pipeline.hasher import hamming_distance, hash_image
 from labeler.store.schema import label_events
 
-from .blob_server import PdsWorld, free_port, post_record
+from .blob_server import PdsWorld, post_record
 from .conftest import RunningStandin
 from .corpus import encode, png_zlib_bomb, structured_rgb
 from .harness import Harness, all_done, eventually, job_for

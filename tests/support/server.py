@@ -49,6 +49,13 @@ class RunningServer:
         return f"http://localhost:{self.port}"
 
 
+def free_port() -> int:
+    """A loopback port free right now, for servers a test starts later (or restarts) on a fixed port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.contextmanager
 def serve_in_thread(
     app: Any,
