@@ -91,8 +91,15 @@ class CommitListener:
     async def _run(self) -> None:
         backoff = MIN_BACKOFF
         while True:
+            connecting = asyncio.ensure_future(self._connect())
             try:
-                conn = await self._connect()
+                conn = await asyncio.shield(connecting)
+            except asyncio.CancelledError:
+                # Stopped mid-connect: let the (time-bounded) connect finish and close what it made, rather than
+                # leave a half-open connection for the garbage collector.
+                with contextlib.suppress(Exception):
+                    (await connecting).terminate()
+                raise
             except Exception as exc:
                 log.warning("label LISTEN connection failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc,
                             backoff)  # fmt: skip
