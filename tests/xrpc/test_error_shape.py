@@ -46,11 +46,16 @@ def test_every_protocol_error_name_has_a_class() -> None:
 
 
 async def test_internal_errors_do_not_leak(server: Any) -> None:
-    await server.labeler.engine.dispose()
-    server.labeler.store.engine = _BrokenEngine()  # type: ignore[assignment]
-    async with httpx.AsyncClient(base_url=server.url) as client:
-        response = await client.get("/xrpc/com.atproto.label.queryLabels", params={"uriPatterns": "*"})
-        health = await client.get("/xrpc/_health")
+    # Swap the store's engine rather than dispose the real one: disposing under the running hub would orphan a
+    # checked-out connection (an unclosed-connection warning in some later test).
+    store = server.labeler.store
+    real, store.engine = store.engine, _BrokenEngine()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            response = await client.get("/xrpc/com.atproto.label.queryLabels", params={"uriPatterns": "*"})
+            health = await client.get("/xrpc/_health")
+    finally:
+        store.engine = real
     assert response.status_code == 500
     assert response.json() == {"error": "InternalServerError", "message": "internal error"}
     assert health.status_code == 503
