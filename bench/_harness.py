@@ -37,6 +37,7 @@ from labeler.service import Labeler
 from labeler.store.engine import create_engine
 from labeler.store.migrate import upgrade
 from labeler.xrpc.app import create_app
+from labeler.xrpc.websocket import UVICORN_WEBSOCKET_OPTIONS
 
 DEFAULT_PG_URL = os.environ.get("LABELER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ADMIN_PASSWORD = "bench-admin-password"
@@ -222,7 +223,8 @@ async def serve_labeler(
         app = wrap(app)
     uvicorn_options.setdefault("log_level", "warning")
     uvicorn_options.setdefault("backlog", 4096)
-    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **uvicorn_options)
+    options = {**UVICORN_WEBSOCKET_OPTIONS, **uvicorn_options}  # WebSockets served as `labeler serve` serves them
+    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -14,6 +14,7 @@ from labeler.cli._common import settings_or_exit
 from labeler.logs import configure_logging
 from labeler.single_process import SingleProcessError, check_free
 from labeler.xrpc.app import create_app
+from labeler.xrpc.websocket import UVICORN_WEBSOCKET_OPTIONS
 
 # On SIGTERM uvicorn stops accepting, closes WebSockets (1012) and waits this long for in-flight requests before
 # cancelling them; the lifespan then drains the label writer. Keep it under the orchestrator's kill timeout.
@@ -56,16 +57,8 @@ def serve(host: str | None, port: int | None) -> None:
         log_level=settings.log_level,
         log_config=None,  # configure_logging routes uvicorn's loggers through our handler
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        # uvicorn's sans-I/O `websockets` protocol: its send is a frame build and a transport write, ~25 % cheaper per
-        # subscriber per label than the legacy `websockets` implementation (bench/bench_stream.py, 1,000 subscribers).
-        # `auto` picks it today; pinned so an install of wsproto or a new uvicorn default does not change it.
-        ws="websockets-sansio",
-        ws_max_size=64 * 1024,
-        ws_ping_interval=20,
-        ws_ping_timeout=60,
-        # Frames are encoded once and shared by every subscriber; per-message deflate would compress each frame
-        # again for each subscriber that negotiates it, so it is off (clients fall back to plain frames).
-        ws_per_message_deflate=False,
+        # uvicorn's sans-I/O WebSocket protocol plus subscribeLabels' frame sink (labeler.xrpc.websocket).
+        **UVICORN_WEBSOCKET_OPTIONS,
         proxy_headers=True,
     )
 

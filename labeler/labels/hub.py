@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from labeler.labels.resign import Resigner
-from labeler.protocol.frames import labels_frame
+from labeler.protocol.frames import binary_frame, labels_frame
 from labeler.store.labels import CommitResult, LabelStore, StoredLabel
 from labeler.store.notify import CommitListener
 
@@ -33,32 +33,75 @@ def encode_frame(row: StoredLabel) -> bytes:
     return labels_frame(row.seq, (row.label.to_cbor(),))
 
 
+class FrameBatch:
+    """The frames of one commit (or catch-up page), shared by every subscriber: each encoded once, and the whole
+    batch framed for the wire once, so a live subscriber costs one write per commit, not one per label."""
+
+    __slots__ = ("_wire", "frames")
+
+    def __init__(self, frames: list[tuple[int, bytes]]) -> None:
+        self.frames = frames
+        self._wire: bytes | None = None
+
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = b"".join([binary_frame(frame) for _seq, frame in self.frames])
+        return self._wire
+
+
 class Subscriber:
     """One connection's queue of (seq, frame). `wait()` wakes the sender when there is something to do.
 
-    `busy_since` is when the sender last started (or progressed through) a batch of sends, 0.0 while idle; the hub's
-    poll calls `on_stall` for a subscriber busy for longer than `stall_after`. Cheaper than a timer per wake-up
-    on every one of a thousand connections (a timer set and cancelled per label each)."""
+    Once the connection is live and has flushed its queue it sets `write_now` (its sink's `try_write`): while the
+    queue is empty the hub's fan-out then writes each batch straight to the connection, with no task switch per
+    subscriber; a batch the connection cannot take at once (its transport buffer is full), and everything after
+    it until the sender has flushed, is queued instead, so frames stay in seq order. The sender clears
+    `write_now` while it flushes.
 
-    __slots__ = ("_event", "busy_since", "frames", "limit", "on_stall", "too_slow")
+    `busy_since` is when the sender started flushing, 0.0 while idle; the hub's poll calls `on_stall` for a
+    subscriber busy for longer than `stall_after`. Cheaper than a timer per wake-up on each of a thousand
+    connections."""
+
+    __slots__ = ("_event", "busy_since", "frames", "last_sent", "limit", "on_stall", "too_slow", "write_now")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.frames: deque[tuple[int, bytes]] = deque()
         self.too_slow = False
         self.busy_since = 0.0
+        self.last_sent = 0
+        self.write_now: Callable[[bytes], bool] | None = None
         self.on_stall: Callable[[], None] | None = None
         self._event = asyncio.Event()
 
-    def offer(self, seq: int, frame: bytes) -> None:
+    def offer(self, batch: FrameBatch) -> None:
         if self.too_slow:
             return
-        if len(self.frames) >= self.limit:
+        frames = batch.frames
+        # Straight through only when nothing is queued and the whole batch is new (at cutover it may overlap what
+        # the connection's own catch-up sent: the queue path drops those).
+        write_now = self.write_now
+        if write_now is not None and not self.frames and frames[0][0] > self.last_sent and write_now(batch.wire()):
+            self.last_sent = frames[-1][0]
+            return
+        if len(self.frames) + len(frames) > self.limit:
             self.too_slow = True
             self.frames.clear()
         else:
-            self.frames.append((seq, frame))
+            self.frames.extend(frames)
         self._event.set()
+
+    def take(self) -> list[bytes]:
+        """The queued frames not yet sent, in seq order, marking them sent."""
+        out = []
+        last_sent = self.last_sent
+        for seq, frame in self.frames:
+            if seq > last_sent:
+                out.append(frame)
+                last_sent = seq
+        self.frames.clear()
+        self.last_sent = last_sent
+        return out
 
     async def wait(self) -> None:
         await self._event.wait()
@@ -196,17 +239,16 @@ class StreamHub:
                 return
 
     def _fan_out(self, rows: Sequence[StoredLabel]) -> None:
-        subscribers = self.subscribers
+        """Hand rows (in seq order) above the head to every subscriber as one batch."""
         head = self.head
-        for row in rows:
-            if row.seq <= head:
-                continue
-            head = row.seq
-            if subscribers:
-                frame = encode_frame(row)
-                for sub in subscribers:
-                    sub.offer(head, frame)
-        self.head = head
+        new = [row for row in rows if row.seq > head]
+        if not new:
+            return
+        self.head = new[-1].seq
+        if self.subscribers:
+            batch = FrameBatch([(row.seq, encode_frame(row)) for row in new])
+            for sub in self.subscribers:
+                sub.offer(batch)
 
     async def _poll(self) -> None:
         """Fallback for commits nobody told us about. A head the database already had one poll ago and the hub has

@@ -5,11 +5,12 @@ heuristic corrupts signature bytes (sdk-notes.md §2).
 
 A frame is two DAG-CBOR objects back to back: a header (`{op:1, t:"#labels"}` or `{op:-1}`) and a body. Headers
 are constants; a `#labels` body is assembled around label CBOR that the caller encoded once, so fan-out to any
-number of subscribers costs one encoding per label.
+number of subscribers costs one encoding per label. `binary_frame` wraps a frame as a WebSocket message.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -68,3 +69,22 @@ def decode_frame(frame: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     if len(parts) != 2 or not all(isinstance(p, dict) for p in parts):
         raise ValueError("a frame is exactly two DAG-CBOR maps")
     return parts[0], parts[1]
+
+
+_WS_BINARY_FIN: Final = 0x82
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """`payload` as an unmasked, unfragmented RFC 6455 binary message (server to client, no extensions): what
+    subscribeLabels writes straight to a connection (labeler.xrpc.websocket).
+
+    websockets' `Frame.serialize` builds the same bytes (tested) but costs ~3.4 µs a frame against ~0.6 µs here,
+    and a backfill frames every label it sends."""
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", _WS_BINARY_FIN, n)
+    elif n < 0x10000:
+        head = struct.pack("!BBH", _WS_BINARY_FIN, 126, n)
+    else:
+        head = struct.pack("!BBQ", _WS_BINARY_FIN, 127, n)
+    return head + payload

@@ -22,15 +22,14 @@ from labeler.protocol.frames import error_frame
 from labeler.service import Labeler
 from labeler.store.labels import StoredLabel
 from labeler.xrpc.params import get_int
+from labeler.xrpc.websocket import FrameSink, frame_sink
 
 log = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
 MAX_CLIENT_FRAMES_PER_SECOND = 20
+# A subscriber that cannot take a backfill page, or what queued up for it live, within this long is too slow.
 SEND_TIMEOUT = 30.0
-# Live frames are sent in batches of whatever queued up (up to the subscriber buffer); progress is recorded every
-# this many frames, so "too slow" means "took over SEND_TIMEOUT for these", not for a whole buffer.
-PROGRESS_EVERY = 64
 
 
 async def subscribe_labels(ws: WebSocket) -> None:
@@ -74,9 +73,9 @@ async def subscribe_labels(ws: WebSocket) -> None:
 
 async def _stream(ws: WebSocket, labeler: Labeler, cursor: int) -> None:
     """Backfill, register, catch up once more, then forward live frames; a client that cannot take a backfill
-    page (or PROGRESS_EVERY live frames) within SEND_TIMEOUT is too slow. One deadline, re-armed per page, rather
-    than a timer task per frame (`wait_for`), which cost more than the send itself; live, the hub's poll watches
-    `busy_since` and expires the deadline (no timer per wake-up on each of many connections)."""
+    page (or, live, what queued up for it) within SEND_TIMEOUT is too slow. One deadline, re-armed per page, rather
+    than a timer task per write (`wait_for`); live, the hub's poll watches `busy_since` and expires the deadline
+    (no timer per wake-up on each of many connections)."""
     try:
         async with asyncio.timeout(None) as deadline:
             await _stream_within(ws, labeler, cursor, deadline)
@@ -90,6 +89,7 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
     loop = asyncio.get_running_loop()
     page = labeler.settings.backfill_page_size
     store = labeler.store
+    sink = frame_sink(ws)
     last_sent = cursor
     sub: Subscriber | None = None
     prefetch: asyncio.Task[list[StoredLabel]] | None = None
@@ -100,7 +100,7 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
             if len(rows) == page:
                 prefetch = asyncio.create_task(store.after(rows[-1].seq, page))
             deadline.reschedule(loop.time() + SEND_TIMEOUT)
-            last_sent = await _send_rows(ws, labeler, rows, last_sent)
+            last_sent = await _send_rows(sink, labeler, rows, last_sent)
             deadline.reschedule(None)
             if prefetch is None:
                 break
@@ -112,28 +112,23 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
         while True:
             rows = await store.after(last_sent, page)
             deadline.reschedule(loop.time() + SEND_TIMEOUT)
-            last_sent = await _send_rows(ws, labeler, rows, last_sent)
+            last_sent = await _send_rows(sink, labeler, rows, last_sent)
             deadline.reschedule(None)
             if len(rows) < page:
                 break
-        frames = sub.frames
-        send = ws.send_bytes
+        sub.last_sent = last_sent
         while True:
-            await sub.wait()
-            if sub.too_slow:
-                raise ConsumerTooSlow("subscriber fell too far behind")
-            sent = 0
-            while frames:  # everything queued since the last wake-up, not one frame per wake-up
-                if sent % PROGRESS_EVERY == 0:
-                    sub.busy_since = loop.time()
-                seq, frame = frames.popleft()
-                if seq > last_sent:
-                    await send(frame)
-                    last_sent = seq
-                sent += 1
+            # Flush what queued up (the hub queues while write_now is None), then let the hub write live frames
+            # straight to the connection until one has to wait again.
+            sub.write_now = None
+            while sub.frames:
+                sub.busy_since = loop.time()
+                await sink.send(sub.take())
             sub.busy_since = 0.0
             if sub.too_slow:
                 raise ConsumerTooSlow("subscriber fell too far behind")
+            sub.write_now = sink.try_write
+            await sub.wait()
     finally:
         if prefetch is not None:
             prefetch.cancel()
@@ -143,12 +138,15 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
             hub.unsubscribe(sub)
 
 
-async def _send_rows(ws: WebSocket, labeler: Labeler, rows: list[StoredLabel], last_sent: int) -> int:
-    send = ws.send_bytes
+async def _send_rows(sink: FrameSink, labeler: Labeler, rows: list[StoredLabel], last_sent: int) -> int:
+    """A page of rows as one write; returns the last seq sent."""
+    frames = []
     for row in await labeler.resigner.current(rows):
         if row.seq > last_sent:
-            await send(encode_frame(row))
+            frames.append(encode_frame(row))
             last_sent = row.seq
+    if frames:
+        await sink.send(frames)
     return last_sent
 
 

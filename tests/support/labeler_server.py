@@ -17,6 +17,7 @@ import uvicorn
 
 from labeler.service import Labeler
 from labeler.xrpc.app import create_app
+from labeler.xrpc.websocket import UVICORN_WEBSOCKET_OPTIONS
 
 
 @dataclass
@@ -44,7 +45,8 @@ async def serve_labeler(service: Labeler, **uvicorn_options: Any) -> AsyncIterat
     port = sock.getsockname()[1]
     app = create_app(service.settings, labeler=service)
     uvicorn_options.setdefault("log_level", "warning")
-    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **uvicorn_options)
+    options = {**UVICORN_WEBSOCKET_OPTIONS, **uvicorn_options}  # WebSockets served as `labeler serve` serves them
+    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -26,14 +26,18 @@ from starlette.websockets import WebSocket
 from support.labeler_server import LiveServer, serve_labeler
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 
 from labeler.config import Settings
 from labeler.keys import Keyring
-from labeler.labels.hub import StreamHub, Subscriber
+from labeler.labels.hub import FrameBatch, StreamHub, Subscriber
 from labeler.labels.writer import LabelRequest
 from labeler.protocol.crypto import Curve
+from labeler.protocol.frames import binary_frame
 from labeler.service import Labeler
 from labeler.store.labels import CommitResult, StoredLabel
+from labeler.xrpc.websocket import AsgiFrameSink, TransportFrameSink
 
 PATH = "/xrpc/com.atproto.label.subscribeLabels"
 LABELS_HEADER = {"op": 1, "t": "#labels"}
@@ -508,8 +512,8 @@ async def test_reader_that_stops_reading_gets_consumer_too_slow(
     peak: dict[int, int] = {}
     original_offer = Subscriber.offer
 
-    def offer(self: Subscriber, seq: int, frame: bytes) -> None:
-        original_offer(self, seq, frame)
+    def offer(self: Subscriber, batch: FrameBatch) -> None:
+        original_offer(self, batch)
         peak[id(self)] = max(peak.get(id(self), 0), len(self.frames))
 
     monkeypatch.setattr(Subscriber, "offer", offer)
@@ -638,3 +642,70 @@ async def test_a_live_sender_stuck_on_a_reader_that_stopped_is_cut_off_by_the_st
                 await until(lambda: not hub.subscribers and hub.connections == 0)
     finally:
         await service.aclose()
+
+
+# --- how frames reach the wire (labeler.xrpc.websocket) ------------------------------------------------------
+
+
+async def test_a_live_reader_that_pauses_gets_every_frame_in_order_across_direct_and_queued_writes(
+    make_settings: Any,
+) -> None:
+    """Live frames go straight to the socket while it takes them and are queued once its buffer is full; a reader
+    that stops for a while and then reads on must still get every frame once, in seq order, and the connection
+    must go back to direct writes afterwards."""
+    service = Labeler(make_settings(subscriber_buffer=20_000, writer_max_batch=100))
+    await service.start()
+    queued_peak = 0
+    try:
+        async with serve_labeler(service) as live:
+            hub = hub_of(live)
+            sock = small_receive_buffer_socket(live, 4096)
+            async with connect(url(live), sock=sock, proxy=None, compression=None, max_queue=1) as ws:
+                await until(lambda: len(hub.subscribers) == 1)
+                (sub,) = hub.subscribers
+                await until(lambda: sub.write_now is not None)
+                assert isinstance(getattr(sub.write_now, "__self__", None), TransportFrameSink)
+                written: list[int] = []
+                while queued_peak == 0 or len(written) < 3000:  # the reader is not reading: the queue must fill
+                    rows = await service.writer.write(
+                        [
+                            LabelRequest(uri=f"{subject('pause', len(written) + i)}{'x' * 500}", val="spam")
+                            for i in range(100)
+                        ]
+                    )
+                    await fanned_out(hub, rows[-1].seq)
+                    written += [row.seq for row in rows]
+                    queued_peak = max(queued_peak, len(sub.frames))
+                    assert len(written) < 19_000, "the socket buffers cannot hold this much"
+                assert not sub.too_slow
+                assert await recv_until(ws, written[-1]) == written
+                await until(lambda: not sub.frames and sub.write_now is not None)  # direct again
+                after = await service.writer.write_one(LabelRequest(uri=subject("resumed", 0), val="spam"))
+                assert await recv_until(ws, after.seq) == [after.seq]
+    finally:
+        await service.aclose()
+    assert queued_peak > 0
+
+
+async def test_plain_asgi_websockets_carry_the_same_stream(labeler: Labeler) -> None:
+    """Under an ASGI server without the `labeler.frames` extension the stream falls back to one ASGI message per
+    frame: same frames, same order, backfill and live."""
+    writer = labeler.writer
+    backfill = await writer.write(requests("plain", 20))
+    async with serve_labeler(labeler, ws="websockets-sansio") as live, subscribe(live, 0) as ws:
+        hub = hub_of(live)
+        got = await recv_until(ws, backfill[-1].seq)
+        await until(lambda: len(hub.subscribers) == 1)
+        (sub,) = hub.subscribers
+        await until(lambda: sub.write_now is not None)
+        assert isinstance(getattr(sub.write_now, "__self__", None), AsgiFrameSink)
+        rows = await writer.write(requests("plain-live", 30))
+        got += await recv_until(ws, rows[-1].seq)
+    assert got == [row.seq for row in [*backfill, *rows]]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65_535, 65_536, 70_000])
+def test_binary_frames_are_the_bytes_websockets_builds(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    expected = WsFrame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
+    assert binary_frame(payload) == expected
