@@ -8,6 +8,7 @@ Every check raises `ValueError` with a message fit for an `InvalidRequest`.
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, Final
@@ -22,7 +23,14 @@ _NSID_RE: Final = re.compile(
 )
 
 
+# The common DID shape (no percent-encoding), a subset of what the SDK's validator accepts: checked with one regex,
+# since every label's subject (and `src`) is checked on the write path; anything else goes to the SDK.
+_PLAIN_DID_RE: Final = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:-]*[a-zA-Z0-9._-]")
+
+
 def check_did(value: str) -> str:
+    if len(value) <= _sf.MAX_DID_LENGTH and _PLAIN_DID_RE.fullmatch(value):
+        return value
     return _sf.validate_did(value, _STRICT)
 
 
@@ -112,5 +120,18 @@ def format_datetime(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+_NOW_SECOND: tuple[int, str] = (-1, "")  # (Unix second, its "YYYY-MM-DDTHH:MM:SS"), replaced whole: thread-safe
+
+
 def now() -> str:
-    return format_datetime(datetime.now(UTC))
+    """The current time as `format_datetime` writes it. The label writer stamps every write with it, so the
+    date-time text is built once per second (a datetime plus strftime per call cost ~2.5 µs, about a tenth of
+    what a label costs besides its signature)."""
+    global _NOW_SECOND
+    ns = time.time_ns()
+    second = ns // 1_000_000_000
+    cached_second, text = _NOW_SECOND
+    if second != cached_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _NOW_SECOND = (second, text)
+    return f"{text}.{ns // 1_000_000 % 1000:03d}Z"

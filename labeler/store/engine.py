@@ -41,21 +41,28 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def configure_sqlite_connection(dbapi_conn: Any) -> None:
+    """WAL for concurrent readers; FULL sync so an acknowledged label survives a crash; autocommit mode, so each
+    transaction is an explicit BEGIN (pysqlite's implicit transactions would defer the write lock). Used for the
+    engine's connections and for the label store's own commit connection (labeler.store.labels)."""
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: fewer re-reads of the label indexes
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")  # checkpoint less often under bursts of writes
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL for concurrent readers; FULL sync so an acknowledged label survives a crash; explicit BEGIN so a
-    write transaction takes the write lock up front (pysqlite's implicit transactions would defer it)."""
+    """Every pooled connection gets `configure_sqlite_connection`; a write transaction asks for `BEGIN IMMEDIATE`
+    so it takes the write lock up front."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: fewer re-reads of the label indexes
-        cursor.execute("PRAGMA wal_autocheckpoint=10000")  # checkpoint less often under bursts of writes
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        configure_sqlite_connection(dbapi_conn)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:

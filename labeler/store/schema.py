@@ -13,8 +13,9 @@ ByteText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
 labels = sa.Table(
     "labels",
     metadata,
-    # The stream sequence number and queryLabels cursor. Assigned by the writer, strictly increasing.
-    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    # The stream sequence number and queryLabels cursor. Assigned by the writer, strictly increasing. On SQLite the
+    # rowid (only a column typed exactly INTEGER is), so the table itself is in seq order (migration 0005).
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False),
     sa.Column("src", ByteText, nullable=False),
     sa.Column("uri", ByteText, nullable=False),
     # '' when the label has no cid, so (src, uri, cid, val) is a plain unique key on both databases.
@@ -47,8 +48,7 @@ label_events = sa.Table(
     sa.Column("cts", sa.Text, nullable=False),
     sa.Column("exp", sa.Text, nullable=True),
     sa.Column("evidence", sa.JSON, nullable=True),
-    sa.Index("label_events_uri", "uri", "id"),
-    sa.Index("label_events_seq", "seq"),
+    sa.Index("label_events_uri", "uri", "id"),  # the only index besides the id: no query looks events up by seq
 )
 
 # Reports (createReport) and the moderation queue; see labeler/reports/. Status: open → actioned | dismissed.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
 from vectors import lines
 
@@ -37,7 +41,48 @@ def test_now_is_canonical_milliseconds_z() -> None:
     syntax.check_datetime(value)
 
 
+def test_now_is_the_current_time() -> None:
+    """now() reuses the text of the current second; it must still follow the clock, to the millisecond."""
+    for _ in range(3):
+        start = datetime.now(UTC)
+        value = syntax.now()
+        after = datetime.now(UTC)
+        assert start.replace(microsecond=start.microsecond // 1000 * 1000) <= syntax.parse_datetime(value) <= after
+        assert value == syntax.format_datetime(syntax.parse_datetime(value))
+        time.sleep(0.4)  # across a second boundary within the loop
+
+
 def test_cid_is_parsed_not_pattern_matched() -> None:
     syntax.check_cid("bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm")
     with pytest.raises(ValueError):
         syntax.check_cid("bafyNOTACIDATALL")
+
+
+DID_CASES = [
+    "did:plc:z72i7hdynmk6r22z27h6tvur", "did:web:example.com", "did:web:localhost%3A8080", "did:plc:", "did:PLC:x",
+    "did:plc:abc:", "did:plc:abc%", "did:plc:a%zz", "did:plc:abc/def", "did:plc:a@b", "did:plc:a b", "did:plc:é",
+    "did:plc:abc\n", "did::abc", "did:plc:" + "a" * 2040, "did:plc:" + "a" * 2041, "did:ex:a.b_c-d:e",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value",
+    DID_CASES
+    + [
+        v
+        for v in lines("syntax/subject_uri_valid.txt") + lines("syntax/subject_uri_invalid.txt")
+        if v.startswith("did:")
+    ],
+)
+def test_check_did_agrees_with_the_sdk(value: str) -> None:
+    """check_did's one-regex fast path accepts nothing the atproto SDK's validator rejects, and vice versa."""
+    from atproto_client.models import string_formats
+
+    def outcome(check: Any) -> bool:
+        try:
+            check(value)
+        except ValueError:
+            return False
+        return True
+
+    assert outcome(syntax.check_did) == outcome(lambda v: string_formats.validate_did(v, syntax._STRICT))

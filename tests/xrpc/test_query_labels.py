@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from typing import Any
 
 import httpx
@@ -13,6 +15,8 @@ from labeler.labels.writer import LabelRequest
 from labeler.protocol.crypto import Curve
 from labeler.protocol.label import Label
 from labeler.service import Labeler
+from labeler.store.labels import LabelAction
+from labeler.xrpc.query_labels import encode_page
 
 POST = "at://did:plc:alice/app.bsky.feed.post/"
 QUERY = "/xrpc/com.atproto.label.queryLabels"
@@ -86,6 +90,55 @@ async def test_paging_is_deterministic_and_ends_without_cursor(server: Any) -> N
     assert len(exact_fit["labels"]) == 10 and "cursor" not in exact_fit
 
 
+async def test_pattern_and_source_combinations_match_a_plain_filter(labeler: Labeler) -> None:
+    # Every shape of request (each takes its own SQL, and on SQLite some run on the store's own read connection)
+    # against the obvious in-memory filter, with labels from a second source committed straight into the store.
+    own = labeler.settings.did
+    other = "did:plc:othersourceothersource"
+    uris = [f"{POST}a1", f"{POST}a2", f"{POST}b1", "did:plc:alice", "did:plc:bob", f"{POST}A1"]
+    await _seed(labeler, uris)
+    info, key = labeler.keyring.active()
+    foreign = [Label(src=other, uri=u, val="spam", cts="2026-01-01T00:00:00.000Z").signed(key) for u in uris[::2]]
+    await labeler.store.commit([LabelAction(label=x, key_id=info.id, actor="test", via="test") for x in foreign])
+    everything = await labeler.store.query(["*"], [], 0, 100)
+    assert len(everything) == len(uris) + len(foreign)
+
+    def expected(patterns: list[str], sources: list[str], cursor: int, limit: int) -> list[int]:
+        def matches(uri: str) -> bool:
+            return any(uri == p or (p.endswith("*") and uri.startswith(p[:-1])) for p in patterns)
+
+        rows = [r for r in everything if r.seq > cursor and matches(r.label.uri)]
+        return [r.seq for r in rows if not sources or r.label.src in sources][:limit]
+
+    middle = everything[len(everything) // 2].seq
+    shapes = [["*"], [f"{POST}a1"], [f"{POST}a1", "did:plc:bob", f"{POST}a1"], [f"{POST}a*"], [f"{POST}a*", "did:*"]]
+    shapes += [[f"{POST}b1", f"{POST}a*"], ["did:plc:alice*", "*"], ["at://*"]]
+    for patterns in shapes:
+        for sources in ([], [own], [other], [own, other], ["did:plc:nobody"]):
+            for cursor, limit in ((0, 100), (0, 1), (middle, 100)):
+                got = await labeler.store.query(patterns, sources, cursor, limit)
+                assert [r.seq for r in got] == expected(patterns, sources, cursor, limit), (patterns, sources)
+
+
+async def test_a_busy_sqlite_read_connection_falls_back_to_the_pool(
+    labeler: Labeler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite: bounded queries run on the store's own read connection, on the event loop, with no busy wait; when
+    # SQLite refuses it (a WAL recovery or reset in progress) the request takes the pooled connection instead.
+    if not labeler.settings.is_sqlite:
+        pytest.skip("SQLite's read connection")
+    await _seed(labeler, [f"{POST}busy"])
+    assert [row.label.uri for row in await labeler.store.query(["*"], [], 0, 10)] == [f"{POST}busy"]
+
+    class Busy:
+        def execute(self, *_args: Any) -> Any:
+            raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(labeler.store, "_reader", Busy)
+    for patterns in (["*"], [f"{POST}busy"]):
+        assert [row.label.uri for row in await labeler.store.query(patterns, [], 0, 10)] == [f"{POST}busy"]
+
+
 async def test_negation_and_relabel_replace_the_row(server: Any) -> None:
     labeler = server.labeler
     first = await labeler.writer.write_one(LabelRequest(uri=f"{POST}n", val="spam"))
@@ -146,6 +199,8 @@ async def test_labels_verify_with_the_sdk(make_settings: Any, curve: Curve, tmp_
         ({}, "uriPatterns"),
         ({"uriPatterns": "a*b"}, "invalid pattern"),
         ({"uriPatterns": "**"}, "invalid pattern"),
+        ({"uriPatterns": "at://did:plc:a\x00*"}, "invalid pattern"),
+        ({"uriPatterns": ["did:plc:a", "did:plc:a\x00"]}, "invalid pattern"),
         ({"uriPatterns": ""}, "empty"),
         ({"uriPatterns": "*", "limit": "0"}, "limit"),
         ({"uriPatterns": "*", "limit": "251"}, "limit"),
@@ -165,3 +220,48 @@ async def test_malformed_parameters_are_400_invalid_request(server: Any, params:
     assert response.status_code == 400, response.text
     body = response.json()
     assert body["error"] == "InvalidRequest" and message in body["message"]
+
+
+async def test_labels_signed_by_a_retired_key_come_back_re_signed(server: Any) -> None:
+    labeler = server.labeler
+    uris = [f"{POST}r{i}" for i in range(3)]
+    await _seed(labeler, uris)
+    old = labeler.keyring.active()[0]
+    new = labeler.keyring.generate(activate=True)
+    assert labeler.keyring.active()[0].id == new.id != old.id
+    before = await labeler.store.query(uris, [], 0, 10)
+    assert {row.key_id for row in before} == {old.id}
+    for pattern in ([uris[0], uris[1]], "*"):  # the exact-URI and the `*` read paths
+        body = (await _query(server.url, uriPatterns=pattern)).json()
+        assert body["labels"], pattern
+        for raw in body["labels"]:
+            assert Label.from_json(raw).verify(new.did_key), raw
+            assert not Label.from_json(raw).verify(old.did_key)
+    after = await labeler.store.query(uris, [], 0, 10)
+    assert [row.seq for row in after] == [row.seq for row in before]  # same seq, new signature persisted
+    assert [row.label.cts for row in after] == [row.label.cts for row in before]
+    assert {row.key_id for row in after} == {new.id}
+
+
+def test_page_encoding_is_exactly_label_to_json() -> None:
+    sig = bytes(range(64))
+    labels = [
+        Label(src="did:plc:src", uri=f"{POST}plain", val="spam", cts="2026-01-01T00:00:00.000Z", sig=sig),
+        Label(
+            src="did:plc:src",
+            uri=f'{POST}quote"back\\slash\x01tab\tünïcode\u2028',
+            val="!hide",
+            cts="2026-01-01T00:00:00.000Z",
+            cid="bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm",
+            neg=True,
+            exp="2099-01-01T00:00:00.000Z",
+            sig=sig[:63],  # base64 padding dropped
+        ),
+        Label(src="did:plc:src", uri="did:plc:x", val="porn", cts="2026-01-01T00:00:00Z", sig=b"\xff" * 65),
+    ]
+    rows = [(n, x.src, x.uri, x.cid or "", x.val, int(x.neg), x.cts, x.exp, x.sig, "k") for n, x in enumerate(labels)]
+    expected = {"labels": [x.to_json() for x in labels]}
+    body = encode_page(rows, None)
+    assert body == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
+    assert json.loads(encode_page(rows, 12345)) == {**expected, "cursor": "12345"}
+    assert json.loads(encode_page([], None)) == {"labels": []}
