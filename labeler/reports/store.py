@@ -5,6 +5,12 @@ subject's counters and logs a `modEventReport`; a moderator action resolves open
 by the rows it actually changed (`UPDATE … RETURNING`, so two moderators racing cannot double-count) and logs
 the action with who did it. Counters change by increments, never by recounting, which stays correct under
 PostgreSQL's read-committed concurrency. SQLite write transactions start with BEGIN IMMEDIATE (one writer).
+
+Moderator actions are group-committed (`labeler.reports.group_commit`): concurrent actions share one transaction
+and one fsync, as labels do in the label writer, and each caller is answered only after that commit. The batch
+first reads (on PostgreSQL: locks, in subject order, so two batches cannot deadlock) the status rows of its
+subjects; a subject with no open reports needs no resolving UPDATE, and one never reported has no status to touch,
+so the common emitEvent on an unreported subject costs only its share of one multi-row INSERT of the events.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from labeler.protocol import syntax
+from labeler.reports.group_commit import GroupCommitter
 from labeler.reports.models import EVENT_REPORT, ModEvent, Report, ReportInput, ReportStatus, SubjectStatus
 from labeler.reports.reasons import APPEALS, is_appeal
 from labeler.reports.subject import Subject
@@ -27,6 +34,9 @@ from labeler.store.schema import moderation_events, report_subjects, reports
 
 #: Which open reports on a subject an action resolves.
 Scope = Literal["all", "appeals", "reports"]
+
+#: Most moderator actions committed in one transaction.
+MAX_ACTION_BATCH = 500
 
 
 class DuplicateAppeal(Exception):
@@ -39,6 +49,21 @@ class ActionResult:
 
     event: ModEvent
     resolved: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Action:
+    """One queued moderator action (the arguments of `ReportStore.act`)."""
+
+    subject: Subject
+    event: dict[str, Any]
+    created_by: str
+    actor: str
+    resolve_to: ReportStatus | None
+    scope: Scope
+    report_ids: Sequence[int] | None
+    note: str | None
+    mod_tool: dict[str, Any] | None
 
 
 def _report(row: Any) -> Report:
@@ -100,6 +125,7 @@ class ReportStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sqlite = is_sqlite(engine)
+        self._actions = GroupCommitter(self._commit_actions, max_batch=MAX_ACTION_BATCH, name="moderation-actions")
 
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return write_transaction(self.engine, "report store write")
@@ -139,20 +165,64 @@ class ReportStore:
         mod_tool: dict[str, Any] | None = None,
     ) -> ActionResult:
         """Log a moderator action on `subject` and, with `resolve_to`, close its open reports (by `scope`, or
-        only `report_ids`). An action on a subject nobody reported is still logged."""
+        only `report_ids`). An action on a subject nobody reported is still logged. Returns after the commit;
+        concurrent actions share one transaction (see the module docstring)."""
+        action = _Action(subject, event, created_by, actor, resolve_to, scope, report_ids, note, mod_tool)
+        return await self._actions.submit(action)
+
+    async def _commit_actions(self, actions: Sequence[_Action]) -> list[ActionResult]:
         now = syntax.now()
-        resolved: list[int] = []
+        resolved: list[list[int]] = []
         async with self._write() as conn:
-            if resolve_to is not None:
-                resolved = await self._resolve(conn, subject, resolve_to, scope, report_ids, actor, now, note)
-            changes: dict[str, Any] = {"updated_at": now}
-            if resolve_to is not None:
-                changes.update(last_reviewed_by=created_by, last_reviewed_at=now)
-            if note:
-                changes["comment"] = note
-            await conn.execute(report_subjects.update().where(report_subjects.c.subject_uri == subject.uri), changes)
-            logged = await self._log(conn, subject, event, created_by, actor, now, None, mod_tool)
-        return ActionResult(event=logged, resolved=resolved)
+            open_counts = await self._lock_statuses(conn, {a.subject.uri for a in actions})
+            for a in actions:
+                open_count = open_counts.get(a.subject.uri)
+                # Never reported (no status row): no reports to resolve and no status to update.
+                resolved.append([] if open_count is None else await self._apply(conn, a, open_count, now))
+            rows = [self._event_row(a.subject, a.event, a.created_by, a.actor, now, None, a.mod_tool) for a in actions]
+            event_ids = await self._insert_events(conn, rows)
+        return [
+            ActionResult(ModEvent(event_id, a.event, a.subject, a.created_by, a.actor, now, None, a.mod_tool), ids)
+            for a, event_id, ids in zip(actions, event_ids, resolved, strict=True)
+        ]
+
+    async def _apply(self, conn: AsyncConnection, a: _Action, open_count: int, now: str) -> list[int]:
+        """Resolve the action's reports (unless none is open) and update its subject's status row."""
+        resolved: list[int] = []
+        if a.resolve_to is not None and open_count > 0:
+            resolved = await self._resolve(conn, a.subject, a.resolve_to, a.scope, a.report_ids, a.actor, now, a.note)
+        changes: dict[str, Any] = {"updated_at": now}
+        if a.resolve_to is not None:
+            changes.update(last_reviewed_by=a.created_by, last_reviewed_at=now)
+        if a.note:
+            changes["comment"] = a.note
+        await conn.execute(report_subjects.update().where(report_subjects.c.subject_uri == a.subject.uri), changes)
+        return resolved
+
+    async def _insert_events(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert event rows with multi-row INSERTs; their ids, in the order of `rows`.
+
+        PostgreSQL: SQLAlchemy orders RETURNING by parameter. SQLite: asking it to would insert row by row, and it
+        is not needed: this transaction is the only writer, and SQLite gives the rows of an INSERT increasing ids
+        in the order it inserts them, which is the order of the VALUES rows (of the statements, in turn).
+        """
+        ordered = not self._sqlite
+        insert = moderation_events.insert().returning(moderation_events.c.id, sort_by_parameter_order=ordered)
+        ids = [int(row.id) for row in await conn.execute(insert, rows)]
+        return ids if ordered else sorted(ids)
+
+    async def _lock_statuses(self, conn: AsyncConnection, subject_uris: set[str]) -> dict[str, int]:
+        """Open-report counts of those subjects that have a status row. On PostgreSQL the rows are locked in
+        subject order, so a report on one of them waits for this transaction (and batches never deadlock)."""
+        table = report_subjects.c
+        query = (
+            sa.select(table.subject_uri, table.open_count)
+            .where(table.subject_uri.in_(sorted(subject_uris)))
+            .order_by(table.subject_uri)
+        )
+        if not self._sqlite:
+            query = query.with_for_update()
+        return {row.subject_uri: row.open_count for row in await conn.execute(query)}
 
     async def _resolve(
         self,
@@ -230,14 +300,26 @@ class ReportStore:
         report_id: int | None,
         mod_tool: dict[str, Any] | None,
     ) -> ModEvent:
-        row = {
+        row = self._event_row(subject, event, created_by, actor, now, report_id, mod_tool)
+        event_id = int((await conn.execute(moderation_events.insert().values(row))).inserted_primary_key[0])
+        return ModEvent(event_id, event, subject, created_by, actor, now, report_id, mod_tool)
+
+    @staticmethod
+    def _event_row(
+        subject: Subject,
+        event: dict[str, Any],
+        created_by: str,
+        actor: str,
+        now: str,
+        report_id: int | None,
+        mod_tool: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        return {
             "created_at": now, "event_type": str(event.get("$type", "")), "event": event,
             "subject_type": subject.type, "subject_uri": subject.uri, "subject_did": subject.did,
             "subject_cid": subject.cid, "created_by": created_by, "actor": actor, "report_id": report_id,
             "mod_tool": mod_tool,
         }  # fmt: skip
-        event_id = int((await conn.execute(moderation_events.insert().values(row))).inserted_primary_key[0])
-        return ModEvent(event_id, event, subject, created_by, actor, now, report_id, mod_tool)
 
     # Reads.
 
