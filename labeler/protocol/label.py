@@ -45,6 +45,9 @@ def check_value(val: str) -> str:
     return val
 
 
+LABEL_VER: Final = 1  # the label schema version this labeler writes (the only one there is)
+
+
 @dataclass(frozen=True, slots=True)
 class Label:
     """A label as stored and served. `sig` is None only before signing."""
@@ -57,7 +60,7 @@ class Label:
     neg: bool = False
     exp: str | None = None
     sig: bytes | None = None
-    ver: int = 1
+    ver: int = LABEL_VER
 
     def validate(self) -> Label:
         """Raise InvalidLabel unless every field is well-formed; returns self for chaining."""
@@ -116,40 +119,8 @@ class Label:
         return fields
 
     def to_cbor(self) -> bytes:
-        """Canonical DAG-CBOR with `sig` as a byte string.
-
-        cbor2, not libipld: libipld writes ~1 in 1,200 signatures as CID links (sdk-notes.md §2). cbor2's
-        canonical mode equals DAG-CBOR for labels because they hold no floats.
-
-        This runs once per label on every stream frame (backfill and live), so the common shape is written
-        directly, byte-identical to cbor2's canonical output (every key is 3 bytes, so canonical order is plain
-        bytewise: cid, cts, exp, neg, sig, src, uri, val, ver); anything unusual goes through cbor2.
-        """
-        ver = self.ver
-        if type(ver) is not int or not 0 <= ver < 24 or type(self.neg) is not bool:
-            return cbor2.dumps(self.to_ipld(), canonical=True)
-        try:
-            parts = [b""]
-            count = 5  # cts, src, uri, val, ver
-            if self.cid is not None:
-                parts += (b"ccid", _cbor_text(self.cid))
-                count += 1
-            parts += (b"ccts", _cbor_text(self.cts))
-            if self.exp is not None:
-                parts += (b"cexp", _cbor_text(self.exp))
-                count += 1
-            if self.neg:
-                parts.append(b"cneg\xf5")
-                count += 1
-            if self.sig is not None:
-                parts += (b"csig", _cbor_head(0x40, len(self.sig)), self.sig)
-                count += 1
-            parts += (b"csrc", _cbor_text(self.src), b"curi", _cbor_text(self.uri), b"cval", _cbor_text(self.val))
-            parts.append(b"cver" + bytes((ver,)))
-        except (AttributeError, TypeError, UnicodeError):
-            return cbor2.dumps(self.to_ipld(), canonical=True)
-        parts[0] = bytes((0xA0 | count,))
-        return b"".join(parts)
+        """Canonical DAG-CBOR with `sig` as a byte string (`encode_cbor`)."""
+        return encode_cbor(self.src, self.uri, self.val, self.cts, self.cid, self.neg, self.exp, self.sig, self.ver)
 
     @classmethod
     def from_ipld(cls, data: dict[str, Any]) -> Label:
@@ -176,6 +147,45 @@ class Label:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Label:
         return cls.from_ipld(from_json(data))
+
+
+def encode_cbor(
+    src: str, uri: str, val: str, cts: str, cid: str | None, neg: bool, exp: str | None, sig: bytes | None, ver: int
+) -> bytes:
+    """A label's canonical DAG-CBOR with `sig` as a byte string, from its fields (stream readers encode straight
+    from database rows, without building a Label).
+
+    cbor2, not libipld: libipld writes ~1 in 1,200 signatures as CID links (sdk-notes.md §2). cbor2's canonical
+    mode equals DAG-CBOR for labels because they hold no floats.
+
+    This runs once per label on every stream frame (backfill and live), so the common shape is written directly,
+    byte-identical to cbor2's canonical output (every key is 3 bytes, so canonical order is plain bytewise: cid,
+    cts, exp, neg, sig, src, uri, val, ver); anything unusual goes through cbor2.
+    """
+    if type(ver) is not int or not 0 <= ver < 24 or type(neg) is not bool:
+        return cbor2.dumps(Label(src, uri, val, cts, cid, neg, exp, sig, ver).to_ipld(), canonical=True)
+    try:
+        parts = [b""]
+        count = 5  # cts, src, uri, val, ver
+        if cid is not None:
+            parts += (b"ccid", _cbor_text(cid))
+            count += 1
+        parts += (b"ccts", _cbor_text(cts))
+        if exp is not None:
+            parts += (b"cexp", _cbor_text(exp))
+            count += 1
+        if neg:
+            parts.append(b"cneg\xf5")
+            count += 1
+        if sig is not None:
+            parts += (b"csig", _cbor_head(0x40, len(sig)), sig)
+            count += 1
+        parts += (b"csrc", _cbor_text(src), b"curi", _cbor_text(uri), b"cval", _cbor_text(val))
+        parts.append(b"cver" + bytes((ver,)))
+    except (AttributeError, TypeError, UnicodeError):
+        return cbor2.dumps(Label(src, uri, val, cts, cid, neg, exp, sig, ver).to_ipld(), canonical=True)
+    parts[0] = bytes((0xA0 | count,))
+    return b"".join(parts)
 
 
 def _cbor_head(major: int, length: int) -> bytes:

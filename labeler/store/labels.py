@@ -72,15 +72,25 @@ class CommitResult:
     stored: list[StoredLabel]
 
 
-def _rows_to_stored(rows: Any) -> list[StoredLabel]:
-    """Rows of `_LABEL_COLUMNS` → StoredLabels. Hot on every read path (a queryLabels page, a backfill page), so
-    rows are unpacked as tuples and the dataclasses built positionally (named Row access costs more)."""
+def rows_to_stored(rows: Any) -> list[StoredLabel]:
+    """Rows of `_LABEL_COLUMNS` (as `query_rows` returns them) → StoredLabels, unpacked as tuples and built
+    positionally (named Row access costs more). The hottest readers (a queryLabels page, a backfill page) skip
+    this and encode rows directly."""
     out = []
     append = out.append
     for seq, src, uri, cid, val, neg, cts, exp, sig, key_id in rows:
         label = Label(src, uri, val, cts, cid or None, bool(neg), exp, sig if type(sig) is bytes else bytes(sig))
         append(StoredLabel(seq, label, key_id))
     return out
+
+
+def stored_to_rows(stored: Sequence[StoredLabel]) -> list[tuple[Any, ...]]:
+    """The inverse of `rows_to_stored`."""
+    return [
+        (s.seq, s.label.src, s.label.uri, s.label.cid or "", s.label.val, s.label.neg, s.label.cts, s.label.exp,
+         s.label.sig, s.key_id)
+        for s in stored
+    ]  # fmt: skip
 
 
 # Column order of the tuples `_commit_locked` builds for the two bulk inserts.
@@ -410,10 +420,14 @@ class LabelStore:
         if committer is not None:
             committer.close()
 
+    async def after_rows(self, seq: int, limit: int) -> list[Any]:
+        """`after` as plain rows (`query_rows`), for the stream backfill, which encodes them directly."""
+        return await self.query_rows(("*",), (), seq, limit)
+
     async def after(self, seq: int, limit: int) -> list[StoredLabel]:
         """Current labels with seq > `seq`, in seq order: stream backfill and live catch-up."""
         async with self.engine.connect() as conn:
-            return _rows_to_stored(await conn.execute(_AFTER, {"after": seq, "limit": limit}))
+            return rows_to_stored(await conn.execute(_AFTER, {"after": seq, "limit": limit}))
 
     async def query(
         self, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int
@@ -422,7 +436,7 @@ class LabelStore:
 
         Patterns are expected validated (a `*` only at the end); a bare `*` matches everything.
         """
-        return _rows_to_stored(await self.query_rows(patterns, sources, cursor, limit))
+        return rows_to_stored(await self.query_rows(patterns, sources, cursor, limit))
 
     async def query_rows(self, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int) -> list[Any]:
         """`query` as plain rows of `_LABEL_COLUMNS` (cid '' when absent), for callers that encode them directly.
@@ -525,7 +539,7 @@ class LabelStore:
             .limit(limit)
         )
         async with self.engine.connect() as conn:
-            return _rows_to_stored(await conn.execute(query))
+            return rows_to_stored(await conn.execute(query))
 
     async def events_for(self, uri: str, limit: int = 100) -> list[dict[str, Any]]:
         """The audit history of one subject, oldest first."""

@@ -17,7 +17,6 @@ from starlette.responses import Response
 from labeler.protocol import syntax
 from labeler.protocol.errors import InvalidRequest
 from labeler.service import Labeler
-from labeler.store.labels import StoredLabel, _rows_to_stored
 from labeler.xrpc.params import get_int, get_list
 
 MAX_LIMIT = 250
@@ -55,9 +54,7 @@ async def query_labels(request: Request) -> Response:
     assert cursor is not None
     rows = await labeler.store.query_rows(patterns, sources, cursor, limit + 1)
     page = rows[:limit]
-    active_id = labeler.keyring.active()[0].id
-    if any(row[9] != active_id for row in page):
-        page = _stored_to_rows(await labeler.resigner.current(_rows_to_stored(page)))
+    page = await labeler.resigner.current_rows(page)
     next_cursor = page[-1][0] if len(rows) > limit else None
     return Response(encode_page(page, next_cursor), media_type="application/json")
 
@@ -84,11 +81,3 @@ def encode_page(rows: Sequence[Any], cursor: int | None) -> bytes:
         append(f'{head},"sig":{{"$bytes":"{b2a_base64(sig, newline=False).decode("ascii").rstrip("=")}"}}}}')
     tail = "]}" if cursor is None else f'],"cursor":"{cursor}"}}'
     return ('{"labels":[' + ",".join(parts) + tail).encode("utf-8")
-
-
-def _stored_to_rows(stored: Sequence[StoredLabel]) -> list[tuple[Any, ...]]:
-    return [
-        (s.seq, s.label.src, s.label.uri, s.label.cid or "", s.label.val, s.label.neg, s.label.cts, s.label.exp,
-         s.label.sig, s.key_id)
-        for s in stored
-    ]  # fmt: skip

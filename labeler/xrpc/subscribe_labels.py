@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from labeler.labels.hub import Subscriber, encode_frame
+from labeler.labels.hub import Subscriber, encode_row_frame
 from labeler.protocol.errors import ConsumerTooSlow, FutureCursor, InvalidRequest, XrpcError
 from labeler.protocol.frames import error_frame
 from labeler.service import Labeler
-from labeler.store.labels import StoredLabel
 from labeler.xrpc.params import get_int
 from labeler.xrpc.websocket import FrameSink, frame_sink
 
@@ -92,13 +92,13 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
     sink = frame_sink(ws)
     last_sent = cursor
     sub: Subscriber | None = None
-    prefetch: asyncio.Task[list[StoredLabel]] | None = None
+    prefetch: asyncio.Task[list[Any]] | None = None
     try:
         # Backfill until a short page says we are at the head; the next page is read while this one is sent.
-        rows = await store.after(last_sent, page)
+        rows = await store.after_rows(last_sent, page)
         while True:
             if len(rows) == page:
-                prefetch = asyncio.create_task(store.after(rows[-1].seq, page))
+                prefetch = asyncio.create_task(store.after_rows(rows[-1][0], page))
             deadline.reschedule(loop.time() + SEND_TIMEOUT)
             last_sent = await _send_rows(sink, labeler, rows, last_sent)
             deadline.reschedule(None)
@@ -110,7 +110,7 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
         sub = hub.subscribe()
         sub.on_stall = lambda: deadline.reschedule(loop.time())  # the hub's poll found the live sender stuck
         while True:
-            rows = await store.after(last_sent, page)
+            rows = await store.after_rows(last_sent, page)
             deadline.reschedule(loop.time() + SEND_TIMEOUT)
             last_sent = await _send_rows(sink, labeler, rows, last_sent)
             deadline.reschedule(None)
@@ -138,13 +138,13 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
             hub.unsubscribe(sub)
 
 
-async def _send_rows(sink: FrameSink, labeler: Labeler, rows: list[StoredLabel], last_sent: int) -> int:
-    """A page of rows as one write; returns the last seq sent."""
+async def _send_rows(sink: FrameSink, labeler: Labeler, rows: list[Any], last_sent: int) -> int:
+    """A page of store rows as one write; returns the last seq sent."""
     frames = []
-    for row in await labeler.resigner.current(rows):
-        if row.seq > last_sent:
-            frames.append(encode_frame(row))
-            last_sent = row.seq
+    for row in await labeler.resigner.current_rows(rows):
+        if row[0] > last_sent:
+            frames.append(encode_row_frame(row))
+            last_sent = row[0]
     if frames:
         await sink.send(frames)
     return last_sent

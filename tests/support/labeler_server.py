@@ -37,10 +37,17 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_labeler(service: Labeler, **uvicorn_options: Any) -> AsyncIterator[LiveServer]:
-    """Serve an already-started Labeler on a free loopback port until the block exits."""
+async def serve_labeler(
+    service: Labeler, *, send_buffer: int | None = None, **uvicorn_options: Any
+) -> AsyncIterator[LiveServer]:
+    """Serve an already-started Labeler on a free loopback port until the block exits.
+
+    `send_buffer` fixes the kernel send buffer of every accepted connection (no autotuning, which lets the server
+    put megabytes into a loopback socket before its own flow control starts)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # accepted sockets inherit it
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app = create_app(service.settings, labeler=service)

@@ -312,18 +312,16 @@ async def test_max_subscribers_counts_connections_still_backfilling(
     await service.start()
     try:
         rows = await service.writer.write(requests("cap", 3))
-        real_after = service.store.after
+        real_after = service.store.after_rows  # the connections' backfill reads (the hub's catch-up uses `after`)
         release = asyncio.Event()
         blocked: list[int] = []
 
-        async def after(seq: int, limit: int) -> list[StoredLabel]:
-            task = asyncio.current_task()
-            if task is None or not task.get_name().startswith("stream-hub"):
-                blocked.append(seq)
-                await release.wait()
+        async def after(seq: int, limit: int) -> list[Any]:
+            blocked.append(seq)
+            await release.wait()
             return await real_after(seq, limit)
 
-        monkeypatch.setattr(service.store, "after", after)
+        monkeypatch.setattr(service.store, "after_rows", after)
         async with serve_labeler(service) as live, subscribe(live, 0) as one, subscribe(live, 0) as two:
             await until(lambda: len(blocked) == 2)
             async with subscribe(live, 0) as three:
@@ -349,7 +347,7 @@ async def test_cutover_has_no_gap_and_no_duplicate(
     after it registered but before that catch-up query (it reaches both the query and the live buffer: no
     duplicate)."""
     store, hub = server.labeler.store, hub_of(server)
-    real_after = store.after
+    real_after = store.after_rows  # the connection's backfill and catch-up reads (the hub's own use `after`)
     before_register: list[StoredLabel] = []
     after_register: list[StoredLabel] = []
 
@@ -357,10 +355,7 @@ async def test_cutover_has_no_gap_and_no_duplicate(
         out.append(await server.labeler.writer.write_one(LabelRequest(uri=subject("cut", n), val="spam")))
         await fanned_out(hub, out[-1].seq)
 
-    async def after(seq: int, limit: int) -> list[StoredLabel]:
-        task = asyncio.current_task()
-        if task is not None and task.get_name().startswith("stream-hub"):
-            return await real_after(seq, limit)  # the hub's own catch-up: leave it alone
+    async def after(seq: int, limit: int) -> list[Any]:
         first_catch_up = bool(hub.subscribers) and not after_register
         if first_catch_up:
             await write_and_fan_out(after_register, 2)
@@ -372,7 +367,7 @@ async def test_cutover_has_no_gap_and_no_duplicate(
         return rows
 
     caught_up = asyncio.Event()
-    monkeypatch.setattr(store, "after", after)
+    monkeypatch.setattr(store, "after_rows", after)
     async with subscribe(server, cursor) as ws:
         await caught_up.wait()  # the sentinel must come after that query, so it arrives live only
         sentinel = await server.labeler.writer.write_one(LabelRequest(uri=subject("end", 1), val="spam"))
@@ -400,7 +395,7 @@ async def test_labels_written_during_a_long_backfill_arrive_once_in_order(make_s
     try:
         for start in range(0, 5000, 500):
             await service.writer.write(requests("bulk", 500, start=start))
-        async with serve_labeler(service) as live:
+        async with serve_labeler(service, send_buffer=16 * 1024) as live:
             hub = hub_of(live)
             triggers: asyncio.Queue[int] = asyncio.Queue()
             registered_at_write: list[bool] = []
