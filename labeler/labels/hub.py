@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from labeler.labels.resign import Resigner
-from labeler.protocol.frames import binary_frame, labels_frame
+from labeler.protocol.frames import binary_frames, labels_frame
 from labeler.protocol.label import LABEL_VER, encode_cbor
 from labeler.store.labels import CommitResult, LabelStore, StoredLabel
 from labeler.store.notify import CommitListener
@@ -52,7 +52,7 @@ class FrameBatch:
 
     def wire(self) -> bytes:
         if self._wire is None:
-            self._wire = b"".join([binary_frame(frame) for _seq, frame in self.frames])
+            self._wire = binary_frames([frame for _seq, frame in self.frames])
         return self._wire
 
 

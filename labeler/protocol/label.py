@@ -15,7 +15,7 @@ from typing import Any, Final
 import cbor2
 import libipld
 
-from labeler.protocol import syntax
+from labeler.protocol import cbor, syntax
 from labeler.protocol.crypto import SigningKey, verify
 from labeler.protocol.ipld_json import bytes_to_b64, from_json
 
@@ -168,44 +168,24 @@ def encode_cbor(
         parts = [b""]
         count = 5  # cts, src, uri, val, ver
         if cid is not None:
-            parts += (b"ccid", _cbor_text(cid))
+            parts += (b"ccid", cbor.text(cid))
             count += 1
-        parts += (b"ccts", _cbor_text(cts))
+        parts += (b"ccts", cbor.text(cts))
         if exp is not None:
-            parts += (b"cexp", _cbor_text(exp))
+            parts += (b"cexp", cbor.text(exp))
             count += 1
         if neg:
             parts.append(b"cneg\xf5")
             count += 1
         if sig is not None:
-            parts += (b"csig", _cbor_head(0x40, len(sig)), sig)
+            parts += (b"csig", cbor.head(cbor.BYTES, len(sig)), sig)
             count += 1
-        parts += (b"csrc", _cbor_text(src), b"curi", _cbor_text(uri), b"cval", _cbor_text(val))
+        parts += (b"csrc", cbor.repeated_text(src), b"curi", cbor.text(uri), b"cval", cbor.repeated_text(val))
         parts.append(b"cver" + bytes((ver,)))
     except (AttributeError, TypeError, UnicodeError):
         return cbor2.dumps(Label(src, uri, val, cts, cid, neg, exp, sig, ver).to_ipld(), canonical=True)
     parts[0] = bytes((0xA0 | count,))
     return b"".join(parts)
-
-
-def _cbor_head(major: int, length: int) -> bytes:
-    """Shortest CBOR head for `major` (0x40 bytes, 0x60 text) and a length."""
-    if length < 24:
-        return bytes((major | length,))
-    if length < 0x100:
-        return bytes((major | 24, length))
-    if length < 0x10000:
-        return bytes((major | 25,)) + length.to_bytes(2, "big")
-    if length < 0x100000000:
-        return bytes((major | 26,)) + length.to_bytes(4, "big")
-    return bytes((major | 27,)) + length.to_bytes(8, "big")
-
-
-def _cbor_text(value: str) -> bytes:
-    if type(value) is not str:
-        raise TypeError("not a str")
-    raw = value.encode("utf-8")
-    return _cbor_head(0x60, len(raw)) + raw
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, *, required: bool = True) -> Any:

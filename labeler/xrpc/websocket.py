@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-from labeler.protocol.frames import binary_frame
+from labeler.protocol.frames import binary_frames
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
@@ -72,7 +72,7 @@ class TransportFrameSink:
                 protocol.conn.send_binary(frame)
             protocol.transport.write(b"".join(protocol.conn.data_to_send()))
         else:
-            protocol.transport.write(b"".join(map(binary_frame, frames)))
+            protocol.transport.write(binary_frames(frames))
 
 
 class AsgiFrameSink:

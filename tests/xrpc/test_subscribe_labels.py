@@ -34,7 +34,7 @@ from labeler.keys import Keyring
 from labeler.labels.hub import FrameBatch, StreamHub, Subscriber
 from labeler.labels.writer import LabelRequest
 from labeler.protocol.crypto import Curve
-from labeler.protocol.frames import binary_frame
+from labeler.protocol.frames import binary_frame, binary_frames
 from labeler.service import Labeler
 from labeler.store.labels import CommitResult, StoredLabel
 from labeler.xrpc.websocket import AsgiFrameSink, TransportFrameSink
@@ -707,3 +707,8 @@ def test_binary_frames_are_the_bytes_websockets_builds(size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
     expected = WsFrame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
     assert binary_frame(payload) == expected
+
+
+def test_consecutive_binary_frames_are_each_frame_in_turn() -> None:
+    payloads = [b"", b"a" * 125, b"b" * 126, b"c" * 70_000]
+    assert binary_frames(payloads) == b"".join(binary_frame(p) for p in payloads)
