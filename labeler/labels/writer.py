@@ -5,9 +5,11 @@ acknowledged that a crash could lose. Signing happens in the caller's turn; a si
 whatever is queued (up to `max_batch` labels) into one transaction, which is what makes concurrent writers fast.
 While one transaction commits (in the database's thread or server), the event loop signs the next labels.
 
-Signing stays on the event loop on purpose (measured with bench/bench_writer.py): a signer thread (libsecp256k1
-releases the GIL) took ~40 µs a label off the loop but cost more CPU than that in GIL hand-offs, one per
-signature, so throughput fell; a signer process would add IPC and a second process holding the key.
+Signing stays on the event loop on purpose (measured with bench/bench_writer.py on 2 vCPUs): a signer thread
+(libsecp256k1 releases the GIL) took ~40 µs a label off the loop but cost more than that in GIL hand-offs, one
+per signature; a signer process with batched round trips, and signing and committing as two pipelined stages,
+gained nothing either, because the event loop, the commit thread (~37 µs of SQLite work a label) and the signer
+then share two cores. With more cores a signer process is the next step.
 """
 
 from __future__ import annotations
