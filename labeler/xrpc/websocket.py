@@ -53,13 +53,21 @@ class TransportFrameSink:
 
     def _open(self) -> bool:
         protocol = self._protocol
-        return not (protocol.close_sent or protocol.disconnected) and protocol.conn.state is State.OPEN
+        return (
+            not (protocol.close_sent or protocol.disconnected or protocol.transport.is_closing())
+            and protocol.conn.state is State.OPEN
+        )
 
     def try_write(self, wire: bytes) -> bool:
+        """Called from the hub's fan-out, i.e. from the label writer's commit path: it must never raise, so a
+        connection in any odd state just refuses, and its own sender finds out why."""
         protocol = self._protocol
         if not protocol.writable.is_set() or protocol.conn.extensions or not self._open():
             return False
-        protocol.transport.write(wire)
+        try:
+            protocol.transport.write(wire)
+        except (OSError, RuntimeError):  # a transport closed under us (uvloop raises rather than drops)
+            return False
         return True
 
     async def send(self, frames: Sequence[bytes]) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import io
 import itertools
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from hashlib import sha256
@@ -712,3 +713,21 @@ def test_binary_frames_are_the_bytes_websockets_builds(size: int) -> None:
 def test_consecutive_binary_frames_are_each_frame_in_turn() -> None:
     payloads = [b"", b"a" * 125, b"b" * 126, b"c" * 70_000]
     assert binary_frames(payloads) == b"".join(binary_frame(p) for p in payloads)
+
+
+async def test_a_subscriber_resetting_its_connection_mid_fan_out_harms_no_one(server: LiveServer) -> None:
+    """Live frames are written from the writer's commit path: a connection reset under it must cost only that
+    connection, never the writer or the other subscribers."""
+    writer, hub = server.labeler.writer, hub_of(server)
+    head = (await writer.write_one(LabelRequest(uri=subject("reset", 0), val="spam"))).seq
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    async with subscribe(server, head) as steady, connect(url(server, head), sock=sock, proxy=None) as doomed:
+        await until(lambda: len(hub.subscribers) == 2)
+        written: list[int] = []
+        for n in range(20):
+            if n == 5:  # abort with RST, while frames keep coming
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                doomed.transport.abort()
+            written += [row.seq for row in await writer.write(requests(f"reset{n}x", 10))]
+        assert await recv_until(steady, written[-1]) == written
+        await until(lambda: len(hub.subscribers) == 1)
