@@ -125,15 +125,6 @@ def _bulk_insert_sql(paramstyle: str) -> tuple[str, str]:
     return upsert, insert(label_events.name, _EVENT_ROW)
 
 
-# Built once; limit and cursor are bound parameters, so SQLAlchemy's compiled cache is hit.
-_AFTER: Final = (
-    sa.select(*_LABEL_COLUMNS)
-    .where(labels.c.seq > sa.bindparam("after"))
-    .order_by(labels.c.seq)
-    .limit(sa.bindparam("limit", type_=sa.Integer))
-)
-
-
 @functools.lru_cache(maxsize=256)
 def _query_sql(sqlite: bool, everything: bool, exact: int, bounded: tuple[bool, ...], sources: int) -> str:
     """queryLabels as driver SQL (qmark for aiosqlite, numeric_dollar for asyncpg) for one shape of request.
@@ -421,13 +412,13 @@ class LabelStore:
             committer.close()
 
     async def after_rows(self, seq: int, limit: int) -> list[Any]:
-        """`after` as plain rows (`query_rows`), for the stream backfill, which encodes them directly."""
+        """Current labels with seq > `seq`, in seq order, as plain rows (`query_rows`): the stream backfill, which
+        encodes them directly."""
         return await self.query_rows(("*",), (), seq, limit)
 
     async def after(self, seq: int, limit: int) -> list[StoredLabel]:
-        """Current labels with seq > `seq`, in seq order: stream backfill and live catch-up."""
-        async with self.engine.connect() as conn:
-            return rows_to_stored(await conn.execute(_AFTER, {"after": seq, "limit": limit}))
+        """`after_rows` as StoredLabels: the hub's catch-up."""
+        return rows_to_stored(await self.query_rows(("*",), (), seq, limit))
 
     async def query(
         self, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int

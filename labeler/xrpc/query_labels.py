@@ -6,7 +6,6 @@ Rows signed by a retired key are re-signed on the way out.
 
 from __future__ import annotations
 
-from binascii import b2a_base64
 from collections.abc import Sequence
 from json.encoder import encode_basestring  # the C string encoder json.dumps uses
 from typing import Any
@@ -16,6 +15,8 @@ from starlette.responses import Response
 
 from labeler.protocol import syntax
 from labeler.protocol.errors import InvalidRequest
+from labeler.protocol.ipld_json import bytes_to_b64
+from labeler.protocol.label import LABEL_VER
 from labeler.service import Labeler
 from labeler.xrpc.params import get_int, get_list
 
@@ -53,8 +54,7 @@ async def query_labels(request: Request) -> Response:
         raise InvalidRequest("invalid cursor") from None
     assert cursor is not None
     rows = await labeler.store.query_rows(patterns, sources, cursor, limit + 1)
-    page = rows[:limit]
-    page = await labeler.resigner.current_rows(page)
+    page = await labeler.resigner.current_rows(rows[:limit])
     next_cursor = page[-1][0] if len(rows) > limit else None
     return Response(encode_page(page, next_cursor), media_type="application/json")
 
@@ -70,14 +70,13 @@ def encode_page(rows: Sequence[Any], cursor: int | None) -> bytes:
     parts = []
     append = parts.append
     for _seq, src, uri, cid, val, neg, cts, exp, sig, _key_id in rows:
-        head = f'{{"ver":1,"src":{quote(src)},"uri":{quote(uri)},"val":{quote(val)},"cts":{quote(cts)}'
+        head = f'{{"ver":{LABEL_VER},"src":{quote(src)},"uri":{quote(uri)},"val":{quote(val)},"cts":{quote(cts)}'
         if cid:
             head += f',"cid":{quote(cid)}'
         if neg:
             head += ',"neg":true'
         if exp is not None:
             head += f',"exp":{quote(exp)}'
-        # Standard base64 without padding (ipld_json.bytes_to_b64).
-        append(f'{head},"sig":{{"$bytes":"{b2a_base64(sig, newline=False).decode("ascii").rstrip("=")}"}}}}')
+        append(f'{head},"sig":{{"$bytes":"{bytes_to_b64(sig)}"}}}}')
     tail = "]}" if cursor is None else f'],"cursor":"{cursor}"}}'
     return ('{"labels":[' + ",".join(parts) + tail).encode("utf-8")

@@ -4,9 +4,9 @@ Through plain ASGI every WebSocket message is one awaited `send()`: a task switc
 a transport write (a syscall) per frame per subscriber. That made a 200k-label backfill and a 1,000-subscriber
 fan-out cost ~20 µs per frame per connection. `LabelerWebSocketProtocol` is uvicorn's sans-I/O WebSocket protocol
 with one addition, the ASGI scope extension `labeler.frames`: a `TransportFrameSink` through which the stream
-writes any number of already-encoded binary messages in one transport write, or one live frame synchronously from
-the hub's fan-out while the transport's buffer has room. Under any other ASGI server the stream falls back to
-`AsgiFrameSink`: the same interface over ordinary `websocket.send` messages.
+writes any number of already-encoded binary messages in one transport write, or a live commit's frames
+synchronously from the hub's fan-out while the transport's buffer has room. Under any other ASGI server the
+stream falls back to `AsgiFrameSink`: the same interface over ordinary `websocket.send` messages.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class FrameSink(Protocol):
     """Where a subscribeLabels connection's frames go."""
 
     def try_write(self, wire: bytes) -> bool:
-        """Write WebSocket frames (`binary_frame`s) now if the connection can take them without waiting; False
+        """Write WebSocket frames (`binary_frames`) now if the connection can take them without waiting; False
         means queue them."""
         ...
 

@@ -35,7 +35,7 @@ from labeler.keys import Keyring
 from labeler.labels.hub import FrameBatch, StreamHub, Subscriber
 from labeler.labels.writer import LabelRequest
 from labeler.protocol.crypto import Curve
-from labeler.protocol.frames import binary_frame, binary_frames
+from labeler.protocol.frames import binary_frames
 from labeler.service import Labeler
 from labeler.store.labels import CommitResult, StoredLabel
 from labeler.xrpc.websocket import AsgiFrameSink, TransportFrameSink
@@ -707,12 +707,13 @@ async def test_plain_asgi_websockets_carry_the_same_stream(labeler: Labeler) -> 
 def test_binary_frames_are_the_bytes_websockets_builds(size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
     expected = WsFrame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
-    assert binary_frame(payload) == expected
+    assert binary_frames([payload]) == expected
 
 
 def test_consecutive_binary_frames_are_each_frame_in_turn() -> None:
     payloads = [b"", b"a" * 125, b"b" * 126, b"c" * 70_000]
-    assert binary_frames(payloads) == b"".join(binary_frame(p) for p in payloads)
+    expected = b"".join(WsFrame(Opcode.BINARY, p).serialize(mask=False, extensions=[]) for p in payloads)
+    assert binary_frames(payloads) == expected
 
 
 async def test_a_subscriber_resetting_its_connection_mid_fan_out_harms_no_one(server: LiveServer) -> None:
