@@ -16,10 +16,10 @@ import json
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import asyncpg
 import sqlalchemy as sa
@@ -32,6 +32,8 @@ from labeler.protocol.label import Label
 from labeler.store.engine import StoreError, configure_sqlite_connection, is_sqlite
 from labeler.store.notify import CHANNEL, new_token, payload
 from labeler.store.schema import label_events, labels
+
+T = TypeVar("T")
 
 _PG_SEQUENCE_LOCK: Final = 0x6C61626C  # "labl"
 # The read connection maps the file rather than copying each page it reads into its own cache (SQLite caps this
@@ -312,6 +314,65 @@ class _SqliteCommitter:
             conn.close()
 
 
+class _PerEngine(Generic[T]):
+    """A side connection of the store's SQLite file, kept for the store's current engine: opened on first use,
+    reopened if the engine was replaced, closed when the engine is disposed. None when the database is not a plain
+    file (only the pool's own connection would see an in-memory database), or while `open` declines (it returns
+    None; it is asked again on the next use)."""
+
+    def __init__(self, open_: Callable[[str], T | None], close: Callable[[T], None]) -> None:
+        self._open = open_
+        self._close = close
+        self._engine: AsyncEngine | None = None
+        self._value: T | None = None
+
+    def get(self, engine: AsyncEngine) -> T | None:
+        if self._engine is engine:
+            return self._value
+        self.close()
+        path = _sqlite_file(engine)
+        if path is None:
+            self._engine = engine
+            return None
+        value = self._open(path)
+        if value is None:
+            return None
+        if not event.contains(engine.sync_engine, "engine_disposed", self._on_disposed):
+            event.listen(engine.sync_engine, "engine_disposed", self._on_disposed)
+        self._engine, self._value = engine, value
+        return value
+
+    def _on_disposed(self, _engine: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        value, self._value, self._engine = self._value, None, None
+        if value is not None:
+            self._close(value)
+
+
+def _open_reader(path: str) -> sqlite3.Connection | None:
+    """The read connection queryLabels and the stream use on the event loop, or None if SQLite is busy just now.
+
+    mode=rw: never create a database file the engine does not have. Autocommit: each SELECT is its own short read
+    transaction, so no snapshot outlives a request and checkpoints are never held back. busy_timeout 0 (timeout=0):
+    never sleep on the event loop; a WAL reader is refused only in passing states (recovery after a crash, a
+    checkpoint resetting the WAL), and then the request takes the pooled connection."""
+    uri = f"file:{urllib.parse.quote(path)}?mode=rw"
+    conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA cache_size=-65536")  # needs the schema, i.e. a read lock
+        conn.execute(f"PRAGMA mmap_size={_READER_MMAP_BYTES}")
+    except sqlite3.OperationalError:
+        conn.close()
+        return None  # busy just now: this request goes through the pool, the next one tries again
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def prefix_upper_bound(prefix: str) -> str | None:
     """The smallest string greater than every string starting with `prefix` (code-point order), or None."""
     chars = list(prefix)
@@ -331,10 +392,9 @@ class LabelStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sqlite = is_sqlite(engine)
-        self._reader_conn: sqlite3.Connection | None = None  # see query_rows
-        self._reader_engine: AsyncEngine | None = None
-        self._committer: _SqliteCommitter | None = None  # see commit
-        self._committer_engine: AsyncEngine | None = None
+        # The SQLite file's own commit and read connections (see commit and query_rows).
+        self._committer = _PerEngine(_SqliteCommitter, _SqliteCommitter.close)
+        self._reader = _PerEngine(_open_reader, sqlite3.Connection.close)
         # PostgreSQL may have other processes committing: each commit NOTIFYs them (labeler.store.notify).
         self.notifies = not self._sqlite
         self.notify_token = new_token()
@@ -346,7 +406,7 @@ class LabelStore:
     async def commit(self, actions: Sequence[LabelAction]) -> CommitResult:
         """Sequence and commit `actions` in one transaction; returns only after the commit is durable."""
         if self._sqlite:
-            committer = self._sqlite_committer()
+            committer = self._committer.get(self.engine)
             if committer is not None:
                 return await committer.commit(actions)
         try:
@@ -386,30 +446,6 @@ class LabelStore:
             await conn.exec_driver_sql(upsert, rows)
             await conn.exec_driver_sql(insert_events, events)
         return result
-
-    def _sqlite_committer(self) -> _SqliteCommitter | None:
-        """The commit connection for `self.engine` (reopened if the engine was replaced), or None when the database
-        is not a plain file (only the pool's own connection would see an in-memory database)."""
-        engine = self.engine
-        if self._committer_engine is engine:
-            return self._committer
-        self._close_committer()
-        path = _sqlite_file(engine)
-        self._committer = None if path is None else _SqliteCommitter(path)
-        self._committer_engine = engine
-        if self._committer is not None and not event.contains(
-            engine.sync_engine, "engine_disposed", self._on_committer_engine_disposed
-        ):
-            event.listen(engine.sync_engine, "engine_disposed", self._on_committer_engine_disposed)
-        return self._committer
-
-    def _on_committer_engine_disposed(self, _engine: Any) -> None:
-        self._close_committer()
-
-    def _close_committer(self) -> None:
-        committer, self._committer, self._committer_engine = self._committer, None, None
-        if committer is not None:
-            committer.close()
 
     async def after_rows(self, seq: int, limit: int) -> list[Any]:
         """Current labels with seq > `seq`, in seq order, as plain rows (`query_rows`): the stream backfill, which
@@ -454,7 +490,7 @@ class LabelStore:
         sql = _query_sql(self._sqlite, everything, len(exact), tuple(bounded), len(source_list))
         params = [cursor, *exact, *ranges, *source_list, limit]
         if self._sqlite and not bounded and not (everything and source_list):
-            reader = self._reader()
+            reader = self._reader.get(self.engine)
             if reader is not None:
                 try:
                     return reader.execute(sql, params).fetchall()
@@ -465,46 +501,6 @@ class LabelStore:
             if self._sqlite:
                 return list(await driver.execute_fetchall(sql, params))
             return list(await driver.fetch(sql, *params))
-
-    def _reader(self) -> sqlite3.Connection | None:
-        """The SQLite read connection for `self.engine` (reopened if the engine was replaced), or None when the
-        database is not a plain file (only the pool's own connection would see an in-memory database)."""
-        engine = self.engine
-        if self._reader_engine is engine:
-            return self._reader_conn
-        self._close_reader()
-        path = _sqlite_file(engine)
-        if path is None:
-            self._reader_engine = engine
-            return None
-        # mode=rw: never create a database file the engine does not have. Autocommit: each SELECT is its own short
-        # read transaction, so no snapshot outlives a request and checkpoints are never held back. busy_timeout 0
-        # (timeout=0): never sleep on the event loop; a WAL reader is refused only in passing states (recovery
-        # after a crash, a checkpoint resetting the WAL), and then the request takes the pooled connection.
-        uri = f"file:{urllib.parse.quote(path)}?mode=rw"
-        conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA query_only=ON")
-            conn.execute("PRAGMA cache_size=-65536")  # needs the schema, i.e. a read lock
-            conn.execute(f"PRAGMA mmap_size={_READER_MMAP_BYTES}")
-        except sqlite3.OperationalError:
-            conn.close()
-            return None  # busy just now: this request goes through the pool, the next one tries again
-        except BaseException:
-            conn.close()
-            raise
-        if not event.contains(engine.sync_engine, "engine_disposed", self._on_reader_engine_disposed):
-            event.listen(engine.sync_engine, "engine_disposed", self._on_reader_engine_disposed)
-        self._reader_conn, self._reader_engine = conn, engine
-        return conn
-
-    def _on_reader_engine_disposed(self, _engine: Any) -> None:
-        self._close_reader()
-
-    def _close_reader(self) -> None:
-        conn, self._reader_conn, self._reader_engine = self._reader_conn, None, None
-        if conn is not None:
-            conn.close()
 
     async def replace_signatures(self, refreshed: Sequence[StoredLabel], stale_key_ids: dict[int, str]) -> None:
         """Persist re-signed labels (seq and cts unchanged), only where the row still has the stale signature."""

@@ -134,7 +134,7 @@ async def test_a_busy_sqlite_read_connection_falls_back_to_the_pool(
         def execute(self, *_args: Any) -> Any:
             raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(labeler.store, "_reader", Busy)
+    monkeypatch.setattr(labeler.store._reader, "get", lambda _engine: Busy())
     for patterns in (["*"], [f"{POST}busy"]):
         assert [row.label.uri for row in await labeler.store.query(patterns, [], 0, 10)] == [f"{POST}busy"]
 
