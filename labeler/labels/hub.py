@@ -59,11 +59,11 @@ class FrameBatch:
 class Subscriber:
     """One connection's queue of (seq, frame). `wait()` wakes the sender when there is something to do.
 
-    Once the connection is live and has flushed its queue it sets `write_now` (its sink's `try_write`): while the
-    queue is empty the hub's fan-out then writes each batch straight to the connection, with no task switch per
-    subscriber; a batch the connection cannot take at once (its transport buffer is full), and everything after
-    it until the sender has flushed, is queued instead, so frames stay in seq order. The sender clears
-    `write_now` while it flushes.
+    Once the connection is live and has flushed its queue it sets `write_now` (its sink's direct writer, if it has
+    one): while the queue is empty the hub's fan-out then writes each batch straight to the connection, with no
+    task switch per subscriber; a batch the connection cannot take at once (its transport buffer is full), and
+    everything after it until the sender has flushed, is queued instead, so frames stay in seq order. The sender
+    clears `write_now` while it flushes.
 
     `busy_since` is when the sender started flushing, 0.0 while idle; the hub's poll calls `on_stall` for a
     subscriber busy for longer than `stall_after`. Cheaper than a timer per wake-up on each of a thousand

@@ -117,6 +117,7 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
             if len(rows) < page:
                 break
         sub.last_sent = last_sent
+        direct = sink.direct_writer()
         while True:
             # Flush what queued up (the hub queues while write_now is None), then let the hub write live frames
             # straight to the connection until one has to wait again.
@@ -127,7 +128,7 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
             sub.busy_since = 0.0
             if sub.too_slow:
                 raise ConsumerTooSlow("subscriber fell too far behind")
-            sub.write_now = sink.try_write
+            sub.write_now = direct
             await sub.wait()
     finally:
         if prefetch is not None:

@@ -11,7 +11,7 @@ stream falls back to `AsgiFrameSink`: the same interface over ordinary `websocke
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -24,14 +24,16 @@ if TYPE_CHECKING:
     from websockets.http11 import Request
 
 EXTENSION: Final = "labeler.frames"
+_OPEN: Final = State.OPEN
 
 
 class FrameSink(Protocol):
     """Where a subscribeLabels connection's frames go."""
 
-    def try_write(self, wire: bytes) -> bool:
-        """Write WebSocket frames (`binary_frames`) now if the connection can take them without waiting; False
-        means queue them."""
+    def direct_writer(self) -> Callable[[bytes], bool] | None:
+        """For an open connection: a function that writes WebSocket frames (`binary_frames`) now if the connection
+        can take them without waiting, and returns False (queue them) otherwise; None if this sink has no such
+        path, so the hub always queues."""
         ...
 
     async def send(self, frames: Sequence[bytes]) -> None:
@@ -44,7 +46,7 @@ class TransportFrameSink:
 
     Only whole frames are written, on the event loop, so they never interleave with the protocol's pings or close
     frame; nothing is written once the connection is closing. The transport's high-water mark (uvicorn's
-    `writable` event) is the flow control: `try_write` refuses while it is paused, `send` waits for it."""
+    `writable` event) is the flow control: the direct writer refuses while it is paused, `send` waits for it."""
 
     __slots__ = ("_protocol",)
 
@@ -55,17 +57,30 @@ class TransportFrameSink:
         protocol = self._protocol
         return (
             not (protocol.close_sent or protocol.disconnected or protocol.transport.is_closing())
-            and protocol.conn.state is State.OPEN
+            and protocol.conn.state is _OPEN
         )
 
-    def try_write(self, wire: bytes) -> bool:
-        """Called from the hub's fan-out, i.e. from the label writer's commit path: it must never raise, so a
-        connection in any odd state just refuses, and its own sender finds out why."""
+    def direct_writer(self) -> Callable[[bytes], bool] | None:
+        # A negotiated extension (deflate) transforms frames: then only `send` may build them.
+        return None if self._protocol.conn.extensions else self._try_write
+
+    def _try_write(self, wire: bytes) -> bool:
+        """Called from the hub's fan-out, i.e. from the label writer's commit path, once per subscriber per commit:
+        it must never raise, so a connection in any odd state just refuses, and its own sender finds out why. The
+        checks are `_open` and the flow control written out inline (this is the per-subscriber cost of a live
+        label, after the socket write itself)."""
         protocol = self._protocol
-        if not protocol.writable.is_set() or protocol.conn.extensions or not self._open():
+        transport = protocol.transport
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or not protocol.writable.is_set()
+            or transport.is_closing()
+            or protocol.conn.state is not _OPEN
+        ):
             return False
         try:
-            protocol.transport.write(wire)
+            transport.write(wire)
         except (OSError, RuntimeError):  # a transport closed under us (uvloop raises rather than drops)
             return False
         return True
@@ -91,8 +106,8 @@ class AsgiFrameSink:
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
 
-    def try_write(self, wire: bytes) -> bool:
-        return False
+    def direct_writer(self) -> None:
+        return None
 
     async def send(self, frames: Sequence[bytes]) -> None:
         send = self._websocket.send_bytes
