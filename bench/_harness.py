@@ -1,5 +1,6 @@
-"""Shared benchmark plumbing: machine facts, a throw-away labeler on SQLite or PostgreSQL, real uvicorn on
-loopback, fast bulk loading of properly signed labels, a minimal WebSocket client, and result tables.
+"""Shared benchmark plumbing: machine facts, a throw-away labeler on SQLite or PostgreSQL (served on real uvicorn
+by `labeler.testing.serve_labeler`), fast bulk loading of properly signed labels, a minimal WebSocket client, and
+result tables.
 
 Nothing here asserts on time: benchmarks print figures. Import as `from bench import _harness` or run the bench
 scripts directly (`python bench/bench_query.py`); both work.
@@ -22,12 +23,10 @@ import struct
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 from labeler.config import Settings, load_settings
 from labeler.keys import Keyring
@@ -36,8 +35,6 @@ from labeler.protocol.label import Label
 from labeler.service import Labeler
 from labeler.store.engine import create_engine
 from labeler.store.migrate import upgrade
-from labeler.xrpc.app import create_app
-from labeler.xrpc.websocket import UVICORN_WEBSOCKET_OPTIONS
 
 DEFAULT_PG_URL = os.environ.get("LABELER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ADMIN_PASSWORD = "bench-admin-password"
@@ -192,54 +189,6 @@ async def running_labeler(settings: Settings) -> AsyncIterator[Labeler]:
         yield service
     finally:
         await service.aclose()
-
-
-@dataclass
-class LiveServer:
-    labeler: Labeler
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-
-@contextlib.asynccontextmanager
-async def serve_labeler(
-    service: Labeler, *, wrap: Callable[[Any], Any] | None = None, **uvicorn_options: Any
-) -> AsyncIterator[LiveServer]:
-    """Serve a started Labeler on real uvicorn on a free loopback port, in the current event loop
-    (the same pattern as tests/conftest.py). `wrap` may wrap the ASGI app (e.g. in a `ServerTimer`)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_app(service.settings, labeler=service)
-    if wrap is not None:
-        app = wrap(app)
-    uvicorn_options.setdefault("log_level", "warning")
-    uvicorn_options.setdefault("backlog", 4096)
-    options = {**UVICORN_WEBSOCKET_OPTIONS, **uvicorn_options}  # WebSockets served as `labeler serve` serves them
-    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **options)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(1000):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        if task.done():
-            task.result()
-        yield LiveServer(service, port)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
-        sock.close()
 
 
 class ServerTimer:

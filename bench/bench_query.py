@@ -34,6 +34,7 @@ except ImportError:  # run as a script: bench/ is sys.path[0]
 import sqlalchemy as sa
 
 from labeler.store.schema import labels
+from labeler.testing import serve_labeler
 
 TARGETS = {"exact uri": 0.003, "* limit=250 (random cursor)": 0.010}
 PATH = "/xrpc/com.atproto.label.queryLabels?"
@@ -146,7 +147,7 @@ async def main(args: argparse.Namespace) -> None:
                 return timer
 
             load_before = h.machine()["loadavg"]
-            async with h.running_labeler(settings) as labeler, h.serve_labeler(labeler, wrap=wrap) as live:
+            async with h.running_labeler(settings) as labeler, serve_labeler(labeler, wrap=wrap) as live:
                 assert timer is not None
                 proc, conn = h.spawn(_client, live.port, size, seq_min, seq_max, args.requests, args.seed)
                 while True:

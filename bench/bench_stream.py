@@ -25,7 +25,10 @@ import asyncio
 import contextlib
 import os
 import selectors
+import socket
+import struct
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 try:
@@ -33,11 +36,19 @@ try:
 except ImportError:  # run as a script: bench/ is sys.path[0]
     import _harness as h  # type: ignore[no-redef]
 
+from labeler.labels.hub import encode_frame
 from labeler.labels.writer import LabelRequest
+from labeler.protocol.crypto import SigningKey
+from labeler.protocol.frames import binary_frames
+from labeler.protocol.label import Label
+from labeler.store.labels import StoredLabel
+from labeler.testing import serve_labeler
 
 TARGET_BACKFILL = 100_000
 TARGET_LIVE_P99 = 0.010
 SUBSCRIBE = "/xrpc/com.atproto.label.subscribeLabels"
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python's socket module does not name it
+_CMSG_SPACE = socket.CMSG_SPACE(16)  # one struct timespec
 
 
 def _pong(ws: h.RawWebSocket, payload: bytes) -> None:
@@ -97,7 +108,7 @@ async def backfill(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any]]
     load_s = await h.bulk_load(settings, 0, args.backfill)
     print(f"loaded {args.backfill:,} signed labels in {load_s:.1f} s")
     rows = []
-    async with h.running_labeler(settings) as labeler, h.serve_labeler(labeler) as live:
+    async with h.running_labeler(settings) as labeler, serve_labeler(labeler) as live:
         did_key = labeler.keyring.active()[0].did_key
         for attempt in range(args.repeat):
             proc, conn = h.spawn(_backfill_client, live.port, args.backfill, did_key)
@@ -122,12 +133,22 @@ async def backfill(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any]]
 # --- live latency --------------------------------------------------------------------------------------------
 
 
+def _arrival(ancdata: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's receive timestamp (CLOCK_REALTIME) from `recvmsg` ancillary data, if there is one."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", data)
+            return seconds + nanoseconds / 1e9
+    return None
+
+
 def _live_client(conn: Any, port: int, subscribers: int) -> None:
     sockets: dict[int, h.RawWebSocket] = {}
     try:
         for _ in range(subscribers):
             ws = h.RawWebSocket.connect("127.0.0.1", port, SUBSCRIBE)
             ws.sock.setblocking(False)
+            ws.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sockets[ws.sock.fileno()] = ws
     except OSError as exc:
         conn.send({"error": f"connect failed after {len(sockets)}: {exc}"})
@@ -137,8 +158,10 @@ def _live_client(conn: Any, port: int, subscribers: int) -> None:
         sel.register(fd, selectors.EVENT_READ)
     sel.register(conn.fileno(), selectors.EVENT_READ)
     conn.send({"ready": len(sockets)})
-    # received[seq] = list of receive times (one per subscriber that got it)
+    # received[seq] / arrived[seq]: per subscriber that got it, when this loop read it (CLOCK_MONOTONIC) and when
+    # the kernel received it (CLOCK_REALTIME; for several frames in one read, that of the last, so never early)
     received: dict[int, list[float]] = {}
+    arrived: dict[int, list[float]] = {}
     closed = 0
     stop = False
     while not stop:
@@ -150,8 +173,10 @@ def _live_client(conn: Any, port: int, subscribers: int) -> None:
                 stop = True
                 continue
             ws = sockets[fd]
+            arrival = None
             try:
-                data = ws.sock.recv(1 << 16)
+                data, ancdata, _flags, _addr = ws.sock.recvmsg(1 << 16, _CMSG_SPACE)
+                arrival = _arrival(ancdata)
             except BlockingIOError:
                 continue
             except OSError:
@@ -163,7 +188,10 @@ def _live_client(conn: Any, port: int, subscribers: int) -> None:
             ws.feed(data)
             for opcode, payload in ws.parse():
                 if opcode == 0x2:
-                    received.setdefault(h.frame_seq(payload), []).append(now)
+                    seq = h.frame_seq(payload)
+                    received.setdefault(seq, []).append(now)
+                    if arrival is not None:
+                        arrived.setdefault(seq, []).append(arrival)
                 elif opcode == 0x9:
                     ws.sock.setblocking(True)
                     _pong(ws, payload)
@@ -172,60 +200,135 @@ def _live_client(conn: Any, port: int, subscribers: int) -> None:
     for ws in sockets.values():
         ws.sock.setblocking(True)
         ws.close()
-    conn.send({"received": received, "closed": closed})
+    conn.send({"received": received, "arrived": arrived, "closed": closed})
+
+
+Emitted = dict[int, tuple[float, float]]  # seq -> (CLOCK_MONOTONIC, CLOCK_REALTIME) just before the emit
+
+
+async def _measure(
+    port: int,
+    subscribers: int,
+    emit: Callable[[int], Awaitable[int]],
+    args: argparse.Namespace,
+    registered: Callable[[], bool],
+) -> tuple[Emitted, dict[str, Any]]:
+    """Connect `subscribers` clients (in a child process) to `port`, wait for `registered()`, call `emit(i)` on a
+    fixed schedule (it returns the seq it emitted), and collect what the clients received."""
+    proc, conn = h.spawn(_live_client, port, subscribers)
+    hello = await h.recv(conn, wait=300)
+    if "error" in hello:
+        raise RuntimeError(hello["error"])
+    for _ in range(200):
+        if registered():
+            break
+        await asyncio.sleep(0.05)
+    emitted: Emitted = {}
+    t_start = time.monotonic()
+    for i in range(args.labels):
+        t, wall = time.monotonic(), time.time()
+        emitted[await emit(i)] = (t, wall)
+        # pace emissions on a fixed schedule, not after each write
+        delay = t_start + (i + 1) * args.interval - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    await asyncio.sleep(args.settle)
+    conn.send("stop")
+    result = await h.recv(conn, wait=120)
+    conn.send("bye")
+    proc.join(timeout=30)
+    return emitted, result
+
+
+def _live_row(
+    server: str, subscribers: int, emitted: Emitted, result: dict[str, Any], args: argparse.Namespace
+) -> list[Any]:
+    read = [t - emitted[seq][0] for seq, times in result["received"].items() if seq in emitted for t in times]
+    arrival = [t - emitted[seq][1] for seq, times in result["arrived"].items() if seq in emitted for t in times]
+    arrival_med, arrival_p99, _mx, _mean = h.latency_summary(arrival)
+    read_med, read_p99, read_max, _mean = h.latency_summary(read)
+    verdict = ""
+    if subscribers >= 1000 and server == "labeler":
+        met = bool(arrival) and h.percentile(arrival, 99) <= TARGET_LIVE_P99
+        verdict = f"arrival p99 <= 10 ms: {'met' if met else 'MISSED'}"
+    return [
+        subscribers,
+        server,
+        len(emitted),
+        f"{1 / args.interval:g}/s",
+        f"{len(read):,}/{subscribers * len(emitted):,}",
+        arrival_med,
+        arrival_p99,
+        read_med,
+        read_p99,
+        read_max,
+        result["closed"],
+        verdict,
+    ]
 
 
 async def live(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any]]:
     rows = []
     settings = env.settings()
-    async with h.running_labeler(settings) as labeler, h.serve_labeler(labeler) as live_server:
+    async with h.running_labeler(settings) as labeler, serve_labeler(labeler) as live_server:
+        hub = labeler.hub
+        assert hub is not None
         for subscribers in args.subscribers:
-            proc, conn = h.spawn(_live_client, live_server.port, subscribers)
-            hello = await h.recv(conn, wait=300)
-            if "error" in hello:
-                raise RuntimeError(hello["error"])
-            # let the hub register every connection
-            for _ in range(200):
-                if labeler.hub is not None and len(labeler.hub.subscribers) >= subscribers:
-                    break
-                await asyncio.sleep(0.05)
-            emitted: dict[int, float] = {}
             run = os.urandom(6).hex()
-            t_start = time.monotonic()
-            for i in range(args.labels):
+
+            async def emit(i: int, run: str = run) -> int:
                 request = LabelRequest(uri=h.did_for(hash((run, i)) & 0xFFFFFFFFFFFF), val="spam", via="bench")
-                t = time.monotonic()
-                stored = await labeler.writer.write_one(request)
-                emitted[stored.seq] = t
-                # pace emissions on a fixed schedule, not after each write
-                delay = t_start + (i + 1) * args.interval - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await asyncio.sleep(args.settle)
-            conn.send("stop")
-            result = await h.recv(conn, wait=120)
-            conn.send("bye")
-            proc.join(timeout=30)
-            received: dict[int, list[float]] = result["received"]
-            latencies = [t - emitted[seq] for seq, times in received.items() if seq in emitted for t in times]
-            expected = subscribers * len(emitted)
-            med, p99, mx, _mean = h.latency_summary(latencies)
-            ok = subscribers < 1000 or h.percentile(latencies, 99) <= TARGET_LIVE_P99
-            verdict = f"p99 <= 10 ms: {'met' if ok else 'MISSED'}" if subscribers >= 1000 else ""
-            rows.append(
-                [
-                    subscribers,
-                    len(emitted),
-                    f"{1 / args.interval:g}/s",
-                    f"{len(latencies):,}/{expected:,}",
-                    med,
-                    p99,
-                    mx,
-                    result["closed"],
-                    verdict,
-                ]
+                return (await labeler.writer.write_one(request)).seq
+
+            emitted, result = await _measure(
+                live_server.port, subscribers, emit, args, lambda n=subscribers: len(hub.subscribers) >= n
             )
+            rows.append(_live_row("labeler", subscribers, emitted, result, args))
+            if args.floor:
+                emitted, result = await _floor(subscribers, args)
+                rows.append(_live_row("floor", subscribers, emitted, result, args))
     return rows
+
+
+async def _floor(subscribers: int, args: argparse.Namespace) -> tuple[Emitted, dict[str, Any]]:
+    """The same clients and schedule against a bare fan-out: a plain socket server that answers the WebSocket
+    handshake and then writes one ready-made `#labels` frame to every socket in a tight `os.write` loop, with no
+    labeler, no signing, no database and no event loop in between. What this machine's loopback, kernel and one
+    Python thread allow; the labeler cannot beat it."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=max(128, subscribers))
+    listener.settimeout(120)  # a client that never connects fails the run instead of hanging it
+    accepted: list[socket.socket] = []
+
+    def accept_all() -> None:
+        while len(accepted) < subscribers:
+            sock, _addr = listener.accept()
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += sock.recv(4096)
+            sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            accepted.append(sock)
+
+    accepting = asyncio.create_task(asyncio.to_thread(accept_all))
+    label = Label(h.BENCH_DID, h.did_for(0), "spam", "2026-01-01T00:00:00.000Z").signed(SigningKey.generate())
+    fds: list[int] = []
+
+    async def emit(i: int) -> int:
+        if not fds:
+            await accepting
+            fds.extend(sock.fileno() for sock in accepted)
+        wire = binary_frames([encode_frame(StoredLabel(i + 1, label, "bench"))])
+        write = os.write
+        for fd in fds:
+            write(fd, wire)
+        return i + 1
+
+    try:
+        return await _measure(listener.getsockname()[1], subscribers, emit, args, lambda: len(accepted) >= subscribers)
+    finally:
+        for sock in accepted:
+            sock.close()
+        listener.close()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -241,8 +344,21 @@ async def main(args: argparse.Namespace) -> None:
         )
     if live_rows:
         h.print_table(
-            "subscribeLabels live latency: LabelWriter.write() called → frame read by subscriber",
-            ["subscribers", "labels", "emit rate", "frames got", "p50 ms", "p99 ms", "max ms", "closed", "target"],
+            "subscribeLabels live latency: LabelWriter.write() called → frame at the subscriber (kernel arrival; read)",
+            [
+                "subscribers",
+                "server",
+                "labels",
+                "emit rate",
+                "frames got",
+                "arrival p50 ms",
+                "arrival p99 ms",
+                "read p50 ms",
+                "read p99 ms",
+                "read max ms",
+                "closed",
+                "target",
+            ],
             live_rows,
         )
 
@@ -260,6 +376,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--labels", type=int, default=200, help="labels emitted per live run (default %(default)s)")
     p.add_argument("--interval", type=float, default=0.02, help="seconds between emits (default %(default)s)")
+    p.add_argument(
+        "--no-floor", dest="floor", action="store_false", help="skip the bare fan-out floor run after each labeler run"
+    )
     p.add_argument("--settle", type=float, default=2.0, help="seconds to wait after the last emit (default 2)")
     return p.parse_args(argv)
 

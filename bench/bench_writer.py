@@ -30,6 +30,10 @@ except ImportError:  # run as a script: bench/ is sys.path[0]
     import _harness as h  # type: ignore[no-redef]
 
 from labeler.labels.writer import LabelRequest
+from labeler.protocol import syntax
+from labeler.protocol.crypto import SigningKey
+from labeler.protocol.label import Label
+from labeler.testing import serve_labeler
 
 TARGET_IN_PROCESS = 15_000
 
@@ -83,7 +87,32 @@ async def in_process(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any
                     f">= {TARGET_IN_PROCESS:,}/s: {verdict}",
                 ]
             )
+        rows.append(signing_floor(labeler.keyring.active()[1], labeler.writer.src, args.labels))
     return rows
+
+
+def signing_floor(key: SigningKey, src: str, count: int) -> list[Any]:
+    """The ceiling of any writer that signs on one thread: bare signatures/s of the active key over real labels'
+    signing bytes, with nothing else (no validation, sequencing, store, event loop)."""
+    cts = syntax.now()
+    messages = [Label(src, h.did_for(i), "spam", cts).signing_bytes() for i in range(count)]
+    sign = key.sign
+    t0, c0 = time.perf_counter(), time.process_time()
+    for message in messages:
+        sign(message)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return [
+        "floor: signing alone, one thread",
+        1,
+        1,
+        count,
+        f"{elapsed:.2f}",
+        f"{count / elapsed:,.0f}",
+        "",
+        "",
+        f"{count / cpu:,.0f}",
+        f"{key.curve.value}: the most labels/s one thread can sign",
+    ]
 
 
 # --- HTTP: the client runs in its own process --------------------------------------------------------------
@@ -177,7 +206,7 @@ async def over_http(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any]
         timer = h.ServerTimer(app)
         return timer
 
-    async with h.running_labeler(settings) as labeler, h.serve_labeler(labeler, wrap=wrap) as live:
+    async with h.running_labeler(settings) as labeler, serve_labeler(labeler, wrap=wrap) as live:
         assert timer is not None
         for concurrency in args.http_clients:
             timer.label = f"c{concurrency}"

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.labeler_server import LiveServer, serve_labeler
 
 from labeler.config import Settings, load_settings
 from labeler.service import Labeler
+from labeler.testing import LiveServer, serve_labeler
 
 PG_URL = os.environ.get("LABELER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI") == "true"

@@ -24,7 +24,6 @@ import pytest
 from atproto import models
 from atproto_client.models.utils import get_or_create
 from click.testing import CliRunner, Result
-from support.labeler_server import LiveServer, serve_labeler
 from websockets.asyncio.client import connect
 
 from labeler.cli import cli
@@ -36,6 +35,7 @@ from labeler.labels.writer import LabelRequest
 from labeler.protocol.frames import decode_frame
 from labeler.protocol.label import verify_received
 from labeler.service import Labeler
+from labeler.testing import LiveServer, serve_labeler
 
 from .harness import Account, Devnet, get_mail, plc_operation_token
 

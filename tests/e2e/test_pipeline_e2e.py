@@ -16,7 +16,6 @@ import httpx
 import pytest
 from atproto_crypto.did import get_did_key
 from pipeline.corpus import encode, structured_rgb
-from support.labeler_server import serve_labeler
 
 from labeler.config import Settings
 from labeler.pipeline.banks import EntryInput
@@ -24,6 +23,7 @@ from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import Job
 from labeler.protocol.label import verify_received
 from labeler.service import Labeler
+from labeler.testing import serve_labeler
 
 from .harness import Devnet, Post, post_image
 

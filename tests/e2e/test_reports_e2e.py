@@ -16,13 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from support.labeler_server import serve_labeler
 
 from labeler.config import load_settings
 from labeler.identity.plc import PlcState
 from labeler.identity.plc_directory import PlcDirectory, create_did, update_did
 from labeler.protocol.crypto import SigningKey
 from labeler.service import Labeler
+from labeler.testing import serve_labeler
 
 from .harness import Account, Devnet
 

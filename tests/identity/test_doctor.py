@@ -17,7 +17,6 @@ import pytest
 from click.testing import CliRunner
 from support.fake_pds import FakePds, running_fake_pds
 from support.fake_plc import FakePlc, did_document, new_plc_did, running_fake_plc
-from support.labeler_server import LiveServer, serve_labeler
 from support.server import RunningServer
 
 from labeler.cli import cli
@@ -32,6 +31,7 @@ from labeler.protocol.crypto import SigningKey
 from labeler.protocol.label import Label
 from labeler.service import Labeler
 from labeler.store.schema import labels
+from labeler.testing import LiveServer, serve_labeler
 
 DECLARED = "csam-hash-match"
 

@@ -7,10 +7,10 @@ from typing import Any
 import httpx
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
-from support.labeler_server import serve_labeler
 
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import ImageRef, JobSpec
+from labeler.testing import serve_labeler
 
 from .blob_server import PdsWorld
 from .corpus import encode, structured_rgb

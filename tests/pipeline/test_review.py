@@ -19,13 +19,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from support.labeler_server import serve_labeler
 from support.server import serve_in_thread
 
 from labeler.cli import cli
 from labeler.config import Settings
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
+from labeler.testing import serve_labeler
 
 from .blob_server import PdsWorld
 from .corpus import encode, flip_bits, structured_rgb

@@ -7,13 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
-from support.labeler_server import LiveServer, serve_labeler
 
 from labeler.config import Settings
 from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.match.base import MatcherError, MatcherUnavailable
 from labeler.service import Labeler
+from labeler.testing import LiveServer, serve_labeler
 
 from .corpus import encode, flip_bits, png_header_only, structured_rgb
 

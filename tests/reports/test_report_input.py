@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from report_helpers import APPEAL, LABELER_DID, POST_CID, VIOLATION, People, create_report, report_body
-from support.labeler_server import LiveServer, serve_labeler
 
 from labeler.protocol import syntax
 from labeler.reports.graphemes import grapheme_count
 from labeler.reports.reasons import KNOWN_REASONS, NEW_TO_OLD, reason_type_problem
 from labeler.service import Labeler
+from labeler.testing import LiveServer, serve_labeler
 
 OZONE = "tools.ozone.report.defs#"
 STRONG = "com.atproto.repo.strongRef"

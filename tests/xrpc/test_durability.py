@@ -18,7 +18,6 @@ from typing import Any
 import cbor2
 import httpx
 import pytest
-from support.labeler_server import serve_labeler
 from support.serve_process import ServeProcess
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -28,6 +27,7 @@ from labeler.labels.writer import LabelRequest
 from labeler.service import Labeler
 from labeler.store.engine import create_engine
 from labeler.store.labels import LabelStore
+from labeler.testing import serve_labeler
 
 PATH = "/xrpc/com.atproto.label.subscribeLabels"
 PASSWORD = "durability-test-password"

@@ -104,9 +104,8 @@ async def test_garbage_bearer_token_is_401(server: Any) -> None:
 
 
 async def test_admin_api_closed_without_password(make_settings: Any) -> None:
-    from support.labeler_server import serve_labeler
-
     from labeler.service import Labeler
+    from labeler.testing import serve_labeler
 
     service = Labeler(make_settings(admin_password=""))
     await service.start()

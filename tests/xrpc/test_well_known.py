@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 from atproto import DidDocument
 from atproto_crypto.did import get_did_key
-from support.labeler_server import serve_labeler
 
 from labeler.service import Labeler
+from labeler.testing import serve_labeler
 
 
 async def test_did_web_document(make_settings: Any) -> None:

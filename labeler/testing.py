@@ -1,0 +1,80 @@
+"""Serve a started Labeler on real uvicorn on a free loopback port, inside the caller's event loop: for the test
+suite and the benchmarks (as Starlette ships its TestClient).
+
+Running in the caller's own loop (not a thread or a child process) lets the caller drive the writer directly
+while clients talk HTTP and WebSocket to the same process. WebSockets are served as `labeler serve` serves them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from labeler.service import Labeler
+from labeler.xrpc.app import create_app
+from labeler.xrpc.websocket import UVICORN_WEBSOCKET_OPTIONS
+
+
+@dataclass
+class LiveServer:
+    """The labeler on real uvicorn in the caller's event loop."""
+
+    labeler: Labeler
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve_labeler(
+    service: Labeler,
+    *,
+    send_buffer: int | None = None,
+    wrap: Callable[[Any], Any] | None = None,
+    **uvicorn_options: Any,
+) -> AsyncIterator[LiveServer]:
+    """Serve an already-started Labeler until the block exits.
+
+    `send_buffer` fixes the kernel send buffer of every accepted connection (no autotuning, which lets the server
+    put megabytes into a loopback socket before its own flow control starts). `wrap` wraps the ASGI app (a timer,
+    say). The listen backlog is large enough for a thousand clients connecting at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # accepted sockets inherit it
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app: Any = create_app(service.settings, labeler=service)
+    if wrap is not None:
+        app = wrap(app)
+    uvicorn_options.setdefault("log_level", "warning")
+    uvicorn_options.setdefault("backlog", 4096)
+    options = {**UVICORN_WEBSOCKET_OPTIONS, **uvicorn_options}
+    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **options)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(1000):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+        yield LiveServer(service, port)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        sock.close()
