@@ -8,6 +8,7 @@ http.client, keep-alive, one request at a time) measures, per request, send → 
 - `*` limit=250: `uriPatterns=*&limit=250&cursor=<random stored seq>` (a random page of the whole table)
 - prefix: `uriPatterns=at://did:plc:<random stored did>*`
 - `*` limit=250 from the first page (cursor absent)
+- `*` limit=250 at a random cursor with `sources=` the labeler's own DID, and with a DID that has no labels here
 
 Targets at 1M labels: exact-uri p99 <= 3 ms, `*` p99 <= 10 ms. Prints figures; asserts nothing.
 
@@ -72,12 +73,20 @@ def _client(conn: Any, port: int, size: int, seq_min: int, seq_max: int, request
     def star_first() -> tuple[str, int]:
         return "uriPatterns=*&limit=250", 250
 
+    def star_own_source() -> tuple[str, int]:
+        return f"{star_page()[0]}&sources={urllib.parse.quote(h.BENCH_DID)}", 250
+
+    def star_absent_source() -> tuple[str, int]:
+        return f"{star_page()[0]}&sources=did:plc:{rng.randrange(10**12):024d}", 0
+
     results: dict[str, list[float]] = {}
     for name, make in (
         ("exact uri", exact),
         ("* limit=250 (random cursor)", star_page),
         ("prefix at://did/*", prefix),
         ("* limit=250 (first page)", star_first),
+        ("* limit=250 sources=own DID", star_own_source),
+        ("* limit=250 sources=other DID", star_absent_source),
     ):
         for _ in range(min(200, requests)):  # warm-up: connection, caches, code paths
             get(make()[0])

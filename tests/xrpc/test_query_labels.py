@@ -114,7 +114,7 @@ async def test_pattern_and_source_combinations_match_a_plain_filter(labeler: Lab
     shapes = [["*"], [f"{POST}a1"], [f"{POST}a1", "did:plc:bob", f"{POST}a1"], [f"{POST}a*"], [f"{POST}a*", "did:*"]]
     shapes += [[f"{POST}b1", f"{POST}a*"], ["did:plc:alice*", "*"], ["at://*"]]
     for patterns in shapes:
-        for sources in ([], [own], [other], [own, other], ["did:plc:nobody"]):
+        for sources in ([], [own], [other], [own, other], ["did:plc:nobody"], ["did:plc:nobody", other]):
             for cursor, limit in ((0, 100), (0, 1), (middle, 100)):
                 got = await labeler.store.query(patterns, sources, cursor, limit)
                 assert [r.seq for r in got] == expected(patterns, sources, cursor, limit), (patterns, sources)
@@ -153,9 +153,8 @@ async def test_negation_and_relabel_replace_the_row(server: Any) -> None:
 
 @pytest.mark.parametrize("curve", list(Curve))
 async def test_labels_verify_with_the_sdk(make_settings: Any, curve: Curve, tmp_path: Any) -> None:
-    from support.labeler_server import serve_labeler
-
     from labeler.keys import Keyring
+    from labeler.testing import serve_labeler
 
     settings = make_settings()
     Keyring.open(settings.keys_dir).generate(curve, activate=True)
