@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from labeler.labels.resign import Resigner
-from labeler.protocol.frames import binary_frames, labels_frame
-from labeler.protocol.label import LABEL_VER, encode_cbor
+from labeler.protocol.frames import binary_frames, label_frame
+from labeler.protocol.label import LABEL_VER, cbor_parts
 from labeler.store.labels import CommitResult, LabelStore, StoredLabel
 from labeler.store.notify import CommitListener
 
@@ -31,13 +31,13 @@ CLOSE_TIMEOUT: Final = 5.0
 
 
 def encode_frame(row: StoredLabel) -> bytes:
-    return labels_frame(row.seq, (row.label.to_cbor(),))
+    return label_frame(row.seq, row.label.cbor_parts())
 
 
 def encode_row_frame(row: Any) -> bytes:
     """`encode_frame` for a plain row of the store (`LabelStore.query_rows`), without building a Label first."""
     seq, src, uri, cid, val, neg, cts, exp, sig, _key_id = row
-    return labels_frame(seq, (encode_cbor(src, uri, val, cts, cid or None, bool(neg), exp, bytes(sig), LABEL_VER),))
+    return label_frame(seq, cbor_parts(src, uri, val, cts, cid or None, bool(neg), exp, bytes(sig), LABEL_VER))
 
 
 class FrameBatch:

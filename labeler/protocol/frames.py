@@ -29,13 +29,13 @@ HEADER_INFO: Final = _encode({"op": 1, "t": "#info"})
 HEADER_ERROR: Final = _encode({"op": -1})
 # Body `{seq, labels}`: a map of two; "seq" sorts before "labels" (shorter key first).
 _BODY_SEQ: Final = HEADER_LABELS + b"\xa2" + _encode("seq")
-_LABELS_KEY: Final = _encode("labels")
+_ONE_LABEL: Final = _encode("labels") + cbor.head(cbor.ARRAY, 1)
 
 
-def labels_frame(seq: int, encoded_labels: Sequence[bytes]) -> bytes:
-    """A `#labels` frame around labels the caller already CBOR-encoded (once, however many subscribers)."""
-    count = cbor.head(cbor.ARRAY, len(encoded_labels))
-    return b"".join((_BODY_SEQ, cbor.head(cbor.UINT, seq), _LABELS_KEY, count, *encoded_labels))
+def label_frame(seq: int, label_parts: Sequence[bytes]) -> bytes:
+    """A `#labels` frame of one label given as the pieces of its CBOR (`label.cbor_parts`): every byte copied once.
+    The stream sends every label in a frame of its own, and a backfill encodes each one it sends."""
+    return b"".join((_BODY_SEQ, cbor.head(cbor.UINT, seq), _ONE_LABEL, *label_parts))
 
 
 def info_frame(name: str, message: str | None = None) -> bytes:

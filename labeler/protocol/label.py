@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -119,8 +120,11 @@ class Label:
         return fields
 
     def to_cbor(self) -> bytes:
-        """Canonical DAG-CBOR with `sig` as a byte string (`encode_cbor`)."""
-        return encode_cbor(self.src, self.uri, self.val, self.cts, self.cid, self.neg, self.exp, self.sig, self.ver)
+        """Canonical DAG-CBOR with `sig` as a byte string (`cbor_parts`)."""
+        return b"".join(self.cbor_parts())
+
+    def cbor_parts(self) -> Sequence[bytes]:
+        return cbor_parts(self.src, self.uri, self.val, self.cts, self.cid, self.neg, self.exp, self.sig, self.ver)
 
     @classmethod
     def from_ipld(cls, data: dict[str, Any]) -> Label:
@@ -149,22 +153,36 @@ class Label:
         return cls.from_ipld(from_json(data))
 
 
-def encode_cbor(
+_TEXT_HEADS: Final = tuple(cbor.head(cbor.TEXT, n) for n in range(256))
+_SIG_64: Final = b"csig" + cbor.head(cbor.BYTES, 64)
+
+
+def cbor_parts(
     src: str, uri: str, val: str, cts: str, cid: str | None, neg: bool, exp: str | None, sig: bytes | None, ver: int
-) -> bytes:
+) -> Sequence[bytes]:
     """A label's canonical DAG-CBOR with `sig` as a byte string, from its fields (stream readers encode straight
-    from database rows, without building a Label).
+    from database rows, without building a Label), as pieces to join: a stream frame joins them straight into
+    itself, one copy.
 
     cbor2, not libipld: libipld writes ~1 in 1,200 signatures as CID links (sdk-notes.md §2). cbor2's canonical
     mode equals DAG-CBOR for labels because they hold no floats.
 
-    This runs once per label on every stream frame (backfill and live), so the common shape is written directly,
+    This runs once per label on every stream frame (backfill and live), so labels are written directly,
     byte-identical to cbor2's canonical output (every key is 3 bytes, so canonical order is plain bytewise: cid,
-    cts, exp, neg, sig, src, uri, val, ver); anything unusual goes through cbor2.
+    cts, exp, neg, sig, src, uri, val, ver); anything unusual goes through cbor2. Nearly every label has the
+    first shape below (no cid, exp or neg, a 64-byte signature, short strings), which needs no decision per field.
     """
-    if type(ver) is not int or not 0 <= ver < 24 or type(neg) is not bool:
-        return cbor2.dumps(Label(src, uri, val, cts, cid, neg, exp, sig, ver).to_ipld(), canonical=True)
     try:
+        if cid is None and exp is None and neg is False and ver == 1 and type(ver) is int and type(sig) is bytes:
+            uri_raw, cts_raw = uri.encode("utf-8"), cts.encode("utf-8")
+            if len(sig) == 64 and len(uri_raw) < 256 and len(cts_raw) < 256:
+                return (
+                    b"\xa6ccts", _TEXT_HEADS[len(cts_raw)], cts_raw, _SIG_64, sig,
+                    b"csrc", cbor.repeated_text(src), b"curi", _TEXT_HEADS[len(uri_raw)], uri_raw,
+                    b"cval", cbor.repeated_text(val), b"cver\x01",
+                )  # fmt: skip
+        if type(ver) is not int or not 0 <= ver < 24 or type(neg) is not bool:
+            return (cbor2.dumps(Label(src, uri, val, cts, cid, neg, exp, sig, ver).to_ipld(), canonical=True),)
         parts = [b""]
         count = 5  # cts, src, uri, val, ver
         if cid is not None:
@@ -183,9 +201,9 @@ def encode_cbor(
         parts += (b"csrc", cbor.repeated_text(src), b"curi", cbor.text(uri), b"cval", cbor.repeated_text(val))
         parts.append(b"cver" + bytes((ver,)))
     except (AttributeError, TypeError, UnicodeError):
-        return cbor2.dumps(Label(src, uri, val, cts, cid, neg, exp, sig, ver).to_ipld(), canonical=True)
+        return (cbor2.dumps(Label(src, uri, val, cts, cid, neg, exp, sig, ver).to_ipld(), canonical=True),)
     parts[0] = bytes((0xA0 | count,))
-    return b"".join(parts)
+    return parts
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, *, required: bool = True) -> Any:

@@ -51,7 +51,7 @@ def test_100k_random_signatures_decode_as_byte_strings() -> None:
         label = Label(**{**base.unsigned(), "sig": sig})
         if seq % 50 == 0 or sig[0] == 1:
             trapped += isinstance(cbor2.loads(libipld.encode_dag_cbor({"sig": sig}))["sig"], cbor2.CBORTag)
-        frame = frames.labels_frame(seq, [label.to_cbor()])
+        frame = frames.label_frame(seq, label.cbor_parts())
         header, body = _two_objects(frame)
         assert header == {"op": 1, "t": "#labels"}
         got = body["labels"][0]["sig"]
@@ -62,8 +62,8 @@ def test_100k_random_signatures_decode_as_byte_strings() -> None:
 
 def test_frames_decode_with_libipld_strictly() -> None:
     label = Label(src="did:plc:abc", uri="did:plc:xyz", val="spam", cts="2024-01-01T00:00:00.000Z", sig=os.urandom(64))
-    header, body = frames.decode_frame(frames.labels_frame(2**52, [label.to_cbor()] * 30))
-    assert header["t"] == "#labels" and body["seq"] == 2**52 and len(body["labels"]) == 30
+    header, body = frames.decode_frame(frames.label_frame(2**52, label.cbor_parts()))
+    assert header["t"] == "#labels" and body["seq"] == 2**52 and body["labels"] == [label.to_ipld()]
     header, body = frames.decode_frame(frames.info_frame("OutdatedCursor", "old"))
     assert header == {"op": 1, "t": "#info"} and body == {"name": "OutdatedCursor", "message": "old"}
 

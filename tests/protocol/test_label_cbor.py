@@ -1,4 +1,5 @@
-"""`Label.to_cbor` writes the common label shape by hand; it must stay byte-identical to cbor2's canonical form."""
+"""Labels and stream frames are written by hand (`cbor_parts`, `label_frame`); they must stay byte-identical to
+cbor2's canonical form."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import string
 import cbor2
 import pytest
 
+from labeler.labels.hub import encode_row_frame
+from labeler.protocol.frames import HEADER_LABELS
 from labeler.protocol.label import Label
 
 ALPHABET = string.ascii_letters + "é😀:/._-"
@@ -44,3 +47,33 @@ def test_unencodable_text_still_raises() -> None:
     label = Label(src="did:plc:x", uri="\ud800", val="a", cts="2024-01-01T00:00:00Z")
     with pytest.raises(UnicodeEncodeError):
         label.to_cbor()
+
+
+def test_the_common_shape_equals_cbor2_canonical_at_its_edges() -> None:
+    """Nearly every label has no cid, exp or neg and a 64-byte signature: written without a decision per field, for
+    strings up to 255 UTF-8 bytes (one-byte length heads); longer ones and other signatures take the general path."""
+    rng = random.Random(20261122)
+    for _ in range(3000):
+        label = Label(
+            src=_text(rng, rng.choice([5, 23, 24, 40])),
+            uri=_text(rng, rng.choice([1, 23, 24, 60, 85, 200, 255, 256, 300])),
+            val=_text(rng, rng.choice([1, 4, 24])),
+            cts=_text(rng, rng.choice([24, 85, 255, 256])),
+            sig=rng.randbytes(rng.choice([64, 64, 64, 63, 65])),
+        )
+        assert label.to_cbor() == cbor2.dumps(label.to_ipld(), canonical=True), label
+
+
+def test_a_frame_from_a_store_row_equals_cbor2_canonical() -> None:
+    """Backfill frames are written straight from database rows (cid '' when absent, neg as stored)."""
+    rng = random.Random(5)
+    for _ in range(2000):
+        cid = rng.choice(["", "", "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"])
+        exp = rng.choice([None, None, "2027-01-01T00:00:00.000Z"])
+        neg = rng.choice([False, False, True, 0, 1])
+        seq = rng.choice([1, 23, 24, 255, 256, 2**32, 2**53 - 1])
+        row = (seq, "did:plc:abc", _text(rng, rng.choice([10, 100, 300])), cid, "spam", neg,
+               "2026-11-22T00:00:00.000Z", exp, rng.randbytes(64), "key-1")  # fmt: skip
+        label = Label(row[1], row[2], row[4], row[6], cid or None, bool(neg), exp, row[8])
+        body = {"seq": seq, "labels": [label.to_ipld()]}
+        assert encode_row_frame(row) == HEADER_LABELS + cbor2.dumps(body, canonical=True), row
