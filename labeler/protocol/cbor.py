@@ -4,6 +4,7 @@ text strings. Everything else goes through cbor2."""
 from __future__ import annotations
 
 import functools
+import struct
 from typing import Final
 
 UINT: Final = 0x00
@@ -18,15 +19,21 @@ _SMALL: Final = {
 }
 
 
+_PACK_16: Final = struct.Struct(">BH").pack
+_PACK_32: Final = struct.Struct(">BI").pack
+_PACK_64: Final = struct.Struct(">BQ").pack
+
+
 def head(major: int, n: int) -> bytes:
-    """Shortest head for `major` (UINT, BYTES, TEXT, ARRAY) with argument `n`, as DAG-CBOR requires."""
+    """Shortest head for `major` (UINT, BYTES, TEXT, ARRAY) with argument `n`, as DAG-CBOR requires. Every stream
+    frame's seq (microseconds since 1970, so above 2^32) takes the last branch."""
     if n < 0x100:
         return _SMALL[major][n]
     if n < 0x10000:
-        return bytes((major | 25,)) + n.to_bytes(2, "big")
+        return _PACK_16(major | 25, n)
     if n < 0x100000000:
-        return bytes((major | 26,)) + n.to_bytes(4, "big")
-    return bytes((major | 27,)) + n.to_bytes(8, "big")
+        return _PACK_32(major | 26, n)
+    return _PACK_64(major | 27, n)
 
 
 def text(value: str) -> bytes:

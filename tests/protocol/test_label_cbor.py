@@ -71,7 +71,7 @@ def test_a_frame_from_a_store_row_equals_cbor2_canonical() -> None:
         cid = rng.choice(["", "", "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"])
         exp = rng.choice([None, None, "2027-01-01T00:00:00.000Z"])
         neg = rng.choice([False, False, True, 0, 1])
-        seq = rng.choice([1, 23, 24, 255, 256, 2**32, 2**53 - 1])
+        seq = rng.choice([1, 23, 24, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**53 - 1])
         row = (seq, "did:plc:abc", _text(rng, rng.choice([10, 100, 300])), cid, "spam", neg,
                "2026-11-22T00:00:00.000Z", exp, rng.randbytes(64), "key-1")  # fmt: skip
         label = Label(row[1], row[2], row[4], row[6], cid or None, bool(neg), exp, row[8])
