@@ -500,8 +500,8 @@ class LabelStore:
             # Sources with no labels here are dropped first: otherwise `*` with only such sources scans every row
             # above the cursor (in seq order, testing each src) to find nothing, hundreds of milliseconds at a
             # million labels; and nearly every row carries this labeler's own DID, so any other finds nothing.
-            present = {row[0] for row in await self._fetch(_sources_present_sql(self._sqlite, len(source_list)),
-                                                           source_list, on_reader=True)}  # fmt: skip
+            present_sql = _sources_present_sql(self._sqlite, len(source_list))
+            present = {row[0] for row in await self._fetch(present_sql, source_list, on_reader=True)}
             source_list = [src for src in source_list if src in present]
             if not source_list:
                 return []

@@ -66,21 +66,12 @@ class TransportFrameSink:
 
     def _try_write(self, wire: bytes) -> bool:
         """Called from the hub's fan-out, i.e. from the label writer's commit path, once per subscriber per commit:
-        it must never raise, so a connection in any odd state just refuses, and its own sender finds out why. The
-        checks are `_open` and the flow control written out inline (this is the per-subscriber cost of a live
-        label, after the socket write itself)."""
+        it must never raise, so a connection in any odd state just refuses, and its own sender finds out why."""
         protocol = self._protocol
-        transport = protocol.transport
-        if (
-            protocol.close_sent
-            or protocol.disconnected
-            or not protocol.writable.is_set()
-            or transport.is_closing()
-            or protocol.conn.state is not _OPEN
-        ):
+        if not protocol.writable.is_set() or not self._open():
             return False
         try:
-            transport.write(wire)
+            protocol.transport.write(wire)
         except (OSError, RuntimeError):  # a transport closed under us (uvloop raises rather than drops)
             return False
         return True
