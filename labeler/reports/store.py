@@ -148,7 +148,8 @@ class ReportStore:
             event: dict[str, Any] = {"$type": EVENT_REPORT, "reportType": report.reason_type}
             if report.reason is not None:
                 event["comment"] = report.reason
-            await self._log(conn, subject, event, reported_by, reported_by, now, report_id, report.mod_tool)
+            row = self._event_row(subject, event, reported_by, reported_by, now, report_id, report.mod_tool)
+            await self._insert_events(conn, [row])
         return Report(report_id, report.reason_type, subject, reported_by, now, report.reason, report.mod_tool)
 
     async def act(
@@ -288,21 +289,6 @@ class ReportStore:
         if appeal:
             update["last_appealed_at"] = now
         await conn.execute(insert.on_conflict_do_update(index_elements=[table.subject_uri], set_=update))
-
-    async def _log(
-        self,
-        conn: AsyncConnection,
-        subject: Subject,
-        event: dict[str, Any],
-        created_by: str,
-        actor: str,
-        now: str,
-        report_id: int | None,
-        mod_tool: dict[str, Any] | None,
-    ) -> ModEvent:
-        row = self._event_row(subject, event, created_by, actor, now, report_id, mod_tool)
-        event_id = int((await conn.execute(moderation_events.insert().values(row))).inserted_primary_key[0])
-        return ModEvent(event_id, event, subject, created_by, actor, now, report_id, mod_tool)
 
     @staticmethod
     def _event_row(
