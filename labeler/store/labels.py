@@ -16,7 +16,7 @@ import json
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -170,6 +170,17 @@ def _sources_present_sql(sqlite: bool, count: int) -> str:
     )
 
 
+def _row_values(actions: Sequence[LabelAction], now: str) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """Per action, the values of its label row and of its audit row without their seq (`_LABEL_ROW[1:]`,
+    `_EVENT_ROW[1:]`): every commit path writes exactly these."""
+    for action in actions:
+        label = action.label
+        assert label.sig is not None, "the writer signs before committing"
+        fields = (label.src, label.uri, label.cid or "", label.val, label.neg, label.cts, label.exp)
+        evidence = None if action.evidence is None else json.dumps(action.evidence)
+        yield (*fields, label.sig, action.key_id), (now, action.actor, action.via, action.reason, *fields, evidence)
+
+
 def _sequence(
     previous: int, actions: Sequence[LabelAction]
 ) -> tuple[CommitResult, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -178,18 +189,14 @@ def _sequence(
     if not actions:
         return CommitResult(previous_head=previous, stored=[]), [], []
     seq = max(previous + 1, time.time_ns() // 1000)
-    now = syntax.now()
     rows: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     stored: list[StoredLabel] = []
-    for this_seq, action in enumerate(actions, seq):
-        label = action.label
-        assert label.sig is not None, "the writer signs before committing"
-        fields = (label.src, label.uri, label.cid or "", label.val, label.neg, label.cts, label.exp)
-        rows.append((this_seq, *fields, label.sig, action.key_id))
-        evidence = None if action.evidence is None else json.dumps(action.evidence)
-        events.append((this_seq, now, action.actor, action.via, action.reason, *fields, evidence))
-        stored.append(StoredLabel(this_seq, label, action.key_id))
+    values = _row_values(actions, syntax.now())
+    for this_seq, (action, (row, event_row)) in enumerate(zip(actions, values, strict=True), seq):
+        rows.append((this_seq, *row))
+        events.append((this_seq, *event_row))
+        stored.append(StoredLabel(this_seq, action.label, action.key_id))
     return CommitResult(previous_head=previous, stored=stored), rows, events
 
 
@@ -249,15 +256,10 @@ class _SqliteCommitter:
     async def commit(self, actions: Sequence[LabelAction]) -> CommitResult:
         label_params: list[Any] = []
         event_params: list[Any] = []
-        now = syntax.now()
         add_label, add_event = label_params.extend, event_params.extend
-        for action in actions:
-            label = action.label
-            assert label.sig is not None, "the writer signs before committing"
-            fields = (label.src, label.uri, label.cid or "", label.val, label.neg, label.cts, label.exp)
-            add_label((*fields, label.sig, action.key_id))
-            evidence = None if action.evidence is None else json.dumps(action.evidence)
-            add_event((now, action.actor, action.via, action.reason, *fields, evidence))
+        for row, event_row in _row_values(actions, syntax.now()):
+            add_label(row)
+            add_event(event_row)
         loop = asyncio.get_running_loop()
         try:
             previous, first = await loop.run_in_executor(
@@ -463,7 +465,7 @@ class LabelStore:
 
     async def after(self, seq: int, limit: int) -> list[StoredLabel]:
         """`after_rows` as StoredLabels: the hub's catch-up."""
-        return rows_to_stored(await self.query_rows(("*",), (), seq, limit))
+        return rows_to_stored(await self.after_rows(seq, limit))
 
     async def query(
         self, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int
