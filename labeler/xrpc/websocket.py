@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from websockets.http11 import Request
 
 EXTENSION: Final = "labeler.frames"
-_OPEN: Final = State.OPEN
 
 
 class FrameSink(Protocol):
@@ -57,7 +56,7 @@ class TransportFrameSink:
         protocol = self._protocol
         return (
             not (protocol.close_sent or protocol.disconnected or protocol.transport.is_closing())
-            and protocol.conn.state is _OPEN
+            and protocol.conn.state is State.OPEN
         )
 
     def direct_writer(self) -> Callable[[bytes], bool] | None:
