@@ -378,6 +378,18 @@ def loaded_uri(i: int) -> str:
 # --- a minimal WebSocket client (cheap enough that the server, not the client, is what is measured) ----------
 
 
+def read_http_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """Read an HTTP message head (the WebSocket handshake, either side): (head, whatever followed it)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError("closed during handshake")
+        data += more
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
 class RawWebSocket:
     """RFC 6455 client over a plain socket: handshake, then parse unmasked server frames. Binary messages are
     returned as (receive_time, payload); no extensions are negotiated. Control frames other than close are
@@ -398,13 +410,7 @@ class RawWebSocket:
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         sock.sendall(request.encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            more = sock.recv(65536)
-            if not more:
-                raise ConnectionError("closed during handshake")
-            data += more
-        head, _, rest = data.partition(b"\r\n\r\n")
+        head, rest = read_http_head(sock)
         if not head.startswith(b"HTTP/1.1 101"):
             raise ConnectionError(f"handshake refused: {head[:200]!r}")
         ws = cls(sock)

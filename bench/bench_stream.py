@@ -302,12 +302,7 @@ async def _floor(subscribers: int, args: argparse.Namespace) -> tuple[Emitted, d
     def accept_all() -> None:
         while len(accepted) < subscribers:
             sock, _addr = listener.accept()
-            request = b""
-            while b"\r\n\r\n" not in request:
-                data = sock.recv(4096)
-                if not data:
-                    raise ConnectionError("a client closed during the handshake")
-                request += data
+            h.read_http_head(sock)
             sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             accepted.append(sock)
