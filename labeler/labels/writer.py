@@ -3,7 +3,8 @@
 Callers await `write()`; it returns only after the transaction holding their labels committed, so nothing is
 acknowledged that a crash could lose. Signing happens in the caller's turn; a single committer task drains
 whatever is queued (up to `max_batch` labels) into one transaction, which is what makes concurrent writers fast.
-While one transaction commits (in the database's thread or server), the event loop signs the next labels.
+While one transaction commits (in the database's thread or server), the event loop signs the next labels; so
+that there are next labels, many callers queued at once are committed as two halves (`_first_batch_limit`).
 
 Signing stays on the event loop on purpose (measured with bench/bench_writer.py on 2 vCPUs): a signer thread
 (libsecp256k1 releases the GIL) took ~40 µs a label off the loop but cost more than that in GIL hand-offs, one
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ from labeler.protocol.label import Label
 from labeler.store.labels import CommitResult, LabelAction, LabelStore, StoredLabel
 
 log = logging.getLogger(__name__)
+
+SPLIT_MIN = 16  # fewer labels queued while the committer was idle always commit together (_first_batch_limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,7 @@ class LabelWriter:
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._queued_at = 0.0  # when the first label queued since the committer last waited
 
     async def start(self) -> None:
         if self._task is None:
@@ -129,7 +134,9 @@ class LabelWriter:
             for i in range(0, len(actions), self.max_batch)
         ]
         self._pending.extend(chunks)
-        self._wake.set()
+        if not self._wake.is_set():
+            self._queued_at = time.perf_counter()
+            self._wake.set()
         if len(chunks) == 1:  # the common case; gather() would cost a wrapper future and a loop turn per call
             return await chunks[0].done
         results = await asyncio.gather(*(chunk.done for chunk in chunks))
@@ -139,19 +146,43 @@ class LabelWriter:
         return (await self.write([request]))[0]
 
     async def _run(self) -> None:
+        last_commit = 0.0  # seconds the previous commit took
         while True:
+            limit = self.max_batch
             if not self._pending:
                 self._idle.set()
                 await self._wake.wait()
                 self._wake.clear()
-                continue
+                if not self._pending:
+                    continue
+                limit = self._first_batch_limit(time.perf_counter() - self._queued_at, last_commit)
             self._idle.clear()
             batch = [self._pending.popleft()]
             count = len(batch[0].actions)
-            while self._pending and count + len(self._pending[0].actions) <= self.max_batch:
+            while self._pending and count + len(self._pending[0].actions) <= limit:
                 batch.append(self._pending.popleft())
                 count += len(batch[-1].actions)
+            started = time.perf_counter()
             await self._commit(batch)
+            last_commit = time.perf_counter() - started
+
+    def _first_batch_limit(self, queuing: float, last_commit: float) -> int:
+        """How many of the labels queued while the committer was idle to commit first.
+
+        Committing all of them is lockstep: every caller waits on that one commit, so the event loop idles while
+        it runs, and the commit thread idles while the callers prepare their next labels. Committing half, then
+        the other half at once, lets the first half's callers prepare their next labels during the second commit,
+        and from then on the writer stays in that two-batch pipeline (measured with 256 one-label callers on
+        SQLite, 2 vCPUs: 10–12k → 14–19k labels/s). A split costs one more commit's fixed part (BEGIN, fsync), so
+        it is made only when queuing took longer than half the last commit (on a slow disk the fixed part
+        dominates) and never below SPLIT_MIN labels (measured: 8 callers ~10 % slower pipelined, 16 even).
+        """
+        if queuing <= last_commit / 2:
+            return self.max_batch
+        queued = sum(len(pending.actions) for pending in self._pending)
+        if queued < SPLIT_MIN:
+            return self.max_batch
+        return min(self.max_batch, queued // 2)
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from labeler.labels.writer import LabelRequest
+from labeler.labels.writer import SPLIT_MIN, LabelRequest
 from labeler.service import Labeler
 from labeler.store.engine import StoreError, create_engine
 from labeler.store.migrate import upgrade
@@ -65,6 +65,33 @@ async def test_a_batch_beyond_one_statement_with_a_repeated_key(labeler: Labeler
     ]
     assert events[5]["reason"] == "r5" and events[5]["via"] == "test" and events[699]["evidence"] == {"job": 7}
     assert await labeler.store.head() == seqs[-1]
+
+
+async def _commit_sizes_of_concurrent_writes(labeler: Labeler, callers: int) -> list[int]:
+    """Write one label from each of `callers` coroutines at once; the sizes of the store commits that took them."""
+    sizes: list[int] = []
+    commit = labeler.store.commit
+
+    async def observed(actions: Any) -> Any:
+        sizes.append(len(actions))
+        return await commit(actions)
+
+    labeler.store.commit = observed  # type: ignore[method-assign]
+    requests = [LabelRequest(uri=f"did:plc:concurrent{i:014d}", val="spam") for i in range(callers)]
+    stored = await asyncio.gather(*(labeler.writer.write_one(request) for request in requests))
+    assert [s.label.uri for s in stored] == [r.uri for r in requests]
+    assert len({s.seq for s in stored}) == callers
+    return sizes
+
+
+async def test_many_writers_queued_at_once_commit_in_two_halves(labeler: Labeler) -> None:
+    """Not one lockstep commit: the first half commits while the second half waits its turn, so the first half's
+    callers could prepare their next labels during the second commit (no commit yet to weigh against)."""
+    assert await _commit_sizes_of_concurrent_writes(labeler, 40) == [20, 20]
+
+
+async def test_few_writers_queued_at_once_commit_together(labeler: Labeler) -> None:
+    assert await _commit_sizes_of_concurrent_writes(labeler, SPLIT_MIN - 1) == [SPLIT_MIN - 1]
 
 
 async def test_a_failed_commit_is_a_store_error_and_leaves_nothing(labeler: Labeler) -> None:
