@@ -100,7 +100,7 @@ _LABEL_ROW: Final = ("seq", "src", "uri", "cid", "val", "neg", "cts", "exp", "si
 _EVENT_ROW: Final = (
     "seq", "created_at", "actor", "via", "reason", "src", "uri", "cid", "val", "neg", "cts", "exp", "evidence",
 )  # fmt: skip
-_CURRENT_KEY: Final = ("src", "uri", "cid", "val")  # labels_current_key
+_CURRENT_KEY: Final = ("uri", "src", "cid", "val")  # labels_current_key
 _RELABEL_SETS: Final = ("seq", "neg", "cts", "exp", "sig", "key_id")
 
 
@@ -129,24 +129,40 @@ def _bulk_insert_sql(paramstyle: str) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=256)
 def _query_sql(sqlite: bool, everything: bool, exact: int, bounded: tuple[bool, ...], sources: int) -> str:
-    """queryLabels as driver SQL (qmark for aiosqlite, numeric_dollar for asyncpg) for one shape of request.
-    Parameters, in order: the cursor, the exact URIs, each prefix then its upper bound (only where `bounded`), the
-    sources, the limit (see `LabelStore.query_rows`).
+    """queryLabels as driver SQL for one shape of request. Parameters, numbered (`?n` on SQLite, `$n` on asyncpg) in
+    this order: the cursor, the exact URIs, each prefix then its upper bound (only where `bounded`), the sources, the
+    limit (see `LabelStore.query_rows`).
 
     Driver SQL, not a SQLAlchemy statement: queryLabels is the hot public read, and SQLAlchemy's statement, result
     and row layers cost several times what the database does for a 2-row lookup. Both databases compare URIs
     bytewise (schema.ByteText), so prefixes are plain range conditions and `_`, `%` and case are literal.
 
-    On SQLite a URI condition names its index: `seq` is the rowid (migration 0005), and without ANALYZE statistics
-    SQLite preferred walking the whole table in seq order, testing each row's URI, to reading the URI range and
-    sorting the few matches (measured at 1M labels: ~170 ms instead of ~0.5 ms for one account's prefix)."""
-    marks = iter(range(1, 1 + 1 + exact + len(bounded) + sum(bounded) + sources + 1))
+    URI conditions read `labels_current_key`, which leads with the URI; on SQLite they name it: `seq` is the rowid
+    (migration 0005), and without ANALYZE statistics SQLite preferred walking the whole table in seq order, testing
+    each row's URI, to reading the URI range and sorting the few matches (measured at 1M labels: ~170 ms instead of
+    ~0.5 ms for one account's prefix). `*` with sources reads each source's rows above the cursor from
+    `labels_src_seq`, already in seq order, at most `limit` each: bounded whether a source has every label or none
+    (filtering the table in seq order instead walked every row above the cursor for a source with no labels)."""
+    numbers = iter(range(1, 1 + 1 + exact + len(bounded) + sum(bounded) + sources + 1))
 
     def mark() -> str:
-        n = next(marks)
-        return "?" if sqlite else f"${n}"
+        return f"{'?' if sqlite else '$'}{next(numbers)}"
 
-    where = [f"seq > {mark()}"]
+    columns = ", ".join(c.name for c in _LABEL_COLUMNS)
+    cursor = mark()
+    if everything and sources:
+        source_marks = [mark() for _ in range(sources)]
+        limit = mark()
+        table = f"{labels.name} INDEXED BY labels_src_seq" if sqlite else labels.name
+        arms = [
+            f"SELECT {columns} FROM {table} WHERE src = {source} AND seq > {cursor} ORDER BY seq LIMIT {limit}"
+            for source in source_marks
+        ]
+        if len(arms) == 1:
+            return arms[0]
+        merged = " UNION ALL ".join(f"SELECT * FROM ({arm}) AS s{i}" for i, arm in enumerate(arms))
+        return f"{merged} ORDER BY seq LIMIT {limit}"
+    where = [f"seq > {cursor}"]
     if not everything:
         conditions = []
         if exact:
@@ -156,18 +172,31 @@ def _query_sql(sqlite: bool, everything: bool, exact: int, bounded: tuple[bool, 
         where.append(conditions[0] if len(conditions) == 1 else f"({' OR '.join(conditions)})")
     if sources:
         where.append(f"src IN ({', '.join(mark() for _ in range(sources))})")
-    columns = ", ".join(c.name for c in _LABEL_COLUMNS)
-    table = f"{labels.name} INDEXED BY labels_uri_seq" if sqlite and not everything else labels.name
+    table = f"{labels.name} INDEXED BY labels_current_key" if sqlite and not everything else labels.name
     return f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} ORDER BY seq LIMIT {mark()}"
 
 
-@functools.lru_cache(maxsize=64)
-def _sources_present_sql(sqlite: bool, count: int) -> str:
-    """Which of `count` sources have any label: one index seek each (labels_current_key leads with src)."""
-    return " UNION ALL ".join(
-        f"SELECT src FROM (SELECT src FROM {labels.name} WHERE src = {'?' if sqlite else f'${i}'} LIMIT 1) AS s{i}"
-        for i in range(1, count + 1)
-    )
+def query_statement(
+    sqlite: bool, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int
+) -> tuple[str, list[Any], bool]:
+    """queryLabels' driver SQL and parameters, and whether the limit bounds its cost (no prefix pattern)."""
+    everything = "*" in patterns
+    exact: list[str] = []
+    ranges: list[str] = []
+    bounded: list[bool] = []
+    if not everything:
+        for pattern in dict.fromkeys(patterns):
+            if not pattern.endswith("*"):
+                exact.append(pattern)
+                continue
+            upper = prefix_upper_bound(pattern[:-1])
+            ranges.append(pattern[:-1])
+            if upper is not None:
+                ranges.append(upper)
+            bounded.append(upper is not None)
+    source_list = list(dict.fromkeys(sources))
+    sql = _query_sql(sqlite, everything, len(exact), tuple(bounded), len(source_list))
+    return sql, [cursor, *exact, *ranges, *source_list, limit], not bounded
 
 
 def _row_values(actions: Sequence[LabelAction], now: str) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
@@ -479,37 +508,12 @@ class LabelStore:
     async def query_rows(self, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int) -> list[Any]:
         """`query` as plain rows of `_LABEL_COLUMNS` (cid '' when absent), for callers that encode them directly.
 
-        On SQLite, requests whose cost the limit bounds (`*` or exact URIs, no `*` with sources) run synchronously
+        On SQLite, requests whose cost the limit bounds (`*`, with or without sources, or exact URIs) run synchronously
         on the store's own read connection: an index seek or a short range scan costs tens of microseconds, less
         than one hop to the driver's thread. Prefix patterns, which can scan far, keep to the pooled connection.
         """
-        everything = "*" in patterns
-        exact: list[str] = []
-        ranges: list[str] = []
-        bounded: list[bool] = []
-        if not everything:
-            for pattern in dict.fromkeys(patterns):
-                if not pattern.endswith("*"):
-                    exact.append(pattern)
-                    continue
-                upper = prefix_upper_bound(pattern[:-1])
-                ranges.append(pattern[:-1])
-                if upper is not None:
-                    ranges.append(upper)
-                bounded.append(upper is not None)
-        source_list = list(dict.fromkeys(sources))
-        if source_list:
-            # Sources with no labels here are dropped first: otherwise `*` with only such sources scans every row
-            # above the cursor (in seq order, testing each src) to find nothing, hundreds of milliseconds at a
-            # million labels; and nearly every row carries this labeler's own DID, so any other finds nothing.
-            present_sql = _sources_present_sql(self._sqlite, len(source_list))
-            present = {row[0] for row in await self._fetch(present_sql, source_list, on_reader=True)}
-            source_list = [src for src in source_list if src in present]
-            if not source_list:
-                return []
-        sql = _query_sql(self._sqlite, everything, len(exact), tuple(bounded), len(source_list))
-        params = [cursor, *exact, *ranges, *source_list, limit]
-        return await self._fetch(sql, params, on_reader=not bounded and not (everything and source_list))
+        sql, params, bounded = query_statement(self._sqlite, patterns, sources, cursor, limit)
+        return await self._fetch(sql, params, on_reader=bounded)
 
     async def _fetch(self, sql: str, params: Sequence[Any], *, on_reader: bool) -> list[Any]:
         """Rows of driver SQL: on SQLite's read connection, synchronously, when `on_reader` (the caller knows the

@@ -18,7 +18,7 @@ labels = sa.Table(
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False),
     sa.Column("src", ByteText, nullable=False),
     sa.Column("uri", ByteText, nullable=False),
-    # '' when the label has no cid, so (src, uri, cid, val) is a plain unique key on both databases.
+    # '' when the label has no cid, so (uri, src, cid, val) is a plain unique key on both databases.
     sa.Column("cid", ByteText, nullable=False, server_default=""),
     sa.Column("val", ByteText, nullable=False),
     sa.Column("neg", sa.Boolean, nullable=False),
@@ -26,8 +26,10 @@ labels = sa.Table(
     sa.Column("exp", sa.Text, nullable=True),
     sa.Column("sig", sa.LargeBinary, nullable=False),
     sa.Column("key_id", sa.Text, nullable=False),
-    sa.UniqueConstraint("src", "uri", "cid", "val", name="labels_current_key"),
-    sa.Index("labels_uri_seq", "uri", "seq"),
+    # The current-state key, led by the URI so that it also serves queryLabels' URI lookups (migration 0006).
+    sa.Index("labels_current_key", "uri", "src", "cid", "val", unique=True),
+    # `sources` with `*`: one seek per source, rows in seq order; inserts append (seqs only grow).
+    sa.Index("labels_src_seq", "src", "seq"),
 )
 
 # Append-only history of every label action, with who did it and why (design.md invariant 3).

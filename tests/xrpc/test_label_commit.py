@@ -141,7 +141,7 @@ async def test_migration_0005_keeps_rows_and_makes_seq_the_rowid(tmp_path: Path)
             )
         before = _rows(path)
         assert not _seq_is_rowid(path)
-        await upgrade(engine)
+        await upgrade(engine, "0005")
         assert _rows(path) == before and _seq_is_rowid(path)
         assert "label_events_seq" not in _indexes(path) and {"labels_uri_seq", "label_events_uri"} <= _indexes(path)
         with _connect(path) as conn, pytest.raises(sqlite3.IntegrityError):  # the current-state key survived
@@ -149,6 +149,51 @@ async def test_migration_0005_keeps_rows_and_makes_seq_the_rowid(tmp_path: Path)
         await _downgrade(engine, "0004")
         assert _rows(path) == before and not _seq_is_rowid(path) and "label_events_seq" in _indexes(path)
     finally:
+        await engine.dispose()
+
+
+def _label_indexes(conn: Any) -> dict[str, tuple[bool, list[str]]]:
+    """labels' indexes and unique constraints: name → (unique, columns)."""
+    inspector = sa.inspect(conn)
+    found = {i["name"]: (bool(i["unique"]), i["column_names"]) for i in inspector.get_indexes("labels")}
+    for constraint in inspector.get_unique_constraints("labels"):
+        found.setdefault(constraint["name"], (True, constraint["column_names"]))
+    return found
+
+
+async def test_migration_0006_leads_the_current_key_with_the_uri_and_keeps_rows(database_url: str) -> None:
+    engine = create_engine(database_url)
+    insert = "INSERT INTO labels (seq, src, uri, cid, val, neg, cts, exp, sig, key_id) VALUES " + (
+        "(?,?,?,?,?,?,?,?,?,?)" if database_url.startswith("sqlite") else "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+    )
+    select = sa.select(labels).order_by(labels.c.seq)
+    try:
+        await upgrade(engine)
+        await _downgrade(engine, "0005")
+        async with engine.begin() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            await driver.executemany(insert, [_label_row(seq) for seq in (5, 1_700_000_000_000_000, 9)])
+            before = (await conn.execute(select)).all()
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert (await conn.execute(select)).all() == before
+            indexes = await conn.run_sync(_label_indexes)
+        assert indexes["labels_current_key"] == (True, ["uri", "src", "cid", "val"])
+        assert indexes["labels_src_seq"] == (False, ["src", "seq"]) and "labels_uri_seq" not in indexes
+        if engine.url.database and engine.dialect.name == "sqlite":  # the rebuilt table keeps seq as its rowid
+            assert _seq_is_rowid(Path(engine.url.database))
+        with pytest.raises(sa.exc.IntegrityError):  # still the current-state key
+            async with engine.begin() as conn:
+                row = dict(zip(labels.c.keys(), (10, *_label_row(9)[1:]), strict=True))
+                await conn.execute(labels.insert().values(row))
+        await _downgrade(engine, "0005")
+        async with engine.connect() as conn:
+            assert (await conn.execute(select)).all() == before
+            indexes = await conn.run_sync(_label_indexes)
+        assert indexes["labels_current_key"] == (True, ["src", "uri", "cid", "val"])
+        assert indexes["labels_uri_seq"] == (False, ["uri", "seq"]) and "labels_src_seq" not in indexes
+    finally:
+        await upgrade(engine)  # the PostgreSQL database is shared by the session's tests
         await engine.dispose()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from typing import Any
@@ -15,7 +16,7 @@ from labeler.labels.writer import LabelRequest
 from labeler.protocol.crypto import Curve
 from labeler.protocol.label import Label
 from labeler.service import Labeler
-from labeler.store.labels import LabelAction
+from labeler.store.labels import LabelAction, query_statement
 from labeler.xrpc.query_labels import encode_page
 
 POST = "at://did:plc:alice/app.bsky.feed.post/"
@@ -118,6 +119,25 @@ async def test_pattern_and_source_combinations_match_a_plain_filter(labeler: Lab
             for cursor, limit in ((0, 100), (0, 1), (middle, 100)):
                 got = await labeler.store.query(patterns, sources, cursor, limit)
                 assert [r.seq for r in got] == expected(patterns, sources, cursor, limit), (patterns, sources)
+
+
+async def test_no_query_shape_walks_the_labels_table_on_sqlite(labeler: Labeler) -> None:
+    """Every shape reads an index (bare `*` the table's own, in seq order from the cursor): a URI or a source with
+    no labels costs a seek, never a walk over every label (SQLite has no statistics to choose by)."""
+    if not labeler.settings.is_sqlite:
+        pytest.skip("SQLite's query plans")
+    await _seed(labeler, [f"{POST}a1", "did:plc:alice"])
+    own = labeler.settings.did
+    shapes = [["*"], [f"{POST}a1"], [f"{POST}a*"], [f"{POST}a1", "did:*"], ["at://*"]]
+    with contextlib.closing(sqlite3.connect(labeler.engine.url.database or "")) as conn:
+        for patterns in shapes:
+            for sources in ([], [own], ["did:plc:nobody", own]):
+                sql, params, _bounded = query_statement(True, patterns, sources, 0, 50)
+                plan = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+                steps = [step for step in plan if step.startswith(("SEARCH labels", "SCAN labels"))]
+                assert steps and all(step.startswith("SEARCH labels") for step in steps), (patterns, sources, plan)
+                if patterns != ["*"] or sources:  # bare `*` alone may read the table by rowid (= seq)
+                    assert all(" INDEX " in step for step in steps), (patterns, sources, plan)
 
 
 async def test_a_busy_sqlite_read_connection_falls_back_to_the_pool(
