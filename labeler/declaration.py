@@ -28,7 +28,7 @@ from typing import Any, Final
 from labeler.config import ConfigError, Settings
 from labeler.protocol import syntax
 
-IDENTIFIER_RE: Final = re.compile(r"^[a-z-]+$")
+IDENTIFIER_RE: Final = re.compile(r"[a-z-]+")  # fullmatch: `$` would allow a trailing newline
 GLOBAL_VALUES: Final = frozenset(
     {"!hide", "!warn", "!no-unauthenticated", "porn", "sexual", "nudity", "graphic-media", "gore"}
 )
@@ -112,7 +112,7 @@ def _choice(entry: dict[str, Any], key: str, allowed: tuple[str, ...], default: 
 
 def _definition(entry: dict[str, Any]) -> LabelDefinition:
     identifier = entry.get("identifier")
-    if not isinstance(identifier, str) or not IDENTIFIER_RE.match(identifier) or len(identifier) > 100:
+    if not isinstance(identifier, str) or not IDENTIFIER_RE.fullmatch(identifier) or len(identifier) > 100:
         raise ConfigError(f"declaration label identifier {identifier!r} must match ^[a-z-]+$ (≤ 100 characters)")
     locales = entry.get("locales")
     if not isinstance(locales, list) or not locales:

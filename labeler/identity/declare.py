@@ -38,7 +38,7 @@ def value_problem(value: str) -> str | None:
         return None
     if len(value.encode()) > MAX_VALUE_BYTES:
         return f"{value[:40]!r}… is longer than {MAX_VALUE_BYTES} bytes"
-    if not IDENTIFIER_RE.match(value):
+    if not IDENTIFIER_RE.fullmatch(value):
         return f"{value!r} does not match ^[a-z-]+$ (clients ignore it)"
     return None
 

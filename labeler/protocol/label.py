@@ -23,7 +23,7 @@ from labeler.protocol.ipld_json import bytes_to_b64, from_json
 MAX_VALUE_BYTES: Final = 128
 # SPEC-LABEL's advice: lower-case a-z with '-' as an internal separator; a leading '!' marks system values.
 # The Bluesky client only applies a labeler's own definitions to values matching ^[a-z-]+$ (protocol.md §1.1).
-VALUE_RE: Final = re.compile(r"^!?[a-z]+(?:-[a-z]+)*$")
+VALUE_RE: Final = re.compile(r"!?[a-z]+(?:-[a-z]+)*")  # fullmatch: `$` would allow a trailing newline
 LABEL_FIELDS: Final = frozenset({"ver", "src", "uri", "cid", "val", "neg", "cts", "exp", "sig"})
 
 # `src` (our own DID) and `cts`/`exp` (one timestamp per millisecond) repeat from label to label, so their pure
@@ -39,7 +39,7 @@ class InvalidLabel(ValueError):
 def check_value(val: str) -> str:
     if len(val.encode("utf-8")) > MAX_VALUE_BYTES:
         raise InvalidLabel(f"label value longer than {MAX_VALUE_BYTES} bytes")
-    if not VALUE_RE.match(val):
+    if not VALUE_RE.fullmatch(val):
         raise InvalidLabel(
             f"label value {val!r} must be lower-case a-z words joined by '-' (optionally starting with '!')"
         )

@@ -19,7 +19,7 @@ from atproto_client.models import string_formats as _sf
 MAX_URI_LENGTH: Final = 8 * 1024
 _STRICT: Final[Any] = SimpleNamespace(context={"strict_string_format": True})
 _NSID_RE: Final = re.compile(
-    r"^[a-zA-Z]([a-zA-Z0-9-]{0,62})?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?)+(\.[a-zA-Z]([a-zA-Z0-9]{0,62})?)$"
+    r"[a-zA-Z]([a-zA-Z0-9-]{0,62})?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?)+(\.[a-zA-Z]([a-zA-Z0-9]{0,62})?)"
 )
 
 
@@ -28,10 +28,18 @@ _NSID_RE: Final = re.compile(
 _PLAIN_DID_RE: Final = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:-]*[a-zA-Z0-9._-]")
 
 
+def _sdk_check(validate: Any, value: str) -> str:
+    """The SDK's validators anchor their regexes with `$`, which also matches before a trailing newline."""
+    if value.endswith("\n"):
+        raise ValueError(f"invalid identifier (trailing newline): {value!r}")
+    result: str = validate(value, _STRICT)
+    return result
+
+
 def check_did(value: str) -> str:
     if len(value) <= _sf.MAX_DID_LENGTH and _PLAIN_DID_RE.fullmatch(value):
         return value
-    return _sf.validate_did(value, _STRICT)
+    return _sdk_check(_sf.validate_did, value)
 
 
 def is_did(value: str) -> bool:
@@ -43,17 +51,17 @@ def is_did(value: str) -> bool:
 
 
 def check_handle(value: str) -> str:
-    return _sf.validate_handle(value, _STRICT)
+    return _sdk_check(_sf.validate_handle, value)
 
 
 def check_nsid(value: str) -> str:
-    if len(value) > 317 or not _NSID_RE.match(value):
+    if len(value) > 317 or not _NSID_RE.fullmatch(value):
         raise ValueError(f"invalid NSID: {value!r}")
     return value
 
 
 def check_record_key(value: str) -> str:
-    return _sf.validate_record_key(value, _STRICT)
+    return _sdk_check(_sf.validate_record_key, value)
 
 
 def check_at_uri(value: str) -> str:
@@ -98,7 +106,7 @@ def check_datetime(value: str) -> str:
     """The lexicon `datetime` format: RFC 3339 ∩ ISO 8601, timezone required, `-00:00` forbidden."""
     if len(value) > 64:
         raise ValueError("invalid datetime: too long")
-    return _sf.validate_datetime(value, _STRICT)
+    return _sdk_check(_sf.validate_datetime, value)
 
 
 def parse_datetime(value: str) -> datetime:

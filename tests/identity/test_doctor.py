@@ -22,7 +22,7 @@ from support.server import RunningServer
 from labeler.cli import cli
 from labeler.cli.doctor import local_facts
 from labeler.config import Settings
-from labeler.identity.declare import COLLECTION, RKEY, build_record
+from labeler.identity.declare import COLLECTION, RKEY, build_record, value_problem
 from labeler.identity.doctor import Finding, LocalFacts, diagnose, healthy
 from labeler.identity.resolver import DidResolver
 from labeler.labels.writer import LabelRequest
@@ -233,3 +233,8 @@ async def test_cli_exit_code_and_json(setup: Setup, monkeypatch: pytest.MonkeyPa
     code, report = await asyncio.to_thread(doctor)
     assert code == 1 and report["healthy"] is False
     assert {c["check"] for c in report["checks"] if c["status"] == "fail"} == {"label-key", "query-labels"}
+
+
+def test_a_value_with_a_trailing_newline_is_a_value_problem() -> None:
+    assert value_problem("spam-bot") is None
+    assert value_problem("spam-bot\n") is not None  # `$` alone would let it through

@@ -10,6 +10,7 @@ import pytest
 from vectors import lines
 
 from labeler.protocol import syntax
+from labeler.protocol.label import check_value
 
 
 @pytest.mark.parametrize("value", lines("syntax/subject_uri_valid.txt"))
@@ -75,7 +76,8 @@ DID_CASES = [
     ],
 )
 def test_check_did_agrees_with_the_sdk(value: str) -> None:
-    """check_did's one-regex fast path accepts nothing the atproto SDK's validator rejects, and vice versa."""
+    """check_did's one-regex fast path accepts nothing the atproto SDK's validator rejects, and vice versa, but for
+    a trailing newline, which the SDK's `$` lets through (below)."""
     from atproto_client.models import string_formats
 
     def outcome(check: Any) -> bool:
@@ -85,4 +87,29 @@ def test_check_did_agrees_with_the_sdk(value: str) -> None:
             return False
         return True
 
-    assert outcome(syntax.check_did) == outcome(lambda v: string_formats.validate_did(v, syntax._STRICT))
+    sdk = outcome(lambda v: string_formats.validate_did(v, syntax._STRICT)) and not value.endswith("\n")
+    assert outcome(syntax.check_did) == sdk
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        (syntax.check_did, "did:plc:z72i7hdynmk6r22z27h6tvur"),
+        (syntax.check_did, "did:web:localhost%3A8080"),
+        (syntax.check_subject_uri, "did:web:example.com"),
+        (syntax.check_subject_uri, "at://did:plc:z72i7hdynmk6r22z27h6tvur/app.bsky.feed.post/3jzfcijpj2z2a"),
+        (syntax.check_subject_uri, "at://alice.bsky.social/app.bsky.feed.post"),
+        (syntax.check_handle, "alice.bsky.social"),
+        (syntax.check_nsid, "app.bsky.feed.post"),
+        (syntax.check_record_key, "3jzfcijpj2z2a"),
+        (syntax.check_datetime, "2026-11-22T00:00:00.000Z"),
+        (check_value, "spam"),
+        (check_value, "!hide"),
+    ],
+)
+def test_a_trailing_newline_is_refused(check: Any, value: str) -> None:
+    """Python's `$` also matches before a final newline, and the SDK's validators anchor with it: a label whose
+    subject or value ends in one would be signed and served."""
+    assert check(value) == value
+    with pytest.raises(ValueError):
+        check(value + "\n")
