@@ -36,7 +36,7 @@ SEVERITIES: Final = ("inform", "alert", "none")
 BLURS: Final = ("content", "media", "none")
 DEFAULT_SETTINGS: Final = ("ignore", "warn", "hide")
 SUBJECT_TYPES: Final = ("account", "record", "chat")
-DEFAULT_LABEL: Final = {
+DEFAULT_LABEL: Final[dict[str, Any]] = {
     "identifier": "csam-hash-match",
     "severity": "alert",
     "blurs": "media",

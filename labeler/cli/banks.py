@@ -85,7 +85,7 @@ def bank_list(as_json: bool) -> None:
         banks = _with_hma(settings, lambda hma: hma.list_banks())
         rows = [{"name": b.name, "matching_enabled_ratio": b.matching_enabled_ratio} for b in banks]
     else:
-        rows = [b.__dict__ for b in _with_store(settings, lambda store: store.list())]
+        rows = [b.__dict__ for b in _with_store(settings, lambda store: store.all_banks())]
     if as_json:
         echo_json(rows)
         return
@@ -147,7 +147,7 @@ def bank_import(name: str, path: Path, fmt: str | None, create: bool) -> None:
 
 
 async def _import_embedded(store: BankStore, name: str, entries: list[EntryInput], create: bool) -> int:
-    if create and name not in {b.name for b in await store.list()}:
+    if create and name not in {b.name for b in await store.all_banks()}:
         await store.create(name)
     added = 0
     with click.progressbar(length=len(entries), label=f"importing into {name}", file=sys.stderr) as bar:

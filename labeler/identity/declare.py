@@ -46,7 +46,8 @@ def value_problem(value: str) -> str | None:
 def validate_record(record: dict[str, Any]) -> None:
     """DeclarationError listing every problem, ours and the SDK model's."""
     problems: list[str] = []
-    policies = record.get("policies") if isinstance(record.get("policies"), dict) else {}
+    raw_policies = record.get("policies")
+    policies = raw_policies if isinstance(raw_policies, dict) else {}
     values = policies.get("labelValues") or []
     problems += [p for p in map(value_problem, values) if p]
     if len(set(values)) != len(values):

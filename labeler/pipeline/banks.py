@@ -99,7 +99,7 @@ class BankStore:
             raise
         return Bank(name, 0, stamp, note)
 
-    async def list(self) -> list[Bank]:
+    async def all_banks(self) -> list[Bank]:
         count = sa.func.count(bank_entries.c.id)
         query = (
             sa.select(hash_banks.c.name, hash_banks.c.created_at, hash_banks.c.note, count)
@@ -155,7 +155,8 @@ class BankStore:
     async def head(self) -> int:
         """The newest change id (0 when there is none)."""
         async with self.engine.connect() as conn:
-            return int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(bank_changes.c.id), 0)))).scalar())
+            newest = sa.select(sa.func.coalesce(sa.func.max(bank_changes.c.id), 0))
+            return int((await conn.execute(newest)).scalar_one())
 
     async def changes_after(self, change_id: int, limit: int = 1000) -> list[BankChange]:
         query = sa.select(bank_changes).where(bank_changes.c.id > change_id).order_by(bank_changes.c.id).limit(limit)

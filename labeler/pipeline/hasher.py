@@ -103,7 +103,7 @@ def hash_image(
     return PdqResult(_bits_to_hex(vector), int(quality), width, height, reduced)
 
 
-def validate_pdq_hex(value: str) -> str:
+def validate_pdq_hex(value: object) -> str:
     """Return `value` if it is a PDQ hash as HMA accepts it (exactly 64 lowercase hex), else raise ValueError."""
     if not isinstance(value, str) or _PDQ_HEX.fullmatch(value) is None:
         raise ValueError(f"invalid PDQ hash: {value!r:.80}")

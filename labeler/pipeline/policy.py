@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from labeler.config import ConfigError
 from labeler.pipeline.match.base import Match
@@ -129,5 +129,5 @@ def _rule(position: int, raw: Any) -> Rule:
     return Rule(str(name), tuple(banks), tuple(labels), label_distance, review_distance, subject)
 
 
-def _strings(value: Any) -> bool:
+def _strings(value: Any) -> TypeGuard[list[str]]:
     return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)

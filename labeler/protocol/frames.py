@@ -69,7 +69,7 @@ def binary_frames(payloads: Sequence[bytes]) -> bytes:
 
     websockets' `Frame.serialize` builds the same bytes (tested) but costs ~3.4 µs a frame against ~0.6 µs here,
     and a backfill frames every label it sends."""
-    parts = []
+    parts: list[bytes] = []
     for payload in payloads:
         parts += (_ws_head(len(payload)), payload)
     return b"".join(parts)

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from labeler.protocol.crypto import Curve, key_curve, verify
 from labeler.protocol.errors import (
@@ -276,7 +276,7 @@ def _alg_matches(did_key: str, alg: str) -> bool:
         return False
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     # 1e400 parses as inf, which would make a token that never expires.
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -143,7 +143,7 @@ class ReportStore:
                 "reason": report.reason, "subject_type": subject.type, "subject_uri": subject.uri,
                 "subject_did": subject.did, "subject_cid": subject.cid, "mod_tool": report.mod_tool, "status": "open",
             }  # fmt: skip
-            report_id = int((await conn.execute(reports.insert().values(row))).inserted_primary_key[0])
+            report_id = int((await conn.execute(reports.insert().values(row).returning(reports.c.id))).scalar_one())
             await self._count_report(conn, subject, report_id, now, appeal)
             event: dict[str, Any] = {"$type": EVENT_REPORT, "reportType": report.reason_type}
             if report.reason is not None:

@@ -78,7 +78,7 @@ def rows_to_stored(rows: Any) -> list[StoredLabel]:
     """Rows of `_LABEL_COLUMNS` (as `query_rows` returns them) → StoredLabels, unpacked as tuples and built
     positionally (named Row access costs more). The hottest readers (a queryLabels page, a backfill page) skip
     this and encode rows directly."""
-    out = []
+    out: list[StoredLabel] = []
     append = out.append
     for seq, src, uri, cid, val, neg, cts, exp, sig, key_id in rows:
         label = Label(src, uri, val, cts, cid or None, bool(neg), exp, sig if type(sig) is bytes else bytes(sig))
@@ -526,7 +526,7 @@ class LabelStore:
                 except sqlite3.OperationalError:
                     pass  # busy (only in rare WAL states) or similar: the pooled connection waits it out
         async with self.engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
+            driver: Any = (await conn.get_raw_connection()).driver_connection
             if self._sqlite:
                 return list(await driver.execute_fetchall(sql, params))
             return list(await driver.fetch(sql, *params))

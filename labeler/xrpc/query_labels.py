@@ -67,7 +67,7 @@ def encode_page(rows: Sequence[Any], cursor: int | None) -> bytes:
     without building a Label and a dict per row first: that was most of the CPU time of a 250-label page.
     """
     quote = encode_basestring
-    parts = []
+    parts: list[str] = []
     append = parts.append
     for _seq, src, uri, cid, val, neg, cts, exp, sig, _key_id in rows:
         head = f'{{"ver":{LABEL_VER},"src":{quote(src)},"uri":{quote(uri)},"val":{quote(val)},"cts":{quote(cts)}'

@@ -59,7 +59,7 @@ class Harness:
             for pdq in hashes:
                 self.hma.control.add_signal(name, pdq)
             return
-        existing = {b.name for b in await labeler.pipeline.banks.list()}
+        existing = {b.name for b in await labeler.pipeline.banks.all_banks()}
         if name not in existing:
             await labeler.pipeline.banks.create(name)
         await labeler.pipeline.banks.add_entries(name, [EntryInput(h, external_id=f"ext-{h[:6]}") for h in hashes])

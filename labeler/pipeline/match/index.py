@@ -104,7 +104,7 @@ class PdqIndex:
                 raise ValueError(f"bank and entry_id must be strings: {row!r:.120}")
             external_id = rest[0] if rest else None
             note = rest[1] if len(rest) > 1 else None
-            raw = bytes.fromhex(validate_pdq_hex(pdq_hex))  # type: ignore[arg-type]
+            raw = bytes.fromhex(validate_pdq_hex(pdq_hex))
             parsed.append((raw, bank, entry_id, external_id, note))
         if not parsed:
             return 0
