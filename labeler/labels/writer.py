@@ -173,9 +173,9 @@ class LabelWriter:
         it runs, and the commit thread idles while the callers prepare their next labels. Committing half, then
         the other half at once, lets the first half's callers prepare their next labels during the second commit,
         and from then on the writer stays in that two-batch pipeline (measured with 256 one-label callers on
-        SQLite, 2 vCPUs: 10–12k → 14–19k labels/s). A split costs one more commit's fixed part (BEGIN, fsync), so
-        it is made only when queuing took longer than half the last commit (on a slow disk the fixed part
-        dominates) and never below SPLIT_MIN labels (measured: 8 callers ~10 % slower pipelined, 16 even).
+        SQLite, 2 vCPUs, alternating: 8.8–9.3k → 11.8–17.0k labels/s). A split costs one more commit's fixed part
+        (BEGIN, fsync), so it is made only when queuing took longer than half the last commit (on a slow disk the
+        fixed part dominates) and never below SPLIT_MIN labels (measured: 8 callers ~10 % slower pipelined, 16 even).
         """
         if queuing <= last_commit / 2:
             return self.max_batch

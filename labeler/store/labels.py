@@ -179,11 +179,11 @@ def _query_sql(sqlite: bool, everything: bool, exact: int, bounded: tuple[bool, 
 def query_statement(
     sqlite: bool, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int
 ) -> tuple[str, list[Any], bool]:
-    """queryLabels' driver SQL and parameters, and whether the limit bounds its cost (no prefix pattern)."""
+    """queryLabels' driver SQL and parameters, and whether the limit bounds its cost (true without prefixes)."""
     everything = "*" in patterns
     exact: list[str] = []
     ranges: list[str] = []
-    bounded: list[bool] = []
+    prefixes_bounded: list[bool] = []  # per prefix pattern: has an upper bound (`_query_sql`'s `bounded`)
     if not everything:
         for pattern in dict.fromkeys(patterns):
             if not pattern.endswith("*"):
@@ -193,10 +193,10 @@ def query_statement(
             ranges.append(pattern[:-1])
             if upper is not None:
                 ranges.append(upper)
-            bounded.append(upper is not None)
+            prefixes_bounded.append(upper is not None)
     source_list = list(dict.fromkeys(sources))
-    sql = _query_sql(sqlite, everything, len(exact), tuple(bounded), len(source_list))
-    return sql, [cursor, *exact, *ranges, *source_list, limit], not bounded
+    sql = _query_sql(sqlite, everything, len(exact), tuple(prefixes_bounded), len(source_list))
+    return sql, [cursor, *exact, *ranges, *source_list, limit], not prefixes_bounded
 
 
 def _row_values(actions: Sequence[LabelAction], now: str) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
@@ -512,8 +512,8 @@ class LabelStore:
         on the store's own read connection: an index seek or a short range scan costs tens of microseconds, less
         than one hop to the driver's thread. Prefix patterns, which can scan far, keep to the pooled connection.
         """
-        sql, params, bounded = query_statement(self._sqlite, patterns, sources, cursor, limit)
-        return await self._fetch(sql, params, on_reader=bounded)
+        sql, params, limit_bounds_cost = query_statement(self._sqlite, patterns, sources, cursor, limit)
+        return await self._fetch(sql, params, on_reader=limit_bounds_cost)
 
     async def _fetch(self, sql: str, params: Sequence[Any], *, on_reader: bool) -> list[Any]:
         """Rows of driver SQL: on SQLite's read connection, synchronously, when `on_reader` (the caller knows the

@@ -132,7 +132,7 @@ async def test_no_query_shape_walks_the_labels_table_on_sqlite(labeler: Labeler)
     with contextlib.closing(sqlite3.connect(labeler.engine.url.database or "")) as conn:
         for patterns in shapes:
             for sources in ([], [own], ["did:plc:nobody", own]):
-                sql, params, _bounded = query_statement(True, patterns, sources, 0, 50)
+                sql, params, _cheap = query_statement(True, patterns, sources, 0, 50)
                 plan = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
                 steps = [step for step in plan if step.startswith(("SEARCH labels", "SCAN labels"))]
                 assert steps and all(step.startswith("SEARCH labels") for step in steps), (patterns, sources, plan)
