@@ -40,6 +40,8 @@ class Settings:
     subscriber_buffer: int = 5000
     backfill_page_size: int = 500
     max_subscribers: int = 5000
+    # Threads that write a live commit to the subscribers' sockets, the event loop's own included; 0: one per core.
+    fan_out_threads: int = 0
     # Labels the writer commits in one transaction at most (group commit).
     writer_max_batch: int = 1000
     # Identity and auth.
@@ -84,6 +86,8 @@ class Settings:
             raise ConfigError(f"LABELER_MATCHER must be embedded or hma: {self.matcher!r}")
         if self.matcher == "hma" and not self.hma_url:
             raise ConfigError("LABELER_MATCHER=hma needs LABELER_HMA_URL")
+        if self.fan_out_threads < 0:
+            raise ConfigError("LABELER_FAN_OUT_THREADS must be 0 (one per core) or more")
         for name in (
             "max_body_bytes", "subscriber_buffer", "backfill_page_size", "writer_max_batch",
             "max_image_bytes", "max_image_pixels",

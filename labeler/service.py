@@ -42,6 +42,7 @@ class Labeler:
                 self.resigner,
                 buffer_size=settings.subscriber_buffer,
                 page_size=settings.backfill_page_size,
+                fan_out_threads=settings.fan_out_threads,
             )
             if with_hub
             else None

@@ -5,6 +5,8 @@ order with no gap: a commit whose `previous_head` equals the hub's head is fanne
 rows; anything else (a commit by another process, a missed notification) makes the hub catch up from the
 database first. Other processes' commits arrive as PostgreSQL notifications (`labeler.store.notify`); a periodic
 poll covers writers the hub is never told about. Each frame is encoded once, and not at all while nobody listens.
+A live subscriber whose socket can take a commit at once gets it written there directly, from the event loop's
+thread and the fan-out's helper threads (`labeler.labels.fanout`); any other gets it queued for its sender task.
 
 A subscriber has a bounded buffer; one that falls further behind is marked too slow and its connection is closed
 with `ConsumerTooSlow`, so memory never grows without bound.
@@ -17,8 +19,10 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from operator import methodcaller
+from typing import Any, Final, Protocol
 
+from labeler.labels.fanout import FanOutThreads, default_threads
 from labeler.labels.resign import Resigner
 from labeler.protocol.frames import binary_frames, label_frame
 from labeler.protocol.label import LABEL_VER, cbor_parts
@@ -56,20 +60,33 @@ class FrameBatch:
         return self._wire
 
 
+class DirectTarget(Protocol):
+    """A live connection's socket, as the hub's fan-out writes to it (`TransportFrameSink` is the one there is)."""
+
+    def write_now(self, wire: bytes) -> int:
+        """Write WebSocket frames straight to the socket if it can take them now: the bytes it took (perhaps only
+        some), or -1 if it cannot (something is buffered ahead, the connection is closing, the socket is full).
+        Runs on a fan-out thread (`labeler.labels.fanout`), so it only reads the connection's state; never raises."""
+        ...
+
+    def write_rest(self, data: bytes) -> None:
+        """On the event loop, after a direct write the socket took only part of: the rest, through the transport."""
+        ...
+
+
 class Subscriber:
     """One connection's queue of (seq, frame). `wait()` wakes the sender when there is something to do.
 
-    Once the connection is live and has flushed its queue it sets `write_now` (its sink's direct writer, if it has
-    one): while the queue is empty the hub's fan-out then writes each batch straight to the connection, with no
-    task switch per subscriber; a batch the connection cannot take at once (its transport buffer is full), and
-    everything after it until the sender has flushed, is queued instead, so frames stay in seq order. The sender
-    clears `write_now` while it flushes.
+    Once the connection is live and has flushed its queue it sets `direct` (its sink's socket, if it has one):
+    while the queue is empty the hub's fan-out then writes each batch straight to the socket, with no task switch
+    per subscriber; a batch the socket cannot take at once, and everything after it until the sender has flushed,
+    is queued instead, so frames stay in seq order. The sender clears `direct` while it flushes.
 
     `busy_since` is when the sender started flushing, 0.0 while idle; the hub's poll calls `on_stall` for a
     subscriber busy for longer than `stall_after`. Cheaper than a timer per wake-up on each of a thousand
     connections."""
 
-    __slots__ = ("_event", "busy_since", "frames", "last_sent", "limit", "on_stall", "too_slow", "write_now")
+    __slots__ = ("_event", "busy_since", "direct", "frames", "last_sent", "limit", "on_stall", "too_slow")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -77,25 +94,37 @@ class Subscriber:
         self.too_slow = False
         self.busy_since = 0.0
         self.last_sent = 0
-        self.write_now: Callable[[bytes], bool] | None = None
+        self.direct: DirectTarget | None = None
         self.on_stall: Callable[[], None] | None = None
         self._event = asyncio.Event()
 
-    def offer(self, batch: FrameBatch) -> None:
+    def write_direct(self, wire: bytes, first_seq: int) -> int:
+        """A batch (its wire bytes and first seq) straight to the socket, on a fan-out thread: the bytes the socket
+        took, or -1 if the batch is to be queued. Straight through only when nothing is queued and the whole batch
+        is new (at cutover it may overlap what the connection's own catch-up sent: the queue path drops those)."""
+        direct = self.direct
+        if direct is None or self.frames or first_seq <= self.last_sent:
+            return -1
+        return direct.write_now(wire)
+
+    def after_fan_out(self, batch: FrameBatch, sent: int) -> None:
+        """On the event loop, once `write_direct` returned `sent` for `batch`."""
+        if sent < 0 or self.direct is None:
+            self.queue(batch)
+            return
+        wire = batch.wire()
+        if sent < len(wire):
+            self.direct.write_rest(wire[sent:])
+        self.last_sent = batch.frames[-1][0]
+
+    def queue(self, batch: FrameBatch) -> None:
         if self.too_slow:
             return
-        frames = batch.frames
-        # Straight through only when nothing is queued and the whole batch is new (at cutover it may overlap what
-        # the connection's own catch-up sent: the queue path drops those).
-        write_now = self.write_now
-        if write_now is not None and not self.frames and frames[0][0] > self.last_sent and write_now(batch.wire()):
-            self.last_sent = frames[-1][0]
-            return
-        if len(self.frames) + len(frames) > self.limit:
+        if len(self.frames) + len(batch.frames) > self.limit:
             self.too_slow = True
             self.frames.clear()
         else:
-            self.frames.extend(frames)
+            self.frames.extend(batch.frames)
         self._event.set()
 
     def take(self) -> list[bytes]:
@@ -126,6 +155,7 @@ class StreamHub:
         poll_interval: float = 1.0,
         listen: bool = True,
         stall_after: float = 30.0,
+        fan_out_threads: int = 0,
     ) -> None:
         self.store = store
         self.resigner = resigner
@@ -135,6 +165,7 @@ class StreamHub:
         self.stall_after = stall_after
         self.head = 0
         self.subscribers: set[Subscriber] = set()
+        self._fan_out_threads = FanOutThreads(fan_out_threads or default_threads())
         # Open subscribeLabels connections, including those still backfilling (not yet in `subscribers`): the
         # max_subscribers limit counts these, or a crowd of backfilling clients would bypass it.
         self.connections = 0
@@ -171,6 +202,7 @@ class StreamHub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._tasks = []
+        self._fan_out_threads.close()
 
     def subscribe(self) -> Subscriber:
         sub = Subscriber(self.buffer_size)
@@ -252,10 +284,13 @@ class StreamHub:
         if not new:
             return
         self.head = new[-1].seq
-        if self.subscribers:
-            batch = FrameBatch([(row.seq, encode_frame(row)) for row in new])
-            for sub in self.subscribers:
-                sub.offer(batch)
+        if not self.subscribers:
+            return
+        batch = FrameBatch([(row.seq, encode_frame(row)) for row in new])
+        subscribers = list(self.subscribers)
+        sent = self._fan_out_threads.map(methodcaller("write_direct", batch.wire(), new[0].seq), subscribers)
+        for sub, taken in zip(subscribers, sent, strict=True):
+            sub.after_fan_out(batch, taken)
 
     async def _poll(self) -> None:
         """Fallback for commits nobody told us about. A head the database already had one poll ago and the hub has

@@ -117,18 +117,18 @@ async def _stream_within(ws: WebSocket, labeler: Labeler, cursor: int, deadline:
             if len(rows) < page:
                 break
         sub.last_sent = last_sent
-        direct = sink.direct_writer()
+        direct = sink.direct()
         while True:
-            # Flush what queued up (the hub queues while write_now is None), then let the hub write live frames
+            # Flush what queued up (the hub queues while `direct` is None), then let the hub write live frames
             # straight to the connection until one has to wait again.
-            sub.write_now = None
+            sub.direct = None
             while sub.frames:
                 sub.busy_since = loop.time()
                 await sink.send(sub.take())
             sub.busy_since = 0.0
             if sub.too_slow:
                 raise ConsumerTooSlow("subscriber fell too far behind")
-            sub.write_now = direct
+            sub.direct = direct
             await sub.wait()
     finally:
         if prefetch is not None:

@@ -4,13 +4,16 @@ Through plain ASGI every WebSocket message is one awaited `send()`: a task switc
 a transport write (a syscall) per frame per subscriber. That made a 200k-label backfill and a 1,000-subscriber
 fan-out cost ~20 µs per frame per connection. `LabelerWebSocketProtocol` is uvicorn's sans-I/O WebSocket protocol
 with one addition, the ASGI scope extension `labeler.frames`: a `TransportFrameSink` through which the stream
-writes any number of already-encoded binary messages in one transport write, or a live commit's frames
-synchronously from the hub's fan-out while the transport's buffer has room. Under any other ASGI server the
-stream falls back to `AsgiFrameSink`: the same interface over ordinary `websocket.send` messages.
+writes any number of already-encoded binary messages in one transport write, and through which the hub's fan-out
+writes a live commit's frames straight to the socket while nothing waits in the transport's buffer (from the fan-out
+threads, `labeler.labels.fanout`). Under any other ASGI server the stream falls back to `AsgiFrameSink`: the same
+interface over ordinary `websocket.send` messages.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -23,16 +26,17 @@ if TYPE_CHECKING:
     from starlette.websockets import WebSocket
     from websockets.http11 import Request
 
+    from labeler.labels.hub import DirectTarget
+
 EXTENSION: Final = "labeler.frames"
 
 
 class FrameSink(Protocol):
     """Where a subscribeLabels connection's frames go."""
 
-    def direct_writer(self) -> Callable[[bytes], bool] | None:
-        """For an open connection: a function that writes WebSocket frames (`binary_frames`) now if the connection
-        can take them without waiting, and returns False (queue them) otherwise; None if this sink has no such
-        path, so the hub always queues."""
+    def direct(self) -> DirectTarget | None:
+        """For an open connection: its socket, for the hub's fan-out to write live frames to directly; None if this
+        sink has no such path, so the hub always queues."""
         ...
 
     async def send(self, frames: Sequence[bytes]) -> None:
@@ -41,16 +45,22 @@ class FrameSink(Protocol):
 
 
 class TransportFrameSink:
-    """Frames straight onto a `LabelerWebSocketProtocol`'s transport, between the protocol's own writes.
+    """Frames onto a `LabelerWebSocketProtocol`'s connection, between the protocol's own writes.
 
-    Only whole frames are written, on the event loop, so they never interleave with the protocol's pings or close
-    frame; nothing is written once the connection is closing. The transport's high-water mark (uvicorn's
-    `writable` event) is the flow control: the direct writer refuses while it is paused, `send` waits for it."""
+    Whole frames only, through the transport on the event loop, or straight to the socket while the hub's fan-out
+    holds the loop (`labeler.labels.fanout`) and only when nothing waits in the transport's buffer; so they never
+    interleave with the protocol's pings or close frame, and nothing is written once the connection is closing.
+    The transport's high-water mark (uvicorn's `writable` event) is the flow control: `send` waits for it, and a
+    paused transport has bytes buffered, which turns the direct path away."""
 
-    __slots__ = ("_protocol",)
+    __slots__ = ("_buffered", "_fd", "_is_closing", "_protocol")
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
         self._protocol = protocol
+        self._fd = -1  # set by `direct()`
+        # Bound once: `write_now` calls them for every live subscriber on every commit.
+        self._buffered: Callable[[], int] = protocol.transport.get_write_buffer_size
+        self._is_closing: Callable[[], bool] = protocol.transport.is_closing
 
     def _open(self) -> bool:
         protocol = self._protocol
@@ -59,21 +69,33 @@ class TransportFrameSink:
             and protocol.conn.state is State.OPEN
         )
 
-    def direct_writer(self) -> Callable[[bytes], bool] | None:
-        # A negotiated extension (deflate) transforms frames: then only `send` may build them.
-        return None if self._protocol.conn.extensions else self._try_write
+    def direct(self) -> TransportFrameSink | None:
+        transport = self._protocol.transport
+        # A negotiated extension (deflate) transforms frames, and TLS the bytes: then only `send` may write.
+        if self._protocol.conn.extensions or transport.get_extra_info("ssl_object") is not None:
+            return None
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return None
+        self._fd = sock.fileno()
+        return self
 
-    def _try_write(self, wire: bytes) -> bool:
-        """Called from the hub's fan-out, i.e. from the label writer's commit path, once per subscriber per commit:
-        it must never raise, so a connection in any odd state just refuses, and its own sender finds out why."""
-        protocol = self._protocol
-        if not protocol.writable.is_set() or not self._open():
-            return False
+    def write_now(self, wire: bytes) -> int:
+        """Writes only when nothing is in the transport's buffer (bytes written past it would overtake them, perhaps
+        mid-frame; a paused transport has some) and no close frame was sent. Receiving a close frame or losing the
+        connection closes the transport, and so does every other way the WebSocket leaves the OPEN state, so three
+        checks cover it: this runs for every live subscriber on every commit."""
+        if self._protocol.close_sent or self._is_closing() or self._buffered():
+            return -1
         try:
-            protocol.transport.write(wire)
-        except (OSError, RuntimeError):  # a transport closed under us (uvloop raises rather than drops)
-            return False
-        return True
+            return os.write(self._fd, wire)
+        except OSError:  # full (EAGAIN) or failing: the connection's own sender finds out which
+            return -1
+
+    def write_rest(self, data: bytes) -> None:
+        """What the socket did not take of a direct write, queued in the transport (so it goes out first)."""
+        with contextlib.suppress(OSError, RuntimeError):  # a transport closed under us: its sender finds out
+            self._protocol.transport.write(data)
 
     async def send(self, frames: Sequence[bytes]) -> None:
         protocol = self._protocol
@@ -96,7 +118,7 @@ class AsgiFrameSink:
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
 
-    def direct_writer(self) -> None:
+    def direct(self) -> None:
         return None
 
     async def send(self, frames: Sequence[bytes]) -> None:

@@ -8,13 +8,17 @@ that stops reading, and fan-out to many subscribers. No assertion depends on tim
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import itertools
 import socket
+import ssl
 import struct
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 import atproto
@@ -23,6 +27,10 @@ import libipld
 import pytest
 from atproto import models
 from atproto_crypto.verify import verify_signature
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -509,13 +517,13 @@ async def test_reader_that_stops_reading_gets_consumer_too_slow(
     make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     peak: dict[int, int] = {}
-    original_offer = Subscriber.offer
+    original_queue = Subscriber.queue
 
-    def offer(self: Subscriber, batch: FrameBatch) -> None:
-        original_offer(self, batch)
+    def queue(self: Subscriber, batch: FrameBatch) -> None:
+        original_queue(self, batch)
         peak[id(self)] = max(peak.get(id(self), 0), len(self.frames))
 
-    monkeypatch.setattr(Subscriber, "offer", offer)
+    monkeypatch.setattr(Subscriber, "queue", queue)
     service = Labeler(make_settings(subscriber_buffer=50, writer_max_batch=25))
     await service.start()
     try:
@@ -536,7 +544,9 @@ async def test_reader_that_stops_reading_gets_consumer_too_slow(
                     await fanned_out(hub, rows[-1].seq)
                     written += len(rows)
                     assert all(len(s.frames) <= s.limit for s in hub.subscribers)
-                    assert max(peak.values()) <= 50, "the buffer never exceeds its limit, even between checks"
+                    assert max(peak.values(), default=0) <= 50, (
+                        "the buffer never exceeds its limit, even between checks"
+                    )
                     assert written < 50_000, "a reader that never reads must be cut off"
                 assert len(sub.frames) == 0, "a too-slow subscriber's buffer is released"
                 # Now read again: what was already in flight, then the error frame and a 1008 close.
@@ -579,7 +589,36 @@ async def test_a_reader_that_keeps_up_survives_a_burst_of_concurrent_writes(serv
 
 
 @pytest.mark.slow
-async def test_two_hundred_subscribers_receive_identical_sequences(server: LiveServer) -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+async def test_two_hundred_subscribers_receive_identical_sequences(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """Also with the fan-out's writes shared out between the event loop and helper threads (labeler.labels.fanout)."""
+    writers: set[int] = set()
+    original_write_now = TransportFrameSink.write_now
+
+    def write_now(self: TransportFrameSink, wire: bytes) -> int:
+        writers.add(threading.get_ident())
+        return original_write_now(self, wire)
+
+    monkeypatch.setattr(TransportFrameSink, "write_now", write_now)
+    service = Labeler(make_settings(fan_out_threads=threads))
+    await service.start()
+    try:
+        async with serve_labeler(service) as server:
+            streams, expected = await _two_hundred_subscribers(server)
+            await until(lambda: not hub_of(server).subscribers)
+    finally:
+        await service.aclose()
+    first = streams[0]
+    assert [decode(f)[1]["seq"] for f in first] == [row.seq for row in expected]
+    assert all(stream == first for stream in streams), "every subscriber got the same bytes in the same order"
+    assert (len(writers) > 1) == (threads > 1), "with helpers, live frames were written from more than one thread"
+
+
+async def _two_hundred_subscribers(server: LiveServer) -> tuple[list[list[bytes]], list[StoredLabel]]:
+    """200 subscribers from one seq on, ten concurrent writers of 30 labels each: what each subscriber got, and
+    the labels written."""
     writer = server.labeler.writer
     head = (await writer.write_one(LabelRequest(uri=subject("many", 0), val="spam"))).seq
     clients = await asyncio.gather(*(connect(url(server, head), proxy=None, compression=None) for _ in range(200)))
@@ -605,10 +644,7 @@ async def test_two_hundred_subscribers_receive_identical_sequences(server: LiveS
         await asyncio.gather(*(ws.close() for ws in clients))
     expected = await server.labeler.store.after(head, 1000)
     assert len(expected) == 300
-    first = streams[0]
-    assert [decode(f)[1]["seq"] for f in first] == [row.seq for row in expected]
-    assert all(stream == first for stream in streams), "every subscriber got the same bytes in the same order"
-    await until(lambda: not hub_of(server).subscribers)
+    return streams, expected
 
 
 async def test_a_live_sender_stuck_on_a_reader_that_stopped_is_cut_off_by_the_stall_check(make_settings: Any) -> None:
@@ -647,11 +683,20 @@ async def test_a_live_sender_stuck_on_a_reader_that_stopped_is_cut_off_by_the_st
 
 
 async def test_a_live_reader_that_pauses_gets_every_frame_in_order_across_direct_and_queued_writes(
-    make_settings: Any,
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Live frames go straight to the socket while it takes them and are queued once its buffer is full; a reader
     that stops for a while and then reads on must still get every frame once, in seq order, and the connection
-    must go back to direct writes afterwards."""
+    must go back to direct writes afterwards. On the way, the socket takes part of a batch at least once, and the
+    rest must follow through the transport."""
+    rests: list[int] = []
+    original_write_rest = TransportFrameSink.write_rest
+
+    def write_rest(self: TransportFrameSink, data: bytes) -> None:
+        rests.append(len(data))
+        original_write_rest(self, data)
+
+    monkeypatch.setattr(TransportFrameSink, "write_rest", write_rest)
     service = Labeler(make_settings(subscriber_buffer=20_000, writer_max_batch=100))
     await service.start()
     queued_peak = 0
@@ -662,8 +707,8 @@ async def test_a_live_reader_that_pauses_gets_every_frame_in_order_across_direct
             async with connect(url(live), sock=sock, proxy=None, compression=None, max_queue=1) as ws:
                 await until(lambda: len(hub.subscribers) == 1)
                 (sub,) = hub.subscribers
-                await until(lambda: sub.write_now is not None)
-                assert isinstance(getattr(sub.write_now, "__self__", None), TransportFrameSink)
+                await until(lambda: sub.direct is not None)
+                assert isinstance(sub.direct, TransportFrameSink)
                 written: list[int] = []
                 while queued_peak == 0 or len(written) < 3000:  # the reader is not reading: the queue must fill
                     rows = await service.writer.write(
@@ -678,12 +723,13 @@ async def test_a_live_reader_that_pauses_gets_every_frame_in_order_across_direct
                     assert len(written) < 19_000, "the socket buffers cannot hold this much"
                 assert not sub.too_slow
                 assert await recv_until(ws, written[-1]) == written
-                await until(lambda: not sub.frames and sub.write_now is not None)  # direct again
+                await until(lambda: not sub.frames and sub.direct is not None)  # direct again
                 after = await service.writer.write_one(LabelRequest(uri=subject("resumed", 0), val="spam"))
                 assert await recv_until(ws, after.seq) == [after.seq]
     finally:
         await service.aclose()
     assert queued_peak > 0
+    assert rests, "a direct write that the socket took only part of"
 
 
 async def test_plain_asgi_websockets_carry_the_same_stream(labeler: Labeler) -> None:
@@ -698,8 +744,51 @@ async def test_plain_asgi_websockets_carry_the_same_stream(labeler: Labeler) -> 
         (sub,) = hub.subscribers
         rows = await writer.write(requests("plain-live", 30))
         got += await recv_until(ws, rows[-1].seq)
-        assert sub.write_now is None, "no direct path: every live batch went through the connection's queue"
+        assert sub.direct is None, "no direct path: every live batch went through the connection's queue"
     assert got == [row.seq for row in [*backfill, *rows]]
+
+
+async def test_over_tls_live_frames_go_through_the_transport(labeler: Labeler, tmp_path: Path) -> None:
+    """Under uvicorn's own TLS the socket carries TLS records: frames written straight to it would break the
+    stream, so the direct path stays off and every live frame goes through the transport."""
+    cert, key = self_signed_certificate(tmp_path, "localhost")
+    async with serve_labeler(labeler, ssl_certfile=str(cert), ssl_keyfile=str(key)) as live:
+        context = ssl.create_default_context(cafile=str(cert))
+        tls_url = f"wss://localhost:{live.port}{PATH}"
+        async with connect(tls_url, ssl=context, proxy=None, compression=None) as ws:
+            hub = hub_of(live)
+            await until(lambda: len(hub.subscribers) == 1)
+            (sub,) = hub.subscribers
+            written: list[int] = []
+            for n in range(5):
+                written += [row.seq for row in await labeler.writer.write(requests(f"tls{n}x", 10))]
+            assert await recv_until(ws, written[-1]) == written
+            assert sub.direct is None
+
+
+def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:
+    """A certificate for `host` signed by its own P-256 key: (certificate file, key file), PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65_535, 65_536, 70_000])
