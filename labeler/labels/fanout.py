@@ -57,8 +57,10 @@ class FanOutThreads:
         return results
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        """Stop the helpers; later calls run on the calling thread alone."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _run_share(fn: Callable[[T], R], share: Sequence[T]) -> list[R]:

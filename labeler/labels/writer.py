@@ -200,4 +200,7 @@ class LabelWriter:
                 pending.done.set_result(result.stored[offset : offset + size])
             offset += size
         if self.on_commit is not None:
-            self.on_commit(result)
+            try:
+                self.on_commit(result)
+            except Exception:  # a bug there must not end the committer task: every later write would hang
+                log.exception("a commit's listener failed")

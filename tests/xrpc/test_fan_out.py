@@ -73,6 +73,17 @@ def test_one_thread_writes_everything_itself() -> None:
     assert ran_on == {threading.get_ident()}
 
 
+def test_after_close_everything_runs_on_the_calling_thread() -> None:
+    threads = FanOutThreads(3)
+    threads.close()
+    ran_on = set()
+    assert (
+        threads.map(lambda item: ran_on.add(threading.get_ident()) or item, range(PARALLEL_MIN * 3))[-1]
+        == PARALLEL_MIN * 3 - 1
+    )
+    assert ran_on == {threading.get_ident()}
+
+
 def test_socket_writes_from_every_thread_arrive_whole(three: FanOutThreads) -> None:
     pairs = [socket.socketpair() for _ in range(PARALLEL_MIN * 2)]
     try:

@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from labeler.labels.writer import SPLIT_MIN, LabelRequest
 from labeler.service import Labeler
 from labeler.store.engine import StoreError, create_engine
+from labeler.store.labels import CommitResult
 from labeler.store.migrate import upgrade
 from labeler.store.schema import label_events, labels, metadata
 
@@ -107,6 +108,24 @@ async def test_a_failed_commit_is_a_store_error_and_leaves_nothing(labeler: Labe
     assert await labeler.store.head() == first.seq  # the label row went with the audit row that failed
     again = await labeler.writer.write_one(LabelRequest(uri="did:plc:failedfailedfailedfailed", val="spam"))
     assert again.seq > first.seq
+
+
+async def test_a_failing_commit_listener_does_not_stop_the_writer(
+    labeler: Labeler, caplog: pytest.LogCaptureFixture
+) -> None:
+    told: list[int] = []
+
+    def broken(result: CommitResult) -> None:
+        told.append(result.stored[-1].seq)
+        raise RuntimeError("listener bug")
+
+    labeler.writer.on_commit = broken
+    first = await labeler.writer.write_one(LabelRequest(uri="did:plc:listenerlistenerlistener", val="spam"))
+    second = await asyncio.wait_for(
+        labeler.writer.write_one(LabelRequest(uri="did:plc:listenerlistenerlistener", val="ham")), timeout=60
+    )
+    assert told == [first.seq, second.seq]
+    assert "listener bug" in caplog.text
 
 
 async def test_the_commit_thread_ends_with_the_labeler(settings: Any) -> None:
