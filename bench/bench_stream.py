@@ -58,6 +58,7 @@ _CMSG_SPACE = socket.CMSG_SPACE(16)  # one struct timespec
 # each read.
 PARSE_WHEN_IDLE = 0.002
 MAX_UNPARSED = 100_000
+Read = tuple[int, float, list[Any], bytes]  # (fd, read time, ancillary data, bytes) of one recvmsg
 
 
 def _pong(ws: h.RawWebSocket, payload: bytes) -> None:
@@ -172,7 +173,7 @@ def _live_client(conn: Any, port: int, subscribers: int) -> None:
     # the kernel received it (CLOCK_REALTIME; for several frames in one read, that of the last, so never early)
     received: dict[int, list[float]] = {}
     arrived: dict[int, list[float]] = {}
-    reads: list[tuple[int, float, list[Any], bytes]] = []  # (fd, read time, ancillary data, bytes), not yet parsed
+    reads: list[Read] = []  # not yet parsed
     closed = 0
     stop = False
     while not stop:
@@ -206,7 +207,7 @@ def _live_client(conn: Any, port: int, subscribers: int) -> None:
 
 
 def _parse_reads(
-    reads: list[tuple[int, float, list[Any], bytes]],
+    reads: list[Read],
     sockets: dict[int, h.RawWebSocket],
     received: dict[int, list[float]],
     arrived: dict[int, list[float]],

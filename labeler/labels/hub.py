@@ -48,16 +48,11 @@ class FrameBatch:
     """The frames of one commit (or catch-up page), shared by every subscriber: each encoded once, and the whole
     batch framed for the wire once, so a live subscriber costs one write per commit, not one per label."""
 
-    __slots__ = ("_wire", "frames")
+    __slots__ = ("frames", "wire")
 
     def __init__(self, frames: list[tuple[int, bytes]]) -> None:
         self.frames = frames
-        self._wire: bytes | None = None
-
-    def wire(self) -> bytes:
-        if self._wire is None:
-            self._wire = binary_frames([frame for _seq, frame in self.frames])
-        return self._wire
+        self.wire = binary_frames([frame for _seq, frame in frames])
 
 
 class DirectTarget(Protocol):
@@ -112,7 +107,7 @@ class Subscriber:
         if sent < 0 or self.direct is None:
             self.queue(batch)
             return
-        wire = batch.wire()
+        wire = batch.wire
         if sent < len(wire):
             self.direct.write_rest(wire[sent:])
         self.last_sent = batch.frames[-1][0]
@@ -288,7 +283,7 @@ class StreamHub:
             return
         batch = FrameBatch([(row.seq, encode_frame(row)) for row in new])
         subscribers = list(self.subscribers)
-        sent = self._fan_out_threads.map(methodcaller("write_direct", batch.wire(), new[0].seq), subscribers)
+        sent = self._fan_out_threads.map(methodcaller("write_direct", batch.wire, new[0].seq), subscribers)
         for sub, taken in zip(subscribers, sent, strict=True):
             sub.after_fan_out(batch, taken)
 
