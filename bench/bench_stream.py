@@ -318,8 +318,8 @@ async def live(env: h.BenchEnv, args: argparse.Namespace) -> list[list[Any]]:
 
 async def _floor(subscribers: int, args: argparse.Namespace) -> tuple[Emitted, dict[str, Any]]:
     """The same clients and schedule against a bare fan-out: a plain socket server that answers the WebSocket
-    handshake and then writes one ready-made `#labels` frame to every socket with `os.write`, shared out between
-    the same threads as the labeler's fan-out (`FanOutThreads`), with no labeler, no signing, no database and no
+    handshake and then writes one ready-made `#labels` frame to every socket with the labeler's own fan-out writes
+    (`FanOutThreads.write`, the same threads), with no labeler, no signing, no database and no
     connection state in between. What this machine's loopback and kernel allow; the labeler cannot beat it."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=max(128, subscribers))
     listener.settimeout(120)  # a client that never connects fails the run instead of hanging it
@@ -344,7 +344,7 @@ async def _floor(subscribers: int, args: argparse.Namespace) -> tuple[Emitted, d
             await accepting
             fds.extend(sock.fileno() for sock in accepted)
         wire = binary_frames([encode_frame(StoredLabel(i + 1, label, "bench"))])
-        threads.map(lambda fd: os.write(fd, wire), fds)
+        threads.write(wire, fds)
         return i + 1
 
     try:

@@ -19,7 +19,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from operator import methodcaller
 from typing import Any, Final, Protocol
 
 from labeler.labels.fanout import FanOutThreads, default_threads
@@ -58,10 +57,10 @@ class FrameBatch:
 class DirectTarget(Protocol):
     """A live connection's socket, as the hub's fan-out writes to it (`TransportFrameSink` is the one there is)."""
 
-    def write_now(self, wire: bytes) -> int:
-        """Write WebSocket frames straight to the socket if it can take them now: the bytes it took (perhaps only
-        some), or -1 if it cannot (something is buffered ahead, the connection is closing, the socket is full).
-        Runs on a fan-out thread (`labeler.labels.fanout`), so it only reads the connection's state; never raises."""
+    def writable_fd(self) -> int:
+        """The socket's file descriptor if WebSocket frames may be written straight to it now, or -1 if not
+        (something is buffered ahead, the connection is closing). Called on the event loop just before the fan-out's
+        threads write (`labeler.labels.fanout`), which then only write."""
         ...
 
     def write_rest(self, data: bytes) -> None:
@@ -93,17 +92,17 @@ class Subscriber:
         self.on_stall: Callable[[], None] | None = None
         self._event = asyncio.Event()
 
-    def write_direct(self, wire: bytes, first_seq: int) -> int:
-        """A batch (its wire bytes and first seq) straight to the socket, on a fan-out thread: the bytes the socket
-        took, or -1 if the batch is to be queued. Straight through only when nothing is queued and the whole batch
-        is new (at cutover it may overlap what the connection's own catch-up sent: the queue path drops those)."""
+    def direct_fd(self, first_seq: int) -> int:
+        """Where a batch starting at `first_seq` may be written straight to the socket: its fd, or -1 if the batch
+        is to be queued. Straight through only when nothing is queued and the whole batch is new (at cutover it may
+        overlap what the connection's own catch-up sent: the queue path drops those)."""
         direct = self.direct
         if direct is None or self.frames or first_seq <= self.last_sent:
             return -1
-        return direct.write_now(wire)
+        return direct.writable_fd()
 
     def after_fan_out(self, batch: FrameBatch, sent: int) -> None:
-        """On the event loop, once `write_direct` returned `sent` for `batch`."""
+        """On the event loop, once the fan-out wrote `sent` bytes of `batch` to the socket (-1: none, or not tried)."""
         if sent < 0 or self.direct is None:
             self.queue(batch)
             return
@@ -283,9 +282,11 @@ class StreamHub:
             return
         batch = FrameBatch([(row.seq, encode_frame(row)) for row in new])
         subscribers = list(self.subscribers)
-        sent = self._fan_out_threads.map(methodcaller("write_direct", batch.wire, new[0].seq), subscribers)
-        for sub, taken in zip(subscribers, sent, strict=True):
-            sub.after_fan_out(batch, taken)
+        first = new[0].seq
+        fds = [sub.direct_fd(first) for sub in subscribers]  # decided here on the loop; the threads only write
+        written = iter(self._fan_out_threads.write(batch.wire, [fd for fd in fds if fd >= 0]))
+        for sub, fd in zip(subscribers, fds, strict=True):
+            sub.after_fan_out(batch, next(written) if fd >= 0 else -1)
 
     async def _poll(self) -> None:
         """Fallback for commits nobody told us about. A head the database already had one poll ago and the hub has

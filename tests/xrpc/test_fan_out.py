@@ -90,9 +90,37 @@ def test_socket_writes_from_every_thread_arrive_whole(three: FanOutThreads) -> N
         for ours, _theirs in pairs:
             ours.setblocking(False)
         wire = os.urandom(300)
-        sent = three.map(lambda pair: os.write(pair[0].fileno(), wire), pairs)
-        assert sent == [len(wire)] * len(pairs)
+        assert three.write(wire, [ours.fileno() for ours, _theirs in pairs]) == [len(wire)] * len(pairs)
         assert all(theirs.recv(1000) == wire for _ours, theirs in pairs)
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
+def test_write_reports_what_each_socket_took(three: FanOutThreads) -> None:
+    """A socket with room for only part of the bytes reports how many it took, a full one -1, a closed fd -1:
+    never an exception, so one bad socket cannot stop the others' writes."""
+    pairs = [socket.socketpair() for _ in range(PARALLEL_MIN * 3)]
+    full, closed = pairs[-1][0], pairs[PARALLEL_MIN][0]
+    try:
+        for ours, _theirs in pairs:
+            ours.setblocking(False)
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        wire = os.urandom(64 * 1024)
+        while True:  # fill `full` to the brim
+            try:
+                full.send(wire)
+            except BlockingIOError:
+                break
+        fds = [ours.fileno() for ours, _theirs in pairs]
+        closed_fd = closed.detach()
+        os.close(closed_fd)
+        taken = three.write(wire, fds)
+        assert taken[-1] == -1, "a full socket takes nothing"
+        assert taken[PARALLEL_MIN] == -1, "a closed fd fails without raising"
+        assert 0 < taken[0] < len(wire), "a small buffer takes part"
+        assert pairs[0][1].recv(len(wire)) == wire[: taken[0]]
     finally:
         for ours, theirs in pairs:
             ours.close()

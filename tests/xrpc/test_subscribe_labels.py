@@ -39,6 +39,7 @@ from websockets.frames import Opcode
 
 from labeler.config import Settings
 from labeler.keys import Keyring
+from labeler.labels import fanout
 from labeler.labels.hub import FrameBatch, StreamHub, Subscriber
 from labeler.labels.writer import LabelRequest
 from labeler.protocol.crypto import Curve
@@ -595,13 +596,13 @@ async def test_two_hundred_subscribers_receive_identical_sequences(
 ) -> None:
     """Also with the fan-out's writes shared out between the event loop and helper threads (labeler.labels.fanout)."""
     writers: set[int] = set()
-    original_write_now = TransportFrameSink.write_now
+    original_write = fanout._write
 
-    def write_now(self: TransportFrameSink, wire: bytes) -> int:
+    def write(wire: bytes, fd: int) -> int:
         writers.add(threading.get_ident())
-        return original_write_now(self, wire)
+        return original_write(wire, fd)
 
-    monkeypatch.setattr(TransportFrameSink, "write_now", write_now)
+    monkeypatch.setattr(fanout, "_write", write)
     service = Labeler(make_settings(fan_out_threads=threads))
     await service.start()
     try:
@@ -730,6 +731,26 @@ async def test_a_live_reader_that_pauses_gets_every_frame_in_order_across_direct
         await service.aclose()
     assert queued_peak > 0
     assert rests, "a direct write that the socket took only part of"
+
+
+async def test_no_direct_write_follows_a_close_frame(labeler: Labeler) -> None:
+    """uvicorn sends a close frame and keeps the transport open until the client answers or a timer fires: in that
+    window the fan-out must not write past the close frame, though the transport is not closing."""
+    async with serve_labeler(labeler) as live, subscribe(live) as ws:
+        hub = hub_of(live)
+        await until(lambda: len(hub.subscribers) == 1)
+        (sub,) = hub.subscribers
+        await until(lambda: sub.direct is not None)
+        sink = sub.direct
+        assert isinstance(sink, TransportFrameSink)
+        assert sink.writable_fd() >= 0
+        protocol = sink._protocol
+        await protocol.send({"type": "websocket.close", "code": 1000})  # as when the app closes the WebSocket
+        assert not protocol.transport.is_closing()
+        assert sink.writable_fd() == -1
+        assert sub.direct_fd(hub.head + 1) == -1
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
 
 
 async def test_plain_asgi_websockets_carry_the_same_stream(labeler: Labeler) -> None:
