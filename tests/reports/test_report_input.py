@@ -89,6 +89,11 @@ async def test_reason_limits_count_graphemes_not_code_points(server: Any, people
     combining = "e\u0301" * 2000  # 2000 graphemes, 4000 code points, 6000 bytes
     assert grapheme_count(combining) == 2000 and grapheme_count(FAMILY * 3) == 3
     assert grapheme_count("🇫🇷🇩🇪") == 2 and grapheme_count("\r\n") == 1
+    # UAX #29 beyond marks and emoji: a ZWJ joins only pictographs, a prepended mark, a Hangul syllable in jamo,
+    # a Devanagari conjunct (kṣa), and counting stops once past the limit
+    assert grapheme_count("a\u200db") == 2 and grapheme_count("\u0600\u0661") == 1
+    assert grapheme_count("\u1100\u1161\u11a8") == 1 and grapheme_count("\u0915\u094d\u0937") == 1
+    assert grapheme_count("x" * 5000, stop_after=2000) == 2001
     body = report_body(people.bob.account, reason=combining)
     response = await create_report(server.url, body, people.alice.headers())
     assert response.status_code == 200, response.text
