@@ -70,7 +70,7 @@ class TransportFrameSink:
     def _open(self) -> bool:
         protocol = self._protocol
         return (
-            not (protocol.close_sent or protocol.disconnected or protocol.transport.is_closing())
+            not (protocol.close_sent or protocol.disconnected or self._transport.is_closing())
             and protocol.conn.state is State.OPEN
         )
 
@@ -99,7 +99,7 @@ class TransportFrameSink:
     def write_rest(self, data: bytes) -> None:
         """What the socket did not take of a direct write, queued in the transport (so it goes out first)."""
         with contextlib.suppress(OSError, RuntimeError):  # a transport closed under us: its sender finds out
-            self._protocol.transport.write(data)
+            self._transport.write(data)
 
     async def send(self, frames: Sequence[bytes]) -> None:
         protocol = self._protocol
@@ -109,9 +109,9 @@ class TransportFrameSink:
         if protocol.conn.extensions:  # a negotiated extension (deflate) transforms frames: let websockets build them
             for frame in frames:
                 protocol.conn.send_binary(frame)
-            protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+            self._transport.write(b"".join(protocol.conn.data_to_send()))
         else:
-            protocol.transport.write(binary_frames(frames))
+            self._transport.write(binary_frames(frames))
 
 
 class AsgiFrameSink:
