@@ -42,6 +42,33 @@ def test_record_with_media_images_are_found() -> None:
     assert [s.image.blob_cid for s in jobs(record)] == [blob_cid(PNG)]
 
 
+def gallery_embed(*blobs: bytes) -> dict[str, Any]:
+    """An `app.bsky.embed.gallery` carrying the images of `post_record`'s images embed as `#image` items."""
+    images = post_record(*blobs)["embed"]["images"]
+    items = [{"$type": "app.bsky.embed.gallery#image", "aspectRatio": {"width": 4, "height": 3}, **i} for i in images]
+    return {"$type": "app.bsky.embed.gallery", "items": items}
+
+
+def test_gallery_post_gives_one_job_per_distinct_image_in_order() -> None:
+    blobs = [b"gallery-%d" % i for i in range(10)]
+    record = {"$type": "app.bsky.feed.post", "text": "ten", "embed": gallery_embed(*blobs, blobs[3])}
+    assert [s.image.blob_cid for s in jobs(record)] == [blob_cid(b) for b in blobs]
+
+
+def test_gallery_as_record_with_media_is_found() -> None:
+    media = gallery_embed(PNG, JPEG)
+    record = {"embed": {"$type": "app.bsky.embed.recordWithMedia", "record": {"record": {}}, "media": media}}
+    assert [s.image.blob_cid for s in jobs(record)] == [blob_cid(PNG), blob_cid(JPEG)]
+
+
+def test_gallery_items_without_an_image_blob_are_skipped() -> None:
+    good = gallery_embed(PNG)["items"][0]
+    items = [None, "x", {"$type": "app.bsky.embed.gallery#image"}, {"image": {"ref": 5}}, good]
+    assert [s.image.blob_cid for s in jobs({"embed": {"$type": "app.bsky.embed.gallery", "items": items}})] == [
+        blob_cid(PNG)
+    ]
+
+
 def test_profile_images_only_when_enabled() -> None:
     avatar = post_record(PNG)["embed"]["images"][0]["image"]
     banner = post_record(JPEG)["embed"]["images"][0]["image"]
@@ -72,6 +99,8 @@ def test_legacy_blob_and_cid_forms() -> None:
         {"embed": {"$type": "app.bsky.embed.images", "images": [{"image": {"ref": {"$link": "bafy-nope"}}}]}},
         {"embed": {"$type": "app.bsky.embed.images", "images": [{"image": {"ref": 12}}]}},
         {"embed": {"$type": "app.bsky.embed.recordWithMedia", "media": "x"}},
+        {"embed": {"$type": "app.bsky.embed.gallery", "items": {"0": {}}}},
+        {"embed": {"$type": "app.bsky.embed.gallery", "images": post_record(PNG)["embed"]["images"]}},
     ],
 )
 def test_odd_records_give_no_jobs(record: Any) -> None:
@@ -93,4 +122,6 @@ def test_bad_subjects_give_no_jobs(did: str, collection: str, rkey: str, cid: st
 
 def test_images_per_record_are_capped() -> None:
     record = post_record(*(b"img%d" % i for i in range(50)))
-    assert len(jobs(record)) == MAX_IMAGES_PER_RECORD
+    assert len(jobs(record)) == MAX_IMAGES_PER_RECORD == 20  # a gallery's lexicon maximum
+    gallery = {"embed": gallery_embed(*(b"img%d" % i for i in range(50)))}
+    assert len(jobs(gallery)) == MAX_IMAGES_PER_RECORD

@@ -1,5 +1,10 @@
 """Records → jobs: which blobs in a post (or profile) record are images to check.
 
+A post's images come from its embed: `app.bsky.embed.images` (up to 4) or `app.bsky.embed.gallery` (up to 20
+items, each `#image`), directly or as the `media` of `app.bsky.embed.recordWithMedia`. Lexicons: bluesky-social/atproto
+`lexicons/app/bsky/embed/` (gallery added 2026-06). The SDK knows the gallery's NSID but records are read as plain
+data here either way, so no SDK model is needed.
+
 Works on the record as decoded from either wire form: DAG-CBOR from a repo CAR (blob `ref` is raw CID bytes)
 or Jetstream's JSON (`ref` is `{"$link": …}`), plus the legacy `{cid, mimeType}` blob. Records come from anyone,
 so nothing here trusts their shape: anything odd yields no job, never an exception, and a record yields at most
@@ -23,9 +28,10 @@ log = logging.getLogger(__name__)
 POST: Final = ids.AppBskyFeedPost
 PROFILE: Final = ids.AppBskyActorProfile
 EMBED_IMAGES: Final = ids.AppBskyEmbedImages
+EMBED_GALLERY: Final = ids.AppBskyEmbedGallery
 EMBED_RECORD_WITH_MEDIA: Final = ids.AppBskyEmbedRecordWithMedia
-# An images embed holds at most 4; a profile 2. Anything past this is junk, not work.
-MAX_IMAGES_PER_RECORD: Final = 8
+# A gallery holds at most 20 items, an images embed 4, a profile 2. Anything past this is junk, not work.
+MAX_IMAGES_PER_RECORD: Final = 20
 _MAX_MIME: Final = 100
 
 
@@ -101,11 +107,12 @@ def _post_images(record: Any) -> Iterator[Any]:
     embed = _get(record, "embed")
     if _get(embed, "$type") == EMBED_RECORD_WITH_MEDIA:
         embed = _get(embed, "media")
-    if _get(embed, "$type") != EMBED_IMAGES:
-        return
-    images = _get(embed, "images")
-    if isinstance(images, list):
-        for item in images[:MAX_IMAGES_PER_RECORD]:
+    kind = _get(embed, "$type")
+    items = _get(embed, "images") if kind == EMBED_IMAGES else _get(embed, "items") if kind == EMBED_GALLERY else None
+    if isinstance(items, list):
+        # Gallery items are a union whose only member today is `#image`; whatever the item's $type, an `image`
+        # blob in it is an image the post shows.
+        for item in items[:MAX_IMAGES_PER_RECORD]:
             yield _get(item, "image")
 
 
