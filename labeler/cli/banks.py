@@ -16,6 +16,7 @@ from labeler.pipeline.bank_import import FORMATS, parse_file
 from labeler.pipeline.banks import BankError, BankStore, EntryInput, check_bank_name
 from labeler.pipeline.match.base import MatchFailure
 from labeler.pipeline.match.hma import HmaMatcher
+from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
 from labeler.store.engine import create_engine
 from labeler.store.migrate import upgrade
 
@@ -58,21 +59,32 @@ def _run(go: Callable[[], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
+_SIGNAL = click.Choice(SIGNAL_TYPES)
+
+
 @bank.command("create")
 @click.argument("name")
 @click.option("--note", help="What the bank holds (embedded banks only).")
-def bank_create(name: str, note: str | None) -> None:
-    """Create bank NAME (UPPER_WITH_UNDERSCORE)."""
+@click.option("--signal", "signal_type", type=_SIGNAL, default=PDQ, show_default=True, help="The hashes it holds.")
+def bank_create(name: str, note: str | None, signal_type: str) -> None:
+    """Create bank NAME (UPPER_WITH_UNDERSCORE) for hashes of one signal type."""
     settings = settings_or_exit()
     try:
         check_bank_name(name)
     except BankError as exc:
         raise click.ClickException(str(exc)) from None
     if settings.matcher == "hma":
+        _hma_signal(signal_type)
         _with_hma(settings, lambda hma: hma.create_bank(name))
     else:
-        _with_store(settings, lambda store: store.create(name, note))
-    click.echo(f"created bank {name}")
+        _with_store(settings, lambda store: store.create(name, note, signal_type=signal_type))
+    click.echo(f"created {signal_type} bank {name}")
+
+
+def _hma_signal(signal_type: str) -> None:
+    """HMA banks hold content of any signal type HMA has enabled; of ours, the matcher speaks PDQ to it."""
+    if signal_type != PDQ:
+        raise click.ClickException(f"the hma matcher does not take {signal_type} hashes; use the embedded matcher")
 
 
 @bank.command("list")
@@ -90,7 +102,11 @@ def bank_list(as_json: bool) -> None:
         echo_json(rows)
         return
     for row in rows:
-        detail = f"{row['entries']} entries" if "entries" in row else f"enabled {row['matching_enabled_ratio']:g}"
+        detail = (
+            f"{row['signal_type']}  {row['entries']} entries"
+            if "entries" in row
+            else f"enabled {row['matching_enabled_ratio']:g}"
+        )
         click.echo(f"{row['name']}  {detail}" + (f"  {row['note']}" if row.get("note") else ""))
 
 
@@ -123,14 +139,22 @@ def bank_remove(name: str, entry_id: int | None, yes: bool) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Default: from the file extension.")
 @click.option("--create", is_flag=True, help="Create the bank if it does not exist.")
-def bank_import(name: str, path: Path, fmt: str | None, create: bool) -> None:
-    """Import PDQ hashes from PATH (CSV/TSV/text: pdq[, external_id[, note]]) into bank NAME.
+@click.option(
+    "--signal", "signal_type", type=_SIGNAL, help="The file's hash type (default: the bank's; pdq for a new bank)."
+)
+def bank_import(name: str, path: Path, fmt: str | None, create: bool, signal_type: str | None) -> None:
+    """Import hashes from PATH (CSV/TSV/text: hash[, external_id[, note]]) into bank NAME.
 
     Bad rows are reported with their line numbers and skipped; the exit status is 1 if there were any.
     """
     settings = settings_or_exit()
+    if settings.matcher == "hma":
+        signal_type = signal_type or PDQ
+        _hma_signal(signal_type)
+    else:
+        signal_type = _with_store(settings, lambda store: _bank_signal(store, name, signal_type, create))
     try:
-        parsed = parse_file(path, fmt)
+        parsed = parse_file(path, fmt, signal_type)
     except (OSError, UnicodeError, ValueError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
     for line_no, why in parsed.errors:
@@ -139,16 +163,30 @@ def bank_import(name: str, path: Path, fmt: str | None, create: bool) -> None:
     if settings.matcher == "hma":
         added = _with_hma(settings, lambda hma: _import_hma(hma, name, entries, create))
     else:
-        added = _with_store(settings, lambda store: _import_embedded(store, name, entries, create))
+        added = _with_store(settings, lambda store: _import_embedded(store, name, entries, create, signal_type))
     skipped = len(entries) - added
     click.echo(f"imported {added} entries into {name} ({skipped} already present, {len(parsed.errors)} bad rows)")
     if parsed.errors:
         raise SystemExit(1)
 
 
-async def _import_embedded(store: BankStore, name: str, entries: list[EntryInput], create: bool) -> int:
+async def _bank_signal(store: BankStore, name: str, wanted: str | None, create: bool) -> str:
+    """The signal type to read the file as: the bank's, which `--signal` must agree with."""
+    banks = {b.name: b.signal_type for b in await store.all_banks()}
+    if name not in banks:
+        if not create:
+            raise BankError(f"no bank named {name!r} (--create makes it)")
+        return wanted or PDQ
+    if wanted is not None and wanted != banks[name]:
+        raise BankError(f"bank {name} holds {banks[name]} hashes, not {wanted}")
+    return banks[name]
+
+
+async def _import_embedded(
+    store: BankStore, name: str, entries: list[EntryInput], create: bool, signal_type: str
+) -> int:
     if create and name not in {b.name for b in await store.all_banks()}:
-        await store.create(name)
+        await store.create(name, signal_type=signal_type)
     added = 0
     with click.progressbar(length=len(entries), label=f"importing into {name}", file=sys.stderr) as bar:
         for start in range(0, len(entries), _BATCH):
@@ -164,5 +202,5 @@ async def _import_hma(hma: HmaMatcher, name: str, entries: list[EntryInput], cre
     with click.progressbar(entries, label=f"importing into HMA {name}", file=sys.stderr) as bar:
         for entry in bar:
             note = " ".join(filter(None, (entry.external_id, entry.note))) or None
-            await hma.add_signal(name, entry.pdq, note=note[:255] if note else None)
+            await hma.add_signal(name, entry.value, note=note[:255] if note else None)
     return len(entries)

@@ -44,12 +44,14 @@ class DecisionApplier:
                 "bank": decision.match.bank,
                 "entry_id": decision.match.entry_id,
                 "distance": decision.match.distance,
+                "signal_type": decision.match.signal_type,
             }
             if decision.action == "label":
                 present = await self._present(decision.subject_uri, decision.subject_cid, decision.rule.labels)
                 new = [v for v in decision.rule.labels if v not in present]
                 record.update(labels=new, already=sorted(present))
-                reason = f"PDQ match: bank {decision.match.bank}, distance {decision.match.distance}"
+                match = decision.match
+                reason = f"{match.signal_type} match: bank {match.bank}, distance {match.distance}"
                 requests += [
                     LabelRequest(
                         uri=decision.subject_uri,

@@ -1,9 +1,10 @@
-"""Reading PDQ hash lists for `labeler bank import`: CSV, TSV or plain text, with line numbers for every bad row.
+"""Reading hash lists for `labeler bank import`: CSV, TSV or plain text, with line numbers for every bad row.
 
-Columns are `pdq[, external_id[, note]]`. CSV/TSV may start with a header naming them (`pdq`/`hash`/`signal`,
+Every hash in a file is of one signal type (`--signal`: pdq, md5, sha256). Columns are `hash[, external_id[,
+note]]`. CSV/TSV may start with a header naming them (the hash as `hash`/`signal` or the signal type's name,
 `external_id`/`id`/`content_id`, `note`), in any order. Plain text is one hash per line, optionally followed by
 whitespace and an external id, then a note (the rest of the line). Blank lines and lines starting with `#` are
-skipped. Hashes are accepted in either case and stored lowercase, as HMA wants them.
+skipped. Hashes are accepted in either case and stored lowercase, as HMA and exchange lists write them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Final
 
 from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import validate_pdq_hex
+from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
+from labeler.pipeline.signals.exact import validate_exact
 
 FORMATS: Final = ("csv", "tsv", "text")
 _HEADER_NAMES: Final = {
-    "pdq": "pdq", "hash": "pdq", "signal": "pdq",
+    "hash": "hash", "signal": "hash", **{name: "hash" for name in SIGNAL_TYPES},
     "external_id": "external_id", "id": "external_id", "content_id": "external_id",
     "note": "note",
 }  # fmt: skip
@@ -38,43 +41,48 @@ def detect_format(path: Path) -> str:
     return "csv" if suffix == ".csv" else "tsv" if suffix in (".tsv", ".tab") else "text"
 
 
-def parse_file(path: Path, fmt: str | None = None) -> ParsedFile:
+def parse_file(path: Path, fmt: str | None = None, signal_type: str = PDQ) -> ParsedFile:
     """Every row of `path` as an entry or an error; a file that cannot be read raises OSError/UnicodeError."""
     text = path.read_text(encoding="utf-8-sig")
-    return parse_text(text, fmt or detect_format(path))
+    return parse_text(text, fmt or detect_format(path), signal_type)
 
 
-def parse_text(text: str, fmt: str) -> ParsedFile:
+def parse_text(text: str, fmt: str, signal_type: str = PDQ) -> ParsedFile:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    if signal_type not in SIGNAL_TYPES:
+        raise ValueError(f"signal type must be one of {', '.join(SIGNAL_TYPES)}")
     parsed = ParsedFile()
     rows = _text_rows(text) if fmt == "text" else _delimited_rows(text, "," if fmt == "csv" else "\t")
     columns: list[str] | None = None
     for line_no, cells in rows:
         if columns is None and fmt != "text" and cells and cells[0].strip().lower() in _HEADER_NAMES:
             columns = [_HEADER_NAMES.get(c.strip().lower(), "") for c in cells]
-            if "pdq" not in columns:
-                parsed.errors.append((line_no, "header has no pdq column"))
+            if "hash" not in columns:
+                parsed.errors.append((line_no, "header has no hash column"))
                 return parsed
             continue
-        named = dict(zip(columns or ["pdq", "external_id", "note"], cells, strict=False))
+        named = dict(zip(columns or ["hash", "external_id", "note"], cells, strict=False))
         named.pop("", None)
         try:
-            parsed.entries.append((line_no, _entry(named)))
+            parsed.entries.append((line_no, _entry(named, signal_type)))
         except ValueError as exc:
             parsed.errors.append((line_no, str(exc)))
     return parsed
 
 
-def _entry(named: dict[str, str]) -> EntryInput:
-    pdq = named.get("pdq", "").strip().lower()
-    validate_pdq_hex(pdq)
+def _entry(named: dict[str, str], signal_type: str) -> EntryInput:
+    value = named.get("hash", "").strip().lower()
+    if signal_type == PDQ:
+        validate_pdq_hex(value)
+    else:
+        validate_exact(signal_type, value)
     external_id = named.get("external_id", "").strip() or None
     note = named.get("note", "").strip() or None
-    for value in (external_id, note):
-        if value is not None and len(value) > _MAX_FIELD:
+    for text in (external_id, note):
+        if text is not None and len(text) > _MAX_FIELD:
             raise ValueError(f"field longer than {_MAX_FIELD} characters")
-    return EntryInput(pdq, external_id, note)
+    return EntryInput(value, external_id, note)
 
 
 def _delimited_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:

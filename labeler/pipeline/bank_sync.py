@@ -1,4 +1,5 @@
-"""The embedded `Matcher` of a running process: our banks loaded into a `PdqIndex`, kept in sync with the database.
+"""The embedded `Matcher` of a running process: our banks loaded into memory (PDQ banks into a `PdqIndex`, exact
+banks into an `ExactIndex`), kept in sync with the database.
 
 The index loads on the first lookup (CLI commands that never match never pay for it), then a background task
 replays `bank_changes` every `poll_interval` seconds, so a bank changed by another process (`labeler bank
@@ -15,7 +16,9 @@ import logging
 from labeler.pipeline.banks import BankChange, BankStore
 from labeler.pipeline.match.base import DEFAULT_MAX_DISTANCE, Match, MatcherError, MatcherUnavailable
 from labeler.pipeline.match.embedded import EmbeddedMatcher
+from labeler.pipeline.match.exact import ExactIndex
 from labeler.pipeline.match.index import PdqIndex
+from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
 from labeler.store.engine import StoreError
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 
 class SyncedBanks:
     """`Matcher` over the database banks; see the module docstring."""
+
+    signal_types = frozenset(SIGNAL_TYPES)
 
     def __init__(self, store: BankStore, *, poll_interval: float = 2.0) -> None:
         self.store = store
@@ -36,6 +41,10 @@ class SyncedBanks:
     async def lookup(self, pdq_hex: str, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
         matcher = await self._loaded()
         return await matcher.lookup(pdq_hex, max_distance=max_distance)
+
+    async def lookup_exact(self, signal_type: str, value: str) -> list[Match]:
+        matcher = await self._loaded()
+        return await matcher.lookup_exact(signal_type, value)
 
     async def ready(self) -> bool:
         return not self._closed
@@ -59,11 +68,15 @@ class SyncedBanks:
                 try:
                     seen = await self.store.head()  # read first: later changes are replayed over the rows below
                     rows = await self.store.index_rows()
+                    signal_rows = await self.store.signal_rows()
                 except StoreError as e:
                     raise MatcherUnavailable(f"loading banks: {e}") from e
                 index = await asyncio.to_thread(PdqIndex.build, rows)
-                self._seen, self._matcher = seen, EmbeddedMatcher(index)
-                log.info("embedded banks loaded: %d entries", len(index))
+                exact = ExactIndex()
+                for signal_type, row in signal_rows:
+                    exact.add_many(signal_type, [row])
+                self._seen, self._matcher = seen, EmbeddedMatcher(index, exact)
+                log.info("embedded banks loaded: %d PDQ entries, %d exact", len(index), len(exact))
                 self._poller = asyncio.create_task(self._poll(), name="bank-sync")
         return self._matcher
 
@@ -85,9 +98,12 @@ class SyncedBanks:
             await matcher.remove_bank(change.bank)
         elif change.op == "remove" and change.first_id is not None:
             await matcher.remove(change.bank, str(change.first_id))
-        elif change.op == "add" and change.first_id is not None:
+        elif change.op == "add" and change.first_id is not None and change.signal_type == PDQ:
             rows = await self.store.index_rows(change.bank, change.first_id, change.last_id)
             await matcher.add_many(rows)
+        elif change.op == "add" and change.first_id is not None:
+            for signal_type, row in await self.store.signal_rows(change.bank, change.first_id, change.last_id):
+                await matcher.add_exact(signal_type, [row])
 
     async def _poll(self) -> None:
         while True:

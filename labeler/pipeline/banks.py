@@ -1,10 +1,11 @@
-"""Embedded hash banks in our database: banks, their PDQ entries, and the change log every process replays.
+"""Embedded hash banks in our database: banks, their entries, and the change log every process replays.
 
-Bank names follow HMA's rule (`[A-Z_][A-Z0-9_]*`) so a bank can move between the two backends unchanged. An
-entry's id is its row id; `(bank, pdq)` is unique, so importing the same file twice adds nothing. Each change
-(entries added, an entry removed, a bank dropped) appends one `bank_changes` row in the same transaction; on
-PostgreSQL the change log is locked for the transaction so ids commit in order and a reader that has seen id N
-has seen everything below it.
+Bank names follow HMA's rule (`[A-Z_][A-Z0-9_]*`) so a bank can move between the two backends unchanged. A bank
+holds hashes of one signal type (`signals`): PDQ entries live in `bank_entries` (the table the PDQ index loads),
+the others in `bank_signals`. An entry's id is its row id; `(bank, hash)` is unique, so importing the same file
+twice adds nothing. Each change (entries added, an entry removed, a bank dropped) appends one `bank_changes` row in
+the same transaction; on PostgreSQL the change log is locked for the transaction so ids commit in order and a
+reader that has seen id N has seen everything below it.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from labeler.pipeline.signals import PDQ, check_signal_type
 from labeler.protocol import syntax
 from labeler.store.engine import StoreError, is_sqlite, write_transaction
-from labeler.store.pipeline_schema import bank_changes, bank_entries, hash_banks
+from labeler.store.pipeline_schema import bank_changes, bank_entries, bank_signals, hash_banks
 
 BANK_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]*")
 _MAX_NOTE: Final = 255  # HMA's note limit, so entries survive a move to HMA
 _INSERT_CHUNK: Final = 500
-IndexRow = tuple[str, str, str, str | None, str | None]  # pdq, bank, entry id, external id, note (PdqIndex order)
+IndexRow = tuple[str, str, str, str | None, str | None]  # hash, bank, entry id, external id, note (PdqIndex order)
 
 
 class BankError(Exception):
@@ -40,11 +42,14 @@ class Bank:
     entries: int
     created_at: str
     note: str | None = None
+    signal_type: str = PDQ
 
 
 @dataclass(frozen=True)
 class EntryInput:
-    pdq: str
+    """One hash to bank, already validated for the bank's signal type."""
+
+    value: str
     external_id: str | None = None
     note: str | None = None
 
@@ -56,6 +61,7 @@ class BankChange:
     op: str  # add | remove | drop
     first_id: int | None
     last_id: int | None
+    signal_type: str = PDQ  # an add's ids are rows of this signal type's table
 
 
 def check_bank_name(name: str) -> str:
@@ -77,79 +83,95 @@ class BankStore:
             self.engine, "bank change", pg_lock="LOCK TABLE bank_changes IN SHARE ROW EXCLUSIVE MODE"
         )
 
-    async def _bank_id(self, conn: AsyncConnection, name: str) -> int:
-        found = (await conn.execute(sa.select(hash_banks.c.id).where(hash_banks.c.name == name))).scalar()
+    async def _bank(self, conn: AsyncConnection, name: str) -> tuple[int, str]:
+        """(id, signal type) of bank `name`; BankError if there is none."""
+        query = sa.select(hash_banks.c.id, hash_banks.c.signal_type).where(hash_banks.c.name == name)
+        found = (await conn.execute(query)).first()
         if found is None:
             raise BankError(f"no bank named {name!r}")
-        return int(found)
+        return int(found.id), str(found.signal_type)
 
-    async def _log(self, conn: AsyncConnection, bank: str, op: str, first: int | None, last: int | None) -> None:
+    async def _log(
+        self, conn: AsyncConnection, bank: str, op: str, first: int | None, last: int | None, signal_type: str = PDQ
+    ) -> None:
         values = {"bank": bank, "op": op, "first_id": first, "last_id": last, "created_at": syntax.now()}
-        await conn.execute(bank_changes.insert().values(**values))
+        await conn.execute(bank_changes.insert().values(**values, signal_type=signal_type))
 
-    async def create(self, name: str, note: str | None = None) -> Bank:
+    async def create(self, name: str, note: str | None = None, *, signal_type: str = PDQ) -> Bank:
         check_bank_name(name)
+        try:
+            check_signal_type(signal_type)
+        except ValueError as exc:
+            raise BankError(str(exc)) from None
         stamp = syntax.now()
         try:
             async with self._change() as conn:
-                await conn.execute(hash_banks.insert().values(name=name, note=note, created_at=stamp))
+                values = {"name": name, "note": note, "created_at": stamp, "signal_type": signal_type}
+                await conn.execute(hash_banks.insert().values(**values))
         except StoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 raise BankError(f"bank {name!r} already exists") from None
             raise
-        return Bank(name, 0, stamp, note)
+        return Bank(name, 0, stamp, note, signal_type)
 
     async def all_banks(self) -> list[Bank]:
-        count = sa.func.count(bank_entries.c.id)
-        query = (
-            sa.select(hash_banks.c.name, hash_banks.c.created_at, hash_banks.c.note, count)
-            .select_from(hash_banks.outerjoin(bank_entries, bank_entries.c.bank_id == hash_banks.c.id))
-            .group_by(hash_banks.c.id, hash_banks.c.name, hash_banks.c.created_at, hash_banks.c.note)
-            .order_by(hash_banks.c.name)
-        )
+        counts: dict[int, int] = {}
         async with self.engine.connect() as conn:
-            return [Bank(r.name, int(r[3]), r.created_at, r.note) for r in await conn.execute(query)]
+            for table in (bank_entries, bank_signals):
+                per_bank = sa.select(table.c.bank_id, sa.func.count()).group_by(table.c.bank_id)
+                counts.update({int(bank_id): int(n) for bank_id, n in await conn.execute(per_bank)})
+            rows = await conn.execute(sa.select(hash_banks).order_by(hash_banks.c.name))
+            return [Bank(r.name, counts.get(r.id, 0), r.created_at, r.note, r.signal_type) for r in rows]
 
     async def drop(self, name: str) -> int:
         """Delete a bank and its entries; returns how many entries went with it."""
         async with self._change() as conn:
-            bank_id = await self._bank_id(conn, name)
-            removed = (await conn.execute(bank_entries.delete().where(bank_entries.c.bank_id == bank_id))).rowcount
+            bank_id, signal_type = await self._bank(conn, name)
+            table = _entry_table(signal_type)
+            removed = (await conn.execute(table.delete().where(table.c.bank_id == bank_id))).rowcount
             await conn.execute(hash_banks.delete().where(hash_banks.c.id == bank_id))
-            await self._log(conn, name, "drop", None, None)
+            await self._log(conn, name, "drop", None, None, signal_type)
         return int(removed)
 
     async def remove_entry(self, name: str, entry_id: int) -> bool:
         async with self._change() as conn:
-            bank_id = await self._bank_id(conn, name)
-            stmt = bank_entries.delete().where(bank_entries.c.id == entry_id, bank_entries.c.bank_id == bank_id)
+            bank_id, signal_type = await self._bank(conn, name)
+            table = _entry_table(signal_type)
+            stmt = table.delete().where(table.c.id == entry_id, table.c.bank_id == bank_id)
             removed = (await conn.execute(stmt)).rowcount == 1
             if removed:
-                await self._log(conn, name, "remove", entry_id, entry_id)
+                await self._log(conn, name, "remove", entry_id, entry_id, signal_type)
         return removed
 
+    async def signal_type(self, name: str) -> str:
+        """The signal type of bank `name`; BankError if there is none."""
+        async with self.engine.connect() as conn:
+            return (await self._bank(conn, name))[1]
+
     async def add_entries(self, name: str, entries: Sequence[EntryInput]) -> int:
-        """Add validated entries in one transaction; returns how many were new (a known hash is skipped)."""
+        """Add entries validated for the bank's signal type, in one transaction; returns how many were new (a
+        known hash is skipped)."""
         stamp = syntax.now()
         insert = sqlite.insert if self._sqlite else postgresql.insert
         ids: list[int] = []
         async with self._change() as conn:
-            bank_id = await self._bank_id(conn, name)
+            bank_id, signal_type = await self._bank(conn, name)
+            table, key = (bank_entries, "pdq") if signal_type == PDQ else (bank_signals, "value_key")
             rows = [
-                {"bank_id": bank_id, "pdq": e.pdq, "external_id": e.external_id,
+                {"bank_id": bank_id, **_stored(signal_type, e.value), "external_id": e.external_id,
                  "note": e.note[:_MAX_NOTE] if e.note else None, "added_at": stamp}
                 for e in entries
             ]  # fmt: skip
             for start in range(0, len(rows), _INSERT_CHUNK):
                 stmt = (
-                    insert(bank_entries)
+                    insert(table)
                     .values(rows[start : start + _INSERT_CHUNK])
-                    .on_conflict_do_nothing(index_elements=["bank_id", "pdq"])
-                    .returning(bank_entries.c.id)
+                    .on_conflict_do_nothing(index_elements=["bank_id", key])
+                    .returning(table.c.id)
                 )
                 ids.extend(int(i) for i in (await conn.execute(stmt)).scalars())
             if ids:
-                await self._log(conn, name, "add", min(ids), max(ids))
+                await self._log(conn, name, "add", min(ids), max(ids), signal_type)
         return len(ids)
 
     async def head(self) -> int:
@@ -161,7 +183,9 @@ class BankStore:
     async def changes_after(self, change_id: int, limit: int = 1000) -> list[BankChange]:
         query = sa.select(bank_changes).where(bank_changes.c.id > change_id).order_by(bank_changes.c.id).limit(limit)
         async with self.engine.connect() as conn:
-            return [BankChange(r.id, r.bank, r.op, r.first_id, r.last_id) for r in await conn.execute(query)]
+            return [
+                BankChange(r.id, r.bank, r.op, r.first_id, r.last_id, r.signal_type) for r in await conn.execute(query)
+            ]
 
     async def index_rows(self, bank: str | None = None, first: int = 0, last: int | None = None) -> list[IndexRow]:
         """Entries as PdqIndex rows: every bank, or one bank's entries with ids in [first, last]."""
@@ -176,3 +200,36 @@ class BankStore:
         async with self.engine.connect() as conn:
             result = await conn.stream(query.where(*conditions))
             return [(r[0], r[1], str(r[2]), r[3], r[4]) async for r in result]
+
+    async def signal_rows(
+        self, bank: str | None = None, first: int = 0, last: int | None = None
+    ) -> list[tuple[str, IndexRow]]:
+        """Entries of the banks that are not PDQ, as (signal type, row): every such bank, or one bank's entries
+        with ids in [first, last]."""
+        query = sa.select(
+            hash_banks.c.signal_type,
+            bank_signals.c.value,
+            hash_banks.c.name,
+            bank_signals.c.id,
+            bank_signals.c.external_id,
+            bank_signals.c.note,
+        ).join(hash_banks, hash_banks.c.id == bank_signals.c.bank_id)
+        conditions: list[Any] = [bank_signals.c.id >= first]
+        if bank is not None:
+            conditions.append(hash_banks.c.name == bank)
+        if last is not None:
+            conditions.append(bank_signals.c.id <= last)
+        async with self.engine.connect() as conn:
+            result = await conn.stream(query.where(*conditions))
+            return [(r[0], (r[1], r[2], str(r[3]), r[4], r[5])) async for r in result]
+
+
+def _entry_table(signal_type: str) -> sa.Table:
+    return bank_entries if signal_type == PDQ else bank_signals
+
+
+def _stored(signal_type: str, value: str) -> dict[str, str]:
+    """The columns that hold `value` in its signal type's table."""
+    if signal_type == PDQ:
+        return {"pdq": value}
+    return {"value": value, "value_key": value}

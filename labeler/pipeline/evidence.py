@@ -3,10 +3,14 @@
 The same dict goes into the label event's `evidence` column and into review items, so `explain`, the review
 API and the webhook all show one shape:
 
-    {"kind": "pdq-match", "job_id": 7, "source": "firehose", "subject": {"uri", "cid"},
-     "image": {"did", "blob_cid", "mime_type"}, "pdq": "…", "quality": 92, "dihedral": false,
-     "match": {"bank", "entry_id", "external_id", "note", "distance"}, "matcher": "embedded",
+    {"kind": "hash-match", "job_id": 7, "source": "firehose", "subject": {"uri", "cid"},
+     "image": {"did", "blob_cid", "mime_type"}, "signal_type": "pdq" | "md5" | "sha256",
+     "pdq": "…", "quality": 92, "dihedral": false, "md5": "…", "sha256": "…",
+     "match": {"bank", "entry_id", "external_id", "note", "distance", "signal_type"}, "matcher": "embedded",
      "rule": {…policy rule…}, "action": "label" | "review"}
+
+`signal_type` says which of the blob's hashes matched. Labels written before signal types existed carry
+`"kind": "pdq-match"` and no signal fields; `summary` reads both.
 """
 
 from __future__ import annotations
@@ -16,28 +20,34 @@ from typing import Any, Final
 from labeler.pipeline.jobs import Job, JobQueue
 from labeler.pipeline.policy import Decision
 from labeler.pipeline.review import ReviewQueue
+from labeler.pipeline.signals import EXACT_SIGNALS, PDQ
 from labeler.store.labels import LabelStore
 
-KIND: Final = "pdq-match"
+KIND: Final = "hash-match"
+_KINDS: Final = (KIND, "pdq-match")
 
 
 def decision_evidence(job: Job, decision: Decision, *, matcher: str, dihedral: bool) -> dict[str, Any]:
     match = decision.match
+    signals = job.signals or {}
     return {
         "kind": KIND,
         "job_id": job.id,
         "source": job.source,
         "subject": {"uri": job.subject_uri, "cid": job.subject_cid},
         "image": {"did": job.image.did, "blob_cid": job.image.blob_cid, "mime_type": job.image.mime_type},
+        "signal_type": match.signal_type,
         "pdq": job.pdq,
         "quality": job.quality,
         "dihedral": dihedral,
+        **{name: signals.get(name) for name in EXACT_SIGNALS},
         "match": {
             "bank": match.bank,
             "entry_id": match.entry_id,
             "external_id": match.external_id,
             "note": match.note,
             "distance": match.distance,
+            "signal_type": match.signal_type,
         },
         "matcher": matcher,
         "rule": decision.rule.to_json(),
@@ -46,14 +56,17 @@ def decision_evidence(job: Job, decision: Decision, *, matcher: str, dihedral: b
 
 
 def summary(evidence: dict[str, Any]) -> str:
-    """One line for people: `bank NCMEC entry 12 at distance 4 (rule default, job 7, blob bafk…)`."""
-    if evidence.get("kind") != KIND:
+    """One line for people: `pdq match: bank NCMEC entry 12 at distance 4 (rule default, job 7, image bafk…, …)`."""
+    if evidence.get("kind") not in _KINDS:
         return ", ".join(f"{k}={v}" for k, v in evidence.items())
     match, rule = evidence.get("match", {}), evidence.get("rule", {})
+    signal_type = evidence.get("signal_type", PDQ)
+    value = evidence.get("quality") if signal_type == PDQ else evidence.get(signal_type)
+    hashed = f"quality {value}" if signal_type == PDQ else f"{signal_type} {value}"
     text = (
-        f"bank {match.get('bank')} entry {match.get('entry_id')} at distance {match.get('distance')} "
-        f"(rule {rule.get('name')}, job {evidence.get('job_id')}, image {evidence.get('image', {}).get('blob_cid')}, "
-        f"quality {evidence.get('quality')})"
+        f"{signal_type} match: bank {match.get('bank')} entry {match.get('entry_id')} at distance "
+        f"{match.get('distance')} (rule {rule.get('name')}, job {evidence.get('job_id')}, "
+        f"image {evidence.get('image', {}).get('blob_cid')}, {hashed})"
     )
     review = evidence.get("review")
     if isinstance(review, dict):

@@ -7,6 +7,9 @@ connection goes to the checked address itself (Host header and TLS SNI keep the 
 changes between the check and the connect (rebinding) cannot steer us inward. `allow_private_fetch` (tests,
 private deployments) turns the check off.
 
+MD5 and SHA-256 are computed while the bytes stream in (`signals.exact.StreamDigests`); the SHA-256 is the CID
+check, so no byte is hashed twice.
+
 Errors: `FetchUnavailable` (retryable: the PDS or the directory is down, slow, 5xx/429) and `FetchRejected`
 (permanent: no such blob or repo, too large, CID mismatch, refused address). Each carries a stable `reason`.
 """
@@ -14,10 +17,10 @@ Errors: `FetchUnavailable` (retryable: the PDS or the directory is down, slow, 5
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import json
 import socket
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -26,6 +29,7 @@ import libipld
 
 from labeler.identity.resolver import DidNotFound, DidResolver, ResolutionError
 from labeler.pipeline.jobs import ImageRef
+from labeler.pipeline.signals.exact import ExactDigests, StreamDigests
 
 _RAW_CODEC: Final = 0x55
 _SHA256: Final = 0x12
@@ -56,8 +60,16 @@ class FetchRejected(FetchError):
     """Will fail the same way again: missing blob or repo, too large, CID mismatch, forbidden address."""
 
 
-def verify_blob_cid(data: bytes, cid: str) -> None:
-    """FetchRejected unless `data` is the content of `cid` (CIDv1, raw codec, sha2-256)."""
+@dataclass(frozen=True)
+class FetchedBlob:
+    """A blob's bytes, verified against its CID, with the exact signals computed on the way in."""
+
+    data: bytes
+    digests: ExactDigests
+
+
+def blob_cid_digest(cid: str) -> bytes:
+    """The SHA-256 a blob CID names; FetchRejected unless it is CIDv1, raw codec, sha2-256."""
     try:
         decoded = libipld.decode_cid(cid)
     except Exception as e:
@@ -65,8 +77,7 @@ def verify_blob_cid(data: bytes, cid: str) -> None:
     digest = decoded["hash"]
     if decoded["codec"] != _RAW_CODEC or digest["code"] != _SHA256:
         raise FetchRejected("bad-cid", f"blob CID is not raw/sha2-256: codec {decoded['codec']:#x}")
-    if hashlib.sha256(data).digest() != digest["digest"]:
-        raise FetchRejected("cid-mismatch", f"the bytes served do not hash to {cid}")
+    return bytes(digest["digest"])
 
 
 def is_public_address(address: str) -> bool:
@@ -100,17 +111,20 @@ class BlobFetcher:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def fetch(self, image: ImageRef) -> bytes:
-        """The blob's bytes, verified against its CID."""
+    async def fetch(self, image: ImageRef) -> FetchedBlob:
+        """The blob's bytes, verified against its CID, and their MD5 and SHA-256."""
+        expected = blob_cid_digest(image.blob_cid)  # a malformed CID is refused before any request
+        digests = StreamDigests()
         try:
             async with asyncio.timeout(self.timeout):
                 pds = await self._pds(image.did)
                 url = f"{pds.rstrip('/')}/xrpc/com.atproto.sync.getBlob"
-                data = await self._get(url, {"did": image.did, "cid": image.blob_cid}, self.max_bytes)
+                data = await self._get(url, {"did": image.did, "cid": image.blob_cid}, self.max_bytes, digests)
         except TimeoutError:
             raise FetchUnavailable("timeout", f"fetching {image.blob_cid} took over {self.timeout:g}s") from None
-        verify_blob_cid(data, image.blob_cid)
-        return data
+        if digests.sha256_digest() != expected:
+            raise FetchRejected("cid-mismatch", f"the bytes served do not hash to {image.blob_cid}")
+        return FetchedBlob(data, digests.done())
 
     async def get_record(self, did: str, collection: str, rkey: str) -> tuple[str | None, Any]:
         """(cid, value) of a record from its repo's PDS (`com.atproto.repo.getRecord`), within the same limits."""
@@ -144,7 +158,9 @@ class BlobFetcher:
             raise FetchRejected("no-pds", f"{did} declares no usable #atproto_pds endpoint")
         return endpoint
 
-    async def _get(self, url: str, params: dict[str, str] | None, max_bytes: int) -> bytes:
+    async def _get(
+        self, url: str, params: dict[str, str] | None, max_bytes: int, digests: StreamDigests | None = None
+    ) -> bytes:
         for _ in range(_MAX_REDIRECTS + 1):
             request = await self._request(url, params)
             where = request.headers.get("host", request.url.host)
@@ -155,7 +171,7 @@ class BlobFetcher:
                         url, params = urljoin(url, response.headers["location"]), None
                         continue
                     await self._check_status(response, where)
-                    return await self._read(response, max_bytes)
+                    return await self._read(response, max_bytes, digests)
                 finally:
                     await response.aclose()
             except httpx.TimeoutException as e:
@@ -210,12 +226,14 @@ class BlobFetcher:
             raise FetchRejected("blob-not-found", f"{where} answered {status} {error}".strip())
         raise FetchRejected("pds-refused", f"{where} answered {status} {error}".strip())
 
-    async def _read(self, response: httpx.Response, max_bytes: int) -> bytes:
+    async def _read(self, response: httpx.Response, max_bytes: int, digests: StreamDigests | None) -> bytes:
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise FetchRejected("too-large", f"{declared} bytes > limit {max_bytes}")
         body = bytearray()
         async for chunk in response.aiter_bytes():
+            if digests is not None:
+                digests.update(chunk)
             body += chunk
             if len(body) > max_bytes:
                 raise FetchRejected("too-large", f"over the limit of {max_bytes} bytes")

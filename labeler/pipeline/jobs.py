@@ -82,6 +82,7 @@ class Job:
     pdq: str | None
     quality: int | None
     variants: list[str] | None
+    signals: dict[str, Any] | None  # exact hashes, and why no perceptual hash could be made (see save_hash)
     result: dict[str, Any] | None
     created_at: str
     updated_at: str
@@ -92,7 +93,8 @@ class Job:
             "id": self.id, "source": self.source, "subject_uri": self.subject_uri, "subject_cid": self.subject_cid,
             "image": {"did": self.image.did, "blob_cid": self.image.blob_cid, "mime_type": self.image.mime_type},
             "status": self.status, "attempts": self.attempts, "outcome": self.outcome, "reason": self.reason,
-            "detail": self.detail, "pdq": self.pdq, "quality": self.quality, "result": self.result,
+            "detail": self.detail, "pdq": self.pdq, "quality": self.quality, "signals": self.signals,
+            "result": self.result,
             "created_at": self.created_at, "updated_at": self.updated_at, "finished_at": self.finished_at,
         }  # fmt: skip
 
@@ -102,7 +104,8 @@ def _job(row: Any) -> Job:
         id=row.id, source=row.source, subject_uri=row.subject_uri, subject_cid=row.subject_cid or None,
         image=ImageRef(row.image_did, row.blob_cid, row.mime_type), status=row.status, attempts=row.attempts,
         next_attempt_at=row.next_attempt_at, lease_owner=row.lease_owner, outcome=row.outcome, reason=row.reason,
-        detail=row.detail, pdq=row.pdq, quality=row.quality, variants=row.variants, result=row.result,
+        detail=row.detail, pdq=row.pdq, quality=row.quality, variants=row.variants, signals=row.signals,
+        result=row.result,
         created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
     )  # fmt: skip
 
@@ -192,10 +195,23 @@ class JobQueue:
     def _owned(self, job: Job, owner: str) -> Any:
         return sa.and_(image_jobs.c.id == job.id, image_jobs.c.status == "running", image_jobs.c.lease_owner == owner)
 
-    async def save_hash(self, job: Job, owner: str, pdq: str, quality: int, variants: Sequence[str] | None) -> bool:
-        """Keep the hash on the row, so a retry (matcher down) does not fetch and hash again."""
+    async def save_hash(
+        self,
+        job: Job,
+        owner: str,
+        *,
+        signals: dict[str, Any],
+        pdq: str | None = None,
+        quality: int | None = None,
+        variants: Sequence[str] | None = None,
+    ) -> bool:
+        """Keep the hashes on the row, so a retry (matcher down) does not fetch and hash again.
+
+        `signals` holds the exact hashes (`{"md5", "sha256"}`) and, when the blob could not be hashed
+        perceptually, `{"rejected": {"reason", "detail"}}`: its exact hashes are still matched.
+        """
         stmt = image_jobs.update().where(self._owned(job, owner))
-        stmt = stmt.values(pdq=pdq, quality=quality, variants=list(variants) if variants else None)
+        stmt = stmt.values(signals=signals, pdq=pdq, quality=quality, variants=list(variants) if variants else None)
         async with self._write() as conn:
             return (await conn.execute(stmt)).rowcount == 1
 

@@ -5,6 +5,7 @@ Configured in `labeler.toml` (README "Policy"):
     [[policy.rules]]
     name = "ncmec"                 # shown in evidence and `explain`
     banks = ["NCMEC_CSAM"]         # bank names; "*" = every bank
+    signals = ["pdq", "md5"]       # signal types the rule acts on (pdq, md5, sha256); default: every one
     labels = ["csam-hash-match"]
     label_distance = 10            # distance ≤ this → label at once (-1: never)
     review_distance = 31           # distance ≤ this (and above label_distance) → review queue (-1: never)
@@ -14,7 +15,8 @@ Without rules the default is one conservative rule: every bank → the first dec
 (`csam-hash-match` by default), labelled at distance ≤ 10 and reviewed up to 31 (HMA's match threshold). PDQ
 distances up to ~10 are near-certain copies; 11–31 include resized, re-encoded or cropped copies but also the
 rare false positive, which a person should see before a label goes out. Every matching rule acts, so one match
-can label the post and also queue the account for review.
+can label the post and also queue the account for review. Exact matches (MD5, SHA-256) are at distance 0; a rule
+that should only send them to review says `signals = ["md5"]`, `label_distance = -1`, `review_distance = 0`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Final, TypeGuard
 
 from labeler.config import ConfigError
 from labeler.pipeline.match.base import Match
+from labeler.pipeline.signals import SIGNAL_TYPES
 
 DEFAULT_LABEL_DISTANCE: Final = 10
 DEFAULT_REVIEW_DISTANCE: Final = 31
@@ -39,14 +42,16 @@ class Rule:
     label_distance: int = DEFAULT_LABEL_DISTANCE
     review_distance: int = DEFAULT_REVIEW_DISTANCE
     subject: str = "post"
+    signals: tuple[str, ...] = SIGNAL_TYPES
 
-    def covers(self, bank: str) -> bool:
-        return "*" in self.banks or bank in self.banks
+    def covers(self, match: Match) -> bool:
+        return ("*" in self.banks or match.bank in self.banks) and match.signal_type in self.signals
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "banks": list(self.banks), "labels": list(self.labels),
             "label_distance": self.label_distance, "review_distance": self.review_distance, "subject": self.subject,
+            "signals": list(self.signals),
         }  # fmt: skip
 
 
@@ -69,7 +74,7 @@ class Policy:
         """Decisions for an image's matches (nearest first), at most one per rule."""
         decisions = []
         for rule in self.rules:
-            nearest = next((m for m in matches if rule.covers(m.bank)), None)
+            nearest = next((m for m in matches if rule.covers(m)), None)
             if nearest is None:
                 continue
             if nearest.distance <= rule.label_distance:
@@ -109,7 +114,7 @@ def _rule(position: int, raw: Any) -> Rule:
     where = f"policy rule #{position + 1}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
-    unknown = set(raw) - {"name", "banks", "labels", "label_distance", "review_distance", "subject"}
+    unknown = set(raw) - {"name", "banks", "labels", "label_distance", "review_distance", "subject", "signals"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     name = raw.get("name", f"rule-{position + 1}")
@@ -126,7 +131,10 @@ def _rule(position: int, raw: Any) -> Rule:
     subject = raw.get("subject", "post")
     if subject not in SUBJECTS:
         raise ConfigError(f"{where}: subject must be one of {', '.join(SUBJECTS)}")
-    return Rule(str(name), tuple(banks), tuple(labels), label_distance, review_distance, subject)
+    signals = raw.get("signals", list(SIGNAL_TYPES))
+    if not _strings(signals) or not set(signals) <= set(SIGNAL_TYPES):
+        raise ConfigError(f"{where}: signals must be a non-empty list of {', '.join(SIGNAL_TYPES)}")
+    return Rule(str(name), tuple(banks), tuple(labels), label_distance, review_distance, subject, tuple(signals))
 
 
 def _strings(value: Any) -> TypeGuard[list[str]]:

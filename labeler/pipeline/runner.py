@@ -4,8 +4,9 @@ Failure handling per step (every path ends in `finish` or `retry`, never in a de
 
     fetch   FetchUnavailable → retry with backoff; after `max_attempts` → error/gave-up
             FetchRejected    → rejected/<reason> (cid-mismatch, too-large, blob-not-found, private-address, …)
-    hash    ImageRejected    → rejected/<reason> (truncated, not-an-image, too-many-pixels, …)
-            HasherCrashed    → retry; quality below the threshold → no-match/low-quality
+            (MD5 and SHA-256 are computed while the bytes arrive)
+    hash    ImageRejected    → no PDQ; unless an exact hash matches, rejected/<reason> (truncated, not-an-image, …)
+            HasherCrashed    → retry; quality below the threshold → PDQ not looked up (no-match/low-quality)
     match   MatcherUnavailable (HMA down, 503) → retry with backoff, never given up (the hash is kept on the row,
             so the retry does not fetch again); MatcherError → error/matcher-error
     act     writer or database failure → retry
@@ -26,13 +27,14 @@ import os
 import socket
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from labeler.pipeline.fetcher import FetchError
-from labeler.pipeline.hasher import ImageRejected
+from labeler.pipeline.hasher import ImageRejected, PdqResult
 from labeler.pipeline.hashing import HasherCrashed
 from labeler.pipeline.jobs import Job, backoff_delay
-from labeler.pipeline.match.base import MatchFailure, lookup_variants
+from labeler.pipeline.match.base import MatchFailure, lookup_signals
+from labeler.pipeline.signals import EXACT_SIGNALS
 from labeler.store.engine import StoreError
 
 if TYPE_CHECKING:
@@ -59,34 +61,21 @@ class JobProcessor:
 
     async def _run(self, job: Job, owner: str) -> str:
         p, settings = self.p, self.p.settings
-        if job.pdq is None:
+        if job.pdq is None and job.signals is None:
             if job.attempts > p.options.max_attempts:
                 return await self._finish(job, owner, "error", "gave-up", job.detail)
-            try:
-                data = await p.fetcher.fetch(job.image)
-            except FetchError as exc:
-                p.telemetry.fetch_errors.labels(reason=exc.reason).inc()
-                if exc.retryable:
-                    return await self._retry(job, owner, "fetch", str(exc), give_up=True)
-                return await self._finish(job, owner, "rejected", exc.reason, exc.detail)
-            started = time.perf_counter()
-            try:
-                hashed = await p.hasher.hash(data)
-            except ImageRejected as exc:
-                return await self._finish(job, owner, "rejected", exc.reason, exc.detail)
-            except HasherCrashed as exc:
-                return await self._retry(job, owner, "hasher", str(exc), give_up=True)
-            p.telemetry.hash_seconds.observe(time.perf_counter() - started)
-            if not await p.jobs.save_hash(job, owner, hashed.hash, hashed.quality, hashed.variants):
-                return "lost-lease"
-            job = replace(job, pdq=hashed.hash, quality=hashed.quality, variants=list(hashed.variants or []) or None)
-        assert job.pdq is not None and job.quality is not None
-        if job.quality < settings.pdq_quality_threshold:
-            detail = f"PDQ quality {job.quality} < {settings.pdq_quality_threshold}"
-            return await self._finish(job, owner, "no-match", "low-quality", detail)
+            hashed = await self._fetch_and_hash(job, owner)
+            if isinstance(hashed, str):
+                return hashed
+            job = hashed
+        signals = job.signals or {}
+        rejected = signals.get("rejected")
+        low_quality = job.quality is not None and job.quality < settings.pdq_quality_threshold
+        pdq = [] if job.pdq is None or low_quality else (job.variants or [job.pdq])
+        exact = {name: signals[name] for name in EXACT_SIGNALS if isinstance(signals.get(name), str)}
         started = time.perf_counter()
         try:
-            matches = await lookup_variants(p.matcher, job.variants or [job.pdq], max_distance=settings.match_distance)
+            matches = await lookup_signals(p.matcher, pdq=pdq, exact=exact, max_distance=settings.match_distance)
         except MatchFailure as exc:
             p.telemetry.matcher_errors.labels(matcher=settings.matcher, kind=type(exc).__name__).inc()
             if exc.retryable:
@@ -94,9 +83,20 @@ class JobProcessor:
                 return await self._retry(job, owner, "matcher", exc.message, give_up=False, cap=cap)
             return await self._finish(job, owner, "error", "matcher-error", exc.message)
         p.telemetry.matcher_seconds.labels(matcher=settings.matcher).observe(time.perf_counter() - started)
-        found = [{"bank": m.bank, "entry_id": m.entry_id, "distance": m.distance} for m in matches]
         if not matches:
+            # Nothing matched the hashes there are; say why a perceptual hash is missing or was not looked up.
+            if isinstance(rejected, dict):
+                return await self._finish(job, owner, "rejected", rejected.get("reason"), rejected.get("detail"))
+            if low_quality:
+                detail = f"PDQ quality {job.quality} < {settings.pdq_quality_threshold}"
+                return await self._finish(job, owner, "no-match", "low-quality", detail)
             return await self._finish(job, owner, "no-match", None, None, {"matches": []})
+        for m in matches:
+            p.telemetry.matches.labels(signal_type=m.signal_type).inc()
+        found = [
+            {"bank": m.bank, "entry_id": m.entry_id, "distance": m.distance, "signal_type": m.signal_type}
+            for m in matches
+        ]
         decisions = p.policy.decide(matches, job.subject_uri, job.subject_cid)
         try:
             done = await p.applier.apply(job, decisions)
@@ -106,6 +106,34 @@ class JobProcessor:
             p.telemetry.labels.labels(action=record["action"]).inc()
         reason = ",".join(sorted({d.action for d in decisions})) or "below-policy"
         return await self._finish(job, owner, "match", reason, None, {"matches": found, "decisions": done})
+
+    async def _fetch_and_hash(self, job: Job, owner: str) -> Job | str:
+        """Fetch the blob and compute its signals, kept on the row; returns the updated job, or the outcome
+        recorded when the job ends here (or "retry")."""
+        p = self.p
+        try:
+            blob = await p.fetcher.fetch(job.image)
+        except FetchError as exc:
+            p.telemetry.fetch_errors.labels(reason=exc.reason).inc()
+            if exc.retryable:
+                return await self._retry(job, owner, "fetch", str(exc), give_up=True)
+            return await self._finish(job, owner, "rejected", exc.reason, exc.detail)
+        signals: dict[str, Any] = dict(blob.digests.as_signals())
+        started = time.perf_counter()
+        try:
+            pdq: PdqResult | None = await p.hasher.hash(blob.data)
+        except ImageRejected as exc:
+            # The bytes are still matched by their exact hashes: a banked file need not decode.
+            pdq, signals["rejected"] = None, {"reason": exc.reason, "detail": exc.detail}
+        except HasherCrashed as exc:
+            return await self._retry(job, owner, "hasher", str(exc), give_up=True)
+        p.telemetry.hash_seconds.observe(time.perf_counter() - started)
+        kept: dict[str, Any] = {}
+        if pdq is not None:
+            kept = {"pdq": pdq.hash, "quality": pdq.quality, "variants": list(pdq.variants) if pdq.variants else None}
+        if not await p.jobs.save_hash(job, owner, signals=signals, **kept):
+            return "lost-lease"
+        return replace(job, signals=signals, **kept)
 
     async def _finish(
         self,

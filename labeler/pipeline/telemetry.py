@@ -33,3 +33,7 @@ class PipelineMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry,
         )  # fmt: skip
         self.labels = Counter("labeler_pipeline_decisions", "Policy decisions by action", ["action"], registry=registry)
+        self.matches = Counter(
+            "labeler_pipeline_matches", "Bank entries matched by finished jobs, by signal type", ["signal_type"],
+            registry=registry,
+        )  # fmt: skip

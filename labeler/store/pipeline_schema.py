@@ -1,8 +1,8 @@
 """Tables of the image pipeline: durable jobs, report intake, source cursors, embedded hash banks, the review queue.
 
-Created by migrations 0003 and 0004 (`report_intake`). Times that workers compare (`next_attempt_at`,
-`lease_expires_at`) are epoch seconds as floats so both databases compare them numerically; times shown to people
-are RFC 3339 text like elsewhere.
+Created by migrations 0003, 0004 (`report_intake`) and 0007 (signal types, `bank_signals`, `image_jobs.signals`).
+Times that workers compare (`next_attempt_at`, `lease_expires_at`) are epoch seconds as floats so both databases
+compare them numerically; times shown to people are RFC 3339 text like elsewhere.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ image_jobs = sa.Table(
     sa.Column("pdq", sa.Text, nullable=True),  # kept once computed, so a retry after a matcher outage skips fetch
     sa.Column("quality", sa.Integer, nullable=True),
     sa.Column("variants", sa.JSON, nullable=True),
+    # Exact hashes {"md5", "sha256"}, and {"rejected": {reason, detail}} when no perceptual hash could be made.
+    sa.Column("signals", sa.JSON, nullable=True),
     sa.Column("result", sa.JSON, nullable=True),  # matches and the decisions taken on them
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
@@ -60,6 +62,7 @@ hash_banks = sa.Table(
     sa.Column("name", sa.Text, nullable=False, unique=True),
     sa.Column("note", sa.Text, nullable=True),
     sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("signal_type", sa.Text, nullable=False, server_default="pdq"),  # every entry is a hash of this type
     sqlite_autoincrement=True,  # ids never reused, so a re-created bank is a new bank to every process
 )
 
@@ -76,6 +79,22 @@ bank_entries = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# Entries of banks whose signal type is not PDQ (the PDQ index loads `bank_entries` alone). `value_key` is the value
+# for exact hashes and a SHA-256 of it for long signals, so (bank, value) stays unique within a btree's key size.
+bank_signals = sa.Table(
+    "bank_signals",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("bank_id", Id, sa.ForeignKey("hash_banks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("value_key", sa.Text, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("added_at", sa.Text, nullable=False),
+    sa.UniqueConstraint("bank_id", "value_key", name="bank_signals_bank_value"),
+    sqlite_autoincrement=True,
+)
+
 # Append-only log of bank changes; every process replays it into its in-memory index (committed in id order).
 bank_changes = sa.Table(
     "bank_changes",
@@ -86,6 +105,7 @@ bank_changes = sa.Table(
     sa.Column("first_id", sa.BigInteger, nullable=True),
     sa.Column("last_id", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("signal_type", sa.Text, nullable=False, server_default="pdq"),  # whose table first_id..last_id are in
     sqlite_autoincrement=True,
 )
 

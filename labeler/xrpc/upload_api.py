@@ -1,14 +1,15 @@
 """The upload-time check API for apps: a PDS or app checks an image before publishing it.
 
-    POST /api/v1/hash   image bytes              → {"hash", "quality"}
-    POST /api/v1/match  image bytes | {"hash"}   → {"hash", "quality", "matches": [{bank, distance, entry_id, …}]}
+    POST /api/v1/hash   image bytes                     → {"hash", "quality", "md5", "sha256"}
+    POST /api/v1/match  image bytes | {"hash"|"md5"|…}  → {…, "matches": [{bank, distance, entry_id, signal_type, …}]}
 
 Synchronous, and nothing is stored: unlike the firehose, the caller decides what to do with the answer.
 Callers present `Authorization: Bearer <token>` for one of `LABELER_UPLOAD_TOKENS`; with none configured the
 API is closed. Bodies may be up to `max_image_bytes` (the app-wide body limit is lifted for these paths only).
 Hashing runs in the pipeline's process pool, with the same limits, reduced decoding and dihedral variants as
 the pipeline, and a match follows the pipeline's rules (quality threshold, match distance), so the answer here
-is the answer the labeler would give for the same image on the network.
+is the answer the labeler would give for the same image on the network: that includes matching the exact hashes
+(MD5, SHA-256) of bytes that do not decode, which are refused only when nothing matched them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from starlette.routing import Route
 from labeler.config import Settings
 from labeler.pipeline.hasher import TOO_LARGE, ImageRejected, PdqResult, validate_pdq_hex
 from labeler.pipeline.hashing import HasherCrashed
-from labeler.pipeline.match.base import MatcherUnavailable, MatchFailure, lookup_variants
+from labeler.pipeline.match.base import MatcherUnavailable, MatchFailure, lookup_signals
+from labeler.pipeline.signals import EXACT_SIGNALS
+from labeler.pipeline.signals.exact import digests_of, validate_exact
 from labeler.protocol.errors import AuthRequired, InvalidRequest, PayloadTooLarge, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.errors import error_response
@@ -97,35 +100,51 @@ def _checked(handler: Callable[[Request, Labeler], Awaitable[Response]]) -> Call
 async def hash_image(request: Request, labeler: Labeler) -> Response:
     if _is_json(request):
         raise InvalidRequest("send the image bytes as the body (Content-Type: image/* or application/octet-stream)")
-    result = await _hash(labeler, await _image_body(request))
-    return JSONResponse({"hash": result.hash, "quality": result.quality})
+    data = await _image_body(request)
+    exact = await asyncio.to_thread(digests_of, data)
+    result = await _hash(labeler, data)
+    return JSONResponse({"hash": result.hash, "quality": result.quality, **exact.as_signals()})
 
 
 @_checked
 async def match_image(request: Request, labeler: Labeler) -> Response:
     settings = labeler.settings
+    rejected: ImageNotAccepted | None = None
     if _is_json(request):
-        pdq, quality, variants = _hash_from_json(await request.body()), None, None
+        given = _hashes_from_json(await request.body())
+        pdq, quality, variants = given.pop("hash", None), None, None
+        exact = given
     else:
-        result = await _hash(labeler, await _image_body(request))
-        pdq, quality, variants = result.hash, result.quality, result.variants
-    body: dict[str, Any] = {"hash": pdq, "quality": quality, "matches": []}
-    if quality is not None and quality < settings.pdq_quality_threshold:
+        data = await _image_body(request)
+        exact = (await asyncio.to_thread(digests_of, data)).as_signals()
+        pdq = quality = variants = None
+        try:
+            result = await _hash(labeler, data)
+            pdq, quality, variants = result.hash, result.quality, result.variants
+        except ImageNotAccepted as exc:
+            rejected = exc  # its exact hashes may still match, as in the pipeline
+    body: dict[str, Any] = {"hash": pdq, "quality": quality, **exact, "matches": []}
+    low_quality = quality is not None and quality < settings.pdq_quality_threshold
+    if low_quality:
         body["skipped"] = "low-quality"  # as in the pipeline: recorded, not matched
-        return JSONResponse(body)
+    looked_up = [] if pdq is None or low_quality else list(variants or [pdq])
     try:
-        matches = await lookup_variants(
-            labeler.pipeline.matcher, variants or [pdq], max_distance=settings.match_distance
+        matches = await lookup_signals(
+            labeler.pipeline.matcher, pdq=looked_up, exact=exact, max_distance=settings.match_distance
         )
     except MatcherUnavailable as exc:
         raise ServiceUnavailable(f"matcher unavailable: {exc.message}") from None
     except MatchFailure as exc:
         raise UpstreamFailure(f"matcher error: {exc.message}") from None
+    if rejected is not None and not matches:
+        raise rejected
     body["matches"] = [
-        {"bank": m.bank, "distance": m.distance, "entry_id": m.entry_id}
+        {"bank": m.bank, "distance": m.distance, "entry_id": m.entry_id, "signal_type": m.signal_type}
         | ({"external_id": m.external_id} if m.external_id is not None else {})
         for m in matches
     ]
+    if rejected is not None:
+        body["rejected"] = rejected.reason
     return JSONResponse(body)
 
 
@@ -161,16 +180,26 @@ async def _image_body(request: Request) -> bytes:
     return data
 
 
-def _hash_from_json(raw: bytes) -> str:
+_JSON_HASHES: Final = ("hash", *EXACT_SIGNALS)
+_JSON_SHAPE: Final = '{"hash": "<PDQ, 64 hex>", "md5": "<32 hex>", "sha256": "<64 hex>"} (at least one)'
+
+
+def _hashes_from_json(raw: bytes) -> dict[str, str]:
+    """The hashes a JSON body names, validated: `hash` (PDQ) and the exact signal types by name."""
     try:
         value = json.loads(raw)
     except ValueError:
         raise InvalidRequest("body is not valid JSON") from None
-    pdq = value.get("hash") if isinstance(value, dict) else None
-    try:
-        return validate_pdq_hex(pdq.strip().lower() if isinstance(pdq, str) else pdq)
-    except ValueError:
-        raise InvalidRequest('expected {"hash": "<64 hex digits of a PDQ hash>"}') from None
+    if not isinstance(value, dict) or not value or set(value) - set(_JSON_HASHES):
+        raise InvalidRequest(f"expected {_JSON_SHAPE}")
+    hashes = {}
+    for key, given in value.items():
+        normalised = given.strip().lower() if isinstance(given, str) else given
+        try:
+            hashes[key] = validate_pdq_hex(normalised) if key == "hash" else validate_exact(key, normalised)
+        except ValueError:
+            raise InvalidRequest(f"{key}: not a well-formed hash; expected {_JSON_SHAPE}") from None
+    return hashes
 
 
 async def _hash(labeler: Labeler, data: bytes) -> PdqResult:

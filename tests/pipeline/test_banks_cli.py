@@ -74,7 +74,7 @@ def test_import_reports_bad_rows_with_line_numbers(runner: CliRunner, tmp_path: 
 def test_tsv_and_header_detection() -> None:
     parsed = parse_text(f"{H[0]}\tid-1\tnote one\n{H[1]}\n", "tsv")
     assert [(n, e.external_id, e.note) for n, e in parsed.entries] == [(1, "id-1", "note one"), (2, None, None)]
-    assert parse_text("id,note\n1,x\n", "csv").errors == [(1, "header has no pdq column")]
+    assert parse_text("id,note\n1,x\n", "csv").errors == [(1, "header has no hash column")]
 
 
 def test_bank_commands_proxy_to_hma(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from labeler.identity import DidResolver
 from labeler.pipeline.fetcher import BlobFetcher, FetchRejected, FetchUnavailable, is_public_address
 from labeler.pipeline.jobs import ImageRef
+from labeler.pipeline.signals.exact import ExactDigests
 
 from .blob_server import PdsWorld, blob_cid
 from .corpus import encode, structured_rgb
@@ -39,7 +41,10 @@ async def fetcher(resolver: DidResolver) -> AsyncIterator[Callable[..., BlobFetc
 async def test_fetches_and_verifies_a_blob(pds_world: PdsWorld, fetcher: Callable[..., BlobFetcher]) -> None:
     ref = pds_world.pds.add(pds_world.account(), IMAGE)
     with pds_world.pds_running():
-        assert await fetcher().fetch(ref) == IMAGE
+        blob = await fetcher().fetch(ref)
+    assert blob.data == IMAGE
+    # The exact signals are hashlib's over the same bytes, computed as they streamed in.
+    assert blob.digests == ExactDigests(hashlib.md5(IMAGE).hexdigest(), hashlib.sha256(IMAGE).hexdigest(), len(IMAGE))
 
 
 async def test_bytes_that_do_not_match_the_cid_are_rejected(

@@ -52,9 +52,32 @@ def test_rules_by_bank_with_account_subjects() -> None:
     assert spam.rule.labels == ("spam", "!hide")
 
 
+def test_rules_can_name_signal_types() -> None:
+    policy = load_policy(
+        {
+            "policy": {
+                "rules": [
+                    {"name": "exact", "signals": ["md5", "sha256"], "labels": ["known-file"]},
+                    {"name": "perceptual", "signals": ["pdq"], "labels": ["near"], "label_distance": -1},
+                ]
+            }
+        },
+        "unused",
+    )
+    md5, pdq = Match("FILES", "1", 0, signal_type="md5"), Match("IMAGES", "2", 0)
+    decisions = {d.rule.name: (d.action, d.match) for d in policy.decide([md5, pdq], POST, CID)}
+    assert decisions == {"exact": ("label", md5), "perceptual": ("review", pdq)}
+    assert [d.rule.name for d in policy.decide([pdq], POST, CID)] == ["perceptual"]
+    # Without `signals` a rule acts on every signal type; exact matches are at distance 0.
+    [default] = load_policy({}, "csam-hash-match").decide([md5], POST, CID)
+    assert (default.action, default.rule.signals) == ("label", ("pdq", "md5", "sha256"))
+
+
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
+        ({"labels": ["x"], "signals": ["crc32"]}, "signals"),
+        ({"labels": ["x"], "signals": []}, "signals"),
         ({"labels": []}, "labels"),
         ({"labels": ["x"], "banks": "NCMEC"}, "banks"),
         ({"labels": ["x"], "label_distance": 300}, "label_distance"),

@@ -3,6 +3,7 @@ with the embedded matcher and with HMA: labels with evidence, outages, restarts 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 from support.server import free_port, serve_in_thread
 
-from labeler.pipeline.evidence import explain
+from labeler.pipeline.banks import EntryInput
+from labeler.pipeline.evidence import explain, summary
 from labeler.pipeline.hasher import hamming_distance, hash_image
 from labeler.store.schema import label_events
 
@@ -205,3 +207,40 @@ async def test_a_reported_post_has_its_images_checked(pds_world: PdsWorld, make_
             labels = await labeler.store.query([uri], [], 0, 10)
     assert (job.source, job.outcome, job.subject_cid) == ("report", "match", post_cid)
     assert [s.label.val for s in labels] == [LABEL]
+
+
+async def test_exact_banks_match_any_blob_even_one_that_does_not_decode(
+    pds_world: PdsWorld, make_settings: Any
+) -> None:
+    harness = Harness(pds_world, make_settings, "embedded", None)
+    did = pds_world.account()
+    broken = BANKED[: len(BANKED) // 2]  # a truncated PNG: no PDQ, but a known file
+    by_md5, by_sha256 = harness.post(did, "md5", OTHER), harness.post(did, "sha256", broken)
+    unknown = harness.post(did, "unknown", OTHER[: len(OTHER) // 2])
+    with pds_world.pds_running():
+        async with harness.running() as labeler:
+            banks = labeler.pipeline.banks
+            await banks.create("FILES_MD5", signal_type="md5")
+            await banks.add_entries("FILES_MD5", [EntryInput(hashlib.md5(OTHER).hexdigest(), "m-1")])
+            await banks.create("FILES_SHA", signal_type="sha256")
+            await banks.add_entries("FILES_SHA", [EntryInput(hashlib.sha256(broken).hexdigest(), "s-1")])
+            await labeler.pipeline.jobs.enqueue([by_md5, by_sha256, unknown])
+            await all_done(labeler, 3)
+            jobs = {name: await job_for(labeler, spec) for name, spec in (("md5", by_md5), ("sha256", by_sha256))}
+            missed = await job_for(labeler, unknown)
+            report = await explain(labeler.store, labeler.pipeline.jobs, labeler.pipeline.reviews, by_sha256.subject_uri)
+    for name, job in jobs.items():
+        assert (job.outcome, job.reason) == ("match", "label"), job.to_json()
+        assert job.result is not None and [m["signal_type"] for m in job.result["matches"]] == [name]
+    assert jobs["md5"].signals == {"md5": hashlib.md5(OTHER).hexdigest(), "sha256": hashlib.sha256(OTHER).hexdigest()}
+    assert jobs["sha256"].pdq is None and jobs["sha256"].signals is not None
+    assert jobs["sha256"].signals["rejected"]["reason"] == "truncated"
+    assert (missed.outcome, missed.reason) == ("rejected", "truncated")
+    [event] = report["history"]
+    evidence = event["evidence"]
+    assert (evidence["signal_type"], evidence["sha256"]) == ("sha256", hashlib.sha256(broken).hexdigest())
+    assert evidence["match"] | {"entry_id": "?"} == {
+        "bank": "FILES_SHA", "entry_id": "?", "external_id": "s-1", "note": None, "distance": 0, "signal_type": "sha256"
+    }  # fmt: skip
+    assert summary(evidence).startswith("sha256 match: bank FILES_SHA entry ")
+    assert f"image {by_sha256.image.blob_cid}, sha256 {hashlib.sha256(broken).hexdigest()}" in summary(evidence)

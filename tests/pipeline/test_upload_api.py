@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -56,7 +57,12 @@ async def test_hash_returns_the_pipelines_hash_and_quality(client: httpx.AsyncCl
     response = await client.post("/api/v1/hash", content=BANKED, headers=AUTH | {"content-type": "image/png"})
     assert response.status_code == 200, response.text
     expected = hash_image(BANKED)
-    assert response.json() == {"hash": expected.hash, "quality": expected.quality}
+    assert response.json() == {
+        "hash": expected.hash,
+        "quality": expected.quality,
+        "md5": hashlib.md5(BANKED).hexdigest(),
+        "sha256": hashlib.sha256(BANKED).hexdigest(),
+    }
     assert expected.quality >= 50
 
 
@@ -66,7 +72,13 @@ async def test_match_by_image(client: httpx.AsyncClient, bank: str) -> None:
     body = response.json()
     assert body["hash"] == bank
     assert body["matches"] == [
-        {"bank": "KNOWN", "distance": 0, "entry_id": body["matches"][0]["entry_id"], "external_id": "case-17"}
+        {
+            "bank": "KNOWN",
+            "distance": 0,
+            "entry_id": body["matches"][0]["entry_id"],
+            "signal_type": "pdq",
+            "external_id": "case-17",
+        }
     ]
     other = (await client.post("/api/v1/match", content=OTHER, headers=AUTH)).json()
     assert other["matches"] == [] and other["quality"] >= 50
@@ -81,10 +93,26 @@ async def test_match_by_hash(client: httpx.AsyncClient, bank: str) -> None:
     assert [(m["bank"], m["distance"]) for m in body["matches"]] == [("KNOWN", 7)]
     far = flip_bits(bank, 40, seed=3)
     assert (await client.post("/api/v1/match", json={"hash": far}, headers=AUTH)).json()["matches"] == []
-    for bad in ({"hash": "abc"}, {"pdq": bank}, ["x"]):
+    for bad in ({"hash": "abc"}, {"pdq": bank}, ["x"], {}, {"md5": bank}, {"sha256": "0" * 63}, {"hash": 7}):
         assert_error(await client.post("/api/v1/match", json=bad, headers=AUTH), 400, "InvalidRequest")
     bad_json = await client.post("/api/v1/match", content=b"{", headers=AUTH | {"content-type": "application/json"})
     assert_error(bad_json, 400, "InvalidRequest")
+
+
+async def test_match_by_exact_hashes_even_for_bytes_that_do_not_decode(
+    client: httpx.AsyncClient, labeler: Labeler
+) -> None:
+    broken = BANKED[: len(BANKED) // 2]  # a truncated PNG: no PDQ, but its bytes are a known file
+    await labeler.pipeline.banks.create("FILES", signal_type="md5")
+    await labeler.pipeline.banks.add_entries("FILES", [EntryInput(hashlib.md5(broken).hexdigest(), "file-9")])
+    body = (await client.post("/api/v1/match", content=broken, headers=AUTH)).json()
+    assert [(m["bank"], m["signal_type"], m["external_id"]) for m in body["matches"]] == [("FILES", "md5", "file-9")]
+    assert (body["hash"], body["rejected"], body["sha256"]) == (None, "truncated", hashlib.sha256(broken).hexdigest())
+    by_json = await client.post("/api/v1/match", json={"md5": hashlib.md5(broken).hexdigest().upper()}, headers=AUTH)
+    assert [m["bank"] for m in by_json.json()["matches"]] == ["FILES"]
+    # Undecodable and unknown: refused as before, with the hasher's reason.
+    other = OTHER[: len(OTHER) // 2]
+    assert assert_error(await client.post("/api/v1/match", content=other, headers=AUTH), 400, "ImageRejected")
 
 
 async def test_low_quality_images_are_not_matched(client: httpx.AsyncClient) -> None:
@@ -163,6 +191,8 @@ async def test_size_limits(client: httpx.AsyncClient) -> None:
 
 
 class _FailingMatcher:
+    signal_types = frozenset({"pdq"})
+
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
 

@@ -10,9 +10,11 @@ Policy, the job runner and the benchmarks see only these names, never httpx or n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
+
+from labeler.pipeline.signals import PDQ
 
 # HMA's PDQ match threshold (pytx PDQ_CONFIDENT_MATCH_THRESHOLD), inclusive.
 DEFAULT_MAX_DISTANCE: Final = 31
@@ -20,8 +22,9 @@ DEFAULT_MAX_DISTANCE: Final = 31
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One bank entry within `distance` bits of the looked-up hash.
+    """One bank entry that a hash of the blob matched, by the signal type's own rule.
 
+    `distance` is the Hamming distance for PDQ and 0 for exact signals (MD5, SHA-256).
     `entry_id` is HMA's `bank_content_id` (as a string) or our own bank entry id.
     `external_id`/`note` are filled when the source knows them (the embedded index; HMA lookups do not).
     """
@@ -31,6 +34,7 @@ class Match:
     distance: int
     external_id: str | None = None
     note: str | None = None
+    signal_type: str = PDQ
 
 
 class MatchFailure(Exception):
@@ -63,10 +67,17 @@ def _rebuild_failure(cls: type[MatchFailure], message: str, status: int | None) 
 
 @runtime_checkable
 class Matcher(Protocol):
-    """Looks up PDQ hashes in banks. Implementations: `hma.HmaMatcher`, `embedded.EmbeddedMatcher`."""
+    """Looks up hashes in banks. Implementations: `hma.HmaMatcher`, `embedded.EmbeddedMatcher`."""
+
+    #: The signal types this matcher can look up (`signals.SIGNAL_TYPES`); others are skipped, not errors.
+    signal_types: frozenset[str]
 
     async def lookup(self, pdq_hex: str, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
-        """All bank entries within `max_distance` (inclusive), nearest first."""
+        """All bank entries within `max_distance` (inclusive) of a PDQ hash, nearest first."""
+        ...
+
+    async def lookup_exact(self, signal_type: str, value: str) -> list[Match]:
+        """All bank entries holding exactly `value`, a hash of exact `signal_type` (MD5, SHA-256)."""
         ...
 
     async def ready(self) -> bool:
@@ -79,8 +90,8 @@ class Matcher(Protocol):
 
 
 def sort_matches(matches: Iterable[Match]) -> list[Match]:
-    """The one ordering every matcher returns: distance, then bank, then entry id."""
-    return sorted(matches, key=lambda m: (m.distance, m.bank, m.entry_id))
+    """The one ordering every matcher returns: distance, then bank, then entry id (then signal type)."""
+    return sorted(matches, key=lambda m: (m.distance, m.bank, m.entry_id, m.signal_type))
 
 
 async def lookup_variants(
@@ -97,3 +108,21 @@ async def lookup_variants(
             if key not in best or m.distance < best[key].distance:
                 best[key] = m
     return sort_matches(best.values())
+
+
+async def lookup_signals(
+    matcher: Matcher,
+    *,
+    pdq: Sequence[str] = (),
+    exact: Mapping[str, str] | None = None,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+) -> list[Match]:
+    """Every match of one blob's signals: its PDQ hashes (see `lookup_variants`) and exact hashes, nearest first.
+
+    Signal types the matcher cannot look up are skipped: the blob is matched on what the banks can hold.
+    """
+    matches = await lookup_variants(matcher, pdq, max_distance=max_distance) if pdq else []
+    for signal_type, value in (exact or {}).items():
+        if signal_type in matcher.signal_types:
+            matches += await matcher.lookup_exact(signal_type, value)
+    return sort_matches(matches)

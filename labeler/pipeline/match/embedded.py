@@ -1,8 +1,9 @@
-"""The embedded matcher: our own banks in an in-memory `PdqIndex`, with HMA's match semantics (≤ 31 inclusive).
+"""The embedded matcher: our own banks in memory. PDQ in a `PdqIndex` with HMA's match semantics (≤ 31
+inclusive); MD5 and SHA-256 in an `ExactIndex`.
 
-Lookups are CPU work (under a millisecond at a million hashes), so they run in a worker thread and the
-event loop stays free. Writes go straight to the index (cheap appends); when they have piled up, the index is
-compacted in a worker thread too.
+PDQ lookups are CPU work (under a millisecond at a million hashes), so they run in a worker thread and the
+event loop stays free; exact lookups are one dictionary probe and run in place. Writes go straight to the indexes
+(cheap appends); when PDQ writes have piled up, the index is compacted in a worker thread too.
 """
 
 from __future__ import annotations
@@ -11,14 +12,19 @@ import asyncio
 from collections.abc import Iterable, Sequence
 
 from labeler.pipeline.match.base import DEFAULT_MAX_DISTANCE, Match, MatcherError
+from labeler.pipeline.match.exact import ExactIndex
 from labeler.pipeline.match.index import PdqIndex
+from labeler.pipeline.signals import SIGNAL_TYPES
 
 
 class EmbeddedMatcher:
-    """`Matcher` over a `PdqIndex` that someone else fills (bank storage loads it at start and on changes)."""
+    """`Matcher` over indexes that someone else fills (bank storage loads them at start and on changes)."""
 
-    def __init__(self, index: PdqIndex) -> None:
+    signal_types = frozenset(SIGNAL_TYPES)
+
+    def __init__(self, index: PdqIndex, exact: ExactIndex | None = None) -> None:
         self.index = index
+        self.exact = exact if exact is not None else ExactIndex()
         self._compacting: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -30,6 +36,11 @@ class EmbeddedMatcher:
             return await asyncio.to_thread(self.index.query, pdq_hex, max_distance)
         except ValueError as e:
             raise MatcherError(str(e)) from e
+
+    async def lookup_exact(self, signal_type: str, value: str) -> list[Match]:
+        if self._closed:
+            raise MatcherError("matcher is closed")
+        return self.exact.query(signal_type, value)
 
     async def ready(self) -> bool:
         return not self._closed
@@ -49,13 +60,17 @@ class EmbeddedMatcher:
         self._maybe_compact()
         return added
 
+    async def add_exact(self, signal_type: str, entries: Iterable[Sequence[str | None]]) -> int:
+        """Add `(hash, bank, entry_id[, external_id[, note]])` rows of an exact signal type; see `ExactIndex`."""
+        return self.exact.add_many(signal_type, entries)
+
     async def remove(self, bank: str, entry_id: str) -> bool:
-        removed = self.index.remove(bank, entry_id)
+        removed = self.index.remove(bank, entry_id) | self.exact.remove(bank, entry_id)
         self._maybe_compact()
         return removed
 
     async def remove_bank(self, bank: str) -> int:
-        removed = self.index.remove_bank(bank)
+        removed = self.index.remove_bank(bank) + self.exact.remove_bank(bank)
         self._maybe_compact()
         return removed
 

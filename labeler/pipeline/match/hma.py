@@ -23,6 +23,7 @@ from labeler.pipeline.match.base import (
     MatcherUnavailable,
     sort_matches,
 )
+from labeler.pipeline.signals import PDQ
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -38,6 +39,8 @@ class HmaBank:
 class HmaMatcher:
     """`Matcher` over HMA's REST API, plus the few curation calls the bank CLI needs."""
 
+    signal_types = frozenset({PDQ})
+
     def __init__(
         self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, client: httpx.AsyncClient | None = None
     ) -> None:
@@ -50,6 +53,9 @@ class HmaMatcher:
         """Bank matches within `max_distance` (HMA's own threshold is 31; tighter ones are applied here)."""
         body = await self._request("GET", "/m/lookup", params={"signal_type": "pdq", "signal": pdq_hex})
         return sort_matches(m for m in _parse_lookup(body) if m.distance <= max_distance)
+
+    async def lookup_exact(self, signal_type: str, value: str) -> list[Match]:
+        raise MatcherError(f"HMA lookups of {signal_type} hashes are not supported")
 
     async def ready(self) -> bool:
         """True when `/status` says I-AM-ALIVE, i.e. the matcher's index is loaded and fresh."""

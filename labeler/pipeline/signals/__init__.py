@@ -1,0 +1,26 @@
+"""Hash signals: what the pipeline computes from a blob and matches against banks of the same signal type.
+
+    pdq     perceptual hash of an image (`labeler.pipeline.hasher`), matched by Hamming distance
+    md5     MD5 of the blob's bytes (HMA's `video_md5`; exchange hash lists carry it), matched exactly
+    sha256  SHA-256 of the blob's bytes (the digest inside a blob CID), matched exactly
+
+Every blob gets the exact signals, computed while it streams in (`exact.StreamDigests`), whatever its media type;
+a bank holds hashes of one signal type.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PDQ: Final = "pdq"
+MD5: Final = "md5"
+SHA256: Final = "sha256"
+EXACT_SIGNALS: Final = (MD5, SHA256)
+SIGNAL_TYPES: Final = (PDQ, MD5, SHA256)
+
+
+def check_signal_type(value: str) -> str:
+    """`value` if it names a signal type, else ValueError naming the known ones."""
+    if value not in SIGNAL_TYPES:
+        raise ValueError(f"unknown signal type {value!r}: one of {', '.join(SIGNAL_TYPES)}")
+    return value
