@@ -130,7 +130,9 @@ def test_bank_import_signal(runner: CliRunner, tmp_path: Path) -> None:  # noqa:
     again = tmp_path / "again.txt"
     again.write_text(f"{good[0]} x-0\n")
     assert "imported 0 entries" in invoke(runner, "bank", "import", "FILES", str(again))
-    assert "holds md5 hashes, not pdq" in invoke(runner, "bank", "import", "FILES", str(again), "--signal", "pdq", code=1)
+    assert "holds md5 hashes, not pdq" in invoke(
+        runner, "bank", "import", "FILES", str(again), "--signal", "pdq", code=1
+    )
     assert "no bank named" in invoke(runner, "bank", "import", "NEW", str(again), "--signal", "md5", code=1)
     invoke(runner, "bank", "create", "SHAS", "--signal", "sha256")
     assert "SHAS  sha256  0 entries" in invoke(runner, "bank", "list")

@@ -228,7 +228,9 @@ async def test_exact_banks_match_any_blob_even_one_that_does_not_decode(
             await all_done(labeler, 3)
             jobs = {name: await job_for(labeler, spec) for name, spec in (("md5", by_md5), ("sha256", by_sha256))}
             missed = await job_for(labeler, unknown)
-            report = await explain(labeler.store, labeler.pipeline.jobs, labeler.pipeline.reviews, by_sha256.subject_uri)
+            report = await explain(
+                labeler.store, labeler.pipeline.jobs, labeler.pipeline.reviews, by_sha256.subject_uri
+            )
     for name, job in jobs.items():
         assert (job.outcome, job.reason) == ("match", "label"), job.to_json()
         assert job.result is not None and [m["signal_type"] for m in job.result["matches"]] == [name]
