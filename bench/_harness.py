@@ -134,6 +134,8 @@ class BenchEnv:
             "did": BENCH_DID,
             "public_url": "http://localhost:8080",
             "log_level": "warning",
+            # Every benchmark client connects from 127.0.0.1.
+            "max_subscribers_per_client": 100_000,
         }
         values.update(self.overrides)
         values.update(overrides)

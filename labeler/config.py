@@ -40,6 +40,10 @@ class Settings:
     subscriber_buffer: int = 5000
     backfill_page_size: int = 500
     max_subscribers: int = 5000
+    # subscribeLabels connections from one client (an IPv4 address or an IPv6 /64) at once.
+    max_subscribers_per_client: int = 20
+    # Seconds a client may take none of our bytes while its send buffer is full before it is disconnected.
+    client_stall_timeout: float = 10.0
     # Threads that write a live commit to the subscribers' sockets, the event loop's own included; 0: one per core.
     fan_out_threads: int = 0
     # Labels the writer commits in one transaction at most (group commit).
@@ -90,10 +94,12 @@ class Settings:
             raise ConfigError("LABELER_FAN_OUT_THREADS must be 0 (one per core) or more")
         for name in (
             "max_body_bytes", "subscriber_buffer", "backfill_page_size", "writer_max_batch",
-            "max_image_bytes", "max_image_pixels",
+            "max_image_bytes", "max_image_pixels", "max_subscribers", "max_subscribers_per_client",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"LABELER_{name.upper()} must be positive")
+        if not self.client_stall_timeout > 0:
+            raise ConfigError("LABELER_CLIENT_STALL_TIMEOUT must be positive")
 
     @property
     def moderator_dids(self) -> list[str]:

@@ -43,6 +43,8 @@ class Labeler:
                 buffer_size=settings.subscriber_buffer,
                 page_size=settings.backfill_page_size,
                 fan_out_threads=settings.fan_out_threads,
+                max_subscribers=settings.max_subscribers,
+                max_subscribers_per_client=settings.max_subscribers_per_client,
             )
             if with_hub
             else None

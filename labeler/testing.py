@@ -18,7 +18,7 @@ import uvicorn
 
 from labeler.service import Labeler
 from labeler.xrpc.app import create_app
-from labeler.xrpc.websocket import UVICORN_WEBSOCKET_OPTIONS
+from labeler.xrpc.server_options import uvicorn_options
 
 
 @dataclass
@@ -43,7 +43,7 @@ async def serve_labeler(
     *,
     send_buffer: int | None = None,
     wrap: Callable[[Any], Any] | None = None,
-    **uvicorn_options: Any,
+    **options: Any,
 ) -> AsyncIterator[LiveServer]:
     """Serve an already-started Labeler until the block exits.
 
@@ -59,10 +59,11 @@ async def serve_labeler(
     app: Any = create_app(service.settings, labeler=service)
     if wrap is not None:
         app = wrap(app)
-    uvicorn_options.setdefault("log_level", "warning")
-    uvicorn_options.setdefault("backlog", 4096)
-    options = {**UVICORN_WEBSOCKET_OPTIONS, **uvicorn_options}
-    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=1, **options)
+    options.setdefault("log_level", "warning")
+    options.setdefault("backlog", 4096)
+    config = uvicorn.Config(
+        app, lifespan="off", timeout_graceful_shutdown=1, **{**uvicorn_options(service.settings), **options}
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -14,7 +14,7 @@ from labeler.cli._common import settings_or_exit
 from labeler.logs import configure_logging
 from labeler.single_process import SingleProcessError, check_free
 from labeler.xrpc.app import create_app
-from labeler.xrpc.websocket import UVICORN_WEBSOCKET_OPTIONS
+from labeler.xrpc.server_options import uvicorn_options
 
 # On SIGTERM uvicorn stops accepting, closes WebSockets (1012) and waits this long for in-flight requests before
 # cancelling them; the lifespan then drains the label writer. Keep it under the orchestrator's kill timeout.
@@ -57,8 +57,7 @@ def serve(host: str | None, port: int | None) -> None:
         log_level=settings.log_level,
         log_config=None,  # configure_logging routes uvicorn's loggers through our handler
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        # uvicorn's sans-I/O WebSocket protocol plus subscribeLabels' frame sink (labeler.xrpc.websocket).
-        **UVICORN_WEBSOCKET_OPTIONS,
+        **uvicorn_options(settings),  # protocols and connection limits (labeler.xrpc.server_options)
         proxy_headers=True,
     )
 

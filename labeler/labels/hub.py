@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 
 from labeler.labels.fanout import FanOutThreads, default_threads
 from labeler.labels.resign import Resigner
+from labeler.labels.slots import SubscriberSlots
 from labeler.protocol.frames import binary_frames, label_frame
 from labeler.protocol.label import LABEL_VER, cbor_parts
 from labeler.store.labels import CommitResult, LabelStore, StoredLabel
@@ -150,6 +151,8 @@ class StreamHub:
         listen: bool = True,
         stall_after: float = 30.0,
         fan_out_threads: int = 0,
+        max_subscribers: int = 5000,
+        max_subscribers_per_client: int = 20,
     ) -> None:
         self.store = store
         self.resigner = resigner
@@ -161,8 +164,8 @@ class StreamHub:
         self.subscribers: set[Subscriber] = set()
         self._fan_out_threads = FanOutThreads(fan_out_threads or default_threads())
         # Open subscribeLabels connections, including those still backfilling (not yet in `subscribers`): the
-        # max_subscribers limit counts these, or a crowd of backfilling clients would bypass it.
-        self.connections = 0
+        # caps count these, or a crowd of backfilling clients would bypass them.
+        self.slots = SubscriberSlots(max_subscribers, max_subscribers_per_client)
         self._inbox: deque[CommitResult | None] = deque()
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()

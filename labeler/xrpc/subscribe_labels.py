@@ -5,6 +5,11 @@ then live; N beyond the head → `FutureCursor` error frame and close. Backfill 
 duplicate: the connection registers with the hub only after backfill has caught up, runs one more catch-up query
 after registering, and drops any live frame at or below the last seq it sent. Client frames are ignored, but a
 client that floods frames is disconnected.
+
+Connections are capped in total (`LABELER_MAX_SUBSCRIBERS`) and per client network
+(`LABELER_MAX_SUBSCRIBERS_PER_CLIENT`, `labeler.labels.slots`); a refused one gets an error frame and a close. A
+client that stops reading is dropped by the connection's stall check (`labeler.xrpc.write_stall`), and one that
+does not take its error frame and close within CLOSE_GRACE is dropped too.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from labeler.labels.hub import Subscriber, encode_row_frame
 from labeler.protocol.errors import ConsumerTooSlow, FutureCursor, InvalidRequest, XrpcError
 from labeler.protocol.frames import error_frame
 from labeler.service import Labeler
+from labeler.xrpc.clients import client_key
 from labeler.xrpc.params import get_int
 from labeler.xrpc.websocket import FrameSink, frame_sink
 
@@ -28,8 +34,12 @@ log = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
 MAX_CLIENT_FRAMES_PER_SECOND = 20
-# A subscriber that cannot take a backfill page, or what queued up for it live, within this long is too slow.
+# A subscriber that cannot take a backfill page, or what queued up for it live, within this long is too slow. Under
+# uvicorn a client that takes nothing at all is cut off sooner, by the connection's own stall check
+# (`LABELER_CLIENT_STALL_TIMEOUT`, labeler.xrpc.write_stall); this bounds a slow one on any ASGI server.
 SEND_TIMEOUT = 30.0
+# Seconds an error frame and the close after it may take to leave before the connection is dropped instead.
+CLOSE_GRACE = 5.0
 
 
 async def subscribe_labels(ws: WebSocket) -> None:
@@ -40,35 +50,40 @@ async def subscribe_labels(ws: WebSocket) -> None:
     # so it cannot fall between the handshake and the hub registration.
     live_from = hub.head
     await ws.accept()
+    # The slot is held until the connection is closed, error frame and close included, not only while streaming.
+    with contextlib.ExitStack() as slot:
+        try:
+            try:
+                cursor = get_int(ws.query_params, "cursor", default=None, minimum=0, maximum=2**53)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"invalid cursor: {exc.message}") from None
+            # Counted before the first await: simultaneous handshakes cannot all pass the caps.
+            slot.enter_context(hub.slots.hold(client_key(ws)))
+            if cursor is not None and cursor > max(hub.head, await labeler.store.head()):
+                raise FutureCursor("Cursor in the future.")
+            await _serve(ws, labeler, live_from if cursor is None else cursor)
+        except XrpcError as exc:
+            await _close_with_error(ws, exc)
+        except (WebSocketDisconnect, ConnectionError, RuntimeError):
+            pass  # the client went away
+        except Exception:
+            log.exception("subscribeLabels connection failed")
+            await _close_with_error(ws, XrpcError("internal error"))
+
+
+async def _serve(ws: WebSocket, labeler: Labeler, cursor: int) -> None:
+    """Stream until the stream ends or fails, or the client leaves or floods us."""
+    stream = asyncio.create_task(_stream(ws, labeler, cursor))
+    watchdog = asyncio.create_task(_drain_client(ws))
     try:
-        try:
-            cursor = get_int(ws.query_params, "cursor", default=None, minimum=0, maximum=2**53)
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"invalid cursor: {exc.message}") from None
-        if hub.connections >= labeler.settings.max_subscribers:
-            raise XrpcError("too many subscribers")
-        if cursor is not None and cursor > max(hub.head, await labeler.store.head()):
-            raise FutureCursor("Cursor in the future.")
-        hub.connections += 1
-        stream = asyncio.create_task(_stream(ws, labeler, live_from if cursor is None else cursor))
-        watchdog = asyncio.create_task(_drain_client(ws))
-        try:
-            await asyncio.wait((stream, watchdog), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            hub.connections -= 1
-            watchdog.cancel()
-            stream.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stream
-        if stream.done() and not stream.cancelled() and stream.exception() is not None:
-            raise stream.exception()  # type: ignore[misc]
-    except XrpcError as exc:
-        await _close_with_error(ws, exc)
-    except (WebSocketDisconnect, ConnectionError, RuntimeError):
-        pass  # the client went away
-    except Exception:
-        log.exception("subscribeLabels connection failed")
-        await _close_with_error(ws, XrpcError("internal error"))
+        await asyncio.wait((stream, watchdog), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watchdog.cancel()
+        stream.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stream
+    if stream.done() and not stream.cancelled() and stream.exception() is not None:
+        raise stream.exception()  # type: ignore[misc]
 
 
 async def _stream(ws: WebSocket, labeler: Labeler, cursor: int) -> None:
@@ -169,8 +184,15 @@ async def _drain_client(ws: WebSocket) -> None:
 
 
 async def _close_with_error(ws: WebSocket, exc: XrpcError) -> None:
+    """The error frame and a 1008 close; a client that does not take them within CLOSE_GRACE is dropped instead,
+    so a connection that reads nothing is released at once rather than held for the closing handshake."""
     if ws.application_state != WebSocketState.CONNECTED or ws.client_state != WebSocketState.CONNECTED:
         return
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(ws.send_bytes(error_frame(exc.name, exc.message or None)), timeout=5)
-        await asyncio.wait_for(ws.close(code=POLICY_VIOLATION, reason=exc.name), timeout=5)
+    try:
+        async with asyncio.timeout(CLOSE_GRACE):
+            await ws.send_bytes(error_frame(exc.name, exc.message or None))
+            await ws.close(code=POLICY_VIOLATION, reason=exc.name)
+    except TimeoutError:
+        frame_sink(ws).abort()
+    except Exception:
+        pass  # the client went away meanwhile

@@ -12,6 +12,7 @@ interface over ordinary `websocket.send` messages.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -20,6 +21,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import State
 
 from labeler.protocol.frames import binary_frames
+from labeler.xrpc.write_stall import WriteStallGuard, reset
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
@@ -40,6 +42,10 @@ class FrameSink(Protocol):
 
     async def send(self, frames: Sequence[bytes]) -> None:
         """Write `frames` in order, waiting first while the client is behind. Raises ConnectionError if gone."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection at once, with whatever it still has buffered: for a client that takes nothing."""
         ...
 
 
@@ -96,6 +102,9 @@ class TransportFrameSink:
             return -1
         return self._fd
 
+    def abort(self) -> None:
+        reset(self._transport)
+
     def write_rest(self, data: bytes) -> None:
         """What the socket did not take of a direct write, queued in the transport (so it goes out first)."""
         with contextlib.suppress(OSError, RuntimeError):  # a transport closed under us: its sender finds out
@@ -125,6 +134,9 @@ class AsgiFrameSink:
     def direct(self) -> None:
         return None
 
+    def abort(self) -> None:
+        """Plain ASGI has no way to drop a connection; the server's own timeouts end it."""
+
     async def send(self, frames: Sequence[bytes]) -> None:
         send = self._websocket.send_bytes
         for frame in frames:
@@ -136,14 +148,20 @@ def frame_sink(websocket: WebSocket) -> FrameSink:
     return sink if sink is not None else AsgiFrameSink(websocket)
 
 
-class LabelerWebSocketProtocol(WebSocketsSansIOProtocol):
+class LabelerWebSocketProtocol(WriteStallGuard, WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol, offering a `TransportFrameSink` as the scope extension `labeler.frames`.
 
     The scope is built in `handle_connect` (unless the handshake is refused), and the ASGI task it schedules reads
     it only once it runs, after this method returns. uvicorn sets `close_sent` wherever it sends a close frame;
-    here that also tells the sink."""
+    here that also tells the sink. A peer that stops reading is cut off (`WriteStallGuard`), and once the app is
+    done the connection is gone within the closing handshake's timeout even if the peer never reads its close."""
 
     frame_sink: TransportFrameSink | None = None
+
+    @classmethod
+    def configured(cls, *, stall_timeout: float) -> type[LabelerWebSocketProtocol]:
+        """A subclass with these limits, for uvicorn's `ws` option (uvicorn builds protocols from a class)."""
+        return type(cls.__name__, (cls,), {"stall_timeout": stall_timeout})
 
     @property
     def close_sent(self) -> bool:
@@ -155,6 +173,15 @@ class LabelerWebSocketProtocol(WebSocketsSansIOProtocol):
         if sent and self.frame_sink is not None:
             self.frame_sink.close_frame_sent()
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # websockets could not parse the upgrade request that uvicorn's HTTP parser accepted; it then answers
+            # nothing, and uvicorn would wait for an event that never comes. Refuse it as HTTP does.
+            self.handshake_initiated = self.close_sent = True
+            self.transport.write(_BAD_UPGRADE)
+            self.transport.close()
+
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope: Any = getattr(self, "scope", None)
@@ -162,14 +189,15 @@ class LabelerWebSocketProtocol(WebSocketsSansIOProtocol):
             self.frame_sink = TransportFrameSink(self)
             scope["extensions"][EXTENSION] = self.frame_sink
 
+    def on_task_complete(self, task: asyncio.Task[None]) -> None:
+        super().on_task_complete(task)
+        # The app is done: uvicorn has closed the transport, or waits `close_timeout` for the peer's close frame.
+        self.abort_unless_closed_within(self.close_timeout + CLOSE_LINGER)
 
-# What `labeler serve` (and the tests and benchmarks, which serve the app the same way) give uvicorn for WebSockets.
-UVICORN_WEBSOCKET_OPTIONS: Final[dict[str, Any]] = {
-    "ws": LabelerWebSocketProtocol,
-    "ws_max_size": 64 * 1024,
-    "ws_ping_interval": 20,
-    "ws_ping_timeout": 60,
-    # Frames are encoded once and shared by every subscriber; per-message deflate would compress each frame again
-    # for each subscriber that negotiates it, so it is off (clients fall back to plain frames).
-    "ws_per_message_deflate": False,
-}
+
+#: Seconds after the closing handshake's own timeout that a finished connection may still hold its socket.
+CLOSE_LINGER: Final = 2.0
+_BAD_UPGRADE: Final = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 28\r\n"
+    b"connection: close\r\n\r\nInvalid WebSocket handshake."
+)

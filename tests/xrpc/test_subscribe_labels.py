@@ -314,6 +314,25 @@ async def test_invalid_cursor_gets_invalid_request(server: LiveServer, ten: list
     assert hub_of(server).subscribers == set()
 
 
+def hold_backfill_reads(store: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, list[int]]:
+    """Make the connections' backfill reads wait for the returned event; the list records the cursors that wait.
+    Only the connections' reads: the hub's own catch-up (tasks named stream-hub*) reads through `after_rows` too,
+    and on PostgreSQL a NOTIFY starts one at any moment; holding it would hold the fan-out of the whole test."""
+    real_after = store.after_rows
+    release = asyncio.Event()
+    blocked: list[int] = []
+
+    async def after(seq: int, limit: int) -> list[Any]:
+        task = asyncio.current_task()
+        if task is None or not task.get_name().startswith("stream-hub"):
+            blocked.append(seq)
+            await release.wait()
+        return await real_after(seq, limit)
+
+    monkeypatch.setattr(store, "after_rows", after)
+    return release, blocked
+
+
 async def test_max_subscribers_counts_connections_still_backfilling(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -322,16 +341,8 @@ async def test_max_subscribers_counts_connections_still_backfilling(
     await service.start()
     try:
         rows = await service.writer.write(requests("cap", 3))
-        real_after = service.store.after_rows  # the connections' backfill reads (the hub's catch-up uses `after`)
-        release = asyncio.Event()
-        blocked: list[int] = []
-
-        async def after(seq: int, limit: int) -> list[Any]:
-            blocked.append(seq)
-            await release.wait()
-            return await real_after(seq, limit)
-
-        monkeypatch.setattr(service.store, "after_rows", after)
+        await fanned_out(service.hub, rows[-1].seq)  # type: ignore[arg-type]
+        release, blocked = hold_backfill_reads(service.store, monkeypatch)
         async with serve_labeler(service) as live, subscribe(live, 0) as one, subscribe(live, 0) as two:
             await until(lambda: len(blocked) == 2)
             async with subscribe(live, 0) as three:
@@ -340,9 +351,174 @@ async def test_max_subscribers_counts_connections_still_backfilling(
             release.set()
             for ws in (one, two):
                 assert [seq for seq, _ in await recv_labels(ws, 3)] == [row.seq for row in rows]
-        await until(lambda: hub_of(live).connections == 0)
+        await until(lambda: hub_of(live).slots.in_use == 0)
     finally:
         await service.aclose()
+
+
+async def test_simultaneous_handshakes_cannot_all_pass_the_subscriber_cap(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #16.2: the cap used to be checked before a database round trip (`store.head()`, for a cursor) and
+    counted after it, so connections arriving together all passed. Five handshakes whose head read is held until
+    all five are in: two get streams, three get the error frame."""
+    service = Labeler(make_settings(max_subscribers=2))
+    await service.start()
+    try:
+        rows = await service.writer.write(requests("race", 2))
+        real_head = service.store.head
+        waiting: list[None] = []
+        release = asyncio.Event()
+
+        async def head() -> int:
+            task = asyncio.current_task()
+            if task is not None and not task.get_name().startswith("stream-hub"):
+                waiting.append(None)
+                await release.wait()
+            return await real_head()
+
+        monkeypatch.setattr(service.store, "head", head)
+        async with serve_labeler(service) as live:
+            clients = await asyncio.gather(*(connect(url(live, 0), proxy=None, compression=None) for _ in range(5)))
+            try:
+                # Fixed: two hold slots and wait; the others are refused without reading. Broken: all five wait.
+                await until(lambda: len(waiting) == 5 or (len(waiting) == 2 and hub_of(live).slots.in_use == 2))
+                release.set()
+                outcomes = await asyncio.gather(*(recv_frame(ws) for ws in clients))
+            finally:
+                await asyncio.gather(*(ws.close() for ws in clients))
+            refused = [body["message"] for header, body in outcomes if header == {"op": -1}]
+            streamed = [body["seq"] for header, body in outcomes if header == LABELS_HEADER]
+            assert refused == ["too many subscribers"] * 3
+            assert streamed == [rows[0].seq] * 2
+            await until(lambda: hub_of(live).slots.in_use == 0)
+    finally:
+        await service.aclose()
+
+
+async def test_subscriptions_are_capped_per_client_network(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`LABELER_MAX_SUBSCRIBERS_PER_CLIENT=2`: a third stream from 127.0.0.1 is refused while another client (named
+    by X-Forwarded-For, which uvicorn trusts from loopback) still gets one; two IPv6 addresses of one /64 share a
+    cap, one of another /64 does not."""
+    service = Labeler(make_settings(max_subscribers_per_client=2))
+    await service.start()
+    try:
+        await service.writer.write(requests("ip", 1))
+        release, _blocked = hold_backfill_reads(service.store, monkeypatch)
+
+        def via(address: str) -> dict[str, Any]:
+            return {"additional_headers": {"X-Forwarded-For": address}}
+
+        async with serve_labeler(service) as live, subscribe(live, 0), subscribe(live, 0):
+            await until(lambda: hub_of(live).slots.held_by("127.0.0.1") == 2)
+            async with subscribe(live, 0) as third:
+                header, body = await recv_frame(third)
+                assert header == {"op": -1}
+                assert body["message"] == "too many subscriptions from one client (at most 2)"
+            async with (
+                subscribe(live, 0, **via("203.0.113.7")),
+                subscribe(live, 0, **via("2001:db8:1:2::1")),
+                subscribe(live, 0, **via("2001:db8:1:2:ffff::9")),
+            ):
+                await until(lambda: hub_of(live).slots.in_use == 5)
+                async with subscribe(live, 0, **via("2001:db8:1:2::77")) as same_prefix:
+                    header, body = await recv_frame(same_prefix)
+                    assert header == {"op": -1} and "at most 2" in body["message"]
+                async with subscribe(live, 0, **via("2001:db8:1:3::1")):
+                    await until(lambda: hub_of(live).slots.held_by("2001:db8:1:3::/64") == 1)
+                release.set()
+        await until(lambda: hub_of(live).slots.in_use == 0)
+    finally:
+        await service.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_a_backfill_client_that_reads_nothing_is_dropped_and_its_socket_released(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #15.16: `cursor=0` clients that never read held their slot for SEND_TIMEOUT and their TCP connection
+    for minutes (a close waits for a buffer nobody reads). SEND_TIMEOUT is set out of reach here, so only the
+    connection's stall check (`LABELER_CLIENT_STALL_TIMEOUT`, 1 s) can end it: the slot comes back, and the
+    client's socket is reset by the server (before the fix this test waits until its timeout)."""
+    monkeypatch.setattr("labeler.xrpc.subscribe_labels.SEND_TIMEOUT", 3600.0)
+    service = Labeler(make_settings(client_stall_timeout=1.0))
+    await service.start()
+    try:
+        for start in range(0, 3000, 1000):
+            await service.writer.write(
+                [LabelRequest(uri=f"{subject('mute', start + i)}{'x' * 300}", val="spam") for i in range(1000)]
+            )
+        async with serve_labeler(service, send_buffer=16 * 1024) as live:
+            sock = small_receive_buffer_socket(live, 4096)
+            sock.sendall(upgrade_request(f"{PATH}?cursor=0"))
+            hub = hub_of(live)
+            await until(lambda: hub.slots.in_use == 1)
+            await until(lambda: hub.slots.in_use == 0)
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            with pytest.raises(ConnectionResetError):
+                while await loop.sock_recv(sock, 1 << 20):
+                    pass  # an abort resets the connection: the kernel drops what was unread
+            sock.close()
+    finally:
+        await service.aclose()
+
+
+async def test_a_slow_but_steady_backfill_reader_is_not_cut_off(make_settings: Callable[..., Settings]) -> None:
+    """The stall check cuts off a client that takes nothing, not one that takes little: a reader of 4 KiB every
+    50 ms, far slower than the server writes, gets all 2,000 labels of its backfill with a 1 s stall timeout."""
+    service = Labeler(make_settings(client_stall_timeout=1.0))
+    await service.start()
+    try:
+        rows = await service.writer.write(
+            [LabelRequest(uri=f"{subject('slow', i)}{'x' * 300}", val="spam") for i in range(2000)]
+        )
+        async with serve_labeler(service, send_buffer=16 * 1024) as live:
+            sock = small_receive_buffer_socket(live, 4096)
+            async with connect(url(live, 0), sock=sock, proxy=None, compression=None, max_queue=1) as ws:
+                seqs: list[int] = []
+                while len(seqs) < len(rows):
+                    batch = min(12, len(rows) - len(seqs))  # ~4 KiB of frames
+                    seqs += [seq for seq, _ in await recv_labels(ws, batch)]
+                    await asyncio.sleep(0.05)
+        assert seqs == [row.seq for row in rows]
+    finally:
+        await service.aclose()
+
+
+def upgrade_request(path: str = PATH, extra: bytes = b"") -> bytes:
+    """A WebSocket upgrade request as raw bytes, with `extra` header lines."""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    ).encode() + extra + b"\r\n"
+
+
+async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
+    data = b""
+    while chunk := await reader.read(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"Transfer-Encoding: chunked\r\n", b"Content-Length: 5\r\n"],
+    ids=["transfer-encoding", "content-length"],
+)
+async def test_an_upgrade_websockets_cannot_parse_is_answered_400_and_closed(server: LiveServer, extra: bytes) -> None:
+    """uvicorn's HTTP parser accepts these upgrades, websockets' handshake parser refuses them; it used to answer
+    nothing, and the connection stayed open until the client gave up (issue #15.15)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(upgrade_request(extra=extra))
+        answer = await read_to_eof(reader)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert answer.endswith(b"\r\n\r\nInvalid WebSocket handshake.")
 
 
 # --- backfill → live cutover ---------------------------------------------------------------------------------
@@ -603,7 +779,7 @@ async def test_two_hundred_subscribers_receive_identical_sequences(
         return original_write(wire, fd)
 
     monkeypatch.setattr(fanout, "_write", write)
-    service = Labeler(make_settings(fan_out_threads=threads))
+    service = Labeler(make_settings(fan_out_threads=threads, max_subscribers_per_client=200))
     await service.start()
     try:
         async with serve_labeler(service) as server:
@@ -675,7 +851,7 @@ async def test_a_live_sender_stuck_on_a_reader_that_stopped_is_cut_off_by_the_st
                 assert not sub.too_slow, "premise: the buffer never overflowed"
                 # The subscriber leaves the hub first; the connection count drops once the handler's error-frame send
                 # and close (each bounded at 5 s in subscribe_labels) give up on the stuck socket.
-                await until(lambda: not hub.subscribers and hub.connections == 0)
+                await until(lambda: not hub.subscribers and hub.slots.in_use == 0)
     finally:
         await service.aclose()
 
