@@ -490,10 +490,11 @@ async def test_a_slow_but_steady_backfill_reader_is_not_cut_off(make_settings: C
 
 def upgrade_request(path: str = PATH, extra: bytes = b"") -> bytes:
     """A WebSocket upgrade request as raw bytes, with `extra` header lines."""
-    return (
+    head = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-    ).encode() + extra + b"\r\n"
+    )
+    return head.encode() + extra + b"\r\n"
 
 
 async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
