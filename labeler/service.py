@@ -58,7 +58,11 @@ class Labeler:
             max_batch=settings.writer_max_batch,
         )
         # Verifying service tokens (createReport, moderators): one resolver cache and one jti replay cache.
-        self.resolver = DidResolver(plc_url=settings.plc_url, allow_insecure_did_web=settings.allow_insecure_did_web)
+        self.resolver = DidResolver(
+            plc_url=settings.plc_url,
+            allow_insecure_did_web=settings.allow_insecure_did_web,
+            allow_private=settings.allow_private_fetch,
+        )
         self.replay = ReplayCache()
         self.reports = ReportService(ReportStore(self.engine), load_declaration(settings))
         # The image pipeline; reported posts' images become jobs.

@@ -39,7 +39,10 @@ def run_identity(coro_fn: Callable[[], Awaitable[T]]) -> T:
 def resolver_for(settings: Settings) -> DidResolver:
     """A fresh resolver (empty cache, no refresh cooldown): identity commands want the current document."""
     return DidResolver(
-        plc_url=settings.plc_url, allow_insecure_did_web=settings.allow_insecure_did_web, refresh_cooldown=0
+        plc_url=settings.plc_url,
+        allow_insecure_did_web=settings.allow_insecure_did_web,
+        allow_private=settings.allow_private_fetch,
+        refresh_cooldown=0,
     )
 
 

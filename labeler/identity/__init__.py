@@ -8,6 +8,7 @@ from __future__ import annotations
 from labeler.identity.cache import BoundedDidCache
 from labeler.identity.resolver import (
     DidNotFound,
+    DidRefused,
     DidResolver,
     IdentityError,
     ResolutionError,
@@ -18,6 +19,7 @@ from labeler.identity.resolver import (
 __all__ = [
     "BoundedDidCache",
     "DidNotFound",
+    "DidRefused",
     "DidResolver",
     "IdentityError",
     "ResolutionError",

@@ -4,9 +4,12 @@ Built on the `atproto` SDK's identity pieces (`DidDocument`, its cache interface
 Multikey and the legacy `EcdsaSecp256{k1,r1}VerificationKey2019` forms), but not on `AsyncIdResolver` itself:
 its per-method httpx clients can be neither bounded, injected nor closed, and its did:web is https-only with
 no ports (sdk-notes.md §6). Here one owned client does every fetch with a timeout, no redirects and a body cap.
+did:web documents are fetched only from public addresses (`labeler.outbound`): a DID names its own host, so
+`did:web:vm` or `did:web:0x7f000001` would otherwise make us connect to our own loopback. The PLC directory is
+the operator's choice and is trusted wherever it is.
 
-Errors leave this module only as `IdentityError` subclasses (`DidNotFound`, `ResolutionError`), never as raw
-httpx or pydantic errors. Key lookups follow protocol.md §1.3: exact `#atproto` / `#atproto_label` ids,
+Errors leave this module only as `IdentityError` subclasses (`DidNotFound`, `ResolutionError` and its `DidRefused`),
+never as raw httpx or pydantic errors. Key lookups follow protocol.md §1.3: exact `#atproto` / `#atproto_label` ids,
 relative or absolute, never a fallback to another key.
 """
 
@@ -18,6 +21,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Final
+from urllib.parse import urlsplit
 
 import httpx
 from atproto_core.did_doc import DidDocument
@@ -26,6 +30,7 @@ from atproto_identity.cache.base_cache import AsyncDidBaseCache
 from pydantic import ValidationError
 
 from labeler.identity.cache import BoundedDidCache
+from labeler.outbound import RefusedAddress, public_transport
 from labeler.protocol.crypto import key_curve
 
 DEFAULT_PLC_URL: Final = "https://plc.directory"
@@ -58,6 +63,11 @@ class ResolutionError(IdentityError):
     """The DID could not be resolved: bad or unsupported DID, network failure, bad status, bad document."""
 
 
+class DidRefused(ResolutionError):
+    """A DID we will not resolve, now or later: malformed, an unsupported method, a did:web we may not fetch
+    (localhost or a port without the insecure flag, a host that is not public). Not an outage."""
+
+
 class DidResolver:
     """Resolves DIDs to documents, with a shared cache, and answers the key and endpoint questions we ask.
 
@@ -67,7 +77,8 @@ class DidResolver:
     re-fetched on the next hit, and served as-is if the re-fetch fails.
 
     `allow_insecure_did_web` (tests and dev only) resolves `did:web:localhost%3APORT` over plain http;
-    without it did:web is https only, with no port and no localhost.
+    without it did:web is https only, with no port and no localhost. `allow_private` (tests, private networks:
+    `LABELER_ALLOW_PRIVATE_FETCH`) lets did:web hosts resolve to addresses that are not public.
     """
 
     def __init__(
@@ -77,9 +88,9 @@ class DidResolver:
         timeout: float = DEFAULT_TIMEOUT,
         cache: AsyncDidBaseCache | None = None,
         allow_insecure_did_web: bool = False,
+        allow_private: bool = False,
         max_document_bytes: int = MAX_DOCUMENT_BYTES,
         refresh_cooldown: float = DEFAULT_REFRESH_COOLDOWN,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.plc_url = plc_url.rstrip("/")
@@ -88,10 +99,16 @@ class DidResolver:
         self.refresh_cooldown = refresh_cooldown
         self.cache: AsyncDidBaseCache = cache if cache is not None else BoundedDidCache()
         self._clock = clock
+        trusted = httpx.AsyncHTTPTransport(trust_env=False)
+        plc = urlsplit(self.plc_url)
+        mounts = {f"{plc.scheme}://{plc.netloc}": trusted}
+        if allow_insecure_did_web:
+            mounts["http://localhost"] = trusted  # the only did:web host the flag allows (document_url)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
-            transport=transport,
+            transport=public_transport(allow_private=allow_private),
+            mounts=mounts,
             headers={"accept": "application/did+ld+json, application/json"},
             trust_env=False,
         )
@@ -165,18 +182,18 @@ class DidResolver:
         if _DID_PLC_RE.fullmatch(did):
             return f"{self.plc_url}/{did}"
         if not did.startswith("did:web:"):
-            raise ResolutionError(f"unsupported or malformed DID: {did[:100]!r}")
+            raise DidRefused(f"unsupported or malformed DID: {did[:100]!r}")
         match = _DID_WEB_RE.fullmatch(did)
         if match is None:
-            raise ResolutionError(f"unsupported did:web (paths are not allowed in atproto): {did[:100]!r}")
+            raise DidRefused(f"unsupported did:web (paths are not allowed in atproto): {did[:100]!r}")
         host, port = match.group(1).lower(), match.group(2)
         if not _HOSTNAME_RE.fullmatch(host) or host.replace(".", "").isdigit():
-            raise ResolutionError(f"did:web host is not a hostname: {did[:100]!r}")
+            raise DidRefused(f"did:web host is not a hostname: {did[:100]!r}")
         if host in _INSECURE_HOSTS or port is not None:
             # atproto allows ports only for localhost development; refusing localhost otherwise keeps
             # attacker-chosen DIDs (a JWT's iss) from making us fetch from our own loopback.
             if not (self.allow_insecure_did_web and host in _INSECURE_HOSTS):
-                raise ResolutionError(f"did:web on localhost or with a port needs the insecure dev flag: {did}")
+                raise DidRefused(f"did:web on localhost or with a port needs the insecure dev flag: {did}")
             return f"http://{host}{':' + port if port else ''}/.well-known/did.json"
         return f"https://{host}/.well-known/did.json"
 
@@ -218,6 +235,8 @@ class DidResolver:
                     body += chunk
                     if len(body) > self.max_document_bytes:
                         raise ResolutionError(f"resolving {did}: document too large")
+        except RefusedAddress as exc:
+            raise DidRefused(f"resolving {did}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise ResolutionError(f"resolving {did}: {type(exc).__name__}") from exc
         return parse_document(did, bytes(body))

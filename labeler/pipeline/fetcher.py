@@ -1,11 +1,11 @@
 """Blob fetcher: DID → PDS endpoint → `com.atproto.sync.getBlob`, bounded, verified against the blob CID.
 
 Limits (design.md invariant 8): `max_image_bytes` (declared length and bytes actually read), `fetch_timeout` for
-the whole fetch including redirects, at most 3 redirects. Outside addresses only: the host of every request is
-resolved and each address checked (no loopback, private, link-local, multicast, reserved, …), then the
-connection goes to the checked address itself (Host header and TLS SNI keep the name), so a DNS answer that
-changes between the check and the connect (rebinding) cannot steer us inward. `allow_private_fetch` (tests,
-private deployments) turns the check off.
+the whole fetch including redirects, at most 3 redirects. Outside addresses only: every connection, redirects
+included, goes through `labeler.outbound.public_transport`, which resolves the host, checks every address (no
+loopback, private, link-local, multicast, reserved, NAT64 or 6to4 of those, …) and connects to a checked address
+itself, so a DNS answer that changes between the check and the connect (rebinding) cannot steer us inward.
+`allow_private_fetch` (tests, private deployments) turns the check off.
 
 MD5 and SHA-256 are computed while the bytes stream in (`signals.exact.StreamDigests`); the SHA-256 is the CID
 check, so no byte is hashed twice.
@@ -17,17 +17,16 @@ Errors: `FetchUnavailable` (retryable: the PDS or the directory is down, slow, 5
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
-import socket
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import libipld
 
-from labeler.identity.resolver import DidNotFound, DidResolver, ResolutionError
+from labeler.identity.resolver import DidNotFound, DidRefused, DidResolver, ResolutionError
+from labeler.outbound import RefusedAddress, public_transport
 from labeler.pipeline.jobs import ImageRef
 from labeler.pipeline.signals.exact import ExactDigests, StreamDigests
 
@@ -80,13 +79,6 @@ def blob_cid_digest(cid: str) -> bytes:
     return bytes(digest["digest"])
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
 class BlobFetcher:
     def __init__(
         self,
@@ -100,12 +92,12 @@ class BlobFetcher:
         self.resolver = resolver
         self.max_bytes = max_bytes
         self.timeout = timeout
-        self.allow_private = allow_private
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             trust_env=False,
             headers={"user-agent": user_agent},
+            transport=public_transport(allow_private=allow_private),
         )
 
     async def aclose(self) -> None:
@@ -152,6 +144,8 @@ class BlobFetcher:
             endpoint = await self.resolver.pds_endpoint(did)
         except DidNotFound as e:
             raise FetchRejected("did-not-found", str(e)) from e
+        except DidRefused as e:  # the DID itself passed above: its did:web host is not public
+            raise FetchRejected("private-address", str(e)) from e
         except ResolutionError as e:
             raise FetchUnavailable("did-unresolved", str(e)) from e
         if not endpoint or urlsplit(endpoint).scheme not in ("http", "https"):
@@ -162,10 +156,12 @@ class BlobFetcher:
         self, url: str, params: dict[str, str] | None, max_bytes: int, digests: StreamDigests | None = None
     ) -> bytes:
         for _ in range(_MAX_REDIRECTS + 1):
-            request = await self._request(url, params)
-            where = request.headers.get("host", request.url.host)
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise FetchRejected("bad-url", f"cannot fetch {url[:200]!r}")
+            where = parts.hostname
             try:
-                response = await self._client.send(request, stream=True)
+                response = await self._client.send(self._client.build_request("GET", url, params=params), stream=True)
                 try:
                     if response.is_redirect and "location" in response.headers:
                         url, params = urljoin(url, response.headers["location"]), None
@@ -174,6 +170,8 @@ class BlobFetcher:
                     return await self._read(response, max_bytes, digests)
                 finally:
                     await response.aclose()
+            except RefusedAddress as e:
+                raise FetchRejected("private-address", str(e)) from e
             except httpx.TimeoutException as e:
                 raise FetchUnavailable("timeout", f"{where}: {type(e).__name__}") from e
             except httpx.TransportError as e:
@@ -181,33 +179,6 @@ class BlobFetcher:
             except httpx.DecodingError as e:
                 raise FetchRejected("bad-encoding", f"{where}: {e}") from e
         raise FetchRejected("too-many-redirects", f"more than {_MAX_REDIRECTS} redirects")
-
-    async def _request(self, url: str, params: dict[str, str] | None) -> httpx.Request:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchRejected("bad-url", f"cannot fetch {url[:200]!r}")
-        if self.allow_private:
-            return self._client.build_request("GET", url, params=params)
-        address = await self._public_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-        host = f"[{address}]" if ":" in address else address
-        netloc = host + (f":{parts.port}" if parts.port else "")
-        pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-        headers = {"host": parts.netloc.rsplit("@", 1)[-1]}
-        return self._client.build_request(
-            "GET", pinned, params=params, headers=headers, extensions={"sni_hostname": parts.hostname}
-        )
-
-    async def _public_address(self, hostname: str, port: int) -> str:
-        """Resolve `hostname`; FetchRejected unless every address is public. Returns the first one."""
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as e:
-            raise FetchUnavailable("dns", f"cannot resolve {hostname}: {e}") from e
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        refused = [a for a in addresses if not is_public_address(a)]
-        if not addresses or refused:
-            raise FetchRejected("private-address", f"{hostname} resolves to non-public {', '.join(refused)}")
-        return addresses[0]
 
     async def _check_status(self, response: httpx.Response, where: str) -> None:
         status = response.status_code

@@ -5,8 +5,10 @@ audience forms are accepted: the bare DID (what PDSes send today) and `did#atpro
 
 Identity failures are the caller's 401, never our 5xx: an issuer whose DID does not exist has no key
 (`BadJwtIss`, from `service_auth_key`); an issuer we cannot resolve right now (PLC down, did:web host down, a
-broken document, an unsupported DID method) is also `BadJwtIss`, with a message that says so and to retry,
-and a warning in our log. It is never reported as `BadJwtSignature`: we did not check any signature.
+broken document) is also `BadJwtIss`, with a message that says so and to retry, and a warning in our log. An
+issuer we will not resolve at all (an unsupported DID method, a did:web on a host that is not public) is
+`BadJwtIss` without a warning: anyone can send one. It is never reported as `BadJwtSignature`: we did not check
+any signature.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from labeler.identity import IdentityError
+from labeler.identity import DidRefused, IdentityError
 from labeler.protocol.errors import BadJwtIss
 from labeler.protocol.service_auth import ServiceAuth, bearer_token, verify_service_jwt
 from labeler.service import Labeler
@@ -39,6 +41,9 @@ async def verify_service_auth(labeler: Labeler, authorization: str | None, lxm: 
             get_key=labeler.resolver.service_auth_key,
             replay=labeler.replay,
         )
+    except DidRefused as exc:  # the caller's choice of DID, not our outage: no warning for anyone to provoke
+        log.info("service auth: refused the token issuer: %s", exc)
+        raise BadJwtIss(f"jwt iss cannot be used here ({exc})") from None
     except IdentityError as exc:
         log.warning("service auth: cannot resolve the token issuer: %s", exc)
         raise BadJwtIss(f"could not resolve the jwt issuer's DID document ({exc}); retry later") from None

@@ -6,7 +6,9 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import httpcore
 import pytest
 from atproto_identity.cache.in_memory_cache import AsyncDidInMemoryCache
 from atproto_identity.did.resolver import AsyncDidResolver
@@ -16,6 +18,7 @@ from support.server import RunningServer
 from labeler.identity import (
     BoundedDidCache,
     DidNotFound,
+    DidRefused,
     DidResolver,
     ResolutionError,
     parse_document,
@@ -324,6 +327,42 @@ async def test_did_web_missing_or_mismatched_document(fake: FakePlc, server: Run
         fake.web_document = did_document("did:web:elsewhere.example", atproto=SigningKey.generate())
         with pytest.raises(ResolutionError, match="another DID"):
             await resolver.resolve(did)
+
+
+def _resolves_to_loopback(host: str) -> bool:
+    try:
+        return all(info[4][0] in ("127.0.0.1", "::1") for info in socket.getaddrinfo(host, 443))
+    except OSError:
+        return False
+
+
+#: Issue #15.12's inputs: names that pass the hostname check but resolve to loopback. `vm` is the machine's own name
+#: in /etc/hosts where the issue was found; it is tested only where it resolves to loopback too.
+LOOPBACK_NAMES = ["0x7f000001", "0x7f.1", *(["vm"] if _resolves_to_loopback("vm") else [])]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_NAMES)
+async def test_a_did_web_host_that_resolves_to_loopback_is_refused_before_connecting(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """With the insecure did:web and private fetch flags off, `did:web:vm` and `did:web:0x7f000001` used to make
+    us open TCP+TLS connections to 127.0.0.1:443. Now the name is resolved and refused (`DidRefused`, not an
+    outage) before any connection is attempted."""
+    attempts: list[tuple[str, int]] = []
+    real_connect = httpcore.AnyIOBackend.connect_tcp
+
+    async def connect_tcp(self: httpcore.AnyIOBackend, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        attempts.append((host, port))
+        return await real_connect(self, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", connect_tcp)
+    async with DidResolver(plc_url=server.url) as resolver:
+        assert resolver.document_url(f"did:web:{host}") == f"https://{host}/.well-known/did.json"
+        with pytest.raises(DidRefused, match=r"non-public 127\.0\.0\.1"):
+            await resolver.resolve(f"did:web:{host}")
+        assert attempts == []
+        await resolver.resolve(new_plc_did())  # the PLC directory, on loopback by the operator's choice, still works
+        assert attempts and all(port == server.port for _host, port in attempts)
 
 
 def test_did_web_urls() -> None:

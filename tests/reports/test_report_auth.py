@@ -6,6 +6,7 @@ Issuers live in a fake PLC directory served over HTTP; the labeler resolves them
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -90,6 +91,10 @@ BAD_TOKENS: dict[str, tuple[Callable[[People], dict[str, str]], str]] = {
         "BadJwtIss",
     ),
     "PLC outage for iss": (_plc_outage, "BadJwtIss"),
+    "iss did:web whose host resolves to loopback": (
+        lambda p: _bearer(mint_jwt(OTHER_KEY, iss="did:web:0x7f000001", aud=LABELER_DID, now=time.time())),
+        "BadJwtIss",
+    ),
 }
 
 
@@ -107,6 +112,19 @@ async def test_plc_outage_is_not_called_a_bad_signature(server: Any, people: Peo
     response = await create_report(server.url, report_body(people.bob.account), _plc_outage(people))
     assert response.json()["error"] == "BadJwtIss"
     assert "retry" in response.json()["message"] and "HTTP 500" in response.json()["message"]
+
+
+async def test_an_issuer_we_refuse_to_resolve_is_logged_below_warning(
+    server: Any, people: People, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone can send a token naming `did:web:0x7f000001`: the refusal is a 401 and an INFO line, not a warning."""
+    token = mint_jwt(OTHER_KEY, iss="did:web:0x7f000001", aud=LABELER_DID, now=time.time())
+    with caplog.at_level(logging.INFO):
+        response = await create_report(server.url, report_body(people.bob.account), _bearer(token))
+    assert response.status_code == 401 and "cannot be used here" in response.json()["message"]
+    refusals = [r for r in caplog.records if "refused the token issuer" in r.getMessage()]
+    assert [r.levelno for r in refusals] == [logging.INFO]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("labeler")]
 
 
 async def test_replayed_jti_rejected(server: Any, people: People) -> None:
