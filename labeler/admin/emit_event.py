@@ -10,7 +10,6 @@ configured moderator (service auth, `lxm` = emitEvent).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,19 +17,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from labeler.admin.auth import authenticate_moderator
-from labeler.admin.moderation import EMIT_EVENT, created_by_for, emit_queue_event, mod_tool_of
+from labeler.admin.moderation import EMIT_EVENT, created_by_for, emit_queue_event
 from labeler.labels.writer import LabelRequest
 from labeler.protocol import syntax
 from labeler.protocol.errors import InvalidRequest
 from labeler.protocol.label import InvalidLabel, check_value
-from labeler.reports.actions import is_queue_event
+from labeler.reports.actions import is_queue_event, queue_action
 from labeler.reports.subject import parse_subject_ref
+from labeler.reports.validate import parse_mod_tool
 from labeler.service import Labeler
+from labeler.xrpc.body import read_json_object
 
 MOD_EVENT_LABEL = "tools.ozone.moderation.defs#modEventLabel"
 MAX_VALUES = 100
 MAX_DURATION_HOURS = 24 * 365 * 100
-MAX_COMMENT_CHARS = 10_000
+MAX_BLOB_CIDS = 100
 
 
 def _values(event: dict[str, Any], key: str) -> list[str]:
@@ -50,7 +51,7 @@ def parse_label_event(event: Any) -> tuple[list[str], list[str], int | None, str
         raise InvalidRequest("event must be an object")
     if event.get("$type") != MOD_EVENT_LABEL:
         raise InvalidRequest(
-            f"unsupported event type {event.get('$type')!r}: this labeler accepts {MOD_EVENT_LABEL}"
+            f"unsupported event type {str(event.get('$type'))[:100]!r}: this labeler accepts {MOD_EVENT_LABEL}"
             " and the report-queue events modEventAcknowledge, modEventResolveAppeal, modEventComment"
         )
     create, negate = _values(event, "createLabelVals"), _values(event, "negateLabelVals")
@@ -61,20 +62,18 @@ def parse_label_event(event: Any) -> tuple[list[str], list[str], int | None, str
         not isinstance(duration, int) or isinstance(duration, bool) or not 0 < duration <= MAX_DURATION_HOURS
     ):
         raise InvalidRequest("event.durationInHours must be a positive integer")
-    comment = event.get("comment")
-    if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS):
-        raise InvalidRequest(f"event.comment must be a string of at most {MAX_COMMENT_CHARS} characters")
+    # The report queue's checks of the event, made now: after the labels are written nothing may be refused.
+    comment = queue_action(event).note
     return create, negate, duration, comment
 
 
-async def read_json_object(request: Request) -> dict[str, Any]:
+def _blob_cids(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_BLOB_CIDS or not all(isinstance(c, str) for c in value):
+        raise InvalidRequest(f"subjectBlobCids must be an array of at most {MAX_BLOB_CIDS} CIDs")
     try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("request body must be JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    return body
+        return [syntax.check_cid(cid) for cid in value]
+    except ValueError as exc:
+        raise InvalidRequest(f"subjectBlobCids: {exc}") from None
 
 
 async def emit_event(request: Request) -> JSONResponse:
@@ -83,13 +82,13 @@ async def emit_event(request: Request) -> JSONResponse:
     body = await read_json_object(request)
     if is_queue_event(body.get("event")):
         return await emit_queue_event(labeler, body, actor)
+    # Every part of the request is checked before the labels are written: it is refused whole, or done whole.
     subject = parse_subject_ref(body.get("subject"))
     uri, cid = subject.uri, subject.cid
     create, negate, duration, comment = parse_label_event(body.get("event"))
     created_by = created_by_for(body, actor, labeler)
-    blob_cids = body.get("subjectBlobCids", [])
-    if not isinstance(blob_cids, list) or not all(isinstance(c, str) for c in blob_cids) or len(blob_cids) > 100:
-        raise InvalidRequest("subjectBlobCids must be an array of CIDs")
+    mod_tool = parse_mod_tool(body.get("modTool"))
+    blob_cids = _blob_cids(body.get("subjectBlobCids", []))
     exp = None
     if duration is not None:
         exp = syntax.format_datetime(datetime.now(UTC) + timedelta(hours=duration))
@@ -103,9 +102,7 @@ async def emit_event(request: Request) -> JSONResponse:
         stored = await labeler.writer.write(requests)
     except InvalidLabel as exc:
         raise InvalidRequest(str(exc)) from None
-    logged = await labeler.reports.act(
-        subject, body["event"], created_by=created_by, actor=actor, mod_tool=mod_tool_of(body)
-    )
+    logged = await labeler.reports.act(subject, body["event"], created_by=created_by, actor=actor, mod_tool=mod_tool)
     view: dict[str, Any] = {
         "id": logged.event.id,
         "event": body["event"],
@@ -114,6 +111,6 @@ async def emit_event(request: Request) -> JSONResponse:
         "createdBy": created_by,
         "createdAt": stored[0].label.cts,
     }
-    if isinstance(body.get("modTool"), dict):
-        view["modTool"] = body["modTool"]
+    if mod_tool is not None:
+        view["modTool"] = mod_tool
     return JSONResponse(view)

@@ -23,8 +23,9 @@ from labeler.protocol import syntax
 from labeler.protocol.errors import InvalidRequest
 from labeler.reports.models import REVIEW_CLOSED, REVIEW_OPEN
 from labeler.reports.subject import parse_subject_param, parse_subject_ref
+from labeler.reports.validate import parse_mod_tool
 from labeler.service import Labeler
-from labeler.xrpc.params import MAX_PARAM_LENGTH, get_int, get_list
+from labeler.xrpc.params import get_int, get_list, get_str
 
 QUERY_STATUSES: Final = "tools.ozone.moderation.queryStatuses"
 QUERY_EVENTS: Final = "tools.ozone.moderation.queryEvents"
@@ -47,32 +48,17 @@ def created_by_for(body: dict[str, Any], actor: str, labeler: Labeler) -> str:
     return created_by
 
 
-def mod_tool_of(body: dict[str, Any]) -> dict[str, Any] | None:
-    tool = body.get("modTool")
-    return tool if isinstance(tool, dict) and isinstance(tool.get("name"), str) else None
-
-
 async def emit_queue_event(labeler: Labeler, body: dict[str, Any], actor: str) -> JSONResponse:
     """emitEvent for an acknowledge / resolveAppeal / comment event: apply to the queue, answer a modEventView."""
     subject = parse_subject_ref(body.get("subject"))
     created_by = created_by_for(body, actor, labeler)
-    result = await labeler.reports.act(
-        subject, body["event"], created_by=created_by, actor=actor, mod_tool=mod_tool_of(body)
-    )
+    mod_tool = parse_mod_tool(body.get("modTool"))
+    result = await labeler.reports.act(subject, body["event"], created_by=created_by, actor=actor, mod_tool=mod_tool)
     return JSONResponse(result.event.to_view())
 
 
-def _one(params: QueryParams, name: str) -> str | None:
-    values = params.getlist(name)
-    if len(values) > 1:
-        raise InvalidRequest(f"{name}: given more than once")
-    if values and len(values[0]) > MAX_PARAM_LENGTH:
-        raise InvalidRequest(f"{name}: value too long")
-    return values[0] if values else None
-
-
 def _choice(params: QueryParams, name: str, choices: dict[str, Any], default: Any) -> Any:
-    value = _one(params, name)
+    value = get_str(params, name)
     if value is None:
         return default
     if value not in choices:
@@ -92,7 +78,7 @@ def _paging(params: QueryParams) -> tuple[int, int | None, bool]:
 
 
 def _subject(params: QueryParams) -> str | None:
-    value = _one(params, "subject")
+    value = get_str(params, "subject")
     return parse_subject_param(value) if value is not None else None
 
 
@@ -121,7 +107,7 @@ async def query_events(request: Request) -> JSONResponse:
     labeler: Labeler = request.app.state.labeler
     params = request.query_params
     limit, cursor, descending = _paging(params)
-    created_by = _one(params, "createdBy")
+    created_by = get_str(params, "createdBy")
     if created_by is not None and not syntax.is_did(created_by):
         raise InvalidRequest("createdBy: not a DID")
     rows = await labeler.reports.store.events(

@@ -13,8 +13,7 @@ the rest of the moderation API). Errors use the XRPC error shape.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final
+from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,7 +24,8 @@ from labeler.admin.moderation import EMIT_EVENT, QUERY_STATUSES
 from labeler.pipeline.review import STATUSES, ReviewError
 from labeler.protocol.errors import InvalidRequest, NotFound
 from labeler.service import Labeler
-from labeler.xrpc.params import get_int
+from labeler.xrpc.body import parse_json
+from labeler.xrpc.params import get_int, get_str, path_id
 
 PATH: Final = "/api/v1/review"
 _MAX_NOTE: Final = 2000
@@ -35,7 +35,7 @@ async def list_items(request: Request) -> JSONResponse:
     await authenticate_moderator(request, QUERY_STATUSES)
     labeler: Labeler = request.app.state.labeler
     params = request.query_params
-    status = params.get("status", "pending")
+    status = get_str(params, "status") or "pending"
     if status not in (*STATUSES, "all"):
         raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}, all")
     limit = get_int(params, "limit", default=50, minimum=1, maximum=100) or 50
@@ -49,7 +49,7 @@ async def show_item(request: Request) -> JSONResponse:
     await authenticate_moderator(request, QUERY_STATUSES)
     labeler: Labeler = request.app.state.labeler
     try:
-        item = await labeler.pipeline.reviews.get(request.path_params["item_id"])
+        item = await labeler.pipeline.reviews.get(path_id(request, "item_id"))
     except ReviewError as exc:
         raise NotFound(str(exc)) from None
     return JSONResponse(item.to_json())
@@ -66,8 +66,8 @@ async def reject_item(request: Request) -> JSONResponse:
 async def _decide(request: Request, *, confirm: bool) -> JSONResponse:
     actor = await authenticate_moderator(request, EMIT_EVENT)
     labeler: Labeler = request.app.state.labeler
+    item_id = path_id(request, "item_id")
     note = _note(await request.body())
-    item_id: int = request.path_params["item_id"]
     reviews = labeler.pipeline.reviews
     try:
         await reviews.get(item_id)
@@ -83,10 +83,7 @@ async def _decide(request: Request, *, confirm: bool) -> JSONResponse:
 def _note(body: bytes) -> str | None:
     if not body.strip():
         return None
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        raise InvalidRequest("body must be JSON") from None
+    data = parse_json(body)
     note = data.get("note") if isinstance(data, dict) else None
     if note is not None and (not isinstance(note, str) or len(note) > _MAX_NOTE):
         raise InvalidRequest(f"note must be a string of at most {_MAX_NOTE} characters")
@@ -96,7 +93,8 @@ def _note(body: bytes) -> str | None:
 def review_routes() -> list[Route]:
     return [
         Route(PATH, list_items, methods=["GET"]),
-        Route(PATH + "/{item_id:int}", show_item, methods=["GET"]),
-        Route(PATH + "/{item_id:int}/confirm", confirm_item, methods=["POST"]),
-        Route(PATH + "/{item_id:int}/reject", reject_item, methods=["POST"]),
+        # Ids are read by path_id, not Starlette's `:int`, whose int() of any run of digits fails or overflows.
+        Route(PATH + "/{item_id}", show_item, methods=["GET"]),
+        Route(PATH + "/{item_id}/confirm", confirm_item, methods=["POST"]),
+        Route(PATH + "/{item_id}/reject", reject_item, methods=["POST"]),
     ]

@@ -26,7 +26,8 @@ from typing import Any
 
 from labeler.keys import Keyring
 from labeler.protocol import syntax
-from labeler.protocol.label import Label
+from labeler.protocol.label import InvalidLabel, Label
+from labeler.protocol.storable import Unstorable, check_json, check_text
 from labeler.store.labels import CommitResult, LabelAction, LabelStore, StoredLabel
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,19 @@ class LabelRequest:
 class _Pending:
     actions: list[LabelAction]
     done: asyncio.Future[list[StoredLabel]]
+
+
+def _check_storable(req: LabelRequest) -> None:
+    """The audit fields are stored as given: text the database can hold and a response can encode."""
+    try:
+        check_text(req.actor, "actor")
+        check_text(req.via, "via")
+        if req.reason is not None:
+            check_text(req.reason, "reason")
+        if req.evidence is not None:
+            check_json(req.evidence, "evidence")
+    except Unstorable as exc:
+        raise InvalidLabel(str(exc)) from None
 
 
 class WriterClosed(RuntimeError):
@@ -99,12 +113,13 @@ class LabelWriter:
             self._task = None
 
     def sign(self, requests: Sequence[LabelRequest]) -> list[LabelAction]:
-        """Validate and sign; raises InvalidLabel before anything is queued."""
+        """Validate and sign; raises InvalidLabel before anything is queued, so nothing in a batch is unstorable."""
         key_info, key = self.keyring.active()
         cts = syntax.now()
         actions = []
         for req in requests:
             label = Label(self.src, req.uri, req.val, cts, req.cid, req.neg, req.exp)  # positional: hot path
+            _check_storable(req)
             actions.append(
                 LabelAction(
                     label=label.validate().signed(key),

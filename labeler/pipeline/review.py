@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from labeler.labels.writer import LabelRequest, LabelWriter
 from labeler.protocol import syntax
+from labeler.protocol.storable import Unstorable, check_text
 from labeler.store.engine import StoreError, is_sqlite
 from labeler.store.pipeline_schema import review_items
 
@@ -133,6 +134,10 @@ class ReviewQueue:
 
     async def decide(self, item_id: int, *, confirm: bool, actor: str, note: str | None = None) -> ReviewItem:
         """Confirm (labels go out through the writer) or reject a pending item."""
+        try:
+            check_text(note or "", "note")  # stored with the decision and as the labels' reason
+        except Unstorable as exc:
+            raise ReviewError(str(exc)) from None
         status = "confirmed" if confirm else "rejected"
         stmt = (
             review_items.update()

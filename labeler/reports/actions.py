@@ -43,7 +43,8 @@ class QueueAction:
 
 def is_queue_event(event: Any) -> bool:
     """Events handled by the report queue alone (label events go through the label writer first)."""
-    return isinstance(event, dict) and event.get("$type") in QUEUE_EVENTS
+    kind = event.get("$type") if isinstance(event, dict) else None
+    return isinstance(kind, str) and kind in QUEUE_EVENTS
 
 
 def queue_action(event: dict[str, Any]) -> QueueAction:

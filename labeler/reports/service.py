@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from labeler.declaration import Declaration
-from labeler.protocol.errors import Forbidden
+from labeler.protocol.errors import Forbidden, InvalidRequest
+from labeler.protocol.storable import Unstorable
 from labeler.reports.actions import queue_action
 from labeler.reports.models import Report
 from labeler.reports.reasons import is_appeal
@@ -57,6 +58,8 @@ class ReportService:
             report = await self.store.add(report_input, reported_by)
         except DuplicateAppeal:
             raise AlreadyAppealed("awaiting a decision on a previous appeal") from None
+        except Unstorable as exc:
+            raise InvalidRequest(str(exc)) from None
         for listener in self._listeners:
             try:
                 await listener(report)
@@ -79,14 +82,17 @@ class ReportService:
         With `report_ids`, only those open reports on `subject` are resolved, appeals included.
         """
         action = queue_action(event)
-        return await self.store.act(
-            subject,
-            event,
-            created_by=created_by,
-            actor=actor,
-            resolve_to=action.resolve_to,
-            scope="all" if report_ids is not None else action.scope,  # named reports are resolved as named
-            report_ids=report_ids,
-            note=action.note,
-            mod_tool=mod_tool,
-        )
+        try:
+            return await self.store.act(
+                subject,
+                event,
+                created_by=created_by,
+                actor=actor,
+                resolve_to=action.resolve_to,
+                scope="all" if report_ids is not None else action.scope,  # named reports are resolved as named
+                report_ids=report_ids,
+                note=action.note,
+                mod_tool=mod_tool,
+            )
+        except Unstorable as exc:
+            raise InvalidRequest(str(exc)) from None

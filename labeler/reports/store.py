@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from labeler.protocol import syntax
+from labeler.protocol.storable import check_json, check_text
 from labeler.reports.group_commit import GroupCommitter
 from labeler.reports.models import EVENT_REPORT, ModEvent, Report, ReportInput, ReportStatus, SubjectStatus
 from labeler.reports.reasons import APPEALS, is_appeal
@@ -131,7 +132,12 @@ class ReportStore:
         return write_transaction(self.engine, "report store write")
 
     async def add(self, report: ReportInput, reported_by: str) -> Report:
-        """Store a report, count it on its subject and log it; `DuplicateAppeal` for a second open appeal."""
+        """Store a report, count it on its subject and log it; `DuplicateAppeal` for a second open appeal,
+        `Unstorable` (before anything is written) for text that cannot be stored or served."""
+        check_text(report.reason_type, "reasonType")
+        check_text(report.reason or "", "reason")
+        check_json(report.mod_tool, "modTool")
+        check_text(reported_by, "reporter")
         now = syntax.now()
         subject = report.subject
         appeal = is_appeal(report.reason_type)
@@ -167,7 +173,12 @@ class ReportStore:
     ) -> ActionResult:
         """Log a moderator action on `subject` and, with `resolve_to`, close its open reports (by `scope`, or
         only `report_ids`). An action on a subject nobody reported is still logged. Returns after the commit;
-        concurrent actions share one transaction (see the module docstring)."""
+        concurrent actions share one transaction (see the module docstring). `Unstorable` for text that cannot be
+        stored or served, checked here so that it never joins (and fails) a batch."""
+        check_json(event, "event")
+        check_json(mod_tool, "modTool")
+        for text, what in ((created_by, "createdBy"), (actor, "actor"), (note or "", "note")):
+            check_text(text, what)
         action = _Action(subject, event, created_by, actor, resolve_to, scope, report_ids, note, mod_tool)
         return await self._actions.submit(action)
 

@@ -32,7 +32,7 @@ def parse_report_input(body: dict[str, Any], declaration: Declaration) -> Report
         raise InvalidRequest(f"reasonType is longer than {MAX_REASON_TYPE_LENGTH} characters")
     subject = parse_subject_ref(body.get("subject"))
     reason = _reason(body.get("reason"))
-    mod_tool = _mod_tool(body.get("modTool"))
+    mod_tool = parse_mod_tool(body.get("modTool"))
     if not is_appeal(reason_type):
         problem = reason_type_problem(reason_type, declaration.reason_types)
         if problem:
@@ -72,7 +72,8 @@ def _reason(value: Any) -> str | None:
     return value
 
 
-def _mod_tool(value: Any) -> dict[str, Any] | None:
+def parse_mod_tool(value: Any) -> dict[str, Any] | None:
+    """The lexicon's `#modTool` (createReport and emitEvent): `name` required, `meta` an optional object."""
     if value is None:
         return None
     if not isinstance(value, dict):

@@ -11,8 +11,8 @@ from typing import Final
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from labeler.admin.emit_event import read_json_object
 from labeler.service import Labeler
+from labeler.xrpc.body import read_json_object
 from labeler.xrpc.service_auth import verify_service_auth
 
 CREATE_REPORT: Final = "com.atproto.moderation.createReport"

@@ -18,7 +18,6 @@ import asyncio
 import functools
 import hashlib
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Final
 
@@ -34,6 +33,7 @@ from labeler.pipeline.signals import EXACT_SIGNALS
 from labeler.pipeline.signals.exact import digests_of, validate_exact
 from labeler.protocol.errors import AuthRequired, InvalidRequest, PayloadTooLarge, XrpcError
 from labeler.service import Labeler
+from labeler.xrpc.body import parse_json
 from labeler.xrpc.errors import error_response
 
 HASH_PATH: Final = "/api/v1/hash"
@@ -186,10 +186,7 @@ _JSON_SHAPE: Final = '{"hash": "<PDQ, 64 hex>", "md5": "<32 hex>", "sha256": "<6
 
 def _hashes_from_json(raw: bytes) -> dict[str, str]:
     """The hashes a JSON body names, validated: `hash` (PDQ) and the exact signal types by name."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest("body is not valid JSON") from None
+    value = parse_json(raw)
     if not isinstance(value, dict) or not value or set(value) - set(_JSON_HASHES):
         raise InvalidRequest(f"expected {_JSON_SHAPE}")
     hashes = {}
