@@ -200,13 +200,20 @@ class LabelWriter:
         return min(self.max_batch, queued // 2)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        """Commit the batch; if it fails, each caller's labels are retried alone, so that whatever failed it (a
+        database error no check foresaw) fails only its own caller. In an outage that is one failed attempt per
+        caller, each answered as soon as its own attempt fails."""
         try:
             result = await self.store.commit([a for p in batch for a in p.actions])
         except Exception as exc:
+            if len(batch) > 1:
+                log.warning("a label commit of %d requests failed (%s); committing them one by one", len(batch), exc)
+                for pending in batch:
+                    await self._commit([pending])
+                return
             log.exception("label commit failed")
-            for pending in batch:
-                if not pending.done.done():
-                    pending.done.set_exception(exc)
+            if not batch[0].done.done():
+                batch[0].done.set_exception(exc)
             return
         offset = 0
         for pending in batch:

@@ -9,9 +9,8 @@ A caller is answered only after the transaction holding its item committed, so n
 If a batch of several items fails, each item is retried alone, so one bad item fails only its own caller. No
 background task outlives the work, so there is nothing to start or stop.
 
-Labels have their own committer (`labeler.labels.writer.LabelWriter`), tuned for the label path: labels are
-validated and signed before they queue, so a failed batch is the database's failure and is not retried item by
-item, and it keeps signing and committing overlapped under load, which moderator actions never need.
+Labels have their own committer (`labeler.labels.writer.LabelWriter`), tuned for the label path: it keeps signing
+and committing overlapped under load, which moderator actions never need. It retries a failed batch the same way.
 """
 
 from __future__ import annotations
