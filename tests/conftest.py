@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from labeler.config import Settings, load_settings
@@ -123,3 +124,10 @@ async def labeler(settings: Settings) -> AsyncIterator[Labeler]:
 async def server(labeler: Labeler) -> AsyncIterator[LiveServer]:
     async with serve_labeler(labeler) as live:
         yield live
+
+
+@pytest.fixture
+async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for `server`."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        yield http

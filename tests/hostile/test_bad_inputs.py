@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -29,12 +29,6 @@ REVIEW = "/api/v1/review"
 MATCH = "/api/v1/match"
 SUBJECT = {"$type": "com.atproto.repo.strongRef", "uri": "at://did:plc:alice/app.bsky.feed.post/3k", "cid": POST_CID}
 WRITTEN_TABLES = ("labels", "label_events", "reports", "report_subjects", "moderation_events", "review_items")
-
-
-@pytest.fixture
-async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        yield http
 
 
 @pytest.fixture

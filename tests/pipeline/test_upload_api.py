@@ -14,7 +14,7 @@ from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.match.base import MatcherError, MatcherUnavailable
 from labeler.service import Labeler
-from labeler.testing import LiveServer, serve_labeler
+from labeler.testing import serve_labeler
 
 from .corpus import encode, flip_bits, png_header_only, structured_rgb
 
@@ -29,12 +29,6 @@ OTHER = encode(structured_rgb(320, 240, seed=2), "JPEG", quality=90)
 def settings(make_settings: Any) -> Settings:
     # A tiny app-wide body limit proves the upload paths have their own (max_image_bytes).
     return make_settings(upload_tokens=f"tok-a, {TOKEN}", max_body_bytes=1024, max_image_bytes=MAX_IMAGE)
-
-
-@pytest.fixture
-async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        yield http
 
 
 @pytest.fixture
