@@ -280,6 +280,13 @@ def report_body(rng: random.Random) -> dict[str, Any]:
     return body
 
 
+def hash_body(rng: random.Random) -> dict[str, str]:
+    """A valid upload-API JSON body: some of a PDQ hash, an MD5 and a SHA-256."""
+    hashes = {"hash": f"{rng.getrandbits(256):064x}", "md5": f"{rng.getrandbits(128):032x}"}
+    hashes["sha256"] = f"{rng.getrandbits(256):064x}"
+    return dict(rng.sample(sorted(hashes.items()), rng.randint(1, 3)))
+
+
 def _tiny_png() -> bytes:
     out = io.BytesIO()
     Image.radial_gradient("L").resize((48, 48)).convert("RGB").save(out, "PNG")

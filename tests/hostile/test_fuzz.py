@@ -56,6 +56,7 @@ from .callers import ADMIN, UPLOAD_TOKEN, VIOLATION, Callers
 SEED: Final = int(os.environ.get("LABELER_FUZZ_SEED", "15"))
 REQUESTS: Final = int(os.environ.get("LABELER_FUZZ_REQUESTS", "1200"))
 CONCURRENCY: Final = 8
+WS_URL_CAP: Final = 8000
 
 INT = fz.small_int
 REVIEW_IDS = fz.choose("1", "2", "3", "0", "-1", str(2**63), "9" * 30, "abc", "1.0", "", " 1")
@@ -112,7 +113,7 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
     ),
     ("http", "/xrpc/{nsid}"): fz.query_route(path={"nsid": ANY_NSID}),
     ("http", "/api/v1/hash"): fz.upload_route(),
-    ("http", "/api/v1/match"): fz.upload_route(lambda rng: {"hash": f"{rng.getrandbits(256):064x}"}),
+    ("http", "/api/v1/match"): fz.upload_route(fz.hash_body),
     ("http", "/api/v1/review"): fz.query_route(
         [
             ("status", fz.choose("pending", "confirmed", "rejected", "all")),
@@ -229,6 +230,9 @@ class Fuzzer:
 
     async def send_websocket(self, probe: fz.Probe) -> None:
         url = self.server.ws_url + probe.path + (f"?{probe.query}" if probe.query else "")
+        # uvicorn never answers a WebSocket upgrade whose request line passes 8 KiB (issue #15 item 15, fixed
+        # separately); until that lands such probes are cut to fit. Delete this line then.
+        url = url[:WS_URL_CAP]
         try:
             async with connect(url, open_timeout=20, close_timeout=2) as ws:
                 self.statuses["ws"] += 1
@@ -242,6 +246,8 @@ class Fuzzer:
                 self.fail(probe, f"handshake answered {exc.response.status_code}")
         except InvalidURI:
             self.statuses["client refused the URL"] += 1
+        except TimeoutError:
+            self.fail(probe, f"no answer to the WebSocket handshake (request line {len(url)} bytes)")
         except ConnectionClosed as exc:
             if exc.rcvd is not None and exc.rcvd.code == 1011:
                 self.fail(probe, f"closed with 1011: {exc.rcvd.reason}")
