@@ -131,34 +131,36 @@ class StreamSource(ABC):
             await self.flush()
 
     async def flush(self) -> None:
-        """Enqueue pending jobs, then save the cursor; retries with backoff until it works or the source stops."""
+        """Enqueue pending jobs, then save the cursor; retries with backoff until it works or the source stops.
+
+        Jobs leave `_pending` only once `enqueue` has returned, so a cancel at any await (of the task, at shutdown
+        or by a timeout) leaves them for the next flush, and no flush saves a cursor past them. The writes are
+        shielded: a cancelled flush lets its transaction finish rather than abandon it midway, where SQLite's write
+        lock or PostgreSQL's row locks would stay held by a connection nobody closes until the next flush times out.
+        """
         async with self._lock:
-            specs, cursor = self._pending, self._cursor
-            if not specs and (cursor is None or cursor == self._saved):
-                return
-            self._pending = []
             retry = Backoff(initial=0.5, maximum=30.0)
             while True:
+                count, cursor = len(self._pending), self._cursor  # the cursor covers exactly these jobs
+                if not count and (cursor is None or cursor == self._saved):
+                    return
                 try:
-                    if specs:
-                        await self.jobs.enqueue(specs)
+                    if count:
+                        await asyncio.shield(self.jobs.enqueue(self._pending[:count]))
+                        del self._pending[:count]
                     if cursor is not None and cursor != self._saved:
-                        await self.cursors.set(self.name, cursor)
-                    break
+                        await asyncio.shield(self.cursors.set(self.name, cursor))
+                        self._saved = self.stats.saved_cursor = cursor
+                    return
                 except Exception as exc:
                     self.stats.errors += 1
                     if self._stopping.is_set():
-                        # Left pending, so no later flush saves a cursor past them; the next start replays.
-                        self._pending = specs + self._pending
-                        log.error(
-                            "%s: could not save %d jobs at cursor %s on stop: %s", self.name, len(specs), cursor, exc
-                        )
+                        # Left pending and the cursor unsaved: the next start replays from the saved one.
+                        log.error("%s: could not save %d jobs at cursor %s on stop: %s", self.name, count, cursor, exc)
                         return
                     delay = retry.next_delay()
                     log.warning("%s: saving jobs/cursor failed (%s); retrying in %.1f s", self.name, exc, delay)
                     await self._sleep(delay)
-            self._saved = cursor
-            self.stats.saved_cursor = cursor
 
     async def run(self) -> None:
         """Consume until `stop()`; never raises for connection or protocol trouble."""
@@ -182,10 +184,8 @@ class StreamSource(ABC):
                 log.warning("%s: %s; reconnecting from cursor %s in %.1f s", self.name, reason, self._cursor, delay)
                 await self._sleep(delay)
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            self._stopping.set()
+            self._stopping.set()  # the ticker ends after the flush in hand, never in the middle of one
+            await ticker
             await self.flush()
 
     async def _load_cursor(self) -> None:
@@ -206,8 +206,8 @@ class StreamSource(ABC):
         await self._interrupt()
 
     async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
+        while not self._stopping.is_set():
+            await self._sleep(self.flush_interval)
             await self.flush()
 
     async def _sleep(self, seconds: float) -> None:

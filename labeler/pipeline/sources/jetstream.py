@@ -68,13 +68,19 @@ class JetstreamSource(StreamSource):
     async def _stream(self, cursor: str | None) -> None:
         start = max(0, int(cursor) - self.rewind_us) if cursor else None
         url = jetstream_subscribe_url(self.url, self.collections, start)
-        async with connect(url, max_size=MAX_MESSAGE_BYTES, open_timeout=15, close_timeout=1) as socket:
-            self._socket = socket
+        socket = await connect(url, max_size=MAX_MESSAGE_BYTES, open_timeout=15, close_timeout=1)
+        self._socket = socket
+        try:
+            async for message in socket:
+                if self._stopping.is_set():  # not the messages already buffered: `stop()` means soon
+                    break
+                await self._on_message(message)
+        finally:
+            self._socket = None
             try:
-                async for message in socket:
-                    await self._on_message(message)
+                await socket.close()
             finally:
-                self._socket = None
+                socket.transport.abort()  # a close cancelled midway would leave the socket open
 
     async def _interrupt(self) -> None:
         if self._socket is not None:
