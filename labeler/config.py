@@ -64,6 +64,10 @@ class Settings:
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     fetch_timeout: float = 15.0
+    max_jpeg_scans: int = 100
+    hash_timeout: float = 10.0  # wall seconds per image (job or upload check); then its process is replaced
+    hash_memory_mb: int = 1024  # address space of each hashing process
+    upload_max_wait: float = 5.0  # an upload check waits this long for a free hashing process, then 503
     pdq_quality_threshold: int = 50
     match_distance: int = 31
     dihedral: bool = False
@@ -95,11 +99,15 @@ class Settings:
         for name in (
             "max_body_bytes", "subscriber_buffer", "backfill_page_size", "writer_max_batch",
             "max_image_bytes", "max_image_pixels", "max_subscribers", "max_subscribers_per_client",
+            "max_jpeg_scans", "hash_timeout", "upload_max_wait",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"LABELER_{name.upper()} must be positive")
         if not self.client_stall_timeout > 0:
             raise ConfigError("LABELER_CLIENT_STALL_TIMEOUT must be positive")
+        if self.hash_memory_mb < 256:
+            # The interpreter and the imaging libraries take ~150-250 MiB of address space before any image.
+            raise ConfigError("LABELER_HASH_MEMORY_MB must be at least 256")
 
     @property
     def moderator_dids(self) -> list[str]:

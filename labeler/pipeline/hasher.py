@@ -3,11 +3,18 @@
 Pixels are prepared exactly as python-threatexchange's `pdq_hasher` prepares them (HMA's `/h/hash` calls it):
 LA and I;16 are converted to RGB, 2-D arrays (L, P palette indices, 1) are stacked to three channels, every
 other mode is handed to `pdqhash` as decoded (RGBA/CMYK: first three channels), and EXIF orientation is ignored.
-So a full-decode hash here equals HMA's hash of the same bytes, bit for bit.
 
-Decoding is bounded per call (design invariant 8): input bytes, pixel count and the set of formats Pillow may
-try. Every way an input can fail becomes `ImageRejected` with a stable reason code; nothing else escapes.
-Whether a low quality is good enough is the caller's decision: this module only reports it.
+Two ways to hash those pixels:
+- exact (`reduced_decode=False`): the full decode goes to `pdqhash.compute`, as pytx does, so the hash equals
+  HMA's hash of the same bytes, bit for bit.
+- reduced (`reduced_decode=True`, the service's default): JPEGs are decoded at 1/2, 1/4 or 1/8 scale (never
+  below REDUCED_MIN_SIDE on the short side) and PDQ's own filters are applied as matrices (`pdq_reduced`):
+  several times less CPU per photo, hashes a bit or two from the exact ones (bench/README.md).
+
+Decoding is bounded per call (design invariant 8): input bytes, pixel count, JPEG scans and the set of formats
+Pillow may try; wall time and memory are bounded by the process running it (`hashing`). Every way an input can
+fail becomes `ImageRejected` with a stable reason code; nothing else escapes. Whether a low quality is good
+enough is the caller's decision: this module only reports it.
 """
 
 from __future__ import annotations
@@ -23,14 +30,21 @@ import numpy as np
 import pdqhash
 from PIL import Image, UnidentifiedImageError
 
+from labeler.pipeline import jpeg_scans
+from labeler.pipeline.pdq_reduced import hash_from_samples, samples_from_pixels
+
 DEFAULT_MAX_BYTES: Final = 16 * 1024 * 1024
 # About 5 bytes/pixel decoded plus ~28 bytes/pixel inside pdqhash (float64 luma, two float32 buffers).
 DEFAULT_MAX_PIXELS: Final = 40_000_000
 # Formats Pillow may try (the JPEG opener also yields MPO, as phone cameras write). Plugins outside this list
 # (EPS runs Ghostscript, PSD, FITS, …) never see our input. Names Pillow lacks are skipped.
 DEFAULT_FORMATS: Final = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
-# Smallest side a reduced JPEG decode keeps; PDQ downsamples to 64×64, so 512 px keeps distances small.
-REDUCED_MIN_SIDE: Final = 512
+# A progressive JPEG from an encoder has about 10 scans; each scan is a pass over every block of the image.
+DEFAULT_MAX_JPEG_SCANS: Final = 100
+# Smallest side a reduced JPEG decode keeps (bench/README.md: hash distance and CPU for 512, 384, 256, 128).
+REDUCED_MIN_SIDE: Final = 256
+# PDQ hashes nothing smaller (MIN_HASHABLE_DIM): such an image gets the all-zero hash with quality 0.
+_MIN_HASHABLE_SIDE: Final = 5
 
 # Stable reason codes for ImageRejected.
 TOO_LARGE: Final = "too-large"
@@ -39,7 +53,14 @@ NOT_AN_IMAGE: Final = "not-an-image"
 TRUNCATED: Final = "truncated"
 UNSUPPORTED: Final = "unsupported"
 CORRUPT: Final = "corrupt"
-REASONS: Final = frozenset({TOO_LARGE, TOO_MANY_PIXELS, NOT_AN_IMAGE, TRUNCATED, UNSUPPORTED, CORRUPT})
+TOO_MANY_SCANS: Final = "too-many-scans"
+# Set by the process running the hasher (`hashing`), never by this module.
+TOO_SLOW: Final = "too-slow"
+TOO_MUCH_MEMORY: Final = "too-much-memory"
+REASONS: Final = frozenset(
+    {TOO_LARGE, TOO_MANY_PIXELS, NOT_AN_IMAGE, TRUNCATED, UNSUPPORTED, CORRUPT, TOO_MANY_SCANS, TOO_SLOW,
+     TOO_MUCH_MEMORY}
+)  # fmt: skip
 
 _PDQ_HEX = re.compile(r"[0-9a-f]{64}")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
@@ -82,25 +103,70 @@ def hash_image(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS,
     reduced_decode: bool = False,
     dihedral: bool = False,
     formats: Sequence[str] = DEFAULT_FORMATS,
 ) -> PdqResult:
-    """Decode `data` within the limits and PDQ-hash it.
+    """Decode `data` within the limits and PDQ-hash it, exactly (pytx's hash) or from a reduced decode.
 
-    `reduced_decode` lets libjpeg decode JPEGs at 1/2, 1/4 or 1/8 scale (never below REDUCED_MIN_SIDE on the
-    short side): several times faster on large photos, at the price of a small distance to the exact hash.
-    CPU-bound; call it from a worker thread.
+    CPU-bound; call it from a worker process (`hashing.HashPool`).
     """
     if len(data) > max_bytes:
         raise ImageRejected(TOO_LARGE, f"{len(data)} bytes > limit {max_bytes}")
-    pixels, width, height, reduced = _decode(data, max_pixels, reduced_decode, _known_formats(tuple(formats)))
+    if max_jpeg_scans > 0 and jpeg_scans.is_jpeg(data):
+        scans = jpeg_scans.count_scans(data, stop_after=max_jpeg_scans)
+        if scans > max_jpeg_scans:
+            raise ImageRejected(TOO_MANY_SCANS, f"more than {max_jpeg_scans} JPEG scans")
+    try:
+        with _open(data, _known_formats(tuple(formats))) as im:
+            width, height = im.size
+            if width < 1 or height < 1:
+                raise ImageRejected(CORRUPT, f"empty image {width}x{height}")
+            if width * height > max_pixels:
+                raise ImageRejected(TOO_MANY_PIXELS, f"{width}x{height} > limit {max_pixels} pixels")
+            if reduced_decode:
+                return _hash_reduced(im, dihedral)
+            return _hash_exact(im, dihedral)
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # Pillow's global guard fired first (the warning arrives as an exception under `-W error`).
+        raise ImageRejected(TOO_MANY_PIXELS, str(e)) from e
+    except MemoryError:
+        raise  # the process's memory limit: the pool reports it (TOO_MUCH_MEMORY) and replaces the process
+    except OSError as e:
+        raise _classify_decode_error(e) from e
+    except Exception as e:  # Pillow plugins raise ValueError, SyntaxError, EOFError, struct.error, …
+        raise ImageRejected(CORRUPT, f"{type(e).__name__}: {e}") from e
+
+
+def _hash_exact(im: Image.Image, dihedral: bool) -> PdqResult:
+    """The full decode through `pdqhash`, as pytx and HMA hash it."""
+    width, height = im.size
+    pixels = _to_pdq_array(im)
     if dihedral:
         vectors, quality = pdqhash.compute_dihedral(pixels)
         hexes = tuple(_bits_to_hex(v) for v in vectors)
-        return PdqResult(hexes[0], int(quality), width, height, reduced, hexes)
+        return PdqResult(hexes[0], int(quality), width, height, False, hexes)
     vector, quality = pdqhash.compute(pixels)
-    return PdqResult(_bits_to_hex(vector), int(quality), width, height, reduced)
+    return PdqResult(_bits_to_hex(vector), int(quality), width, height, False)
+
+
+def _hash_reduced(im: Image.Image, dihedral: bool) -> PdqResult:
+    """A JPEG decoded at the smallest scale that keeps REDUCED_MIN_SIDE, then PDQ's filters as matrices."""
+    width, height = im.size
+    if min(width, height) < _MIN_HASHABLE_SIDE:
+        hexes: tuple[str, ...] = ("0" * 64,) * (8 if dihedral else 1)
+        return PdqResult(hexes[0], 0, width, height, False, hexes if dihedral else None)
+    scale = 1
+    if im.format in _JPEG_FORMATS:
+        im.draft(im.mode, (REDUCED_MIN_SIDE, REDUCED_MIN_SIDE))
+        # Pillow decodes at 1/scale, rounding up: find which scale it chose.
+        scale = next(s for s in (8, 4, 2, 1) if (width + s - 1) // s == im.size[0])
+    samples = samples_from_pixels(_to_pdq_array(im), (width, height), scale)
+    hexes, quality = hash_from_samples(samples, dihedral=dihedral)
+    return PdqResult(hexes[0], quality, width, height, scale > 1, hexes if dihedral else None)
 
 
 def validate_pdq_hex(value: object) -> str:
@@ -125,34 +191,6 @@ def _known_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
     """Keep the names Pillow can open; an unknown name would make Image.open raise KeyError for every input."""
     Image.init()
     return tuple(f for f in (name.upper() for name in formats) if f in Image.OPEN)
-
-
-def _decode(
-    data: bytes, max_pixels: int, reduced_decode: bool, formats: tuple[str, ...]
-) -> tuple[np.ndarray, int, int, bool]:
-    """Open within the limits and return (pixels as pdqhash wants them, width, height, reduced)."""
-    try:
-        with _open(data, formats) as im:
-            width, height = im.size
-            if width < 1 or height < 1:
-                raise ImageRejected(CORRUPT, f"empty image {width}x{height}")
-            if width * height > max_pixels:
-                raise ImageRejected(TOO_MANY_PIXELS, f"{width}x{height} > limit {max_pixels} pixels")
-            reduced = False
-            if reduced_decode and im.format in _JPEG_FORMATS:
-                before = im.size
-                im.draft(im.mode, (REDUCED_MIN_SIDE, REDUCED_MIN_SIDE))
-                reduced = im.size != before
-            return _to_pdq_array(im), width, height, reduced
-    except ImageRejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        # Pillow's global guard fired first (the warning arrives as an exception under `-W error`).
-        raise ImageRejected(TOO_MANY_PIXELS, str(e)) from e
-    except OSError as e:
-        raise _classify_decode_error(e) from e
-    except Exception as e:  # Pillow plugins raise ValueError, SyntaxError, EOFError, struct.error, …
-        raise ImageRejected(CORRUPT, f"{type(e).__name__}: {e}") from e
 
 
 def _open(data: bytes, formats: tuple[str, ...]) -> Image.Image:
@@ -194,4 +232,6 @@ def _classify_decode_error(e: OSError) -> ImageRejected:
         return ImageRejected(TRUNCATED, text)
     if "decoder" in lowered and "not available" in lowered:
         return ImageRejected(UNSUPPORTED, text)
+    if "out of memory" in lowered:  # libjpeg's own allocator hit the process's limit
+        return ImageRejected(TOO_MUCH_MEMORY, text)
     return ImageRejected(CORRUPT, text)

@@ -1,67 +1,104 @@
-"""Hashing off the event loop: `hash_image` in a process pool (pdqhash holds the GIL, so threads would not help).
+"""Image hashing off the event loop: `hash_image` in a process pool, each image under its wall-time and memory limits.
 
-The pool starts lazily on the first image and is rebuilt if a child dies (e.g. killed for memory); the image
-that was in flight then fails with `HasherCrashed`, which callers treat as retryable. Children are started
-with forkserver (spawn where unavailable), never forked from the threaded, async parent.
+PDQ holds the GIL, so threads would not help; and an image is hostile input: one can take a thousand times the
+CPU of another, or gigabytes (issue 15: a 1,000-scan JPEG, a 631-byte JPEG declaring 7000×7000, PNG bombs). So
+each image runs in a `procpool.ProcessPool` child that is killed and replaced when it runs out of time, and whose
+address space is capped. What a caller sees:
+
+    PdqResult        hashed
+    ImageRejected    the bytes cannot be hashed: the hasher's own reasons, plus too-slow (over the wall-time
+                     limit) and too-much-memory (over the memory limit); final, since the same bytes would do it again
+    HasherCrashed    the process died for another reason (killed from outside, a crash in native code): retry later
+    HasherBusy       no process was free within the caller's `max_wait` (upload checks): retry later
+
+The pool is public (`HashPool.pool`) so that other kinds of media job can run under the same limits in the same
+processes: `await hasher.pool.run(functools.partial(function, …), time_limit=…)`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
-from labeler.pipeline.hasher import PdqResult, hash_image
+from labeler.pipeline.hasher import TOO_MUCH_MEMORY, TOO_SLOW, ImageRejected, PdqResult, hash_image
+from labeler.pipeline.procpool.pool import (
+    ChildDied,
+    JobOutOfMemory,
+    JobTimedOut,
+    Limits,
+    PoolBusy,
+    PoolClosed,
+    PoolError,
+    ProcessPool,
+)
+
+# Pipeline jobs wait behind upload checks, whose callers are waiting for an answer.
+UPLOAD_PRIORITY = 0
+JOB_PRIORITY = 1
 
 
 class HasherCrashed(Exception):
-    """A hashing process died; the pool was rebuilt and the image may be tried again."""
+    """A hashing process died (or the pool is closing); the image may be tried again."""
+
+
+class HasherBusy(Exception):
+    """No hashing process became free in time; try again later."""
 
 
 class HashPool:
-    """Hashes images within fixed limits in up to `processes` child processes."""
+    """Hashes images in `processes` child processes, within fixed input limits and per-image `limits`."""
 
     def __init__(
-        self, *, processes: int, max_bytes: int, max_pixels: int, reduced_decode: bool = False, dihedral: bool = False
+        self,
+        *,
+        processes: int,
+        limits: Limits,
+        max_bytes: int,
+        max_pixels: int,
+        max_jpeg_scans: int,
+        reduced_decode: bool = False,
+        dihedral: bool = False,
     ) -> None:
-        self.processes = max(1, processes)
+        self.pool = ProcessPool(
+            processes=processes, limits=limits, preload=("labeler.pipeline.hasher",), name="hash pool"
+        )
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        self.max_jpeg_scans = max_jpeg_scans
         self.reduced_decode = reduced_decode
         self.dihedral = dihedral
-        self._pool: ProcessPoolExecutor | None = None
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            context = multiprocessing.get_context(method)
-            if method == "forkserver":
-                context.set_forkserver_preload(["labeler.pipeline.hasher"])
-            self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=context)
-        return self._pool
+    async def start(self, processes: int | None = None) -> None:
+        """Start the hashing processes now (`processes` of them, if the pool has not started yet)."""
+        await self.pool.start(processes)
 
-    async def hash(self, data: bytes, *, dihedral: bool | None = None) -> PdqResult:
-        """PDQ hash and quality of `data`; raises `ImageRejected` (bad input) or `HasherCrashed`."""
-        call = functools.partial(
-            hash_image,
-            data,
-            max_bytes=self.max_bytes,
-            max_pixels=self.max_pixels,
-            reduced_decode=self.reduced_decode,
-            dihedral=self.dihedral if dihedral is None else dihedral,
-        )
-        pool = self._executor()
+    async def hash(
+        self,
+        data: bytes,
+        *,
+        dihedral: bool | None = None,
+        priority: int = JOB_PRIORITY,
+        max_wait: float | None = None,
+    ) -> PdqResult:
+        """PDQ hash and quality of `data`; raises ImageRejected, HasherCrashed or HasherBusy (see module doc)."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, call)
-        except BrokenProcessPool as e:
-            if self._pool is pool:
-                self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise HasherCrashed("a hashing process died") from e
+            job = functools.partial(
+                hash_image,
+                data,
+                max_bytes=self.max_bytes,
+                max_pixels=self.max_pixels,
+                max_jpeg_scans=self.max_jpeg_scans,
+                reduced_decode=self.reduced_decode,
+                dihedral=self.dihedral if dihedral is None else dihedral,
+            )
+            return await self.pool.run(job, priority=priority, max_wait=max_wait)
+        except JobTimedOut as exc:
+            raise ImageRejected(TOO_SLOW, str(exc)) from None
+        except JobOutOfMemory as exc:
+            raise ImageRejected(TOO_MUCH_MEMORY, str(exc)) from None
+        except PoolBusy as exc:
+            raise HasherBusy(str(exc)) from None
+        except (ChildDied, PoolClosed, PoolError) as exc:
+            raise HasherCrashed(str(exc)) from None
 
     async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        await self.pool.aclose()

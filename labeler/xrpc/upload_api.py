@@ -10,6 +10,10 @@ Hashing runs in the pipeline's process pool, with the same limits, reduced decod
 the pipeline, and a match follows the pipeline's rules (quality threshold, match distance), so the answer here
 is the answer the labeler would give for the same image on the network: that includes matching the exact hashes
 (MD5, SHA-256) of bytes that do not decode, which are refused only when nothing matched them.
+
+Nothing queues without bound: at most MAX_CONCURRENT checks are in flight (more are answered 503 at once), a
+check waits at most `upload_max_wait` for a hashing process (ahead of pipeline jobs), and hashing one image is
+cut off at `hash_timeout` (400 ImageRejected, reason too-slow).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from starlette.routing import Route
 
 from labeler.config import Settings
 from labeler.pipeline.hasher import TOO_LARGE, ImageRejected, PdqResult, validate_pdq_hex
-from labeler.pipeline.hashing import HasherCrashed
+from labeler.pipeline.hashing import HasherBusy, HasherCrashed
 from labeler.pipeline.match.base import MatcherUnavailable, MatchFailure, lookup_signals
 from labeler.pipeline.signals import EXACT_SIGNALS
 from labeler.pipeline.signals.exact import digests_of, validate_exact
@@ -38,7 +42,7 @@ from labeler.xrpc.errors import error_response
 
 HASH_PATH: Final = "/api/v1/hash"
 MATCH_PATH: Final = "/api/v1/match"
-# Checks in flight at once; more wait before their body is read, so memory stays bounded.
+# Checks in flight at once; more are refused before their body is read, so memory and waiting stay bounded.
 MAX_CONCURRENT: Final = 16
 RETRY_AFTER_S: Final = "5"
 
@@ -57,7 +61,8 @@ class ImageNotAccepted(InvalidRequest):
 
 
 class ServiceUnavailable(XrpcError):
-    """The hasher or the matcher cannot answer now (HMA down or still loading its index); try again later."""
+    """The hasher or the matcher cannot answer now (every hashing process busy, HMA down or still loading its
+    index); try again later."""
 
     status: ClassVar[int] = 503
     name: ClassVar[str] = "ServiceUnavailable"
@@ -86,7 +91,10 @@ def _checked(handler: Callable[[Request, Labeler], Awaitable[Response]]) -> Call
     async def endpoint(request: Request) -> Response:
         try:
             labeler = _authorize(request)
-            async with _slots(request):
+            slots = _slots(request)
+            if slots.locked():
+                raise ServiceUnavailable(f"{MAX_CONCURRENT} checks are in progress; try again later")
+            async with slots:
                 return await handler(request, labeler)
         except AuthRequired as exc:
             return error_response(exc, {"WWW-Authenticate": 'Bearer realm="upload"'})
@@ -208,6 +216,8 @@ async def _hash(labeler: Labeler, data: bytes) -> PdqResult:
         raise ImageNotAccepted(exc.reason, f"image rejected ({exc.reason}): {exc.detail}") from None
     except HasherCrashed:
         raise ServiceUnavailable("the hasher restarted; try again") from None
+    except HasherBusy:
+        raise ServiceUnavailable("every hashing process is busy; try again later") from None
 
 
 def _slots(request: Request) -> asyncio.Semaphore:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import struct
 import zlib
 
@@ -120,15 +121,38 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
-def png_zlib_bomb(width: int, height: int) -> bytes:
-    """A real, valid all-black greyscale PNG: a few hundred KB that inflate to width×height bytes."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+_PNG_CHANNELS = {0: 1, 2: 3, 6: 4}  # PNG colour type → bytes per pixel at 8 bits: grey, RGB, RGBA
+
+
+def png_zlib_bomb(width: int, height: int, colour_type: int = 0) -> bytes:
+    """A real, valid all-black PNG (grey, RGB or RGBA): a few hundred KB that inflate ~1,000-fold."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     comp = zlib.compressobj(9)
-    row = b"\x00" * (width + 1)
+    row = b"\x00" * (width * _PNG_CHANNELS[colour_type] + 1)
     parts = [comp.compress(row) for _ in range(height)]
     parts.append(comp.flush())
     idat = b"".join(parts)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A ~630-byte colour JPEG whose header claims `width`×`height`: its scan stops after one 16×16 block, and
+    libjpeg fills the rest in grey, so the full image is decoded from almost nothing (issue 15: 7000×7000)."""
+    data = bytearray(encode(Image.new("RGB", (16, 16), (120, 80, 200)), "JPEG", quality=75))
+    struct.pack_into(">HH", data, data.index(b"\xff\xc0") + 5, height, width)
+    return bytes(data)
+
+
+def progressive_jpeg_with_scans(width: int, height: int, scans: int) -> bytes:
+    """A valid progressive greyscale JPEG of a flat image whose last scan is repeated until there are `scans`.
+
+    Each repeat is a refinement scan libjpeg accepts with a warning, ~30 bytes long (all blocks in a few EOB runs)
+    yet a pass over every block: 4000×4000 with 1,000 scans is 94 KB (issue 15: 32 s to decode).
+    """
+    data = encode(Image.new("L", (width, height), 128), "JPEG", progressive=True, quality=75)
+    starts = [m.start() for m in re.finditer(rb"\xff\xda", data)]  # SOS markers (never inside entropy data)
+    last = data[starts[-1] : data.rindex(b"\xff\xd9")]
+    return data[: starts[-1]] + last * (scans - len(starts) + 1) + b"\xff\xd9"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

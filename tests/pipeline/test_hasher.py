@@ -34,8 +34,9 @@ from .corpus import (
 )
 
 MODES = mode_corpus()
-# Measured on JPEG_CASES: largest full-vs-reduced distance is 10 (1024×1024 at quality ~65); most are 0–4.
-REDUCED_MAX_DISTANCE = 12
+# The target for reduced hashing (issue 17: p99 ≤ 4 bits from the full-decode hash on photos); measured on
+# JPEG_CASES: 0–2. bench/bench_hash.py measures the distribution on photographs.
+REDUCED_MAX_DISTANCE = 4
 # pytx hashes palette *indices*, not colours; an adaptive 64-colour palette makes a weak picture of them.
 LOW_QUALITY_BY_DESIGN = {"png-palette-adaptive"}
 
@@ -82,21 +83,23 @@ def test_dihedral_variants() -> None:
 
 
 @pytest.mark.parametrize("name", JPEG_CASES)
-def test_reduced_decode_stays_close(name: str) -> None:
+def test_reduced_decode_stays_close_to_pytx(name: str) -> None:
     data = jpeg_case(name)
-    full = hash_image(data)
+    expected, expected_quality = pdq_hasher.pdq_from_bytes(data)
     reduced = hash_image(data, reduced_decode=True)
-    assert hamming_distance(full.hash, reduced.hash) <= REDUCED_MAX_DISTANCE
-    assert abs(full.quality - reduced.quality) <= 5
-    assert (reduced.width, reduced.height) == (full.width, full.height)
-    assert reduced.reduced == (min(full.width, full.height) >= 2 * REDUCED_MIN_SIDE)
+    assert hamming_distance(expected, reduced.hash) <= REDUCED_MAX_DISTANCE
+    assert abs(expected_quality - reduced.quality) <= 2
+    assert (reduced.width, reduced.height) == Image.open(io.BytesIO(data)).size
+    assert reduced.reduced == (min(reduced.width, reduced.height) >= 2 * REDUCED_MIN_SIDE)
 
 
-def test_reduced_decode_is_a_no_op_for_small_jpegs_and_other_formats() -> None:
-    for name in ("jpeg-rgb", "png-rgb", "webp-rgb"):
-        reduced = hash_image(MODES[name], reduced_decode=True)
-        assert not reduced.reduced
-        assert reduced.hash == hash_image(MODES[name]).hash
+@pytest.mark.parametrize("name", sorted(MODES))
+def test_reduced_hashing_equals_pytx_where_nothing_is_decoded_smaller(name: str) -> None:
+    """Small JPEGs and every other format decode at full size; PDQ's filters as matrices give HMA's hash."""
+    data = MODES[name]
+    reduced = hash_image(data, reduced_decode=True)
+    assert not reduced.reduced
+    assert (reduced.hash, reduced.quality) == pdq_hasher.pdq_from_bytes(data)
 
 
 # -- rejections (design invariant 8) --

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,7 +17,8 @@ from labeler.pipeline.match.base import MatcherError, MatcherUnavailable
 from labeler.service import Labeler
 from labeler.testing import serve_labeler
 
-from .corpus import encode, flip_bits, png_header_only, structured_rgb
+from .corpus import encode, flip_bits, png_header_only, png_zlib_bomb, structured_rgb
+from .harness import eventually
 
 TOKEN = "tok-b"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -218,3 +220,38 @@ async def test_matcher_error_is_502(client: httpx.AsyncClient, swap_matcher: Any
     swap_matcher(MatcherError("bad request", status=400))
     response = await client.post("/api/v1/match", json={"hash": "a" * 64}, headers=AUTH)
     assert_error(response, 502, "UpstreamFailure")
+
+
+async def test_sixteen_png_bombs_at_once_are_answered_without_queueing_without_bound(make_settings: Any) -> None:
+    """Issue 15 item 17: sixteen 194 KB PNG bombs under the pixel limit waited up to 146 s for one process. Now
+    each check waits at most `upload_max_wait` for a hashing process and is answered 503 with Retry-After after
+    that, or is hashed within `hash_timeout`."""
+    bomb = png_zlib_bomb(7000, 7000, colour_type=6)
+    settings = make_settings(
+        upload_tokens=TOKEN, max_image_bytes=MAX_IMAGE, upload_max_wait=0.5, hash_timeout=20.0,
+        extra={"pipeline": {"hash_processes": 1}},
+    )  # fmt: skip
+    service = Labeler(settings)
+    await service.start(hashing=True)
+    try:
+        async with serve_labeler(service) as live, httpx.AsyncClient(base_url=live.url, timeout=60) as http:
+            answers = await asyncio.gather(*(http.post("/api/v1/hash", content=bomb, headers=AUTH) for _ in range(16)))
+            statuses = sorted(a.status_code for a in answers)
+            assert set(statuses) <= {200, 400, 503}, statuses
+            refused = [a for a in answers if a.status_code == 503]
+            assert refused, "every check queued for the one hashing process"
+            for answer in refused:
+                assert_error(answer, 503, "ServiceUnavailable")
+                assert answer.headers["retry-after"] == "5"
+            # The bombs are gone: once a process that ran out of memory is replaced, checks are hashed as usual.
+            pool = service.pipeline.hasher.pool
+
+            async def ready() -> bool:
+                return pool.idle == 1
+
+            await eventually(ready, what="a hashing process ready again")
+            after = await http.post("/api/v1/hash", content=BANKED, headers=AUTH)
+            assert after.status_code == 200, (statuses, after.text)
+            assert after.json()["hash"] == hash_image(BANKED).hash
+    finally:
+        await service.aclose()
