@@ -92,9 +92,11 @@ class Labeler:
         exclusive: bool | None = None,
         workers: int = 0,
         sources: bool = False,
+        hashing: bool = False,
     ) -> None:
         """`exclusive` (default: when this process serves streams) takes the one-process lock on a SQLite file;
-        long-running `serve`/`worker` need it, short CLI commands do not. `workers` pipeline workers run here."""
+        long-running `serve`/`worker` need it, short CLI commands do not. `workers` pipeline workers run here;
+        the hashing processes start with them, or alone with `hashing` (for the upload API)."""
         lock_path = lock_path_for(self.settings.database_url)
         if (
             lock_path is not None
@@ -115,7 +117,7 @@ class Labeler:
         if self.hub is not None:
             await self.hub.start()
         await self.writer.start()
-        await self.pipeline.start(workers=workers)
+        await self.pipeline.start(workers=workers, hashing=hashing)
         if sources:
             self.sources.start()
 

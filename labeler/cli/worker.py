@@ -32,7 +32,11 @@ def worker(count: int | None, drain: bool) -> None:
                 loop.add_signal_handler(sig, stop.set)
         outcomes: dict[str, int] = {}
         try:
-            click.echo(f"labeler worker: {workers} worker(s), matcher {settings.matcher}", err=True)
+            hashing = len(labeler.pipeline.hasher.pool.pids)
+            click.echo(
+                f"labeler worker: {workers} worker(s), {hashing} hashing process(es), matcher {settings.matcher}",
+                err=True,
+            )
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)

@@ -2,7 +2,9 @@
 policy, review queue, and (when asked to run them) workers and the review webhook sender.
 
 Building it is cheap: no process, connection or index is created until used, so short CLI commands pay
-nothing. `start(workers=N)` runs N workers in this process; `aclose()` stops them gracefully first.
+nothing. `start(workers=N)` starts the hashing processes (one per worker, at most one per CPU, unless
+`[pipeline] hash_processes` says otherwise) and runs N workers in this process; `aclose()` stops them gracefully
+first.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from labeler.pipeline.banks import BankStore
 from labeler.pipeline.cursors import CursorStore
 from labeler.pipeline.fetcher import BlobFetcher
 from labeler.pipeline.hasher import PdqResult
-from labeler.pipeline.hashing import HashPool
+from labeler.pipeline.hashing import UPLOAD_PRIORITY, HashPool
 from labeler.pipeline.jobs import JobQueue
 from labeler.pipeline.match.base import Matcher
 from labeler.pipeline.match.hma import HmaMatcher
 from labeler.pipeline.options import load_options
 from labeler.pipeline.policy import load_policy
+from labeler.pipeline.procpool.pool import Limits
 from labeler.pipeline.report_jobs import ReportIntake
 from labeler.pipeline.review import ReviewQueue
 from labeler.pipeline.runner import WorkerPool
@@ -62,8 +65,10 @@ class Pipeline:
         )
         self.hasher = HashPool(
             processes=self.options.processes_for(settings.workers),
+            limits=Limits(timeout=settings.hash_timeout, memory_bytes=settings.hash_memory_mb << 20),
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
+            max_jpeg_scans=settings.max_jpeg_scans,
             reduced_decode=settings.reduced_decode,
             dihedral=settings.dihedral,
         )
@@ -87,14 +92,18 @@ class Pipeline:
         self._webhook_task: asyncio.Task[None] | None = None
 
     async def hash_image(self, data: bytes) -> PdqResult:
-        """Hash image bytes in the process pool within the configured limits (the upload-time check API).
+        """Hash image bytes for the upload-time check API: ahead of queued jobs, waiting at most
+        `upload_max_wait` for a process. Raises `ImageRejected`, `HasherCrashed` or `HasherBusy`."""
+        return await self.hasher.hash(data, priority=UPLOAD_PRIORITY, max_wait=self.settings.upload_max_wait)
 
-        Raises `ImageRejected` for input that cannot be hashed and `HasherCrashed` if a hashing process died.
+    async def start(self, *, workers: int, hashing: bool = False) -> None:
+        """Run `workers` job workers (and the review webhook sender) in this process; 0 runs none.
+
+        The hashing processes start here too, before the first job or upload check needs them, when there are
+        workers or `hashing` (the upload API) asks for them; the pool is sized from `workers`, not from settings.
         """
-        return await self.hasher.hash(data)
-
-    async def start(self, *, workers: int) -> None:
-        """Run `workers` job workers (and the review webhook sender) in this process; 0 runs none."""
+        if workers > 0 or hashing:
+            await self.hasher.start(self.options.processes_for(max(workers, 1)))
         if workers <= 0 or self._workers is not None:
             return
         self._workers = WorkerPool(self, workers)

@@ -58,8 +58,9 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if owned:
-            # Pipeline workers and the configured firehose/Jetstream sources run in-process with `serve`.
-            await service.start(workers=settings.workers, sources=True)
+            # Pipeline workers and the configured firehose/Jetstream sources run in-process with `serve`, and the
+            # hashing processes start now when workers or the upload API will need them.
+            await service.start(workers=settings.workers, sources=True, hashing=bool(settings.upload_tokens))
         try:
             yield
         finally:
