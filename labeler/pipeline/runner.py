@@ -5,7 +5,7 @@ Failure handling per step (every path ends in `finish` or `retry`, never in a de
     fetch   FetchUnavailable → retry with backoff; after `max_attempts` → error/gave-up
             FetchRejected    → rejected/<reason> (cid-mismatch, too-large, blob-not-found, private-address, …)
             (MD5 and SHA-256 are computed while the bytes arrive)
-    hash    ImageRejected    → no PDQ; unless an exact hash matches, rejected/<reason> (truncated, not-an-image, too-slow, …)
+    hash    ImageRejected    → no PDQ; unless an exact hash matches, rejected/<reason> (truncated, too-slow, …)
             HasherCrashed    → retry; quality below the threshold → PDQ not looked up (no-match/low-quality)
     match   MatcherUnavailable (HMA down, 503) → retry with backoff, never given up (the hash is kept on the row,
             so the retry does not fetch again); MatcherError → error/matcher-error
