@@ -3,9 +3,10 @@
 Accepts `tools.ozone.moderation.defs#modEventLabel` (`createLabelVals`, `negateLabelVals`, `durationInHours` →
 `exp`) on a `com.atproto.admin.defs#repoRef` or `com.atproto.repo.strongRef` subject, and answers a lexicon-valid
 `modEventView`. Every label goes through the writer; the event is then logged in the moderation audit log (the
-view's `id` is that event's id) and closes the subject's open reports as actioned. Report-queue events
-(acknowledge, resolveAppeal, comment) go to `labeler.admin.moderation`. Callers: the operator (Basic) or a
-configured moderator (service auth, `lxm` = emitEvent).
+view's `id` is that event's id) and closes the subject's open reports as actioned. Negating values the pipeline
+published reverses what those matches did (`Decisions.label_negated`: takedowns lifted, reviews closed).
+Report-queue events (acknowledge, resolveAppeal, comment) go to `labeler.admin.moderation`. Callers: the operator
+(Basic) or a configured moderator (service auth, `lxm` = emitEvent).
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ async def emit_event(request: Request) -> JSONResponse:
         stored = await labeler.writer.write(requests)
     except InvalidLabel as exc:
         raise InvalidRequest(str(exc)) from None
+    if negate:
+        await labeler.pipeline.decisions.label_negated(uri, cid, negate, actor=created_by, note=comment)
     logged = await labeler.reports.act(subject, body["event"], created_by=created_by, actor=actor, mod_tool=mod_tool)
     view: dict[str, Any] = {
         "id": logged.event.id,

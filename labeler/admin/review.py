@@ -3,8 +3,8 @@
 
     GET  /api/v1/review?status=pending|confirmed|rejected|all&after=<id>&limit=1..100   → {"items": [...], "cursor"}
     GET  /api/v1/review/<id>                                                           → item with evidence
-    POST /api/v1/review/<id>/confirm   {"note": "…"}  → item (its labels are published through the writer)
-    POST /api/v1/review/<id>/reject    {"note": "…"}  → item
+    POST /api/v1/review/<id>/confirm   {"note": "…"}  → item + "actions" (labels published, takedown, report…)
+    POST /api/v1/review/<id>/reject    {"note": "…"}  → item + "actions" (the reversals of what the match did)
 
 Moderator tokens are checked against Ozone's method names: reading needs `lxm`
 `tools.ozone.moderation.queryStatuses`, deciding needs `tools.ozone.moderation.emitEvent` (the same rights as
@@ -68,16 +68,19 @@ async def _decide(request: Request, *, confirm: bool) -> JSONResponse:
     labeler: Labeler = request.app.state.labeler
     item_id = path_id(request, "item_id")
     note = _note(await request.body())
-    reviews = labeler.pipeline.reviews
     try:
-        await reviews.get(item_id)
+        await labeler.pipeline.reviews.get(item_id)
     except ReviewError as exc:
         raise NotFound(str(exc)) from None
+    decisions = labeler.pipeline.decisions
     try:
-        item = await reviews.decide(item_id, confirm=confirm, actor=actor, note=note)
+        if confirm:
+            verdict = await decisions.confirm(item_id, actor=actor, note=note)
+        else:
+            verdict = await decisions.reject(item_id, actor=actor, note=note)
     except ReviewError as exc:
         raise InvalidRequest(str(exc)) from None
-    return JSONResponse(item.to_json())
+    return JSONResponse(verdict.to_json())
 
 
 def _note(body: bytes) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from labeler.cli.actions import actions
 from labeler.cli.banks import bank
 from labeler.cli.db import db
 from labeler.cli.declare import declare
@@ -40,6 +41,7 @@ cli.add_command(worker)
 cli.add_command(bank)
 cli.add_command(review)
 cli.add_command(explain)
+cli.add_command(actions)
 
 
 def main() -> None:

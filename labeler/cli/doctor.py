@@ -11,6 +11,7 @@ from labeler.cli._identity import resolver_for, run_identity
 from labeler.config import Settings
 from labeler.identity.doctor import DEFAULT_WS_WAIT, Finding, LocalFacts, diagnose, healthy
 from labeler.keys import Keyring, KeyringError
+from labeler.pipeline.actions.doctor import action_findings
 from labeler.store.engine import StoreError, create_engine
 from labeler.store.label_stats import count_on_own_content, distinct_values
 from labeler.store.labels import LabelStore
@@ -46,13 +47,15 @@ async def local_facts(settings: Settings) -> LocalFacts:
 @click.option("--pds", "pds_url", envvar="LABELER_PDS_URL", help="Read the declaration here [default: the DID's PDS].")
 @click.option("--wait", type=float, default=DEFAULT_WS_WAIT, show_default=True, help="Seconds to listen to the stream.")
 def doctor(as_json: bool, pds_url: str | None, wait: float) -> None:
-    """Resolve our DID as an AppView would and check key, endpoint, stream, declaration and label values."""
+    """Resolve our DID as an AppView would and check key, endpoint, stream, declaration and label values; and that
+    no child-safety match is labelled descriptively in public, and the takedown PDS accepts our admin password."""
     settings = settings_or_exit()
 
     async def body() -> list[Finding]:
         facts = await local_facts(settings)
         async with resolver_for(settings) as resolver, httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False) as http:
-            return await diagnose(facts, resolver, http, pds_url=pds_url, ws_wait=wait)
+            findings = await diagnose(facts, resolver, http, pds_url=pds_url, ws_wait=wait)
+            return findings + await action_findings(settings, http)
 
     findings = run_identity(body)
     if as_json:

@@ -1,4 +1,5 @@
-"""`labeler explain URI`: why a subject carries labels: history with evidence, image jobs, review items."""
+"""`labeler explain URI`: why a subject carries labels: history with evidence, image jobs, review items, and every
+action taken on it with its outcome and reversal."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def explain(uri: str, as_json: bool) -> None:
     async def body() -> dict[str, Any]:
         async with running_labeler(settings) as labeler:
             p = labeler.pipeline
-            return await gather(labeler.store, p.jobs, p.reviews, uri)
+            return await gather(labeler.store, p.jobs, p.reviews, p.actioner.outbox, uri)
 
     report = run(body)
     if as_json:
@@ -56,3 +57,24 @@ def explain(uri: str, as_json: bool) -> None:
         click.echo("review items:")
     for item in report["review_items"]:
         click.echo(f"  #{item['id']} [{item['status']}] {','.join(item['labels'])}: {summary(item['evidence'])}")
+    if report["actions"]:
+        click.echo("actions:")
+    for action in report["actions"]:
+        click.echo("  " + action_line(action))
+
+
+def action_line(action: dict[str, Any]) -> str:
+    """`#12 takedown apply: done (applied) by pipeline [rule ncmec] record at://… — reversed by #15`."""
+    target = action["params"].get("subject") or {}
+    what = target.get("uri") or (f"blob {target['cid']}" if "cid" in target else target.get("did", ""))
+    text = f"#{action['id']} {action['kind']} {action['op']}: {action['state']}"
+    text += f" ({action['outcome']})" if action["outcome"] else ""
+    text += f" by {action['actor']}" + (f" [rule {action['rule']}]" if action["rule"] else "")
+    text += f" {what}" if what else ""
+    if action["detail"] and action["state"] in ("failed", "pending", "skipped"):
+        text += f": {action['detail']}"
+    if action["reverses"]:
+        text += f" (reverses #{action['reverses']})"
+    if action["reversed_by"]:
+        text += f", reversed by #{action['reversed_by']}"
+    return text

@@ -23,7 +23,12 @@ def _write(request: LabelRequest) -> StoredLabel:
 
     async def body() -> StoredLabel:
         async with running_labeler(settings) as labeler:
-            return await labeler.writer.write_one(request)
+            stored = await labeler.writer.write_one(request)
+            if request.neg:  # what the pipeline's matches did for this value is reversed too
+                await labeler.pipeline.decisions.label_negated(
+                    request.uri, request.cid, [request.val], actor=request.actor, note=request.reason
+                )
+            return stored
 
     try:
         return run(body)
@@ -56,7 +61,7 @@ def label_add(uri: str, value: str, cid: str | None, hours: int | None, reason: 
 @click.option("--cid", help="The record version the label was pinned to.")
 @click.option("--reason", help="Why (kept in the audit log).")
 def label_negate(uri: str, value: str, cid: str | None, reason: str | None) -> None:
-    """Retract VALUE from URI (publishes a negation label)."""
+    """Retract VALUE from URI (publishes a negation label; a match's takedown is lifted too)."""
     _print(_write(LabelRequest(uri=uri, val=value, cid=cid, neg=True, actor="cli", via="cli", reason=reason)))
 
 

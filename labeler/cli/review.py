@@ -1,10 +1,11 @@
-"""`labeler review …`: the review queue of matches the policy sends to a person; confirm labels, reject closes."""
+"""`labeler review …`: the review queue of matches the policy sends to a person; confirm acts, reject reverses."""
 
 from __future__ import annotations
 
 import click
 
 from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.pipeline.actions.decisions import Verdict
 from labeler.pipeline.evidence import summary
 from labeler.pipeline.review import STATUSES, ReviewError, ReviewItem
 
@@ -57,12 +58,15 @@ def review_show(item_id: int) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _decide(item_id: int, confirm: bool, note: str | None) -> ReviewItem:
+def _decide(item_id: int, confirm: bool, note: str | None) -> Verdict:
     settings = settings_or_exit()
 
-    async def body() -> ReviewItem:
+    async def body() -> Verdict:
         async with running_labeler(settings) as labeler:
-            return await labeler.pipeline.reviews.decide(item_id, confirm=confirm, actor="cli", note=note)
+            decisions = labeler.pipeline.decisions
+            if confirm:
+                return await decisions.confirm(item_id, actor="cli", note=note)
+            return await decisions.reject(item_id, actor="cli", note=note)
 
     try:
         return run(body)
@@ -70,19 +74,28 @@ def _decide(item_id: int, confirm: bool, note: str | None) -> ReviewItem:
         raise click.ClickException(str(exc)) from None
 
 
+def _echo_actions(verdict: Verdict) -> None:
+    for action in verdict.actions:
+        outcome = f"{action.state}" + (f" ({action.outcome})" if action.outcome else "")
+        click.echo(f"  action #{action.id} {action.kind} {action.op}: {outcome}")
+
+
 @review.command("confirm")
 @click.argument("item_id", type=int)
 @click.option("--note", help="Why (kept with the label's evidence).")
 def review_confirm(item_id: int, note: str | None) -> None:
-    """Confirm ITEM_ID: its labels are published."""
-    item = _decide(item_id, True, note)
-    click.echo(f"confirmed #{item.id}: labelled {item.subject_uri} with {', '.join(item.vals)}")
+    """Confirm ITEM_ID: the rule's labels are published (and its takedown and report carried out)."""
+    verdict = _decide(item_id, True, note)
+    item = verdict.item
+    click.echo(f"confirmed #{item.id}: {item.subject_uri} ({', '.join(item.vals)})")
+    _echo_actions(verdict)
 
 
 @review.command("reject")
 @click.argument("item_id", type=int)
 @click.option("--note", help="Why (kept with the item).")
 def review_reject(item_id: int, note: str | None) -> None:
-    """Reject ITEM_ID: no label."""
-    item = _decide(item_id, False, note)
-    click.echo(f"rejected #{item.id}")
+    """Reject ITEM_ID: no label, and whatever the match already did is reversed."""
+    verdict = _decide(item_id, False, note)
+    click.echo(f"rejected #{verdict.item.id}")
+    _echo_actions(verdict)

@@ -7,16 +7,18 @@ API and the webhook all show one shape:
      "image": {"did", "blob_cid", "mime_type"}, "signal_type": "pdq" | "md5" | "sha256",
      "pdq": "…", "quality": 92, "dihedral": false, "md5": "…", "sha256": "…",
      "match": {"bank", "entry_id", "external_id", "note", "distance", "signal_type"}, "matcher": "embedded",
-     "rule": {…policy rule…}, "action": "label" | "review"}
+     "rule": {…policy rule…}, "kinds": ["label", …], "action": "label" | "review" | "takedown" | …}
 
 `signal_type` says which of the blob's hashes matched. Labels written before signal types existed carry
-`"kind": "pdq-match"` and no signal fields; `summary` reads both.
+`"kind": "pdq-match"` and no signal fields; `summary` reads both. `kinds` are all the actions the decision took;
+`action` is the one whose row (label event, review item, outbox row) carries this copy.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from labeler.pipeline.actions.outbox import Outbox
 from labeler.pipeline.jobs import Job, JobQueue
 from labeler.pipeline.policy import Decision
 from labeler.pipeline.review import ReviewQueue
@@ -51,7 +53,7 @@ def decision_evidence(job: Job, decision: Decision, *, matcher: str, dihedral: b
         },
         "matcher": matcher,
         "rule": decision.rule.to_json(),
-        "action": decision.action,
+        "kinds": list(decision.kinds),
     }
 
 
@@ -74,11 +76,15 @@ def summary(evidence: dict[str, Any]) -> str:
     return text
 
 
-async def explain(store: LabelStore, jobs: JobQueue, reviews: ReviewQueue, uri: str) -> dict[str, Any]:
+async def explain(store: LabelStore, jobs: JobQueue, reviews: ReviewQueue, outbox: Outbox, uri: str) -> dict[str, Any]:
     """Everything we know about why `uri` carries (or carried) labels: current labels, history with evidence,
-    the image jobs for it and its review items."""
+    the image jobs for it, its review items, and every action taken on it with its outcome and reversal."""
     current = await store.query([uri], [], 0, 1000)
     history = await store.events_for(uri, limit=1000)
+    subject_jobs = await jobs.for_subject(uri)
+    acted = {a.id: a for a in await outbox.list(subject_uri=uri, limit=1000)}
+    for job in subject_jobs:  # actions filed under the author's account by account rules, for this post's images
+        acted.update((a.id, a) for a in await outbox.list(job_id=job.id, limit=1000))
     return {
         "uri": uri,
         "labels": [{"seq": s.seq, **s.label.to_json()} for s in current],
@@ -96,6 +102,7 @@ async def explain(store: LabelStore, jobs: JobQueue, reviews: ReviewQueue, uri: 
             }
             for e in history
         ],
-        "jobs": [j.to_json() for j in await jobs.for_subject(uri)],
+        "jobs": [j.to_json() for j in subject_jobs],
         "review_items": [i.to_json() for i in await reviews.list(status=None, subject_uri=uri, limit=1000)],
+        "actions": [acted[i].to_json() for i in sorted(acted)],
     }

@@ -1,5 +1,5 @@
 """The pipeline's parts for one Labeler, built once from Settings: queue, cursors, banks, matcher, hasher, fetcher,
-policy, review queue, and (when asked to run them) workers and the review webhook sender.
+policy, review queue, the Actioner, and (when asked to run them) workers and the action outbox runner.
 
 Building it is cheap: no process, connection or index is created until used, so short CLI commands pay
 nothing. `start(workers=N)` starts the hashing processes (one per worker, at most one per CPU, unless
@@ -9,9 +9,6 @@ first.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from labeler.config import Settings
@@ -19,7 +16,10 @@ from labeler.declaration import DEFAULT_LABEL, Declaration
 from labeler.identity import DidResolver
 from labeler.labels.writer import LabelWriter
 from labeler.metrics import Metrics
-from labeler.pipeline.actions import DecisionApplier
+from labeler.pipeline.actions.actioner import Actioner
+from labeler.pipeline.actions.applier import DecisionApplier
+from labeler.pipeline.actions.config import check_policy, load_actions
+from labeler.pipeline.actions.decisions import Decisions
 from labeler.pipeline.bank_sync import SyncedBanks
 from labeler.pipeline.banks import BankStore
 from labeler.pipeline.cursors import CursorStore
@@ -36,7 +36,6 @@ from labeler.pipeline.report_jobs import ReportIntake
 from labeler.pipeline.review import ReviewQueue
 from labeler.pipeline.runner import WorkerPool
 from labeler.pipeline.telemetry import PipelineMetrics
-from labeler.pipeline.webhook import WebhookSender, load_webhook
 
 
 class Pipeline:
@@ -52,8 +51,15 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.options = load_options(settings)
-        self.policy = load_policy(settings.extra, default_label(declaration))
-        self.webhook = load_webhook(settings.extra)
+        self.actions_config = load_actions(settings.extra)
+        self.policy = load_policy(
+            settings.extra,
+            default_label(declaration),
+            child_safety_banks=self.actions_config.child_safety_banks,
+            takedown=self.actions_config.takedown is not None,
+            report=self.actions_config.report is not None,
+        )
+        check_policy(self.policy, self.actions_config)
         self.engine = engine
         self.jobs = JobQueue(engine)
         self.cursors = CursorStore(engine)
@@ -78,18 +84,21 @@ class Pipeline:
             timeout=settings.fetch_timeout,
             allow_private=settings.allow_private_fetch,
         )
-        self.reviews = ReviewQueue(engine, writer, webhook=self.webhook is not None)
-        self.applier = DecisionApplier(
-            engine,
-            writer,
-            self.reviews,
-            matcher=settings.matcher,
-            dihedral=settings.dihedral,
+        self.reviews = ReviewQueue(engine)
+        self.actioner = Actioner(
+            self.actions_config,
+            engine=engine,
+            writer=writer,
+            reviews=self.reviews,
+            resolver=resolver,
+            registry=metrics.registry,
+            allow_private=settings.allow_private_fetch,
         )
+        self.applier = DecisionApplier(self.actioner, matcher=settings.matcher, dihedral=settings.dihedral)
+        self.decisions = Decisions(self.actioner, self.reviews)
         self.reports = ReportIntake(engine, self.fetcher, self.jobs, self.options)
         self.telemetry = PipelineMetrics(metrics.registry)
         self._workers: WorkerPool | None = None
-        self._webhook_task: asyncio.Task[None] | None = None
 
     async def hash_image(self, data: bytes) -> PdqResult:
         """Hash image bytes for the upload-time check API: ahead of queued jobs, waiting at most
@@ -97,7 +106,7 @@ class Pipeline:
         return await self.hasher.hash(data, priority=UPLOAD_PRIORITY, max_wait=self.settings.upload_max_wait)
 
     async def start(self, *, workers: int, hashing: bool = False) -> None:
-        """Run `workers` job workers (and the review webhook sender) in this process; 0 runs none.
+        """Run `workers` job workers (and the action outbox runner) in this process; 0 runs none.
 
         The hashing processes start here too, before the first job or upload check needs them, when there are
         workers or `hashing` (the upload API) asks for them; the pool is sized from `workers`, not from settings.
@@ -110,22 +119,16 @@ class Pipeline:
         self.jobs.on_enqueue = self._workers.wake
         self.reports.on_queued = self._workers.wake_reports
         self._workers.start()
-        if self.webhook is not None:
-            sender = WebhookSender(self.engine, self.reviews, self.webhook)
-            self._webhook_task = asyncio.create_task(sender.run(), name="review-webhook")
+        self.actioner.start()
 
     async def aclose(self) -> None:
-        """Finish in-flight jobs, then release the matcher, fetcher and hashing processes."""
+        """Finish in-flight jobs and actions, then release the matcher, fetcher and hashing processes."""
         if self._workers is not None:
             await self._workers.stop()
             self._workers = None
             self.jobs.on_enqueue = None
             self.reports.on_queued = None
-        if self._webhook_task is not None:
-            self._webhook_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._webhook_task
-            self._webhook_task = None
+        await self.actioner.aclose(grace=self.options.stop_timeout_seconds)
         await self.matcher.aclose()
         await self.fetcher.aclose()
         await self.hasher.aclose()

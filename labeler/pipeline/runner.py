@@ -1,4 +1,4 @@
-"""Workers: claim a job, fetch → hash → match → policy → labels / review, record the outcome; repeat.
+"""Workers: claim a job, fetch → hash → match → policy → actions (the Actioner), record the outcome; repeat.
 
 Failure handling per step (every path ends in `finish` or `retry`, never in a dead worker):
 
@@ -9,7 +9,7 @@ Failure handling per step (every path ends in `finish` or `retry`, never in a de
             HasherCrashed    → retry; quality below the threshold → PDQ not looked up (no-match/low-quality)
     match   MatcherUnavailable (HMA down, 503) → retry with backoff, never given up (the hash is kept on the row,
             so the retry does not fetch again); MatcherError → error/matcher-error
-    act     writer or database failure → retry
+    act     database failure queuing the actions → retry (once queued, actions retry on their own)
 
 Besides the job workers, one task per pool drains the report intake (`report_jobs`): reported records fetched and
 their images queued, retried with the same backoff while a PDS is down.
@@ -103,8 +103,9 @@ class JobProcessor:
         except StoreError as exc:
             return await self._retry(job, owner, "store", str(exc), give_up=True)
         for record in done:
-            p.telemetry.labels.labels(action=record["action"]).inc()
-        reason = ",".join(sorted({d.action for d in decisions})) or "below-policy"
+            for kind in record["kinds"]:
+                p.telemetry.labels.labels(action=kind).inc()
+        reason = ",".join(sorted({k for d in decisions for k in d.kinds if k != "webhook"})) or "below-policy"
         return await self._finish(job, owner, "match", reason, None, {"matches": found, "decisions": done})
 
     async def _fetch_and_hash(self, job: Job, owner: str) -> Job | str:

@@ -1,8 +1,9 @@
 """Tables of the image pipeline: durable jobs, report intake, source cursors, embedded hash banks, the review queue.
 
-Created by migrations 0003, 0004 (`report_intake`) and 0007 (signal types, `bank_signals`, `image_jobs.signals`).
-Times that workers compare (`next_attempt_at`, `lease_expires_at`) are epoch seconds as floats so both databases
-compare them numerically; times shown to people are RFC 3339 text like elsewhere.
+Created by migrations 0003, 0004 (`report_intake`) and 0007 (signal types, `bank_signals`, `image_jobs.signals`);
+0008 moved review webhooks into the action outbox. Times that workers compare (`next_attempt_at`,
+`lease_expires_at`) are epoch seconds as floats so both databases compare them numerically; times shown to people
+are RFC 3339 text like elsewhere.
 """
 
 from __future__ import annotations
@@ -123,14 +124,9 @@ review_items = sa.Table(
     sa.Column("decided_by", sa.Text, nullable=True),
     sa.Column("decided_at", sa.Text, nullable=True),
     sa.Column("decision_note", sa.Text, nullable=True),
-    # Outbound webhook delivery (an outbox: retried until delivered or out of attempts).
-    sa.Column("webhook_state", sa.Text, nullable=True),  # pending | sent | failed; NULL without a webhook
-    sa.Column("webhook_attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("webhook_next_at", sa.Float, nullable=True),
     sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),  # one item per job, subject and values
     sa.Index("review_items_status", "status", "id"),
     sa.Index("review_items_subject", "subject_uri", "id"),
-    sa.Index("review_items_webhook", "webhook_state", "webhook_next_at"),
 )
 
 # A reported subject whose record is still to be fetched (migration 0004): the report listener writes it, workers

@@ -42,7 +42,8 @@ async def test_a_banked_image_is_labelled_with_evidence_and_others_are_not(harne
             assert await labeler.pipeline.jobs.enqueue([banked, other]) == 2
             await all_done(labeler, 2)
             job, miss = await job_for(labeler, banked), await job_for(labeler, other)
-            report = await explain(labeler.store, labeler.pipeline.jobs, labeler.pipeline.reviews, banked.subject_uri)
+            p = labeler.pipeline
+            report = await explain(labeler.store, p.jobs, p.reviews, p.actioner.outbox, banked.subject_uri)
             assert await labeler.store.query([other.subject_uri], [], 0, 10) == []
     assert (job.outcome, job.reason, job.attempts) == ("match", "label", 1)
     assert (miss.outcome, miss.reason) == ("no-match", None)
@@ -55,7 +56,11 @@ async def test_a_banked_image_is_labelled_with_evidence_and_others_are_not(harne
     assert evidence["pdq"] == hash_image(BANKED).hash and evidence["quality"] == hash_image(BANKED).quality
     assert evidence["match"]["bank"] == "KNOWN_CSAM" and evidence["match"]["distance"] == 0
     assert evidence["match"]["entry_id"] and evidence["matcher"] == harness.matcher
-    assert evidence["rule"]["name"] == "default" and evidence["action"] == "label"
+    assert evidence["rule"]["name"] == "default" and evidence["action"] == "label" and evidence["kinds"] == ["label"]
+    [action] = report["actions"]
+    assert (action["kind"], action["op"], action["state"], action["outcome"]) == ("label", "apply", "done", "labelled")
+    assert action["result"]["written"] == [LABEL] and action["result"]["seqs"] == [label["seq"]]
+    assert (action["job_id"], action["rule"], action["actor"]) == (job.id, "default", "pipeline")
 
 
 async def test_a_down_pds_makes_jobs_wait_then_finish(harness: Harness) -> None:

@@ -1,0 +1,104 @@
+"""What a person decides about a match, one function each, for every front end (CLI, HTTP API, consoles, hand-offs):
+
+- `confirm(item)`: the match is real. The rule does everything it does for a certain match: its labels, and its
+  takedown and report if it has them (those it already did are not done again).
+- `reject(item)`: the match is wrong. Everything the decision did is reversed: labels negated, takedowns lifted,
+  the review closed; a report already sent upstream cannot be withdrawn and says so. As a false positive, the
+  bank entry can also be disabled for future matches, or the image allow-listed (`labeler.pipeline.actions.screen`).
+- `label_negated(subject, values)`: a moderator took values off a subject (emitEvent, `labeler label negate`):
+  every decision that published them is reversed the same way.
+
+Reversals are outbox rows like the actions they undo: audited (who, when, why), retried, and shown by `explain`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from labeler.pipeline.actions.actioner import Actioner
+from labeler.pipeline.actions.model import Action, ActionSpec
+from labeler.pipeline.actions.plan import Intent, decision_key, plan
+from labeler.pipeline.policy import Rule
+from labeler.pipeline.review import ReviewItem, ReviewQueue
+
+#: Kinds whose effects a reversal undoes (or, for a report, records that it cannot).
+REVERSIBLE: Final = ("label", "review", "takedown", "report")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A decided review item and the actions the decision queued (confirm) or the reversals (reject)."""
+
+    item: ReviewItem
+    actions: list[Action]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.item.to_json(), "actions": [a.to_json() for a in self.actions]}
+
+
+class Decisions:
+    def __init__(self, actioner: Actioner, reviews: ReviewQueue) -> None:
+        self.actioner = actioner
+        self.reviews = reviews
+
+    async def confirm(self, item_id: int, *, actor: str, note: str | None = None) -> Verdict:
+        """Confirm a pending item (ReviewError if it is not pending) and carry out the rule's actions."""
+        item = await self.reviews.decide(item_id, confirm=True, actor=actor, note=note)
+        evidence = {**item.evidence, "review": {"item_id": item.id, "decided_by": actor, "note": note}}
+        rule = Rule.from_json(evidence["rule"])
+        intent = Intent(actor, "review", note or f"confirmed review item {item.id}", respect_negations=False)
+        specs = plan(
+            evidence, rule.confirmed_kinds(), subject_uri=item.subject_uri, subject_cid=item.subject_cid, intent=intent
+        )
+        return Verdict(item, await self.actioner.submit(specs, for_person=True))
+
+    async def reject(self, item_id: int, *, actor: str, note: str | None = None) -> Verdict:
+        """Reject a pending item (ReviewError if it is not pending) and reverse what its decision did."""
+        item = await self.reviews.decide(item_id, confirm=False, actor=actor, note=note)
+        reason = f"review item {item.id} rejected by {actor}" + (f": {note}" if note else "")
+        return Verdict(item, await self.reverse(decision_key(item.evidence), actor=actor, reason=reason))
+
+    async def label_negated(
+        self, uri: str, cid: str | None, vals: Sequence[str], *, actor: str, note: str | None = None
+    ) -> list[Action]:
+        """Reverse every decision whose label actions put any of `vals` on the subject."""
+        negated = set(vals)
+        decisions = [
+            action.decision
+            for action in await self.actioner.outbox.list(kind="label", subject_uri=uri, limit=10_000)
+            if action.op == "apply" and action.decision and action.subject_cid == cid
+            and action.state != "cancelled" and negated & set(action.params.get("vals", []))
+        ]  # fmt: skip
+        reason = f"{', '.join(sorted(negated))} negated by {actor}" + (f": {note}" if note else "")
+        reversals = []
+        for decision in dict.fromkeys(decisions):
+            reversals += await self.reverse(decision, actor=actor, reason=reason)
+        return reversals
+
+    async def reverse(self, decision: str, *, actor: str, reason: str) -> list[Action]:
+        """Undo one decision's actions: cancel what never ran, queue (and start) a reversal of the rest."""
+
+        def reversal(original: Action) -> ActionSpec:
+            params: dict[str, Any] = {"reason": reason}
+            if "subject" in original.params:
+                params["subject"] = original.params["subject"]
+            return ActionSpec(
+                kind=original.kind,
+                op="reverse",
+                subject_uri=original.subject_uri,
+                subject_cid=original.subject_cid,
+                params=params,
+                dedupe_key=f"reverse|{original.id}",
+                actor=actor,
+                decision=original.decision,
+                job_id=original.job_id,
+                rule=original.rule,
+                evidence=original.evidence,
+                notify=original.notify,
+                reverses=original.id,
+            )
+
+        rows = await self.actioner.outbox.reverse(decision, reversal, kinds=REVERSIBLE, reason=reason)
+        return await self.actioner.attempt_now(rows, for_person=True)
