@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .harness import INSTALL_HINT, Devnet, DevnetError, install_problem, run_install, start_devnet
+from .harness import INSTALL_HINT, Devnet, DevnetError, Ozone, install_problem, run_install, start_devnet, start_ozone
 
 
 def _truthy(name: str) -> bool:
@@ -41,5 +41,21 @@ def devnet() -> Iterator[Devnet]:
     try:
         with start_devnet() as net:
             yield net
+    except DevnetError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def ozone(devnet: Devnet) -> Ozone:
+    """Ozone on the session's devnet, on the test PostgreSQL (skipped without it, except under CI=true)."""
+    from conftest import PG_URL, _pg_reachable  # the suite's PostgreSQL (tests/conftest.py)
+
+    reason = _pg_reachable()
+    if reason:
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(f"{reason}; CI=true requires PostgreSQL for Ozone", pytrace=False)
+        pytest.skip(reason)
+    try:
+        return start_ozone(devnet, PG_URL.replace("postgresql+asyncpg://", "postgresql://"))
     except DevnetError as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -13,6 +13,8 @@
 //   GET  /info         -> the same JSON as the stdout line
 //   GET  /mail         -> [{to, subject, template, token, text, sent_at}] emails the PDS "sent", oldest first
 //   POST /post-image   {account, image_base64, text?, mime_type?, alt?} -> {uri, cid, blob_cid}
+//   POST /ozone        {db_url} -> {url, did, admin_password}: Bluesky's moderation service (Ozone), started on
+//                      first use on the given PostgreSQL (its own schema, dropped at shutdown)
 
 import dns from 'node:dns'
 import fs from 'node:fs'
@@ -74,7 +76,8 @@ const appDir = process.env.DEVNET_APP_DIR
 const devEnvEntry = appDir
   ? pathToFileURL(createRequire(path.join(appDir, 'package.json')).resolve('@atproto/dev-env')).href
   : '@atproto/dev-env'
-const { TestPlc, TestPds } = await import(devEnvEntry)
+const { TestPlc, TestPds, TestOzone } = await import(devEnvEntry)
+const requireFromApp = createRequire(path.join(appDir ?? process.cwd(), 'package.json'))
 
 // ---------------------------------------------------------------------------------------------------------
 // Small helpers.
@@ -260,6 +263,71 @@ const sendJson = (res, status, value) => {
 
 let info // filled in below, before the control server can be reached
 
+// ---------------------------------------------------------------------------------------------------------
+// Ozone on demand: only the tests that report upstream pay for it (and need PostgreSQL).
+
+let ozone // {server, info, schema, dbUrl}
+let ozoneStarting
+
+/** A free loopback port (Ozone's DID document must name its URL before Ozone listens). */
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const probe = net.createServer()
+    probe.once('error', reject)
+    probe.listen(0, LOOPBACK, () => {
+      const { port } = probe.address()
+      probe.close(() => resolve(port))
+    })
+  })
+
+async function startOzone(dbUrl) {
+  const { Secp256k1Keypair } = await import(pathToFileURL(requireFromApp.resolve('@atproto/crypto')).href)
+  const plcLib = await import(pathToFileURL(requireFromApp.resolve('@did-plc/lib')).href)
+  const port = await freePort()
+  const url = `http://localhost:${port}`
+  // Its own DID, whose #atproto_labeler endpoint is where it really listens (dev-env's default names a
+  // placeholder host), so PDSes can proxy reports to it and reporters can find it.
+  const key = await Secp256k1Keypair.create({ exportable: true })
+  const op = await plcLib.signOperation(
+    {
+      type: 'plc_operation',
+      alsoKnownAs: [],
+      rotationKeys: [key.did()],
+      verificationMethods: { atproto_label: key.did() },
+      services: { atproto_labeler: { type: 'AtprotoLabeler', endpoint: url } },
+      prev: null,
+    },
+    key,
+  )
+  const did = await plcLib.didForCreateOp(op)
+  await new plcLib.Client(plcUrl).sendOperation(did, op)
+  // Ozone takes letters and underscores only; one schema per devnet process, dropped at shutdown.
+  const schema = `ozone_devnet_${String(process.pid).replace(/\d/g, (d) => 'abcdefghij'[d])}`
+  const server = await TestOzone.create({
+    port,
+    plcUrl,
+    signingKey: key,
+    serverDid: did,
+    dbPostgresUrl: dbUrl,
+    dbPostgresSchema: schema,
+    // No AppView here: Ozone only hydrates views from it and fails open when it cannot.
+    appviewUrl: 'http://localhost:9',
+    appviewDid: 'did:web:appview.invalid',
+  })
+  log(`Ozone on ${url} as ${did} (schema ${schema})`)
+  return { server, schema, dbUrl, info: { url, did, admin_password: 'admin-pass' } }
+}
+
+async function stopOzone() {
+  if (!ozone) return
+  await ozone.server.close()
+  const { Client } = requireFromApp('pg')
+  const client = new Client({ connectionString: ozone.dbUrl })
+  await client.connect()
+  await client.query(`DROP SCHEMA IF EXISTS "${ozone.schema}" CASCADE`)
+  await client.end()
+}
+
 const control = http.createServer(async (req, res) => {
   try {
     const path = new URL(req.url ?? '/', 'http://control').pathname
@@ -272,6 +340,18 @@ const control = http.createServer(async (req, res) => {
       const bytes = Buffer.from(body.image_base64, 'base64')
       const out = await postImage(body.account ?? 'alice', bytes, body.text, body.mime_type, body.alt)
       return sendJson(res, 200, out)
+    }
+    if (req.method === 'POST' && path === '/ozone') {
+      const body = JSON.parse((await readBody(req)).toString('utf8') || '{}')
+      if (typeof body.db_url !== 'string') return sendJson(res, 400, { error: 'db_url is required' })
+      ozoneStarting ??= startOzone(body.db_url)
+      try {
+        ozone = await ozoneStarting
+      } catch (err) {
+        ozoneStarting = undefined
+        throw err
+      }
+      return sendJson(res, 200, ozone.info)
     }
     return sendJson(res, 404, { error: `no route ${req.method} ${path}` })
   } catch (err) {
@@ -312,6 +392,7 @@ async function shutdown(reason) {
   try {
     control.closeAllConnections?.()
     await new Promise((resolve) => control.close(() => resolve()))
+    await stopOzone()
     await pds.close()
     await plc.close()
   } catch (err) {

@@ -418,3 +418,25 @@ def id_resolver(devnet: Devnet, timeout: float = 5.0) -> Iterator[IdResolver]:
                 method._client.close()
         with contextlib.suppress(Exception):
             resolver.handle._http_client.close()
+
+
+@dataclass(frozen=True)
+class Ozone:
+    """Bluesky's moderation service from dev-env, beside the devnet's PLC and PDS (started on demand)."""
+
+    url: str
+    did: str
+    admin_password: str
+
+    @property
+    def admin_auth(self) -> tuple[str, str]:
+        """HTTP Basic credentials of Ozone's admin (for `tools.ozone.moderation.*` reads)."""
+        return ("admin", self.admin_password)
+
+
+def start_ozone(devnet: Devnet, db_url: str) -> Ozone:
+    """Start Ozone on the running devnet (once; later calls return the same one). Needs PostgreSQL at `db_url`."""
+    resp = httpx.post(f"{devnet.control_url}/ozone", json={"db_url": db_url}, timeout=120)
+    if resp.status_code != 200:
+        raise DevnetError(f"/ozone failed: {resp.status_code} {resp.text}")
+    return Ozone(**resp.json())
