@@ -4,7 +4,8 @@
     GET  /api/v1/review?status=pending|confirmed|rejected|all&after=<id>&limit=1..100   → {"items": [...], "cursor"}
     GET  /api/v1/review/<id>                                                           → item with evidence
     POST /api/v1/review/<id>/confirm   {"note": "…"}  → item + "actions" (labels published, takedown, report…)
-    POST /api/v1/review/<id>/reject    {"note": "…"}  → item + "actions" (the reversals of what the match did)
+    POST /api/v1/review/<id>/reject    {"note": "…", "false_positive": "disable-entry" | "allow-list"}
+                                       → item + "actions" (the reversals of what the match did)
 
 Moderator tokens are checked against Ozone's method names: reading needs `lxm`
 `tools.ozone.moderation.queryStatuses`, deciding needs `tools.ozone.moderation.emitEvent` (the same rights as
@@ -21,11 +22,15 @@ from starlette.routing import Route
 
 from labeler.admin.auth import authenticate_moderator
 from labeler.admin.moderation import EMIT_EVENT, QUERY_STATUSES
+from labeler.pipeline.actions.decisions import FALSE_POSITIVE
+from labeler.pipeline.banks import BankError
+from labeler.pipeline.match.base import MatchFailure
 from labeler.pipeline.review import STATUSES, ReviewError
 from labeler.protocol.errors import InvalidRequest, NotFound
 from labeler.service import Labeler
 from labeler.xrpc.body import parse_json
 from labeler.xrpc.params import get_int, get_str, path_id
+from labeler.xrpc.upload_api import ServiceUnavailable, UpstreamFailure
 
 PATH: Final = "/api/v1/review"
 _MAX_NOTE: Final = 2000
@@ -67,7 +72,9 @@ async def _decide(request: Request, *, confirm: bool) -> JSONResponse:
     actor = await authenticate_moderator(request, EMIT_EVENT)
     labeler: Labeler = request.app.state.labeler
     item_id = path_id(request, "item_id")
-    note = _note(await request.body())
+    note, false_positive = _body(await request.body())
+    if confirm and false_positive is not None:
+        raise InvalidRequest("false_positive applies to a rejection")
     try:
         await labeler.pipeline.reviews.get(item_id)
     except ReviewError as exc:
@@ -77,20 +84,29 @@ async def _decide(request: Request, *, confirm: bool) -> JSONResponse:
         if confirm:
             verdict = await decisions.confirm(item_id, actor=actor, note=note)
         else:
-            verdict = await decisions.reject(item_id, actor=actor, note=note)
-    except ReviewError as exc:
+            verdict = await decisions.reject(item_id, actor=actor, note=note, false_positive=false_positive)
+    except (ReviewError, BankError) as exc:
         raise InvalidRequest(str(exc)) from None
+    except MatchFailure as exc:
+        if exc.retryable:
+            raise ServiceUnavailable(f"the matcher cannot take the allow-list entry now: {exc.message}") from None
+        raise UpstreamFailure(f"the matcher refused the allow-list entry: {exc.message}") from None
     return JSONResponse(verdict.to_json())
 
 
-def _note(body: bytes) -> str | None:
+def _body(body: bytes) -> tuple[str | None, str | None]:
+    """(note, false_positive) from an optional JSON body."""
     if not body.strip():
-        return None
+        return None, None
     data = parse_json(body)
-    note = data.get("note") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    note, false_positive = data.get("note"), data.get("false_positive")
     if note is not None and (not isinstance(note, str) or len(note) > _MAX_NOTE):
         raise InvalidRequest(f"note must be a string of at most {_MAX_NOTE} characters")
-    return note
+    if false_positive is not None and false_positive not in FALSE_POSITIVE:
+        raise InvalidRequest(f"false_positive must be one of {', '.join(FALSE_POSITIVE)}")
+    return note, false_positive
 
 
 def review_routes() -> list[Route]:

@@ -10,6 +10,7 @@ from labeler.cli.db import db
 from labeler.cli.declare import declare
 from labeler.cli.did import did
 from labeler.cli.doctor import doctor
+from labeler.cli.entries import entries
 from labeler.cli.explain import explain
 from labeler.cli.init import init
 from labeler.cli.keys import keys
@@ -42,6 +43,7 @@ cli.add_command(bank)
 cli.add_command(review)
 cli.add_command(explain)
 cli.add_command(actions)
+cli.add_command(entries)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ def explain(uri: str, as_json: bool) -> None:
     async def body() -> dict[str, Any]:
         async with running_labeler(settings) as labeler:
             p = labeler.pipeline
-            return await gather(labeler.store, p.jobs, p.reviews, p.actioner.outbox, uri)
+            return await gather(labeler.store, p.jobs, p.reviews, uri, p.actioner.outbox)
 
     report = run(body)
     if as_json:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
-from labeler.pipeline.actions.decisions import Verdict
+from labeler.pipeline.actions.decisions import FALSE_POSITIVE, Verdict
+from labeler.pipeline.banks import BankError
 from labeler.pipeline.evidence import summary
+from labeler.pipeline.match.base import MatchFailure
 from labeler.pipeline.review import STATUSES, ReviewError, ReviewItem
 
 
@@ -58,7 +60,7 @@ def review_show(item_id: int) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _decide(item_id: int, confirm: bool, note: str | None) -> Verdict:
+def _decide(item_id: int, confirm: bool, note: str | None, false_positive: str | None = None) -> Verdict:
     settings = settings_or_exit()
 
     async def body() -> Verdict:
@@ -66,11 +68,11 @@ def _decide(item_id: int, confirm: bool, note: str | None) -> Verdict:
             decisions = labeler.pipeline.decisions
             if confirm:
                 return await decisions.confirm(item_id, actor="cli", note=note)
-            return await decisions.reject(item_id, actor="cli", note=note)
+            return await decisions.reject(item_id, actor="cli", note=note, false_positive=false_positive)
 
     try:
         return run(body)
-    except ReviewError as exc:
+    except (ReviewError, BankError, MatchFailure) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -94,8 +96,13 @@ def review_confirm(item_id: int, note: str | None) -> None:
 @review.command("reject")
 @click.argument("item_id", type=int)
 @click.option("--note", help="Why (kept with the item).")
-def review_reject(item_id: int, note: str | None) -> None:
+@click.option(
+    "--false-positive",
+    type=click.Choice(FALSE_POSITIVE),
+    help="Also stop future matches: disable the bank entry, or add the image to the allow-list bank.",
+)
+def review_reject(item_id: int, note: str | None, false_positive: str | None) -> None:
     """Reject ITEM_ID: no label, and whatever the match already did is reversed."""
-    verdict = _decide(item_id, False, note)
-    click.echo(f"rejected #{verdict.item.id}")
+    verdict = _decide(item_id, False, note, false_positive)
+    click.echo(f"rejected #{verdict.item.id}" + (f" ({false_positive})" if false_positive else ""))
     _echo_actions(verdict)

@@ -54,6 +54,7 @@ def decision_evidence(job: Job, decision: Decision, *, matcher: str, dihedral: b
         "matcher": matcher,
         "rule": decision.rule.to_json(),
         "kinds": list(decision.kinds),
+        **({"held_for_review": decision.held} if decision.held else {}),
     }
 
 
@@ -76,15 +77,20 @@ def summary(evidence: dict[str, Any]) -> str:
     return text
 
 
-async def explain(store: LabelStore, jobs: JobQueue, reviews: ReviewQueue, outbox: Outbox, uri: str) -> dict[str, Any]:
+async def explain(
+    store: LabelStore, jobs: JobQueue, reviews: ReviewQueue, uri: str, outbox: Outbox | None = None
+) -> dict[str, Any]:
     """Everything we know about why `uri` carries (or carried) labels: current labels, history with evidence,
-    the image jobs for it, its review items, and every action taken on it with its outcome and reversal."""
+    the image jobs for it, its review items, and (given the outbox) every action taken on it with its outcome and
+    reversal."""
     current = await store.query([uri], [], 0, 1000)
     history = await store.events_for(uri, limit=1000)
     subject_jobs = await jobs.for_subject(uri)
-    acted = {a.id: a for a in await outbox.list(subject_uri=uri, limit=1000)}
-    for job in subject_jobs:  # actions filed under the author's account by account rules, for this post's images
-        acted.update((a.id, a) for a in await outbox.list(job_id=job.id, limit=1000))
+    acted: dict[int, Any] = {}
+    if outbox is not None:
+        acted = {a.id: a for a in await outbox.list(subject_uri=uri, limit=1000)}
+        for job in subject_jobs:  # and those filed under the author's DID by account rules
+            acted.update((a.id, a) for a in await outbox.list(job_id=job.id, limit=1000))
     return {
         "uri": uri,
         "labels": [{"seq": s.seq, **s.label.to_json()} for s in current],

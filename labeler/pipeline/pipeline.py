@@ -17,9 +17,11 @@ from labeler.identity import DidResolver
 from labeler.labels.writer import LabelWriter
 from labeler.metrics import Metrics
 from labeler.pipeline.actions.actioner import Actioner
+from labeler.pipeline.actions.allow_list import AllowList
 from labeler.pipeline.actions.applier import DecisionApplier
 from labeler.pipeline.actions.config import check_policy, load_actions
 from labeler.pipeline.actions.decisions import Decisions
+from labeler.pipeline.actions.screen import Screen
 from labeler.pipeline.bank_sync import SyncedBanks
 from labeler.pipeline.banks import BankStore
 from labeler.pipeline.cursors import CursorStore
@@ -95,7 +97,9 @@ class Pipeline:
             allow_private=settings.allow_private_fetch,
         )
         self.applier = DecisionApplier(self.actioner, matcher=settings.matcher, dihedral=settings.dihedral)
-        self.decisions = Decisions(self.actioner, self.reviews)
+        self.screen = Screen(engine, self.actions_config, self.actioner.metrics)
+        allow_list = AllowList(self.actions_config.allow_list_bank, self.matcher, self.banks)
+        self.decisions = Decisions(self.actioner, self.reviews, self.screen, allow_list)
         self.reports = ReportIntake(engine, self.fetcher, self.jobs, self.options)
         self.telemetry = PipelineMetrics(metrics.registry)
         self._workers: WorkerPool | None = None

@@ -131,6 +131,7 @@ class Decision:
     subject_uri: str
     subject_cid: str | None
     match: Match  # the nearest match in the rule's banks
+    held: str | None = None  # why the decision was held back for a person (flood control, a review-only entry)
 
 
 class Policy:

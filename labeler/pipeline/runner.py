@@ -97,7 +97,13 @@ class JobProcessor:
             {"bank": m.bank, "entry_id": m.entry_id, "distance": m.distance, "signal_type": m.signal_type}
             for m in matches
         ]
-        decisions = p.policy.decide(matches, job.subject_uri, job.subject_cid)
+        try:
+            screened = await p.screen.screen(job.image.blob_cid, matches)
+        except StoreError as exc:
+            return await self._retry(job, owner, "store", str(exc), give_up=True)
+        if screened.reason is not None:  # allow-listed, or only disabled entries matched
+            return await self._finish(job, owner, "no-match", screened.reason, None, {"matches": found})
+        decisions = screened.restrict(p.policy.decide(screened.matches, job.subject_uri, job.subject_cid))
         try:
             done = await p.applier.apply(job, decisions)
         except StoreError as exc:

@@ -9,7 +9,8 @@ API is closed. Bodies may be up to `max_image_bytes` (the app-wide body limit is
 Hashing runs in the pipeline's process pool, with the same limits, reduced decoding and dihedral variants as
 the pipeline, and a match follows the pipeline's rules (quality threshold, match distance), so the answer here
 is the answer the labeler would give for the same image on the network: that includes matching the exact hashes
-(MD5, SHA-256) of bytes that do not decode, which are refused only when nothing matched them.
+(MD5, SHA-256) of bytes that do not decode, which are refused only when nothing matched them. Matches of
+disabled bank entries are left out, and an allow-listed image answers no matches with `"allow_listed": true`.
 
 Nothing queues without bound: at most MAX_CONCURRENT checks are in flight (more are answered 503 at once), a
 check waits at most `upload_max_wait` for a hashing process (ahead of pipeline jobs), and hashing one image is
@@ -144,6 +145,10 @@ async def match_image(request: Request, labeler: Labeler) -> Response:
         raise ServiceUnavailable(f"matcher unavailable: {exc.message}") from None
     except MatchFailure as exc:
         raise UpstreamFailure(f"matcher error: {exc.message}") from None
+    screened = await labeler.pipeline.screen.screen("", matches, record=False)  # as the pipeline would act
+    matches = screened.matches
+    if screened.allowed_by is not None:
+        body["allow_listed"] = True
     if rejected is not None and not matches:
         raise rejected
     body["matches"] = [

@@ -278,7 +278,7 @@ async def test_a_report_arrives_at_ozone_from_our_account(
     [event] = events
     assert event["createdBy"] == devnet.labeler.did
     assert event["event"]["reportType"] == CSAM_REASON
-    assert f"bank {BANK}" in event["event"]["comment"] and "PDQ distance 0" in event["event"]["comment"]
+    assert f"bank {BANK}" in event["event"]["comment"] and "pdq distance 0" in event["event"]["comment"]
 
 
 async def test_admin_api_down_then_back_and_a_wrong_password(

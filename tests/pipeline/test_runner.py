@@ -43,7 +43,7 @@ async def test_a_banked_image_is_labelled_with_evidence_and_others_are_not(harne
             await all_done(labeler, 2)
             job, miss = await job_for(labeler, banked), await job_for(labeler, other)
             p = labeler.pipeline
-            report = await explain(labeler.store, p.jobs, p.reviews, p.actioner.outbox, banked.subject_uri)
+            report = await explain(labeler.store, p.jobs, p.reviews, banked.subject_uri, p.actioner.outbox)
             assert await labeler.store.query([other.subject_uri], [], 0, 10) == []
     assert (job.outcome, job.reason, job.attempts) == ("match", "label", 1)
     assert (miss.outcome, miss.reason) == ("no-match", None)

@@ -4,7 +4,8 @@
   takedown and report if it has them (those it already did are not done again).
 - `reject(item)`: the match is wrong. Everything the decision did is reversed: labels negated, takedowns lifted,
   the review closed; a report already sent upstream cannot be withdrawn and says so. As a false positive, the
-  bank entry can also be disabled for future matches, or the image allow-listed (`labeler.pipeline.actions.screen`).
+  bank entry can also be disabled for future matches (`disable-entry`, HMA's "disable bank content"), or the
+  image added to the allow-list bank (`allow-list`), whose entries suppress matches (`screen`).
 - `label_negated(subject, values)`: a moderator took values off a subject (emitEvent, `labeler label negate`):
   every decision that published them is reversed the same way.
 
@@ -18,13 +19,17 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from labeler.pipeline.actions.actioner import Actioner
+from labeler.pipeline.actions.allow_list import AllowList
 from labeler.pipeline.actions.model import Action, ActionSpec
 from labeler.pipeline.actions.plan import Intent, decision_key, plan
+from labeler.pipeline.actions.screen import Screen
 from labeler.pipeline.policy import Rule
-from labeler.pipeline.review import ReviewItem, ReviewQueue
+from labeler.pipeline.review import ReviewError, ReviewItem, ReviewQueue
 
 #: Kinds whose effects a reversal undoes (or, for a report, records that it cannot).
 REVERSIBLE: Final = ("label", "review", "takedown", "report")
+#: What rejecting a match as a false positive can also do about future matches.
+FALSE_POSITIVE: Final = ("disable-entry", "allow-list")
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,11 @@ class Verdict:
 
 
 class Decisions:
-    def __init__(self, actioner: Actioner, reviews: ReviewQueue) -> None:
+    def __init__(self, actioner: Actioner, reviews: ReviewQueue, screen: Screen, allow_list: AllowList) -> None:
         self.actioner = actioner
         self.reviews = reviews
+        self.screen = screen
+        self.allow_list = allow_list
 
     async def confirm(self, item_id: int, *, actor: str, note: str | None = None) -> Verdict:
         """Confirm a pending item (ReviewError if it is not pending) and carry out the rule's actions."""
@@ -54,10 +61,28 @@ class Decisions:
         )
         return Verdict(item, await self.actioner.submit(specs, for_person=True))
 
-    async def reject(self, item_id: int, *, actor: str, note: str | None = None) -> Verdict:
-        """Reject a pending item (ReviewError if it is not pending) and reverse what its decision did."""
+    async def reject(
+        self, item_id: int, *, actor: str, note: str | None = None, false_positive: str | None = None
+    ) -> Verdict:
+        """Reject a pending item (ReviewError if it is not pending, or `false_positive` cannot be done) and reverse
+        what its decision did; as a false positive, also disable the bank entry or allow-list the image."""
+        if false_positive not in (None, *FALSE_POSITIVE):
+            raise ReviewError(f"false_positive must be one of {', '.join(FALSE_POSITIVE)}")
+        if false_positive == "allow-list" and self.allow_list.bank is None:
+            raise ReviewError("no allow-list bank is configured ([actions] allow_list_bank)")
+        pending = await self.reviews.get(item_id)
+        if pending.status != "pending":
+            raise ReviewError(f"review item {item_id} is already {pending.status}")
+        reason = f"review item {item_id} rejected by {actor}" + (f": {note}" if note else "")
+        match = pending.evidence["match"]
+        # Future matches first: if the matcher is down this fails, and the rejection can simply be repeated.
+        if false_positive == "disable-entry":
+            why = f"false positive: {reason}"
+            await self.screen.set_state(str(match["bank"]), str(match["entry_id"]), "disabled", reason=why, actor=actor)
+        elif false_positive == "allow-list":
+            note_text = f"false positive of {match['bank']} entry {match['entry_id']}"
+            await self.allow_list.add(pending.evidence, note=note_text)
         item = await self.reviews.decide(item_id, confirm=False, actor=actor, note=note)
-        reason = f"review item {item.id} rejected by {actor}" + (f": {note}" if note else "")
         return Verdict(item, await self.reverse(decision_key(item.evidence), actor=actor, reason=reason))
 
     async def label_negated(
