@@ -3,8 +3,9 @@
 A value the subject already carries in its current state is not written again: a second image of the same post
 adds nothing. For the pipeline (`respect_negations`) a value a moderator negated counts as present too, so the
 pipeline never overrides a person; a person's own confirmation is written whatever the current state. A
-reversal negates only values this action wrote, that are still up, and that no other live decision on the
-subject also put there.
+reversal negates the values the decision stood behind (wrote, or found already up) that are still up, that a
+label action wrote (a moderator's own label stays), and that no other live decision on the subject stands behind:
+so of two images of one post that matched, the label comes down with the second one's reversal.
 """
 
 from __future__ import annotations
@@ -61,15 +62,17 @@ class LabelKind:
         return done("labelled", written=new, already=sorted(present), seqs=[s.seq for s in stored])
 
     async def reverse(self, action: Action, original: Action) -> Outcome:
-        written: list[str] = list((original.result or {}).get("written", []))
-        current = await self._current(original.subject_uri, original.subject_cid, written)
-        up = [val for val in written if current.get(val) is False]
-        if not up:
-            return skipped("nothing-to-reverse", "no value this action wrote is still up")
-        kept = await self._still_justified(original, up)
-        negate = [val for val in up if val not in kept]
+        result = original.result or {}
+        behind = [*result.get("written", []), *result.get("already", [])]
+        current = await self._current(original.subject_uri, original.subject_cid, behind)
+        up = [val for val in dict.fromkeys(behind) if current.get(val) is False]
+        ours, kept = await self._others(original, up)
+        negate = [val for val in up if val in ours and val not in kept]
         if not negate:
-            return skipped("still-justified", f"other live decisions also label {', '.join(kept)}", kept=kept)
+            why = (
+                f"other live decisions also label {', '.join(kept)}" if kept else "nothing this decision labelled is up"
+            )
+            return skipped("still-justified" if kept else "nothing-to-reverse", why, kept=kept)
         requests = [
             LabelRequest(
                 uri=original.subject_uri,
@@ -94,15 +97,17 @@ class LabelKind:
         async with self.engine.connect() as conn:
             return {val: bool(neg) for val, neg in await conn.execute(query)}
 
-    async def _still_justified(self, original: Action, vals: Sequence[str]) -> list[str]:
-        """Values another decision's live label action on the same subject also stands behind."""
-        others = await self.outbox.list(kind="label", subject_uri=original.subject_uri, limit=10_000)
+    async def _others(self, original: Action, vals: Sequence[str]) -> tuple[set[str], list[str]]:
+        """Of `vals`: those some label action on the subject wrote (so not a moderator's own label), and those
+        another decision's live label action still stands behind (wrote, or found already there)."""
+        ours: set[str] = set()
         kept: set[str] = set()
-        for other in others:
-            if other.id == original.id or other.op != "apply" or other.reversed_by is not None:
-                continue
-            if other.subject_cid != original.subject_cid or other.state not in ("done", "skipped"):
+        for other in await self.outbox.list(kind="label", subject_uri=original.subject_uri, limit=10_000):
+            if other.op != "apply" or other.subject_cid != original.subject_cid:
                 continue
             result = other.result or {}
-            kept.update(v for v in (*result.get("written", []), *result.get("already", [])) if v in vals)
-        return sorted(kept)
+            ours.update(v for v in result.get("written", []) if v in vals)
+            live = other.reversed_by is None and other.state in ("done", "skipped")
+            if other.id != original.id and live:
+                kept.update(v for v in (*result.get("written", []), *result.get("already", [])) if v in vals)
+        return ours, sorted(kept)
