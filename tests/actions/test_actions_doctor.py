@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from labeler.pipeline.actions.config import ActionsConfig, load_actions
+from labeler.pipeline.actions.config import load_actions
 from labeler.pipeline.actions.doctor import child_safety_finding
 from labeler.pipeline.policy import load_policy
 
@@ -41,9 +41,3 @@ def test_global_values_only_are_fine_and_other_banks_do_not_count() -> None:
         {"banks": ["SPAM"], "labels": ["spam"]},
     ]
     assert finding({"actions": {"child_safety_banks": ["NCMEC"]}, "policy": {"rules": rules}})[0] == "ok"
-
-
-def test_an_unmarked_setup_labelling_csam_in_public_is_warned() -> None:
-    status, message = finding({})
-    assert status == "warn" and "csam-hash-match" in message
-    assert child_safety_finding(load_policy({}, "spam"), ActionsConfig()).status == "ok"

@@ -1,5 +1,5 @@
-"""What `labeler doctor` checks about actions: that the policy publishes nothing descriptive about child-safety
-matches, and that the PDS we take content down on accepts our admin password.
+"""What `labeler doctor` checks about actions, where they are configured: that the policy publishes nothing
+descriptive about matches in child-safety banks, and that the PDS we take content down on accepts our password.
 
 A label is public: anyone can page through `queryLabels?uriPatterns=*` or replay `subscribeLabels?cursor=0`. A
 descriptive value (`csam-hash-match`) on a post is therefore a public list of where matched abuse imagery is.
@@ -38,7 +38,7 @@ async def action_findings(settings: Settings, http: httpx.AsyncClient) -> list[F
         check_policy(policy, config)
     except ConfigError as exc:
         return [Finding("actions", "fail", str(exc), "fix labeler.toml")]
-    findings = [child_safety_finding(policy, config)]
+    findings = [child_safety_finding(policy, config)] if config.child_safety_banks else []
     if config.takedown is not None:
         findings.append(await takedown_finding(config.takedown, http))
     return findings
@@ -47,16 +47,6 @@ async def action_findings(settings: Settings, http: httpx.AsyncClient) -> list[F
 def child_safety_finding(policy: Policy, config: ActionsConfig) -> Finding:
     """Warn when a rule would publish a descriptive label about a match in a child-safety bank."""
     banks = config.child_safety_banks
-    if not banks:
-        telling = sorted({v for rule in policy.rules for v in rule.descriptive_labels() if "csam" in v.lower()})
-        if telling:
-            return Finding(
-                "child-safety",
-                "warn",
-                f"no bank is marked child-safety, and matches are labelled {', '.join(telling)} in public",
-                "list the banks that hold child-safety hashes in [actions] child_safety_banks",
-            )
-        return Finding("child-safety", "ok", "no bank is marked child-safety")
     problems = [
         f"rule {rule.name!r} publishes {', '.join(rule.descriptive_labels())} for bank {bank}"
         for bank in banks

@@ -48,6 +48,9 @@ class TakedownKind:
     async def reverse(self, action: Action, original: Action) -> Outcome:
         if original.outcome == "not-hosted-here":
             return skipped("nothing-to-reverse", "the original was not ours to take down")
+        if original.state == "failed" and (original.outcome or "").startswith("http-4"):
+            return skipped("nothing-to-reverse", "the PDS refused the takedown, so there is none to lift")
+        # Anything else may have taken effect (a timeout is no proof of failure): lifting is idempotent.
         return await self._set(original.params["subject"], {"applied": False})
 
     async def _set(self, subject: dict[str, Any], takedown: dict[str, Any]) -> Outcome:
