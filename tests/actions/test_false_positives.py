@@ -201,3 +201,32 @@ async def test_the_upload_check_answers_as_the_pipeline_would_act(make_settings:
             assert await labeler.pipeline.screen.states() == []  # a check records nothing
     finally:
         await labeler.aclose()
+
+
+async def test_reject_as_false_positive_over_http(pds_world: PdsWorld, make_settings: Any) -> None:  # noqa: F811
+    harness = Harness(pds_world, make_settings, "embedded", None)
+    did = pds_world.account()
+    image = encode(structured_rgb(160, 120, seed=71), "PNG")
+    spec = harness.post(did, "p", image)
+    admin = ("admin", "test-admin-password")
+    with pds_world.pds_running():
+        async with harness.running(workers=1) as labeler, serve_labeler(labeler) as live:
+            await harness.bank(labeler, BANK, [flip_bits(hash_image(image).hash, 15, seed=8)])
+            await labeler.pipeline.jobs.enqueue([spec])
+            await all_done(labeler, 1)
+            item = await review_item_for(labeler, spec.subject_uri)
+            async with httpx.AsyncClient(base_url=live.url, auth=admin) as http:
+                path = f"/api/v1/review/{item}"
+                bad = [
+                    await http.post(f"{path}/reject", json={"false_positive": "forget-it"}),
+                    await http.post(f"{path}/confirm", json={"false_positive": "disable-entry"}),
+                    await http.post(f"{path}/reject", json={"false_positive": "allow-list"}),  # none configured
+                    await http.post(f"{path}/reject", content=b"[1, 2]"),
+                ]
+                assert [(r.status_code, r.json()["error"]) for r in bad] == [(400, "InvalidRequest")] * 4
+                assert (await labeler.pipeline.reviews.get(item)).status == "pending"  # refused whole
+                done = await http.post(f"{path}/reject", json={"note": "a cat", "false_positive": "disable-entry"})
+                assert done.status_code == 200, done.text
+                assert done.json()["status"] == "rejected"
+            [state] = await labeler.pipeline.screen.states()
+    assert (state.mode, state.actor) == ("disabled", "admin") and "a cat" in (state.reason or "")

@@ -332,7 +332,8 @@ async def test_admin_api_down_then_back_and_a_wrong_password(
         assert 'labeler_actions_total{kind="takedown",op="apply",state="failed"} 2.0' in metrics
     # `labeler doctor` says so before any action is tried, and is content with the right password.
     async with httpx.AsyncClient(timeout=10) as http:
-        wrong_pds = load_actions(wrong.extra).takedown
+        wrong_config = takedown_config(devnet, tmp_path, password="not-the-password")
+        wrong_pds = load_actions(configure(actions={"takedown": wrong_config}).extra).takedown
         right_pds = load_actions(configure(actions={"takedown": takedown_config(devnet, tmp_path)}).extra).takedown
         assert wrong_pds is not None and right_pds is not None
         assert (await takedown_finding(wrong_pds, http)).status == "fail"

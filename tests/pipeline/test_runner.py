@@ -154,7 +154,8 @@ async def test_restart_mid_queue_loses_nothing_and_does_nothing_twice(harness: H
     images = [encode(structured_rgb(96, 96, seed=100 + n), "PNG") for n in range(24)]
     specs = [harness.post(did, f"p{n}", data) for n, data in enumerate(images)]
     banked = [hash_image(data).hash for data in images[::2]]
-    settings = harness.settings(pipeline={"lease_seconds": 1.0})
+    # The orphan's lease is short, so it comes back soon; the live workers' leases outlast a slow job on a busy box.
+    settings = harness.settings(pipeline={"lease_seconds": 10.0})
     with harness.world.pds_running():
         async with harness.running(settings, workers=2) as labeler:
             await harness.bank(labeler, "KNOWN", banked)

@@ -25,6 +25,7 @@ class GateProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -54,19 +55,20 @@ class GateProxy:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for writer in list(self._writers):  # every connection ends: its tasks see EOF and return
+            writer.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         upstream: asyncio.StreamWriter | None = None
+        self._writers.add(client_writer)
         try:
             server_reader, upstream = await asyncio.open_connection(*self.target)
+            self._writers.add(upstream)
             back = asyncio.create_task(self._pipe(server_reader, client_writer))
             self._tasks.add(back)
             try:
@@ -79,7 +81,8 @@ class GateProxy:
                     upstream.write(data)
                     await upstream.drain()
             finally:
-                back.cancel()
+                upstream.close()
+                await back
                 self._tasks.discard(back)
         except (ConnectionError, OSError):
             pass
@@ -87,6 +90,7 @@ class GateProxy:
             for writer in (client_writer, upstream):
                 if writer is not None:
                     writer.close()
+                    self._writers.discard(writer)
             self._tasks.discard(task)
 
     @staticmethod
