@@ -17,17 +17,16 @@ report was sent (a crash in that instant) can send it twice; everything else abo
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import httpx
 
 from labeler.identity.resolver import DidNotFound, DidResolver, ResolutionError
+from labeler.outbound import public_transport
 from labeler.pipeline.actions.config import ReportConfig
 from labeler.pipeline.actions.model import Action, Outcome, done, refused, skipped, unavailable
 from labeler.pipeline.actions.xrpc_call import XrpcFailure, XrpcRefused, outcome_of, xrpc
-from labeler.pipeline.fetcher import is_public_address
 
 CREATE_REPORT: Final = "com.atproto.moderation.createReport"
 CREATE_SESSION: Final = "com.atproto.server.createSession"
@@ -54,13 +53,17 @@ class ReportKind:
         self.config = config
         self.resolver = resolver
         self.max_attempts = max_attempts
-        self.allow_private = allow_private
         self._client = httpx.AsyncClient(timeout=config.timeout, trust_env=False, follow_redirects=False)
+        # The service's endpoint is whatever its DID document says: public addresses only (labeler.outbound).
+        self._service = httpx.AsyncClient(
+            timeout=config.timeout, follow_redirects=False, transport=public_transport(allow_private=allow_private)
+        )
         self._access: str | None = None
         self._login = asyncio.Lock()
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._service.aclose()
 
     async def apply(self, action: Action) -> Outcome:
         params = action.params
@@ -94,7 +97,7 @@ class ReportKind:
             raise _Unusable(refused("bad-answer", f"{GET_SERVICE_AUTH} answered without a token"))
         endpoint = await self._endpoint()
         return await xrpc(
-            self._client, "POST", endpoint, CREATE_REPORT, body=body, headers={"authorization": f"Bearer {token}"}
+            self._service, "POST", endpoint, CREATE_REPORT, body=body, headers={"authorization": f"Bearer {token}"}
         )
 
     async def _as_us(
@@ -136,7 +139,7 @@ class ReportKind:
             return self._access
 
     async def _endpoint(self) -> str:
-        """The service's `#atproto_labeler` endpoint; refused when it is not a public http(s) address."""
+        """The service's `#atproto_labeler` endpoint from its DID document."""
         service = self.config.service_did
         try:
             endpoint = await self.resolver.labeler_endpoint(service)
@@ -147,11 +150,4 @@ class ReportKind:
         parts = urlsplit(endpoint or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _Unusable(refused("no-endpoint", f"{service} declares no #atproto_labeler endpoint"))
-        if not self.allow_private:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
-            except socket.gaierror as exc:
-                raise _Unusable(unavailable("dns", f"cannot resolve {parts.hostname}: {exc}")) from None
-            if not all(is_public_address(str(info[4][0])) for info in infos):
-                raise _Unusable(refused("private-address", f"{parts.hostname} resolves to a non-public address"))
         return str(endpoint).rstrip("/")

@@ -3,6 +3,7 @@
 
     no answer, timeout, 5xx, 429      XrpcUnavailable (retry; 429/503 Retry-After or RateLimit-Reset honoured)
     any other non-2xx                 XrpcRefused (permanent: 401 wrong password, 400 InvalidRequest, …)
+    a non-public address              XrpcRefused (with a client on `labeler.outbound.public_transport`)
 
 httpx rather than the atproto SDK's client: the SDK folds statuses into a few exception types and follows
 redirects, while an action needs the exact status, the XRPC error name and the server's retry hint, and must
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from labeler.outbound import RefusedAddress
 from labeler.pipeline.actions.model import Outcome, refused, unavailable
 
 MAX_RESPONSE_BYTES: Final = 64 * 1024
@@ -77,6 +79,8 @@ async def xrpc(
             data = await _read(response)
         finally:
             await response.aclose()
+    except RefusedAddress as exc:  # a client on labeler.outbound's public transport, and a private address
+        raise XrpcRefused("private-address", f"{where}: {exc}") from None
     except httpx.TimeoutException as exc:
         raise XrpcUnavailable("timeout", f"{where}: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:
