@@ -15,7 +15,7 @@ from labeler.service import Labeler
 
 @click.command()
 @click.option("--workers", "count", type=click.IntRange(min=1), help="Concurrent workers (LABELER_WORKERS).")
-@click.option("--drain", is_flag=True, help="Exit once no job is due or running (batch runs, tests).")
+@click.option("--drain", is_flag=True, help="Exit once no job or action is due or running (batch runs, tests).")
 def worker(count: int | None, drain: bool) -> None:
     """Process image jobs until stopped (SIGINT/SIGTERM finish the jobs in hand first)."""
     settings = settings_or_exit()
@@ -42,7 +42,11 @@ def worker(count: int | None, drain: bool) -> None:
                     await asyncio.wait_for(stop.wait(), 0.5)
                 if drain:
                     counts = await labeler.pipeline.jobs.counts()
-                    if counts["due"] == 0 and counts["running"] == 0:
+                    if (
+                        counts["due"] == 0
+                        and counts["running"] == 0
+                        and not await labeler.pipeline.actioner.outbox.busy()
+                    ):
                         break
         finally:
             await labeler.pipeline.aclose()  # graceful: the jobs in hand finish first

@@ -99,7 +99,12 @@ async def test_an_expired_lease_comes_back_and_the_stale_attempt_changes_nothing
     [fresh] = await outbox.claim(limit=1, lease_seconds=10)
     assert (fresh.id, fresh.attempts) == (stale.id, 2)
     assert not await outbox.finish(stale, "done", "applied")  # fenced: the first claim is gone
-    assert await outbox.finish(fresh, "done", "applied")
+    assert await outbox.busy() == 1  # in flight: `labeler worker --drain` waits for it
+    assert await outbox.finish(fresh, "pending", "http-503", retry_in=60)
+    assert await outbox.busy() == 0  # waiting out its backoff: not due
+    clock[0] += 61
+    [again] = await outbox.claim(limit=1, lease_seconds=10)
+    assert await outbox.finish(again, "done", "applied")
     assert (await outbox.get(fresh.id)).state == "done"  # type: ignore[union-attr]
 
 

@@ -238,6 +238,15 @@ class Outbox:
         async with self.engine.connect() as conn:
             return [_action(r) for r in await conn.execute(query.order_by(actions.c.id).limit(limit))]
 
+    async def busy(self) -> int:
+        """Actions due now or being attempted (not those waiting out a backoff)."""
+        due = sa.or_(
+            sa.and_(actions.c.state == "pending", actions.c.next_attempt_at <= self._clock()),
+            actions.c.state == "running",
+        )
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).where(due))).scalar_one())
+
     async def counts(self) -> dict[tuple[str, str], int]:
         """Rows per (kind, state)."""
         query = sa.select(actions.c.kind, actions.c.state, sa.func.count()).group_by(actions.c.kind, actions.c.state)
