@@ -4,22 +4,21 @@ label is never taken down by a reversal, and `labeler label negate` reverses the
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from pipeline.blob_server import PdsWorld
 from pipeline.conftest import pds_world  # noqa: F401 (fixture)
 from pipeline.corpus import encode, structured_rgb
 from pipeline.harness import Harness, all_done
 
-from labeler.cli import cli
 from labeler.labels.writer import LabelRequest
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
+
+from .cli_helpers import operator_shell, succeeds
 
 BANK = "KNOWN"
 LABEL = "csam-hash-match"
@@ -102,18 +101,8 @@ def test_label_negate_from_the_cli_reverses_the_match(
 
     with pds_world.pds_running():
         asyncio.run(queue())
-    settings = harness.settings()
-    for name in list(os.environ):
-        if name.startswith("LABELER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LABELER_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LABELER_KEYS_DIR", str(settings.keys_dir))
-    monkeypatch.setenv("LABELER_DID", settings.did)
-    result = CliRunner().invoke(cli, ["label", "negate", uri, LABEL, "--cid", str(cid), "--reason", "not it"])
-    assert result.exit_code == 0, result.output
-    explained = CliRunner().invoke(cli, ["explain", uri])
-    assert explained.exit_code == 0, explained.output
-    lines = [line for line in explained.output.splitlines() if " label " in line and "#" in line]
+    shell = operator_shell(harness.settings(), tmp_path, monkeypatch)
+    succeeds(shell, "label", "negate", uri, LABEL, "--cid", str(cid), "--reason", "not it")
+    lines = [line for line in succeeds(shell, "explain", uri).splitlines() if " label " in line and "#" in line]
     assert any("label apply: done (labelled)" in line and "reversed by #" in line for line in lines), lines
     assert any("label reverse: skipped (nothing-to-reverse) by cli" in line for line in lines), lines

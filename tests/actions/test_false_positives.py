@@ -6,24 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner
 from pipeline.blob_server import PdsWorld
 from pipeline.conftest import RunningStandin, hma_standin, pds_world  # noqa: F401 (fixtures)
 from pipeline.corpus import encode, flip_bits, structured_rgb
 from pipeline.harness import Harness, all_done, eventually, job_for
 
-from labeler.cli import cli
 from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import hash_image
 from labeler.service import Labeler
 from labeler.testing import serve_labeler
+
+from .cli_helpers import operator_shell, succeeds
 
 BANK = "KNOWN"
 ALLOW = "ALLOW_LIST"
@@ -141,23 +140,13 @@ def test_false_positive_and_entry_commands(
 
     with pds_world.pds_running():
         asyncio.run(queue())
-    settings = harness.settings()
-    for name in list(os.environ):
-        if name.startswith("LABELER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LABELER_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LABELER_KEYS_DIR", str(settings.keys_dir))
-    monkeypatch.setenv("LABELER_DID", settings.did)
-    runner = CliRunner()
+    shell = operator_shell(harness.settings(), tmp_path, monkeypatch)
 
     def ok(*args: str) -> str:
-        result = runner.invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.output
+        return succeeds(shell, *args)
 
     [item] = json.loads(ok("review", "list", "--json"))
-    refused = runner.invoke(cli, ["review", "reject", str(item["id"]), "--false-positive", "allow-list"])
+    refused = shell("review", "reject", str(item["id"]), "--false-positive", "allow-list")
     assert refused.exit_code == 1 and "allow_list_bank" in refused.output  # nothing configured: nothing done
     assert "rejected" in ok("review", "reject", str(item["id"]), "--false-positive", "disable-entry")
     entry = item["evidence"]["match"]["entry_id"]
@@ -165,7 +154,7 @@ def test_false_positive_and_entry_commands(
     assert "review-only" in ok("entries", "review-only", BANK, entry, "--reason", "looks at it later")
     assert "matching as usual" in ok("entries", "clear", BANK, entry)
     assert ok("entries", "list") == ""
-    assert runner.invoke(cli, ["entries", "clear", BANK, entry]).exit_code == 1
+    assert shell("entries", "clear", BANK, entry).exit_code == 1
 
 
 async def test_the_upload_check_answers_as_the_pipeline_would_act(make_settings: Any) -> None:
