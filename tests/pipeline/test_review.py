@@ -124,9 +124,10 @@ async def test_review_over_http_with_the_webhook(
             shown = (await http.get(f"/api/v1/review/{one['id']}", auth=ADMIN)).json()
             assert shown["decided_by"] == "admin"
             webhooks = await labeler.pipeline.actioner.outbox.list(kind="webhook")
-            assert [(a.state, a.outcome, a.attempts) for a in webhooks] == [
-                ("done", "delivered", 2),
+            # Both delivered; the one that met the receiver's failure (whichever went first) took two attempts.
+            assert sorted((a.state, a.outcome, a.attempts) for a in webhooks) == [
                 ("done", "delivered", 1),
+                ("done", "delivered", 2),
             ]
         [label] = await labeler.store.query([first.subject_uri], [], 0, 10)
         assert (label.label.val, label.label.cid) == ("csam-hash-match", first.subject_cid)
