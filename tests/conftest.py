@@ -12,34 +12,19 @@ from typing import Any
 
 import httpx
 import pytest
+from support.postgres import PG_URL, pg_unreachable
 
 from labeler.config import Settings, load_settings
 from labeler.service import Labeler
 from labeler.testing import LiveServer, serve_labeler
 
-PG_URL = os.environ.get("LABELER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI") == "true"
-
-
-def _pg_reachable() -> str | None:
-    """None when PostgreSQL answers, else the reason it does not."""
-    import asyncpg
-
-    async def probe() -> None:
-        conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg://", "postgresql://"), timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as exc:
-        return f"PostgreSQL at {PG_URL} is not reachable ({type(exc).__name__}: {exc})"
-    return None
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end; its async URL."""
-    reason = _pg_reachable()
+    reason = pg_unreachable()
     if reason:
         if IN_CI:
             pytest.fail(f"{reason}; CI=true requires PostgreSQL")

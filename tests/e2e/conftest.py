@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from support.postgres import PG_URL, pg_unreachable
 
 from .harness import INSTALL_HINT, Devnet, DevnetError, Ozone, install_problem, run_install, start_devnet, start_ozone
 
@@ -48,9 +49,7 @@ def devnet() -> Iterator[Devnet]:
 @pytest.fixture(scope="session")
 def ozone(devnet: Devnet) -> Ozone:
     """Ozone on the session's devnet, on the test PostgreSQL (skipped without it, except under CI=true)."""
-    from conftest import PG_URL, _pg_reachable  # the suite's PostgreSQL (tests/conftest.py)
-
-    reason = _pg_reachable()
+    reason = pg_unreachable()
     if reason:
         if os.environ.get("CI", "").strip().lower() == "true":
             pytest.fail(f"{reason}; CI=true requires PostgreSQL for Ozone", pytrace=False)
