@@ -1,8 +1,9 @@
 """ECDSA keys and signatures as atproto uses them (protocol.md §1.2, SPEC-CRYPTO).
 
-Signatures are 64 raw bytes r‖s over SHA-256 of the message, always low-S. k256 signs with coincurve
-(libsecp256k1, ~10× faster than OpenSSL and low-S by construction); p256 signs with `cryptography` and
-normalises S. Verification delegates to the `atproto` SDK after checking the length, which the SDK does not.
+Signatures are 64 raw bytes r‖s over SHA-256 of the message, always low-S. k256 signs and verifies with
+coincurve (libsecp256k1: ~10× faster than OpenSSL, low-S by construction, and it refuses high-S when verifying);
+p256 with `cryptography`, normalising S when signing and refusing high-S when verifying. A did:key is parsed (the
+`atproto` SDK's multibase decoding) once and its public key kept, since the same few keys verify again and again.
 Key storage and key ids live in `labeler.keys`, not here.
 """
 
@@ -10,15 +11,17 @@ from __future__ import annotations
 
 import secrets
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final
 
 import coincurve
 from atproto_crypto.consts import P256_CURVE_ORDER, SECP256K1_CURVE_ORDER
 from atproto_crypto.did import format_did_key, format_multikey, parse_did_key
-from atproto_crypto.verify import verify_signature
+from coincurve.ecdsa import cdata_to_der, deserialize_compact
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 SIGNATURE_LENGTH: Final = 64
 
@@ -120,27 +123,46 @@ class SigningKey:
 
 
 def verify(did_key: str, message: bytes, signature: bytes, *, allow_high_s: bool = False) -> bool:
-    """Check a 64-byte r‖s signature against a `did:key`.
+    """Check a 64-byte r‖s signature against a `did:key`; False for any malformed key or signature.
 
     Label signatures must be low-S; service-auth JWTs are verified leniently (high-S allowed) like the
     reference implementations do, which is what `allow_high_s` is for.
     """
     if len(signature) != SIGNATURE_LENGTH:
         return False
-    if allow_high_s:
-        order = key_curve(did_key).order
-        s = int.from_bytes(signature[32:], "big")
-        if s > order // 2:
-            signature = signature[:32] + (order - s).to_bytes(32, "big")
     try:
-        return verify_signature(did_key, message, signature)
-    except Exception:  # the SDK raises on malformed points or keys; to a verifier that is just "invalid"
+        curve, key = _public_key(did_key)
+    except ValueError:
         return False
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    if not (0 < r < curve.order and 0 < s < curve.order):
+        return False
+    if s > curve.order // 2:
+        if not allow_high_s:
+            return False
+        s = curve.order - s
+    if isinstance(key, coincurve.PublicKey):
+        compact = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return key.verify(cdata_to_der(deserialize_compact(compact)), message)
+    try:
+        key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def key_curve(did_key: str) -> Curve:
     """The curve of a `did:key`; raises ValueError for keys atproto does not allow."""
+    return _public_key(did_key)[0]
+
+
+@lru_cache(maxsize=16_384)
+def _public_key(did_key: str) -> tuple[Curve, coincurve.PublicKey | ec.EllipticCurvePublicKey]:
     try:
-        return Curve.from_jwt_alg(parse_did_key(did_key).jwt_alg)
-    except Exception as exc:
-        raise ValueError(f"not a usable did:key: {did_key!r}") from exc
+        parsed = parse_did_key(did_key)
+        curve = Curve.from_jwt_alg(parsed.jwt_alg)
+        if curve is Curve.K256:
+            return curve, coincurve.PublicKey(parsed.key_bytes)
+        return curve, ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), parsed.key_bytes)
+    except Exception as exc:  # the SDK and both libraries raise assorted errors on malformed keys
+        raise ValueError(f"not a usable did:key: {did_key[:100]!r}") from exc
