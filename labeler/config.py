@@ -51,6 +51,7 @@ class Settings:
     # Identity and auth.
     plc_url: str = "https://plc.directory"
     moderators: str = ""  # comma-separated DIDs allowed to use the moderation API with service auth
+    max_token_lifetime: int = 3600  # seconds a service token may still be valid (getServiceAuth grants at most 1 h)
     allow_insecure_did_web: bool = False  # did:web over http://localhost:PORT (tests, local development)
     # Image pipeline.
     matcher: str = "embedded"  # embedded | hma
@@ -100,6 +101,7 @@ class Settings:
             "max_body_bytes", "subscriber_buffer", "backfill_page_size", "writer_max_batch",
             "max_image_bytes", "max_image_pixels", "max_subscribers", "max_subscribers_per_client",
             "max_jpeg_scans", "hash_timeout", "upload_max_wait",
+            "max_token_lifetime",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"LABELER_{name.upper()} must be positive")

@@ -17,12 +17,12 @@ from labeler.labels.writer import LabelWriter
 from labeler.metrics import Metrics
 from labeler.pipeline.pipeline import Pipeline
 from labeler.pipeline.sources import Sources
-from labeler.protocol.service_auth import ReplayCache
 from labeler.reports import ReportService, ReportStore
 from labeler.single_process import ProcessLock, lock_path_for
 from labeler.store.engine import create_engine
 from labeler.store.labels import CommitResult, LabelStore
 from labeler.store.migrate import upgrade
+from labeler.store.token_uses import TokenUses
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,13 @@ class Labeler:
             on_commit=self._on_commit,
             max_batch=settings.writer_max_batch,
         )
-        # Verifying service tokens (createReport, moderators): one resolver cache and one jti replay cache.
+        # Verifying service tokens (createReport, moderators): one resolver cache; used tokens in the database.
         self.resolver = DidResolver(
             plc_url=settings.plc_url,
             allow_insecure_did_web=settings.allow_insecure_did_web,
             allow_private=settings.allow_private_fetch,
         )
-        self.replay = ReplayCache()
+        self.replay = TokenUses(self.engine)
         self.reports = ReportService(ReportStore(self.engine), load_declaration(settings))
         # The image pipeline; reported posts' images become jobs.
         self.pipeline = Pipeline(

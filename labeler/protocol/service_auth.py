@@ -3,11 +3,18 @@
 Parses `Authorization: Bearer <jwt>` and verifies the token more strictly than the `atproto` SDK does
 (sdk-notes.md §7): `exp` and `lxm` are required, `typ` values of other token kinds and unknown `alg`s are
 refused, `alg` must match the issuer's key curve, `aud` may be the bare DID or `did#atproto_labeler`, and a
-`jti` seen before is refused. It does no I/O: the caller passes `get_key`, which resolves an issuer's `#atproto`
-key (see `labeler.identity`), and maps the XRPC errors raised here onto HTTP responses.
+token seen before is refused. It does no I/O: the caller passes `get_key`, which resolves an issuer's `#atproto`
+key (see `labeler.identity`), and a `ReplayGuard` that remembers tokens (the database's, `labeler.store.token_uses`),
+and maps the XRPC errors raised here onto HTTP responses.
+
+Every token is single use. Its id is its `jti`; a token without one (every reference minter sends one, but the spec
+does not require it) is identified by the SHA-256 of its signed header and payload, so it is single use too. A
+token must expire within `max_lifetime` (default one hour, the most `com.atproto.server.getServiceAuth` grants;
+PDSes give proxied calls 60 s) plus a minute of clock skew, which also bounds how long a token id is remembered.
 
 Choices where the reference is silent or looser (all errors are 401):
-- a replayed `jti` is `BadJwt` "jwt replayed" (no reference name: the TS and Go verifiers leave jti as a TODO);
+- a replayed token is `BadJwt` "jwt replayed" (no reference name: the TS and Go verifiers leave jti as a TODO);
+- an `exp` too far ahead is `BadJwt` (the PDS refuses to mint one; the verifiers do not check);
 - a forbidden `typ` is `BadJwt` (the TS verifier says `BadJwtType`, which our error set does not have);
 - an `alg` that does not match the issuer's key is `BadJwtSignature`, as in TS (its verifier throws there);
 - `iss` must be a bare DID: TS accepts `did#service` issuers, but a report is signed with the user's
@@ -18,14 +25,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import heapq
+import hashlib
 import json
 import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, Protocol, TypeGuard
 
 from labeler.protocol.crypto import Curve, key_curve, verify
 from labeler.protocol.errors import (
@@ -43,6 +50,10 @@ from labeler.protocol.syntax import is_did
 MAX_TOKEN_LENGTH: Final = 8 * 1024
 #: Clock skew allowed on `exp`/`iat`/`nbf`, in seconds (indigo uses 5 s).
 DEFAULT_LEEWAY: Final = 5
+#: Longest a token may still be valid, in seconds: `getServiceAuth` grants at most one hour.
+DEFAULT_MAX_LIFETIME: Final = 3600
+#: Clock skew allowed on top of the maximum lifetime (the issuer's clock may run ahead of ours).
+LIFETIME_SKEW: Final = 60
 #: Header `typ` values of tokens that are not service tokens (the TS verifier refuses the same three).
 FORBIDDEN_TYPS: Final = frozenset({"at+jwt", "refresh+jwt", "dpop+jwt"})
 #: `kid` values that name the key we verify with; any other `kid` asks for a key we do not use.
@@ -77,41 +88,12 @@ class ServiceAuth:
     jti: str | None
 
 
-class ReplayCache:
-    """Remembers `(iss, jti)` pairs until their token expires, so a captured token cannot be replayed.
+class ReplayGuard(Protocol):
+    """Remembers the tokens it has seen until they expire; shared by every process that verifies them."""
 
-    Bounded: when full, the entry closest to expiry is dropped first (it has the shortest replay window
-    left). The reference implementations leave this as a TODO; SPEC-XRPC says receivers should do it.
-    Single event loop only: `check_and_add` does not await, so it is atomic under asyncio.
-    """
-
-    def __init__(self, max_entries: int = 100_000) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be positive")
-        self.max_entries = max_entries
-        self._expiry: dict[tuple[str, str], float] = {}
-        self._heap: list[tuple[float, tuple[str, str]]] = []
-
-    def __len__(self) -> int:
-        return len(self._expiry)
-
-    def check_and_add(self, iss: str, jti: str, expires_at: float, now: float) -> bool:
-        """Record the pair; False if it was already recorded and has not expired."""
-        self._purge(now)
-        key = (iss, jti)
-        if key in self._expiry:
-            return False
-        while len(self._expiry) >= self.max_entries:
-            _, old = heapq.heappop(self._heap)
-            self._expiry.pop(old, None)
-        self._expiry[key] = expires_at
-        heapq.heappush(self._heap, (expires_at, key))
-        return True
-
-    def _purge(self, now: float) -> None:
-        while self._heap and self._heap[0][0] < now:
-            _, key = heapq.heappop(self._heap)
-            self._expiry.pop(key, None)
+    async def first_use(self, iss: str, token_id: str, expires_at: float, now: float) -> bool:
+        """Record `(iss, token_id)` until `expires_at`; False if it was recorded before (a replay)."""
+        ...
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -148,7 +130,8 @@ async def verify_service_jwt(
     get_key: GetKey,
     now: float | None = None,
     leeway: int = DEFAULT_LEEWAY,
-    replay: ReplayCache | None = None,
+    max_lifetime: float = DEFAULT_MAX_LIFETIME,
+    replay: ReplayGuard | None = None,
 ) -> ServiceAuth:
     """Verify a service JWT for the method `lxm` addressed to one of `audiences`; returns its claims.
 
@@ -167,6 +150,8 @@ async def verify_service_jwt(
 
     if now > claims.exp + leeway:
         raise JwtExpired("jwt expired")
+    if claims.exp > now + max_lifetime + LIFETIME_SKEW:
+        raise BadJwt(f"jwt expires too far ahead: at most {max_lifetime:g} s from now are accepted")
     if claims.iat is not None and claims.iat > now + leeway:
         raise BadJwt("jwt issued in the future (iat)")
     nbf = payload.get("nbf")
@@ -192,13 +177,18 @@ async def verify_service_jwt(
     await _verify_signature(parsed, alg, claims.iss, get_key)
 
     # Recorded only after the signature verified, so forged tokens cannot burn a real jti.
-    if (
-        replay is not None
-        and claims.jti is not None
-        and not replay.check_and_add(claims.iss, claims.jti, claims.exp + leeway, now)
-    ):
-        raise BadJwt("jwt replayed: jti already used")
+    if replay is not None and not await replay.first_use(claims.iss, token_id(parsed), claims.exp + leeway, now):
+        raise BadJwt("jwt replayed: this token was already used")
     return ServiceAuth(claims.iss, claims.aud, lxm, claims.exp, claims.iat, claims.jti)
+
+
+def token_id(parsed: ParsedJwt) -> str:
+    """What makes a token single use: `jti:<jti>`, or for a token without one `sha256:<hex of header.payload>`
+    (the signature is left out: a high-S twin of the same signature is the same token)."""
+    jti = parsed.payload.get("jti")
+    if isinstance(jti, str):
+        return f"jti:{jti}"
+    return "sha256:" + hashlib.sha256(parsed.signing_input).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,3 +118,15 @@ moderation_events = sa.Table(
     sa.Index("moderation_events_subject", "subject_uri", "id"),
     sa.Index("moderation_events_created_by", "created_by", "id"),
 )
+
+# Service tokens already used (createReport, moderators), each remembered until it expires, so that no process
+# accepts one twice, before or after a restart (labeler.store.token_uses).
+service_token_uses = sa.Table(
+    "service_token_uses",
+    metadata,
+    sa.Column("iss", ByteText, nullable=False),
+    sa.Column("token_id", ByteText, nullable=False),  # jti:<jti> or sha256:<hex> (labeler.protocol.service_auth)
+    sa.Column("expires_at", sa.Float, nullable=False),  # Unix seconds
+    sa.PrimaryKeyConstraint("iss", "token_id", name="service_token_uses_pkey"),
+    sa.Index("service_token_uses_expires_at", "expires_at"),
+)

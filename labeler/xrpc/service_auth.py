@@ -1,6 +1,6 @@
 """Service-auth for incoming XRPC calls: a bearer JWT verified for our DID and the method's NSID.
 
-Wires `labeler.protocol.service_auth` to the process-wide resolver and jti replay cache on the Labeler. Both
+Wires `labeler.protocol.service_auth` to the process-wide resolver and the used-token table on the Labeler. Both
 audience forms are accepted: the bare DID (what PDSes send today) and `did#atproto_labeler` (protocol.md §4.2).
 
 Identity failures are the caller's 401, never our 5xx: an issuer whose DID does not exist has no key
@@ -39,6 +39,7 @@ async def verify_service_auth(labeler: Labeler, authorization: str | None, lxm: 
             audiences=audiences(labeler.settings.did),
             lxm=lxm,
             get_key=labeler.resolver.service_auth_key,
+            max_lifetime=labeler.settings.max_token_lifetime,
             replay=labeler.replay,
         )
     except DidRefused as exc:  # the caller's choice of DID, not our outage: no warning for anyone to provoke

@@ -40,7 +40,6 @@ from labeler.protocol.errors import (
 )
 from labeler.protocol.service_auth import (
     MAX_TOKEN_LENGTH,
-    ReplayCache,
     ServiceAuth,
     bearer_token,
     parse_jwt,
@@ -69,6 +68,19 @@ class KeyBook:
     async def __call__(self, iss: str, force_refresh: bool) -> str | None:
         self.calls.append((iss, force_refresh))
         return self.keys.get(iss)
+
+
+class SeenTokens:
+    """An in-memory `ReplayGuard` (production's is the database's, tested in tests/reports/test_token_replay.py)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], float] = {}
+
+    async def first_use(self, iss: str, token_id: str, expires_at: float, now: float) -> bool:
+        if (iss, token_id) in self.seen:
+            return False
+        self.seen[(iss, token_id)] = expires_at
+        return True
 
 
 async def check(token: str, get_key: KeyBook | None = None, **kwargs: Any) -> ServiceAuth:
@@ -260,7 +272,7 @@ async def test_malformed_tokens_are_rejected_before_any_key_lookup() -> None:
 
 
 async def test_replayed_jti_is_rejected() -> None:
-    replay = ReplayCache()
+    replay = SeenTokens()
     token = mint(jti="once")
     await check(token, replay=replay)
     with pytest.raises(BadJwt, match="replayed") as excinfo:
@@ -270,28 +282,56 @@ async def test_replayed_jti_is_rejected() -> None:
     with pytest.raises(BadJwt, match="replayed"):
         await check(mint(jti="once", aud=f"{LABELER}#atproto_labeler"), replay=replay)
     await check(mint(key=P256, iss=P256_ISS, jti="once"), replay=replay)
-    await check(mint(jti=OMIT), replay=replay)
-    await check(mint(jti=OMIT), replay=replay)  # without a jti there is nothing to remember
+    assert replay.seen[(ISS, "jti:once")] == NOW + 60 + 5, "remembered until exp plus the leeway"
+
+
+async def test_a_token_without_jti_is_single_use_too() -> None:
+    """Issue #15.10: a token without `jti` was never replay-checked. It is identified by its signed content: the
+    same token again, or its high-S twin (the other valid signature of the same content), is a replay; another
+    token without jti is not."""
+    replay = SeenTokens()
+    token = mint(jti=OMIT)
+    await check(token, replay=replay)
+    with pytest.raises(BadJwt, match="replayed"):
+        await check(token, replay=replay)
+    twin = mint(jti=OMIT, high_s=True)  # same content, the other valid signature
+    assert twin.rsplit(".", 1)[0] == token.rsplit(".", 1)[0] and twin != token
+    with pytest.raises(BadJwt, match="replayed"):
+        await check(twin, replay=replay)
+    await check(mint(jti=OMIT, iat=NOW - 1, exp=NOW + 59), replay=replay)
+    assert all(token_id.startswith("sha256:") for _, token_id in replay.seen) and len(replay.seen) == 2
 
 
 async def test_a_forged_token_does_not_burn_its_jti() -> None:
-    replay = ReplayCache()
+    replay = SeenTokens()
     with pytest.raises(BadJwtSignature):
         await check(mint(key=OTHER, jti="victim"), replay=replay)
     await check(mint(jti="victim"), replay=replay)
 
 
-def test_replay_cache_forgets_expired_entries_and_stays_bounded() -> None:
-    cache = ReplayCache(max_entries=2)
-    assert cache.check_and_add("a", "1", expires_at=100, now=0)
-    assert not cache.check_and_add("a", "1", expires_at=100, now=50)
-    assert cache.check_and_add("a", "1", expires_at=300, now=101)  # the first entry expired
-    assert cache.check_and_add("a", "2", expires_at=200, now=101)
-    assert cache.check_and_add("a", "3", expires_at=400, now=101)  # full: drops the soonest to expire ("2")
-    assert len(cache) == 2
-    assert not cache.check_and_add("a", "1", expires_at=300, now=102)
-    assert not cache.check_and_add("a", "3", expires_at=400, now=102)
-    assert cache.check_and_add("a", "2", expires_at=200, now=102)
+@pytest.mark.parametrize(
+    ("exp", "accepted"),
+    [
+        (NOW + 60, True),  # what a PDS gives a proxied call
+        (NOW + 3600, True),  # the most getServiceAuth grants
+        (NOW + 3600 + 60, True),  # ... with a minute of the issuer's clock running ahead
+        (NOW + 3600 + 61, False),
+        (NOW + 10 * 365 * 86400, False),  # issue #15.10: ten years ahead used to be accepted
+    ],
+)
+async def test_a_token_may_not_expire_more_than_an_hour_ahead(exp: int, accepted: bool) -> None:
+    token = mint(iat=NOW, exp=exp)
+    if accepted:
+        assert (await check(token)).exp == exp
+    else:
+        with pytest.raises(BadJwt, match="too far ahead"):
+            await check(token)
+
+
+async def test_the_maximum_lifetime_is_configurable() -> None:
+    await check(mint(iat=NOW, exp=NOW + 60), max_lifetime=60)
+    with pytest.raises(BadJwt, match="at most 60 s"):
+        await check(mint(iat=NOW, exp=NOW + 300), max_lifetime=60)
 
 
 async def test_audiences_must_be_a_collection() -> None:
@@ -320,7 +360,7 @@ async def test_token_minted_by_atproto_xrpc_server_is_accepted(case: dict[str, A
     assert key.did_key == case["did_key"]  # our key encoding agrees with @atproto/crypto
     book = KeyBook(keys={case["iss"]: case["did_key"]})
     auth = await verify_service_jwt(
-        case["jwt"], audiences=AUDIENCES, lxm=CREATE_REPORT, get_key=book, now=case["now"], replay=ReplayCache()
+        case["jwt"], audiences=AUDIENCES, lxm=CREATE_REPORT, get_key=book, now=case["now"], replay=SeenTokens()
     )
     assert (auth.iss, auth.aud, auth.exp) == (case["iss"], case["aud"], case["now"] + 60)
     assert auth.jti is not None and len(auth.jti) == 32
