@@ -93,6 +93,6 @@ async def test_used_tokens_are_remembered_until_they_expire_then_deleted(databas
             return [d for d in compare_metadata(context, metadata) if "service_token_uses" in repr(d)]
 
         async with engine.connect() as conn:
-            assert await conn.run_sync(diff) == [], "migration 0008 matches the table definition"
+            assert await conn.run_sync(diff) == [], "migration 0009 matches the table definition"
     finally:
         await engine.dispose()
