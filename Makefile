@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint e2e-deps bench clean
+.PHONY: run test lint e2e-deps video-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,15 @@ run: $(STAMP)
 e2e-deps:
 	bash tests/e2e/install.sh
 
+video-deps: $(STAMP)
+	bash tests/video/install.sh $(BIN)/python
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) e2e-deps lint
+test: $(STAMP) e2e-deps video-deps lint
 	$(BIN)/python -m pytest
 
 clean:

@@ -116,7 +116,7 @@ async def run_once(env: h.BenchEnv, args: argparse.Namespace, workers: int, run:
         if run == 0:
             await p.banks.create("BENCH")
             await p.banks.add_entries("BENCH", [EntryInput(pdq) for pdq in args.banked])
-        await p.hash_image(images[0])  # warm the process pool and the bank index before timing
+        await p.hasher.hash(images[0])  # warm the process pool and the bank index before timing
         await p.matcher.lookup(args.banked[0])
         await p.jobs.enqueue(specs)
         started, cpu = time.perf_counter(), time.process_time()

@@ -73,6 +73,15 @@ class Settings:
     match_distance: int = 31
     dihedral: bool = False
     reduced_decode: bool = False
+    # Video (app.bsky.embed.video): fetched to a temporary file, probed, then vPDQ-hashed within these limits.
+    max_video_bytes: int = 300_000_000  # the lexicon's maxSize
+    max_video_seconds: float = 600.0
+    max_video_pixels: int = 3840 * 2160
+    video_fetch_timeout: float = 120.0
+    video_hash_timeout: float = 120.0  # wall seconds to probe and hash one video, then its process is replaced
+    vpdq_seconds_per_hash: float = 1.0  # one frame hashed per this many seconds (pytx's default)
+    vpdq_query_match_percent: float = 80.0  # share of the video's frames that must match a banked video's
+    vpdq_compared_match_percent: float = 0.0  # share of the banked video's frames that must be matched
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +111,7 @@ class Settings:
             "max_image_bytes", "max_image_pixels", "max_subscribers", "max_subscribers_per_client",
             "max_jpeg_scans", "hash_timeout", "upload_max_wait",
             "max_token_lifetime",
+            "max_video_bytes", "max_video_seconds", "max_video_pixels", "video_fetch_timeout", "video_hash_timeout",
         ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"LABELER_{name.upper()} must be positive")
@@ -110,6 +120,11 @@ class Settings:
         if self.hash_memory_mb < 256:
             # The interpreter and the imaging libraries take ~150-250 MiB of address space before any image.
             raise ConfigError("LABELER_HASH_MEMORY_MB must be at least 256")
+        if not 0.04 <= self.vpdq_seconds_per_hash <= 60:
+            raise ConfigError("LABELER_VPDQ_SECONDS_PER_HASH must be from 0.04 (25 frames/s) to 60")
+        for name in ("vpdq_query_match_percent", "vpdq_compared_match_percent"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ConfigError(f"LABELER_{name.upper()} must be a percentage from 0 to 100")
 
     @property
     def moderator_dids(self) -> list[str]:

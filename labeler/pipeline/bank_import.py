@@ -1,16 +1,19 @@
 """Reading hash lists for `labeler bank import`: CSV, TSV or plain text, with line numbers for every bad row.
 
-Every hash in a file is of one signal type (`--signal`: pdq, md5, sha256). Columns are `hash[, external_id[,
+Every hash in a file is of one signal type (`--signal`: pdq, md5, sha256, vpdq). Columns are `hash[, external_id[,
 note]]`. CSV/TSV may start with a header naming them (the hash as `hash`/`signal` or the signal type's name,
 `external_id`/`id`/`content_id`, `note`), in any order. Plain text is one hash per line, optionally followed by
 whitespace and an external id, then a note (the rest of the line). Blank lines and lines starting with `#` are
-skipped. Hashes are accepted in either case and stored lowercase, as HMA and exchange lists write them.
+skipped. Hashes are accepted in either case and stored lowercase, as HMA and exchange lists write them. A vPDQ
+hash is pytx's signal string (a JSON list of `"hex,quality,time"` strings; CSV quotes it as any field); in plain
+text the JSON list comes first on the line, spaces and all.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +21,9 @@ from typing import Final
 
 from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import validate_pdq_hex
-from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
+from labeler.pipeline.signals import PDQ, SIGNAL_TYPES, VPDQ
 from labeler.pipeline.signals.exact import validate_exact
+from labeler.pipeline.signals.vpdq import parse_signal, to_signal
 
 FORMATS: Final = ("csv", "tsv", "text")
 _HEADER_NAMES: Final = {
@@ -53,7 +57,10 @@ def parse_text(text: str, fmt: str, signal_type: str = PDQ) -> ParsedFile:
     if signal_type not in SIGNAL_TYPES:
         raise ValueError(f"signal type must be one of {', '.join(SIGNAL_TYPES)}")
     parsed = ParsedFile()
-    rows = _text_rows(text) if fmt == "text" else _delimited_rows(text, "," if fmt == "csv" else "\t")
+    if fmt == "text":
+        rows = _text_rows(text, json_first=signal_type == VPDQ)
+    else:
+        rows = _delimited_rows(text, "," if fmt == "csv" else "\t")
     columns: list[str] | None = None
     for line_no, cells in rows:
         if columns is None and fmt != "text" and cells and cells[0].strip().lower() in _HEADER_NAMES:
@@ -72,11 +79,13 @@ def parse_text(text: str, fmt: str, signal_type: str = PDQ) -> ParsedFile:
 
 
 def _entry(named: dict[str, str], signal_type: str) -> EntryInput:
-    value = named.get("hash", "").strip().lower()
-    if signal_type == PDQ:
-        validate_pdq_hex(value)
+    value = named.get("hash", "").strip()
+    if signal_type == VPDQ:
+        value = to_signal(parse_signal(value))  # stored as pytx writes it
+    elif signal_type == PDQ:
+        value = validate_pdq_hex(value.lower())
     else:
-        validate_exact(signal_type, value)
+        value = validate_exact(signal_type, value.lower())
     external_id = named.get("external_id", "").strip() or None
     note = named.get("note", "").strip() or None
     for text in (external_id, note):
@@ -92,8 +101,18 @@ def _delimited_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]
             yield reader.line_num, cells
 
 
-def _text_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+def _text_rows(text: str, *, json_first: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """Whitespace-separated fields; with `json_first` the first field is a JSON value (which may hold spaces)."""
+    decoder = json.JSONDecoder()
     for line_no, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not json_first:
             yield line_no, stripped.split(None, 2)
+            continue
+        try:
+            _, end = decoder.raw_decode(stripped)
+        except (ValueError, RecursionError):
+            end = len(stripped.split(None, 1)[0])  # not JSON: the row's error comes from parsing the field
+        yield line_no, [stripped[:end], *stripped[end:].split(None, 1)]

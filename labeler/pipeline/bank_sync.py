@@ -1,5 +1,5 @@
 """The embedded `Matcher` of a running process: our banks loaded into memory (PDQ banks into a `PdqIndex`, exact
-banks into an `ExactIndex`), kept in sync with the database.
+banks into an `ExactIndex`, vPDQ banks into a `VpdqIndex`), kept in sync with the database.
 
 The index loads on the first lookup (CLI commands that never match never pay for it), then a background task
 replays `bank_changes` every `poll_interval` seconds, so a bank changed by another process (`labeler bank
@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
-from labeler.pipeline.banks import BankChange, BankStore
+from labeler.pipeline.banks import BankChange, BankStore, IndexRow
 from labeler.pipeline.match.base import DEFAULT_MAX_DISTANCE, Match, MatcherError, MatcherUnavailable
 from labeler.pipeline.match.embedded import EmbeddedMatcher
 from labeler.pipeline.match.exact import ExactIndex
 from labeler.pipeline.match.index import PdqIndex
-from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
+from labeler.pipeline.match.vpdq_index import VpdqIndex
+from labeler.pipeline.signals import PDQ, SIGNAL_TYPES, VPDQ
+from labeler.pipeline.signals.vpdq import Thresholds, VpdqFeature, parse_signal
 from labeler.store.engine import StoreError
 
 log = logging.getLogger(__name__)
@@ -29,9 +32,10 @@ class SyncedBanks:
 
     signal_types = frozenset(SIGNAL_TYPES)
 
-    def __init__(self, store: BankStore, *, poll_interval: float = 2.0) -> None:
+    def __init__(self, store: BankStore, *, poll_interval: float = 2.0, vpdq: Thresholds | None = None) -> None:
         self.store = store
         self.poll_interval = poll_interval
+        self.vpdq = vpdq or Thresholds()
         self._matcher: EmbeddedMatcher | None = None
         self._seen = 0
         self._lock = asyncio.Lock()
@@ -45,6 +49,10 @@ class SyncedBanks:
     async def lookup_exact(self, signal_type: str, value: str) -> list[Match]:
         matcher = await self._loaded()
         return await matcher.lookup_exact(signal_type, value)
+
+    async def lookup_vpdq(self, features: Sequence[VpdqFeature]) -> list[Match]:
+        matcher = await self._loaded()
+        return await matcher.lookup_vpdq(features)
 
     async def ready(self) -> bool:
         return not self._closed
@@ -72,11 +80,13 @@ class SyncedBanks:
                 except StoreError as e:
                     raise MatcherUnavailable(f"loading banks: {e}") from e
                 index = await asyncio.to_thread(PdqIndex.build, rows)
-                exact = ExactIndex()
-                for signal_type, row in signal_rows:
-                    exact.add_many(signal_type, [row])
-                self._seen, self._matcher = seen, EmbeddedMatcher(index, exact)
-                log.info("embedded banks loaded: %d PDQ entries, %d exact", len(index), len(exact))
+                matcher = EmbeddedMatcher(index, ExactIndex(), VpdqIndex(self.vpdq))
+                await _add_signal_rows(matcher, signal_rows)
+                self._seen, self._matcher = seen, matcher
+                log.info(
+                    "embedded banks loaded: %d PDQ entries, %d exact, %d videos",
+                    len(index), len(matcher.exact), len(matcher.videos),
+                )  # fmt: skip
                 self._poller = asyncio.create_task(self._poll(), name="bank-sync")
         return self._matcher
 
@@ -102,8 +112,7 @@ class SyncedBanks:
             rows = await self.store.index_rows(change.bank, change.first_id, change.last_id)
             await matcher.add_many(rows)
         elif change.op == "add" and change.first_id is not None:
-            for signal_type, row in await self.store.signal_rows(change.bank, change.first_id, change.last_id):
-                await matcher.add_exact(signal_type, [row])
+            await _add_signal_rows(matcher, await self.store.signal_rows(change.bank, change.first_id, change.last_id))
 
     async def _poll(self) -> None:
         while True:
@@ -112,3 +121,19 @@ class SyncedBanks:
                 await self.refresh()
             except Exception:
                 log.exception("bank sync failed; retrying in %.1fs", self.poll_interval)
+
+
+async def _add_signal_rows(matcher: EmbeddedMatcher, rows: Sequence[tuple[str, IndexRow]]) -> None:
+    """Entries of exact and vPDQ banks into their indexes. A stored vPDQ value that no longer parses (it was
+    validated on import) is logged and skipped rather than stopping the whole load."""
+    videos = []
+    for signal_type, (value, bank, entry_id, external_id, note) in rows:
+        if signal_type != VPDQ:
+            await matcher.add_exact(signal_type, [(value, bank, entry_id, external_id, note)])
+            continue
+        try:
+            videos.append((parse_signal(value), bank, entry_id, external_id, note))
+        except ValueError as exc:
+            log.warning("bank %s entry %s: unreadable vPDQ hash skipped (%s)", bank, entry_id, exc)
+    if videos:
+        await matcher.add_videos(videos)

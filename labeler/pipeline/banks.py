@@ -21,7 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from labeler.pipeline.signals import PDQ, check_signal_type
+from labeler.pipeline.signals import PDQ, VPDQ, check_signal_type
+from labeler.pipeline.signals.vpdq import parse_signal, signal_key
 from labeler.protocol import syntax
 from labeler.store.engine import StoreError, is_sqlite, write_transaction
 from labeler.store.pipeline_schema import bank_changes, bank_entries, bank_signals, hash_banks
@@ -232,4 +233,6 @@ def _stored(signal_type: str, value: str) -> dict[str, str]:
     """The columns that hold `value` in its signal type's table."""
     if signal_type == PDQ:
         return {"pdq": value}
+    if signal_type == VPDQ:  # too long for a btree key: unique by the hash of its canonical form
+        return {"value": value, "value_key": signal_key(parse_signal(value))}
     return {"value": value, "value_key": value}

@@ -4,14 +4,16 @@ The same dict goes into the label event's `evidence` column and into review item
 API and the webhook all show one shape:
 
     {"kind": "hash-match", "job_id": 7, "source": "firehose", "subject": {"uri", "cid"},
-     "image": {"did", "blob_cid", "mime_type"}, "signal_type": "pdq" | "md5" | "sha256",
-     "pdq": "…", "quality": 92, "dihedral": false, "md5": "…", "sha256": "…",
-     "match": {"bank", "entry_id", "external_id", "note", "distance", "signal_type"}, "matcher": "embedded",
-     "rule": {…policy rule…}, "kinds": ["label", …], "action": "label" | "review" | "takedown" | …}
+     "image": {"did", "blob_cid", "mime_type", "media"}, "signal_type": "pdq" | "md5" | "sha256" | "vpdq",
+     "pdq": "…", "quality": 92, "dihedral": false, "md5": "…", "sha256": "…", "video": {probe} | null,
+     "match": {"bank", "entry_id", "external_id", "note", "distance", "signal_type", "similarity"?},
+     "matcher": "embedded", "rule": {…policy rule…}, "kinds": ["label", …],
+     "action": "label" | "review" | "takedown" | …}
 
-`signal_type` says which of the blob's hashes matched. Labels written before signal types existed carry
-`"kind": "pdq-match"` and no signal fields; `summary` reads both. `kinds` are all the actions the decision took;
-`action` is the one whose row (label event, review item, outbox row) carries this copy.
+`signal_type` says which of the blob's hashes matched; a vPDQ match's `similarity` has pytx's two percentages and
+the frame counts (the video's frame hashes themselves stay on the job). Labels written before signal types existed
+carry `"kind": "pdq-match"` and no signal fields; `summary` reads both. `kinds` are all the actions the decision
+took; `action` is the one whose row (label event, review item, outbox row) carries this copy.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from labeler.pipeline.actions.outbox import Outbox
 from labeler.pipeline.jobs import Job, JobQueue
 from labeler.pipeline.policy import Decision
 from labeler.pipeline.review import ReviewQueue
-from labeler.pipeline.signals import EXACT_SIGNALS, PDQ
+from labeler.pipeline.signals import EXACT_SIGNALS, PDQ, VPDQ
 from labeler.store.labels import LabelStore
 
 KIND: Final = "hash-match"
@@ -37,12 +39,18 @@ def decision_evidence(job: Job, decision: Decision, *, matcher: str, dihedral: b
         "job_id": job.id,
         "source": job.source,
         "subject": {"uri": job.subject_uri, "cid": job.subject_cid},
-        "image": {"did": job.image.did, "blob_cid": job.image.blob_cid, "mime_type": job.image.mime_type},
+        "image": {
+            "did": job.image.did,
+            "blob_cid": job.image.blob_cid,
+            "mime_type": job.image.mime_type,
+            "media": job.image.media,
+        },
         "signal_type": match.signal_type,
         "pdq": job.pdq,
         "quality": job.quality,
         "dihedral": dihedral,
         **{name: signals.get(name) for name in EXACT_SIGNALS},
+        "video": signals.get("video"),
         "match": {
             "bank": match.bank,
             "entry_id": match.entry_id,
@@ -50,7 +58,8 @@ def decision_evidence(job: Job, decision: Decision, *, matcher: str, dihedral: b
             "note": match.note,
             "distance": match.distance,
             "signal_type": match.signal_type,
-        },
+        }
+        | ({"similarity": match.similarity.to_json()} if match.similarity is not None else {}),
         "matcher": matcher,
         "rule": decision.rule.to_json(),
         "kinds": list(decision.kinds),
@@ -64,8 +73,16 @@ def summary(evidence: dict[str, Any]) -> str:
         return ", ".join(f"{k}={v}" for k, v in evidence.items())
     match, rule = evidence.get("match", {}), evidence.get("rule", {})
     signal_type = evidence.get("signal_type", PDQ)
-    value = evidence.get("quality") if signal_type == PDQ else evidence.get(signal_type)
-    hashed = f"quality {value}" if signal_type == PDQ else f"{signal_type} {value}"
+    similar = match.get("similarity") or {}
+    if signal_type == PDQ:
+        hashed = f"quality {evidence.get('quality')}"
+    elif signal_type == VPDQ:
+        hashed = (
+            f"{similar.get('query_match_percent')}% of {similar.get('query_frames')} frames matched, "
+            f"{similar.get('compared_match_percent')}% of the banked video's {similar.get('compared_frames')}"
+        )
+    else:
+        hashed = f"{signal_type} {evidence.get(signal_type)}"
     text = (
         f"{signal_type} match: bank {match.get('bank')} entry {match.get('entry_id')} at distance "
         f"{match.get('distance')} (rule {rule.get('name')}, job {evidence.get('job_id')}, "

@@ -1,11 +1,12 @@
 """Blob fetcher: DID → PDS endpoint → `com.atproto.sync.getBlob`, bounded, verified against the blob CID.
 
 Limits (design.md invariant 8): `max_image_bytes` (declared length and bytes actually read), `fetch_timeout` for
-the whole fetch including redirects, at most 3 redirects. Outside addresses only: every connection, redirects
-included, goes through `labeler.outbound.public_transport`, which resolves the host, checks every address (no
-loopback, private, link-local, multicast, reserved, NAT64 or 6to4 of those, …) and connects to a checked address
-itself, so a DNS answer that changes between the check and the connect (rebinding) cannot steer us inward.
-`allow_private_fetch` (tests, private deployments) turns the check off.
+the whole fetch including redirects, at most 3 redirects; a video has its own size and time limits, and its bytes
+go to a temporary file as they arrive (a 300 MB video is never held in memory). Outside addresses only: every
+connection, redirects included, goes through `labeler.outbound.public_transport`, which resolves the host, checks
+every address (no loopback, private, link-local, multicast, reserved, NAT64 or 6to4 of those, …) and connects to a
+checked address itself, so a DNS answer that changes between the check and the connect (rebinding) cannot steer us
+inward. `allow_private_fetch` (tests, private deployments) turns the check off.
 
 MD5 and SHA-256 are computed while the bytes stream in (`signals.exact.StreamDigests`); the SHA-256 is the CID
 check, so no byte is hashed twice.
@@ -17,8 +18,13 @@ Errors: `FetchUnavailable` (retryable: the PDS or the directory is down, slow, 5
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Final
 from urllib.parse import urljoin, urlsplit
 
@@ -61,10 +67,16 @@ class FetchRejected(FetchError):
 
 @dataclass(frozen=True)
 class FetchedBlob:
-    """A blob's bytes, verified against its CID, with the exact signals computed on the way in."""
+    """A blob verified against its CID, with the exact signals computed on the way in: an image's bytes in
+    memory (`data`), a video's in a temporary file (`path`) that `discard()` removes."""
 
-    data: bytes
     digests: ExactDigests
+    data: bytes = b""
+    path: Path | None = None
+
+    def discard(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def blob_cid_digest(cid: str) -> bytes:
@@ -86,12 +98,16 @@ class BlobFetcher:
         *,
         max_bytes: int,
         timeout: float,
+        max_video_bytes: int = 300_000_000,
+        video_timeout: float = 120.0,
         allow_private: bool = False,
         user_agent: str = "atproto-hma-labeler",
     ) -> None:
         self.resolver = resolver
         self.max_bytes = max_bytes
         self.timeout = timeout
+        self.max_video_bytes = max_video_bytes
+        self.video_timeout = video_timeout
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
@@ -104,19 +120,34 @@ class BlobFetcher:
         await self._client.aclose()
 
     async def fetch(self, image: ImageRef) -> FetchedBlob:
-        """The blob's bytes, verified against its CID, and their MD5 and SHA-256."""
+        """The blob, verified against its CID, with its MD5 and SHA-256; a video lands in a temporary file."""
         expected = blob_cid_digest(image.blob_cid)  # a malformed CID is refused before any request
+        video = image.media == "video"
+        limit, timeout = (self.max_video_bytes, self.video_timeout) if video else (self.max_bytes, self.timeout)
         digests = StreamDigests()
+        body = bytearray()
+        path: Path | None = None
+        spool: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if video:
+            fd, name = tempfile.mkstemp(prefix="labeler-video-")
+            path, spool = Path(name), os.fdopen(fd, "wb")
         try:
-            async with asyncio.timeout(self.timeout):
-                pds = await self._pds(image.did)
-                url = f"{pds.rstrip('/')}/xrpc/com.atproto.sync.getBlob"
-                data = await self._get(url, {"did": image.did, "cid": image.blob_cid}, self.max_bytes, digests)
-        except TimeoutError:
-            raise FetchUnavailable("timeout", f"fetching {image.blob_cid} took over {self.timeout:g}s") from None
-        if digests.sha256_digest() != expected:
-            raise FetchRejected("cid-mismatch", f"the bytes served do not hash to {image.blob_cid}")
-        return FetchedBlob(data, digests.done())
+            with spool as file:
+                write = file.write if file is not None else body.extend
+                try:
+                    async with asyncio.timeout(timeout):
+                        pds = await self._pds(image.did)
+                        url = f"{pds.rstrip('/')}/xrpc/com.atproto.sync.getBlob"
+                        await self._get(url, {"did": image.did, "cid": image.blob_cid}, limit, write, digests)
+                except TimeoutError:
+                    raise FetchUnavailable("timeout", f"fetching {image.blob_cid} took over {timeout:g}s") from None
+            if digests.sha256_digest() != expected:
+                raise FetchRejected("cid-mismatch", f"the bytes served do not hash to {image.blob_cid}")
+        except BaseException:  # nothing is handed over: the temporary file goes
+            if path is not None:
+                path.unlink(missing_ok=True)
+            raise
+        return FetchedBlob(digests.done(), bytes(body), path)
 
     async def get_record(self, did: str, collection: str, rkey: str) -> tuple[str | None, Any]:
         """(cid, value) of a record from its repo's PDS (`com.atproto.repo.getRecord`), within the same limits."""
@@ -125,7 +156,9 @@ class BlobFetcher:
                 pds = await self._pds(did)
                 url = f"{pds.rstrip('/')}/xrpc/com.atproto.repo.getRecord"
                 params = {"repo": did, "collection": collection, "rkey": rkey}
-                data = await self._get(url, params, _MAX_RECORD_BYTES)
+                body = bytearray()
+                await self._get(url, params, _MAX_RECORD_BYTES, body.extend)
+                data = bytes(body)
         except TimeoutError:
             raise FetchUnavailable("timeout", f"getRecord took over {self.timeout:g}s") from None
         try:
@@ -153,8 +186,14 @@ class BlobFetcher:
         return endpoint
 
     async def _get(
-        self, url: str, params: dict[str, str] | None, max_bytes: int, digests: StreamDigests | None = None
-    ) -> bytes:
+        self,
+        url: str,
+        params: dict[str, str] | None,
+        max_bytes: int,
+        write: Callable[[bytes], object],
+        digests: StreamDigests | None = None,
+    ) -> None:
+        """GET `url` (following up to 3 redirects) and hand the body to `write` chunk by chunk."""
         for _ in range(_MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -167,7 +206,7 @@ class BlobFetcher:
                         url, params = urljoin(url, response.headers["location"]), None
                         continue
                     await self._check_status(response, where)
-                    return await self._read(response, max_bytes, digests)
+                    return await self._read(response, max_bytes, write, digests)
                 finally:
                     await response.aclose()
             except RefusedAddress as e:
@@ -197,15 +236,17 @@ class BlobFetcher:
             raise FetchRejected("blob-not-found", f"{where} answered {status} {error}".strip())
         raise FetchRejected("pds-refused", f"{where} answered {status} {error}".strip())
 
-    async def _read(self, response: httpx.Response, max_bytes: int, digests: StreamDigests | None) -> bytes:
+    async def _read(
+        self, response: httpx.Response, max_bytes: int, write: Callable[[bytes], object], digests: StreamDigests | None
+    ) -> None:
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise FetchRejected("too-large", f"{declared} bytes > limit {max_bytes}")
-        body = bytearray()
+        size = 0
         async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchRejected("too-large", f"over the limit of {max_bytes} bytes")
             if digests is not None:
                 digests.update(chunk)
-            body += chunk
-            if len(body) > max_bytes:
-                raise FetchRejected("too-large", f"over the limit of {max_bytes} bytes")
-        return bytes(body)
+            write(chunk)  # memory, or the page cache of a temporary file: neither blocks for long

@@ -1,4 +1,5 @@
-"""Image hashing off the event loop: `hash_image` in a process pool, each image under its wall-time and memory limits.
+"""Media hashing off the event loop: `hash_image` (PDQ) and `hash_video` (vPDQ) in one process pool, each blob
+under its wall-time and memory limits.
 
 PDQ holds the GIL, so threads would not help; and an image is hostile input: one can take a thousand times the
 CPU of another, or gigabytes (issue 15: a 1,000-scan JPEG, a 631-byte JPEG declaring 7000×7000, PNG bombs). So
@@ -10,6 +11,10 @@ address space is capped. What a caller sees:
                      limit) and too-much-memory (over the memory limit); final, since the same bytes would do it again
     HasherCrashed    the process died for another reason (killed from outside, a crash in native code): retry later
     HasherBusy       no process was free within the caller's `max_wait` (upload checks): retry later
+    VideoHash / VideoRejected   the same for a video, with its own (longer) wall-time limit
+
+Videos share the processes with images: hashing is CPU work either way, and one process is one core. A video's
+decoders run in the child, where the pool's address-space limit bounds them too.
 
 The pool is public (`HashPool.pool`) so that other kinds of media job can run under the same limits in the same
 processes: `await hasher.pool.run(functools.partial(function, …), time_limit=…)`.
@@ -18,6 +23,7 @@ processes: `await hasher.pool.run(functools.partial(function, …), time_limit=�
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from labeler.pipeline.hasher import TOO_MUCH_MEMORY, TOO_SLOW, ImageRejected, PdqResult, hash_image
 from labeler.pipeline.procpool.pool import (
@@ -30,6 +36,7 @@ from labeler.pipeline.procpool.pool import (
     PoolError,
     ProcessPool,
 )
+from labeler.pipeline.signals.video import VideoHash, VideoLimits, VideoRejected, hash_video
 
 # Pipeline jobs wait behind upload checks, whose callers are waiting for an answer.
 UPLOAD_PRIORITY = 0
@@ -57,6 +64,8 @@ class HashPool:
         max_jpeg_scans: int,
         reduced_decode: bool = False,
         dihedral: bool = False,
+        video: VideoLimits | None = None,
+        video_timeout: float = 120.0,
     ) -> None:
         self.pool = ProcessPool(
             processes=processes, limits=limits, preload=("labeler.pipeline.hasher",), name="hash pool"
@@ -66,6 +75,8 @@ class HashPool:
         self.max_jpeg_scans = max_jpeg_scans
         self.reduced_decode = reduced_decode
         self.dihedral = dihedral
+        self.video = video or VideoLimits()
+        self.video_timeout = video_timeout
 
     async def start(self, processes: int | None = None) -> None:
         """Start the hashing processes now (`processes` of them, if the pool has not started yet)."""
@@ -95,6 +106,21 @@ class HashPool:
             raise ImageRejected(TOO_SLOW, str(exc)) from None
         except JobOutOfMemory as exc:
             raise ImageRejected(TOO_MUCH_MEMORY, str(exc)) from None
+        except PoolBusy as exc:
+            raise HasherBusy(str(exc)) from None
+        except (ChildDied, PoolClosed, PoolError) as exc:
+            raise HasherCrashed(str(exc)) from None
+
+    async def hash_video(self, path: Path, *, priority: int = JOB_PRIORITY, max_wait: float | None = None) -> VideoHash:
+        """vPDQ hash of the video file at `path` within `video_timeout` wall seconds; raises VideoRejected (with
+        too-slow and too-much-memory as for images), HasherCrashed or HasherBusy."""
+        try:
+            job = functools.partial(hash_video, str(path), self.video)
+            return await self.pool.run(job, time_limit=self.video_timeout, priority=priority, max_wait=max_wait)
+        except JobTimedOut as exc:
+            raise VideoRejected(TOO_SLOW, str(exc)) from None
+        except JobOutOfMemory as exc:
+            raise VideoRejected(TOO_MUCH_MEMORY, str(exc)) from None
         except PoolBusy as exc:
             raise HasherBusy(str(exc)) from None
         except (ChildDied, PoolClosed, PoolError) as exc:

@@ -25,6 +25,7 @@ from labeler.store.engine import is_sqlite, write_transaction
 from labeler.store.pipeline_schema import image_jobs
 
 SOURCES: Final = frozenset({"firehose", "jetstream", "report", "upload", "manual"})
+MEDIA: Final = ("image", "video")
 OUTCOMES: Final = ("no-match", "match", "rejected", "error")
 _MAX_URI: Final = 8192
 _INSERT_CHUNK: Final = 500
@@ -32,11 +33,13 @@ _INSERT_CHUNK: Final = 500
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An image blob: the repo (DID) that holds it and its CID (raw codec, sha256)."""
+    """A media blob: the repo (DID) that holds it, its CID (raw codec, sha256), and what the record says it is:
+    `media` is "image" (PDQ) or "video" (vPDQ). Image jobs are the pipeline's name for media jobs of both kinds."""
 
     did: str
     blob_cid: str
     mime_type: str | None = None
+    media: str = "image"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class JobSpec:
         if not self.image.did.startswith("did:") or len(self.image.did) > 2048:
             raise ValueError(f"not a DID: {self.image.did[:100]!r}")
         syntax.check_cid(self.image.blob_cid)
+        if self.image.media not in MEDIA:
+            raise ValueError(f"unknown media {self.image.media!r}")
         if self.subject_cid:
             syntax.check_cid(self.subject_cid)
 
@@ -91,7 +96,10 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "source": self.source, "subject_uri": self.subject_uri, "subject_cid": self.subject_cid,
-            "image": {"did": self.image.did, "blob_cid": self.image.blob_cid, "mime_type": self.image.mime_type},
+            "image": {
+                "did": self.image.did, "blob_cid": self.image.blob_cid, "mime_type": self.image.mime_type,
+                "media": self.image.media,
+            },
             "status": self.status, "attempts": self.attempts, "outcome": self.outcome, "reason": self.reason,
             "detail": self.detail, "pdq": self.pdq, "quality": self.quality, "signals": self.signals,
             "result": self.result,
@@ -102,7 +110,8 @@ class Job:
 def _job(row: Any) -> Job:
     return Job(
         id=row.id, source=row.source, subject_uri=row.subject_uri, subject_cid=row.subject_cid or None,
-        image=ImageRef(row.image_did, row.blob_cid, row.mime_type), status=row.status, attempts=row.attempts,
+        image=ImageRef(row.image_did, row.blob_cid, row.mime_type, row.media), status=row.status,
+        attempts=row.attempts,
         next_attempt_at=row.next_attempt_at, lease_owner=row.lease_owner, outcome=row.outcome, reason=row.reason,
         detail=row.detail, pdq=row.pdq, quality=row.quality, variants=row.variants, signals=row.signals,
         result=row.result,
@@ -142,6 +151,7 @@ class JobQueue:
                 "image_did": s.image.did,
                 "blob_cid": s.image.blob_cid,
                 "mime_type": s.image.mime_type,
+                "media": s.image.media,
                 "status": "queued",
                 "attempts": 0,
                 "next_attempt_at": now,

@@ -9,6 +9,8 @@ first.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from labeler.config import Settings
@@ -25,8 +27,7 @@ from labeler.pipeline.actions.screen import Screen
 from labeler.pipeline.bank_sync import SyncedBanks
 from labeler.pipeline.banks import BankStore
 from labeler.pipeline.cursors import CursorStore
-from labeler.pipeline.fetcher import BlobFetcher
-from labeler.pipeline.hasher import PdqResult
+from labeler.pipeline.fetcher import BlobFetcher, FetchedBlob
 from labeler.pipeline.hashing import UPLOAD_PRIORITY, HashPool
 from labeler.pipeline.jobs import JobQueue
 from labeler.pipeline.match.base import Matcher
@@ -37,7 +38,12 @@ from labeler.pipeline.procpool.pool import Limits
 from labeler.pipeline.report_jobs import ReportIntake
 from labeler.pipeline.review import ReviewQueue
 from labeler.pipeline.runner import WorkerPool
+from labeler.pipeline.signals.blob import BlobSignals, hash_blob
+from labeler.pipeline.signals.video import VideoLimits, support_problem
+from labeler.pipeline.signals.vpdq import Thresholds
 from labeler.pipeline.telemetry import PipelineMetrics
+
+log = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -69,7 +75,7 @@ class Pipeline:
         self.matcher: Matcher = (
             HmaMatcher(settings.hma_url)
             if settings.matcher == "hma"
-            else SyncedBanks(self.banks, poll_interval=self.options.bank_poll_seconds)
+            else SyncedBanks(self.banks, poll_interval=self.options.bank_poll_seconds, vpdq=vpdq_thresholds(settings))
         )
         self.hasher = HashPool(
             processes=self.options.processes_for(settings.workers),
@@ -79,11 +85,15 @@ class Pipeline:
             max_jpeg_scans=settings.max_jpeg_scans,
             reduced_decode=settings.reduced_decode,
             dihedral=settings.dihedral,
+            video=VideoLimits(settings.max_video_pixels, settings.max_video_seconds, settings.vpdq_seconds_per_hash),
+            video_timeout=settings.video_hash_timeout,
         )
         self.fetcher = BlobFetcher(
             resolver,
             max_bytes=settings.max_image_bytes,
             timeout=settings.fetch_timeout,
+            max_video_bytes=settings.max_video_bytes,
+            video_timeout=settings.video_fetch_timeout,
             allow_private=settings.allow_private_fetch,
         )
         self.reviews = ReviewQueue(engine)
@@ -104,10 +114,12 @@ class Pipeline:
         self.telemetry = PipelineMetrics(metrics.registry)
         self._workers: WorkerPool | None = None
 
-    async def hash_image(self, data: bytes) -> PdqResult:
-        """Hash image bytes for the upload-time check API: ahead of queued jobs, waiting at most
-        `upload_max_wait` for a process. Raises `ImageRejected`, `HasherCrashed` or `HasherBusy`."""
-        return await self.hasher.hash(data, priority=UPLOAD_PRIORITY, max_wait=self.settings.upload_max_wait)
+    async def hash_upload(self, blob: FetchedBlob, media: str) -> BlobSignals:
+        """Every signal of a blob for the upload-time check API: ahead of queued jobs, waiting at most
+        `upload_max_wait` for a process. Raises `HasherCrashed` or `HasherBusy`."""
+        return await hash_blob(
+            self.hasher, blob, media, priority=UPLOAD_PRIORITY, max_wait=self.settings.upload_max_wait
+        )
 
     async def start(self, *, workers: int, hashing: bool = False) -> None:
         """Run `workers` job workers (and the action outbox runner) in this process; 0 runs none.
@@ -119,6 +131,9 @@ class Pipeline:
             await self.hasher.start(self.options.processes_for(max(workers, 1)))
         if workers <= 0 or self._workers is not None:
             return
+        problem = support_problem()
+        if problem is not None:
+            log.warning("videos will be matched by MD5 and SHA-256 only: %s", problem)
         self._workers = WorkerPool(self, workers)
         self.jobs.on_enqueue = self._workers.wake
         self.reports.on_queued = self._workers.wake_reports
@@ -136,6 +151,16 @@ class Pipeline:
         await self.matcher.aclose()
         await self.fetcher.aclose()
         await self.hasher.aclose()
+
+
+def vpdq_thresholds(settings: Settings) -> Thresholds:
+    """When a video matches a banked one: pytx's rule with our percentages, match distance and quality threshold."""
+    return Thresholds(
+        settings.vpdq_query_match_percent,
+        settings.vpdq_compared_match_percent,
+        settings.match_distance,
+        settings.pdq_quality_threshold,
+    )
 
 
 def default_label(declaration: Declaration) -> str:

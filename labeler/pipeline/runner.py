@@ -4,9 +4,12 @@ Failure handling per step (every path ends in `finish` or `retry`, never in a de
 
     fetch   FetchUnavailable → retry with backoff; after `max_attempts` → error/gave-up
             FetchRejected    → rejected/<reason> (cid-mismatch, too-large, blob-not-found, private-address, …)
-            (MD5 and SHA-256 are computed while the bytes arrive)
-    hash    ImageRejected    → no PDQ; unless an exact hash matches, rejected/<reason> (truncated, too-slow, …)
-            HasherCrashed    → retry; quality below the threshold → PDQ not looked up (no-match/low-quality)
+            (MD5 and SHA-256 are computed while the bytes arrive; a video's go to a temporary file)
+    hash    an image gets PDQ, a video vPDQ:
+            ImageRejected / VideoRejected → no perceptual hash; unless an exact hash matches, rejected/<reason>
+                                            (truncated, not-a-video, too-long, too-slow, …)
+            HasherCrashed    → retry; quality below the threshold (a video: every frame) → not looked up
+                               (no-match/low-quality)
     match   MatcherUnavailable (HMA down, 503) → retry with backoff, never given up (the hash is kept on the row,
             so the retry does not fetch again); MatcherError → error/matcher-error
     act     database failure queuing the actions → retry (once queued, actions retry on their own)
@@ -27,14 +30,13 @@ import os
 import socket
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labeler.pipeline.fetcher import FetchError
-from labeler.pipeline.hasher import ImageRejected, PdqResult
 from labeler.pipeline.hashing import HasherCrashed
 from labeler.pipeline.jobs import Job, backoff_delay
 from labeler.pipeline.match.base import MatchFailure, lookup_signals
-from labeler.pipeline.signals import EXACT_SIGNALS
+from labeler.pipeline.signals.blob import hash_blob, lookup_from
 from labeler.store.engine import StoreError
 
 if TYPE_CHECKING:
@@ -68,14 +70,18 @@ class JobProcessor:
             if isinstance(hashed, str):
                 return hashed
             job = hashed
-        signals = job.signals or {}
-        rejected = signals.get("rejected")
-        low_quality = job.quality is not None and job.quality < settings.pdq_quality_threshold
-        pdq = [] if job.pdq is None or low_quality else (job.variants or [job.pdq])
-        exact = {name: signals[name] for name in EXACT_SIGNALS if isinstance(signals.get(name), str)}
+        ask = lookup_from(
+            pdq=job.pdq,
+            quality=job.quality,
+            variants=job.variants,
+            kept=job.signals,
+            quality_threshold=settings.pdq_quality_threshold,
+        )
         started = time.perf_counter()
         try:
-            matches = await lookup_signals(p.matcher, pdq=pdq, exact=exact, max_distance=settings.match_distance)
+            matches = await lookup_signals(
+                p.matcher, pdq=ask.pdq, exact=ask.exact, vpdq=ask.vpdq, max_distance=settings.match_distance
+            )
         except MatchFailure as exc:
             p.telemetry.matcher_errors.labels(matcher=settings.matcher, kind=type(exc).__name__).inc()
             if exc.retryable:
@@ -85,16 +91,19 @@ class JobProcessor:
         p.telemetry.matcher_seconds.labels(matcher=settings.matcher).observe(time.perf_counter() - started)
         if not matches:
             # Nothing matched the hashes there are; say why a perceptual hash is missing or was not looked up.
-            if isinstance(rejected, dict):
-                return await self._finish(job, owner, "rejected", rejected.get("reason"), rejected.get("detail"))
-            if low_quality:
-                detail = f"PDQ quality {job.quality} < {settings.pdq_quality_threshold}"
+            if ask.rejected is not None:
+                reason, detail = ask.rejected.get("reason"), ask.rejected.get("detail")
+                return await self._finish(job, owner, "rejected", reason, detail)
+            if ask.low_quality:
+                quality = f"PDQ quality {job.quality}" if job.quality is not None else "every frame's PDQ quality"
+                detail = f"{quality} < {settings.pdq_quality_threshold}"
                 return await self._finish(job, owner, "no-match", "low-quality", detail)
             return await self._finish(job, owner, "no-match", None, None, {"matches": []})
         for m in matches:
             p.telemetry.matches.labels(signal_type=m.signal_type).inc()
         found = [
             {"bank": m.bank, "entry_id": m.entry_id, "distance": m.distance, "signal_type": m.signal_type}
+            | ({"similarity": m.similarity.to_json()} if m.similarity is not None else {})
             for m in matches
         ]
         try:
@@ -125,22 +134,18 @@ class JobProcessor:
             if exc.retryable:
                 return await self._retry(job, owner, "fetch", str(exc), give_up=True)
             return await self._finish(job, owner, "rejected", exc.reason, exc.detail)
-        signals: dict[str, Any] = dict(blob.digests.as_signals())
         started = time.perf_counter()
         try:
-            pdq: PdqResult | None = await p.hasher.hash(blob.data)
-        except ImageRejected as exc:
-            # The bytes are still matched by their exact hashes: a banked file need not decode.
-            pdq, signals["rejected"] = None, {"reason": exc.reason, "detail": exc.detail}
+            hashed = await hash_blob(p.hasher, blob, job.image.media)
         except HasherCrashed as exc:
             return await self._retry(job, owner, "hasher", str(exc), give_up=True)
-        p.telemetry.hash_seconds.observe(time.perf_counter() - started)
-        kept: dict[str, Any] = {}
-        if pdq is not None:
-            kept = {"pdq": pdq.hash, "quality": pdq.quality, "variants": list(pdq.variants) if pdq.variants else None}
-        if not await p.jobs.save_hash(job, owner, signals=signals, **kept):
+        finally:
+            blob.discard()
+        p.telemetry.hash_seconds.labels(media=job.image.media).observe(time.perf_counter() - started)
+        signals, columns = hashed.kept(), hashed.pdq_columns()
+        if not await p.jobs.save_hash(job, owner, signals=signals, **columns):
             return "lost-lease"
-        return replace(job, signals=signals, **kept)
+        return replace(job, signals=signals, **columns)
 
     async def _finish(
         self,

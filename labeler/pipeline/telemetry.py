@@ -29,8 +29,10 @@ class PipelineMetrics:
             "labeler_pipeline_matcher_errors", "Matcher failures by kind", ["matcher", "kind"], registry=registry
         )
         self.hash_seconds = Histogram(
-            "labeler_pipeline_hash_seconds", "Decode + PDQ hash time per image (process pool round trip)",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry,
+            "labeler_pipeline_hash_seconds",
+            "Decode + perceptual hash time per blob (process pool round trip): PDQ for images, vPDQ for videos",
+            ["media"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=registry,
         )  # fmt: skip
         self.labels = Counter("labeler_pipeline_decisions", "Policy decisions by action", ["action"], registry=registry)
         self.matches = Counter(

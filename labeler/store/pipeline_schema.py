@@ -1,9 +1,9 @@
 """Tables of the image pipeline: durable jobs, report intake, source cursors, embedded hash banks, the review queue.
 
-Created by migrations 0003, 0004 (`report_intake`) and 0007 (signal types, `bank_signals`, `image_jobs.signals`);
-0008 moved review webhooks into the action outbox. Times that workers compare (`next_attempt_at`,
-`lease_expires_at`) are epoch seconds as floats so both databases compare them numerically; times shown to people
-are RFC 3339 text like elsewhere.
+Created by migrations 0003, 0004 (`report_intake`), 0007 (signal types, `bank_signals`, `image_jobs.signals`) and
+0010 (`image_jobs.media`); 0008 moved review webhooks into the action outbox. Times that workers compare
+(`next_attempt_at`, `lease_expires_at`) are epoch seconds as floats so both databases compare them numerically;
+times shown to people are RFC 3339 text like elsewhere.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ image_jobs = sa.Table(
     sa.Column("image_did", ByteText, nullable=False),
     sa.Column("blob_cid", ByteText, nullable=False),
     sa.Column("mime_type", sa.Text, nullable=True),
+    sa.Column("media", sa.Text, nullable=False, server_default="image"),  # image | video, as the record's embed says
     sa.Column("status", sa.Text, nullable=False, server_default="queued"),  # queued | running | done
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
@@ -36,7 +37,8 @@ image_jobs = sa.Table(
     sa.Column("pdq", sa.Text, nullable=True),  # kept once computed, so a retry after a matcher outage skips fetch
     sa.Column("quality", sa.Integer, nullable=True),
     sa.Column("variants", sa.JSON, nullable=True),
-    # Exact hashes {"md5", "sha256"}, and {"rejected": {reason, detail}} when no perceptual hash could be made.
+    # Exact hashes {"md5", "sha256"}, a video's {"vpdq": [features], "video": {probe}}, and {"rejected": {reason,
+    # detail}} when no perceptual hash could be made.
     sa.Column("signals", sa.JSON, nullable=True),
     sa.Column("result", sa.JSON, nullable=True),  # matches and the decisions taken on them
     sa.Column("created_at", sa.Text, nullable=False),

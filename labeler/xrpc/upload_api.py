@@ -1,20 +1,24 @@
-"""The upload-time check API for apps: a PDS or app checks an image before publishing it.
+"""The upload-time check API for apps: a PDS or app checks an image or a video before publishing it.
 
-    POST /api/v1/hash   image bytes                     → {"hash", "quality", "md5", "sha256"}
-    POST /api/v1/match  image bytes | {"hash"|"md5"|…}  → {…, "matches": [{bank, distance, entry_id, signal_type, …}]}
+    POST /api/v1/hash   image or video bytes          → every signal: {"media", "md5", "sha256", "hash", "quality"}
+                                                         (an image's PDQ) or {…, "vpdq", "video"} (a video's)
+    POST /api/v1/match  bytes | {"hash"|"md5"|"sha256"|"vpdq"} → {…, "matches": [{bank, distance, entry_id,
+                                                         signal_type, …}]}
 
 Synchronous, and nothing is stored: unlike the firehose, the caller decides what to do with the answer.
 Callers present `Authorization: Bearer <token>` for one of `LABELER_UPLOAD_TOKENS`; with none configured the
-API is closed. Bodies may be up to `max_image_bytes` (the app-wide body limit is lifted for these paths only).
-Hashing runs in the pipeline's process pool, with the same limits, reduced decoding and dihedral variants as
-the pipeline, and a match follows the pipeline's rules (quality threshold, match distance), so the answer here
-is the answer the labeler would give for the same image on the network: that includes matching the exact hashes
-(MD5, SHA-256) of bytes that do not decode, which are refused only when nothing matched them. Matches of
-disabled bank entries are left out, and an allow-listed image answers no matches with `"allow_listed": true`.
+API is closed. The first bytes say whether a body is a video (`upload_body`); an image may be up to
+`max_image_bytes`, a video up to `max_video_bytes` (streamed to a temporary file; the app-wide body limit is
+lifted for these paths only). Hashing runs in the pipeline's process pool with the pipeline's limits, and a match
+follows the pipeline's rules (quality threshold, match distance, vPDQ thresholds), so the answer here is the one
+the labeler would give for the same blob on the network: that includes matching the exact hashes (MD5, SHA-256)
+of bytes that do not decode, which are refused only when nothing matched them. Matches of
+disabled bank entries are left out, and an allow-listed blob answers no matches with `"allow_listed": true`.
 
-Nothing queues without bound: at most MAX_CONCURRENT checks are in flight (more are answered 503 at once), a
-check waits at most `upload_max_wait` for a hashing process (ahead of pipeline jobs), and hashing one image is
-cut off at `hash_timeout` (400 ImageRejected, reason too-slow).
+Nothing queues without bound: at most MAX_CONCURRENT checks are in flight (more are answered 503 at once), of them
+at most MAX_CONCURRENT_VIDEOS videos, a check waits at most `upload_max_wait` for a hashing process (ahead of
+pipeline jobs), and hashing one image is cut off at `hash_timeout`, one video at `video_hash_timeout` (400
+ImageRejected or VideoRejected, reason too-slow).
 """
 
 from __future__ import annotations
@@ -31,20 +35,26 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from labeler.config import Settings
-from labeler.pipeline.hasher import TOO_LARGE, ImageRejected, PdqResult, validate_pdq_hex
+from labeler.pipeline.hasher import validate_pdq_hex
 from labeler.pipeline.hashing import HasherBusy, HasherCrashed
 from labeler.pipeline.match.base import MatcherUnavailable, MatchFailure, lookup_signals
-from labeler.pipeline.signals import EXACT_SIGNALS
-from labeler.pipeline.signals.exact import digests_of, validate_exact
-from labeler.protocol.errors import AuthRequired, InvalidRequest, PayloadTooLarge, XrpcError
+from labeler.pipeline.signals import EXACT_SIGNALS, VPDQ
+from labeler.pipeline.signals.blob import VIDEO, BlobSignals, lookup_from
+from labeler.pipeline.signals.exact import validate_exact
+from labeler.pipeline.signals.video import VideoRejected
+from labeler.pipeline.signals.vpdq import parse_signal, to_signal
+from labeler.protocol.errors import AuthRequired, InvalidRequest, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.body import parse_json
 from labeler.xrpc.errors import error_response
+from labeler.xrpc.upload_body import read_upload
 
 HASH_PATH: Final = "/api/v1/hash"
 MATCH_PATH: Final = "/api/v1/match"
 # Checks in flight at once; more are refused before their body is read, so memory and waiting stay bounded.
 MAX_CONCURRENT: Final = 16
+# Videos among them (each up to max_video_bytes on disk and seconds of hashing); more get 503 at once.
+MAX_CONCURRENT_VIDEOS: Final = 2
 RETRY_AFTER_S: Final = "5"
 
 
@@ -59,6 +69,12 @@ class ImageNotAccepted(InvalidRequest):
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "reason": self.reason}
+
+
+class VideoNotAccepted(ImageNotAccepted):
+    """The body is a video we cannot hash; `reason` as the video hasher says (truncated, too-long, unsupported, …)."""
+
+    name = "VideoRejected"
 
 
 class ServiceUnavailable(XrpcError):
@@ -81,8 +97,10 @@ def upload_routes() -> list[Route]:
 
 
 def upload_body_limits(settings: Settings) -> dict[str, int]:
-    """Per-path body limits for BodyLimitMiddleware: an image may be as large as the pipeline accepts."""
-    return {HASH_PATH: settings.max_image_bytes, MATCH_PATH: settings.max_image_bytes}
+    """Per-path body limits for BodyLimitMiddleware: a blob may be as large as the pipeline accepts (the body's
+    kind, known from its first bytes, then sets its own limit)."""
+    limit = max(settings.max_image_bytes, settings.max_video_bytes)
+    return {HASH_PATH: limit, MATCH_PATH: limit}
 
 
 def _checked(handler: Callable[[Request, Labeler], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -108,38 +126,33 @@ def _checked(handler: Callable[[Request, Labeler], Awaitable[Response]]) -> Call
 @_checked
 async def hash_image(request: Request, labeler: Labeler) -> Response:
     if _is_json(request):
-        raise InvalidRequest("send the image bytes as the body (Content-Type: image/* or application/octet-stream)")
-    data = await _image_body(request)
-    exact = await asyncio.to_thread(digests_of, data)
-    result = await _hash(labeler, data)
-    return JSONResponse({"hash": result.hash, "quality": result.quality, **exact.as_signals()})
+        raise InvalidRequest("send the image or video bytes as the body (Content-Type: image/*, video/*, …)")
+    media, hashed = await _hash_body(request, labeler)
+    if hashed.rejected is not None:
+        raise _not_accepted(media, hashed.rejected)
+    return JSONResponse({"media": media, **_signals(media, hashed)})
 
 
 @_checked
 async def match_image(request: Request, labeler: Labeler) -> Response:
     settings = labeler.settings
-    rejected: ImageNotAccepted | None = None
+    hashed: BlobSignals | None = None
     if _is_json(request):
         given = _hashes_from_json(await request.body())
-        pdq, quality, variants = given.pop("hash", None), None, None
-        exact = given
+        frames = given.pop(VPDQ, None)
+        pdq = given.pop("hash", None)
+        kept = given | ({VPDQ: frames} if frames else {})
+        ask = lookup_from(pdq=pdq, kept=kept, quality_threshold=0)
+        body: dict[str, Any] = {"hash": pdq, "quality": None, **given}
     else:
-        data = await _image_body(request)
-        exact = (await asyncio.to_thread(digests_of, data)).as_signals()
-        pdq = quality = variants = None
-        try:
-            result = await _hash(labeler, data)
-            pdq, quality, variants = result.hash, result.quality, result.variants
-        except ImageNotAccepted as exc:
-            rejected = exc  # its exact hashes may still match, as in the pipeline
-    body: dict[str, Any] = {"hash": pdq, "quality": quality, **exact, "matches": []}
-    low_quality = quality is not None and quality < settings.pdq_quality_threshold
-    if low_quality:
-        body["skipped"] = "low-quality"  # as in the pipeline: recorded, not matched
-    looked_up = [] if pdq is None or low_quality else list(variants or [pdq])
+        media, hashed = await _hash_body(request, labeler)
+        ask = lookup_from(quality_threshold=settings.pdq_quality_threshold, kept=hashed.kept(), **hashed.pdq_columns())
+        body = {"media": media, **_signals(media, hashed)}
+        if ask.low_quality:
+            body["skipped"] = "low-quality"  # as in the pipeline: recorded, not matched
     try:
         matches = await lookup_signals(
-            labeler.pipeline.matcher, pdq=looked_up, exact=exact, max_distance=settings.match_distance
+            labeler.pipeline.matcher, pdq=ask.pdq, exact=ask.exact, vpdq=ask.vpdq, max_distance=settings.match_distance
         )
     except MatcherUnavailable as exc:
         raise ServiceUnavailable(f"matcher unavailable: {exc.message}") from None
@@ -149,15 +162,16 @@ async def match_image(request: Request, labeler: Labeler) -> Response:
     matches = screened.matches
     if screened.allowed_by is not None:
         body["allow_listed"] = True
-    if rejected is not None and not matches:
-        raise rejected
+    if hashed is not None and hashed.rejected is not None:
+        if not matches:
+            raise _not_accepted(body["media"], hashed.rejected)
+        body["rejected"] = hashed.rejected.reason
     body["matches"] = [
         {"bank": m.bank, "distance": m.distance, "entry_id": m.entry_id, "signal_type": m.signal_type}
         | ({"external_id": m.external_id} if m.external_id is not None else {})
+        | ({"similarity": m.similarity.to_json()} if m.similarity is not None else {})
         for m in matches
     ]
-    if rejected is not None:
-        body["rejected"] = rejected.reason
     return JSONResponse(body)
 
 
@@ -183,22 +197,68 @@ def _is_json(request: Request) -> bool:
     return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
 
 
-async def _image_body(request: Request) -> bytes:
+async def _hash_body(request: Request, labeler: Labeler) -> tuple[str, BlobSignals]:
+    """Read the body (an image or a video) and compute every signal of it in the pipeline's hashing pool."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type.startswith("multipart/"):
-        raise InvalidRequest("send the raw image bytes as the body, not a multipart form")
-    data = await request.body()
-    if not data:
-        raise InvalidRequest("empty body: send the image bytes")
-    return data
+        raise InvalidRequest("send the raw image or video bytes as the body, not a multipart form")
+    settings = labeler.settings
+    slots: _VideoSlots = request.app.state.upload_video_slots
+    taken = False
+
+    def take_a_video_slot() -> None:
+        nonlocal taken
+        taken = slots.take()
+
+    try:
+        media, blob = await read_upload(
+            request.stream(),
+            max_image_bytes=settings.max_image_bytes,
+            max_video_bytes=settings.max_video_bytes,
+            before_video=take_a_video_slot,
+        )
+        try:
+            return media, await labeler.pipeline.hash_upload(blob, media)
+        except HasherCrashed:
+            raise ServiceUnavailable("the hasher restarted; try again") from None
+        except HasherBusy:
+            raise ServiceUnavailable("every hashing process is busy; try again later") from None
+        finally:
+            blob.discard()
+    finally:
+        if taken:
+            slots.release()
 
 
-_JSON_HASHES: Final = ("hash", *EXACT_SIGNALS)
-_JSON_SHAPE: Final = '{"hash": "<PDQ, 64 hex>", "md5": "<32 hex>", "sha256": "<64 hex>"} (at least one)'
+def _signals(media: str, hashed: BlobSignals) -> dict[str, Any]:
+    """Every signal of a blob as the API shows it: exact hashes, and PDQ (`hash`, `quality`) or vPDQ."""
+    shown: dict[str, Any] = dict(hashed.exact.as_signals())
+    if media != VIDEO:  # an image: its PDQ, or nulls when it could not be hashed
+        shown.update(hash=None, quality=None)
+    if hashed.pdq is not None:
+        shown.update(hash=hashed.pdq.hash, quality=hashed.pdq.quality)
+    if hashed.video is not None:
+        shown.update({VPDQ: [str(f) for f in hashed.video.features], "video": hashed.video.info.to_json()})
+    return shown
+
+
+def _not_accepted(media: str, rejected: Exception) -> ImageNotAccepted:
+    reason, detail = getattr(rejected, "reason", "corrupt"), getattr(rejected, "detail", str(rejected))
+    if isinstance(rejected, VideoRejected) or media == VIDEO:
+        return VideoNotAccepted(reason, f"video rejected ({reason}): {detail}")
+    return ImageNotAccepted(reason, f"image rejected ({reason}): {detail}")
+
+
+_JSON_HASHES: Final = ("hash", *EXACT_SIGNALS, VPDQ)
+_JSON_SHAPE: Final = (
+    '{"hash": "<PDQ, 64 hex>", "md5": "<32 hex>", "sha256": "<64 hex>", "vpdq": ["<hex>,<quality>,<time>", …]}'
+    " (at least one)"
+)
 
 
 def _hashes_from_json(raw: bytes) -> dict[str, str]:
-    """The hashes a JSON body names, validated: `hash` (PDQ) and the exact signal types by name."""
+    """The hashes a JSON body names, validated: `hash` (PDQ), the exact signal types and `vpdq` by name (a vPDQ
+    hash as pytx's signal string or the list it encodes, returned as the signal string)."""
     value = parse_json(raw)
     if not isinstance(value, dict) or not value or set(value) - set(_JSON_HASHES):
         raise InvalidRequest(f"expected {_JSON_SHAPE}")
@@ -206,27 +266,37 @@ def _hashes_from_json(raw: bytes) -> dict[str, str]:
     for key, given in value.items():
         normalised = given.strip().lower() if isinstance(given, str) else given
         try:
-            hashes[key] = validate_pdq_hex(normalised) if key == "hash" else validate_exact(key, normalised)
+            if key == VPDQ:
+                hashes[key] = to_signal(parse_signal(given))
+            elif key == "hash":
+                hashes[key] = validate_pdq_hex(normalised)
+            else:
+                hashes[key] = validate_exact(key, normalised)
         except ValueError:
             raise InvalidRequest(f"{key}: not a well-formed hash; expected {_JSON_SHAPE}") from None
     return hashes
 
 
-async def _hash(labeler: Labeler, data: bytes) -> PdqResult:
-    try:
-        return await labeler.pipeline.hash_image(data)
-    except ImageRejected as exc:
-        if exc.reason == TOO_LARGE:
-            raise PayloadTooLarge(f"image larger than {labeler.settings.max_image_bytes} bytes") from None
-        raise ImageNotAccepted(exc.reason, f"image rejected ({exc.reason}): {exc.detail}") from None
-    except HasherCrashed:
-        raise ServiceUnavailable("the hasher restarted; try again") from None
-    except HasherBusy:
-        raise ServiceUnavailable("every hashing process is busy; try again later") from None
+class _VideoSlots:
+    """Videos checked at once. A video waits for no slot (its hashing takes seconds): none free is a 503."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+
+    def take(self) -> bool:
+        if self.free <= 0:
+            raise ServiceUnavailable(f"{MAX_CONCURRENT_VIDEOS} videos are being checked; try again shortly")
+        self.free -= 1
+        return True
+
+    def release(self) -> None:
+        self.free += 1
 
 
 def _slots(request: Request) -> asyncio.Semaphore:
-    slots: asyncio.Semaphore | None = getattr(request.app.state, "upload_slots", None)
+    state = request.app.state
+    slots: asyncio.Semaphore | None = getattr(state, "upload_slots", None)
     if slots is None:
-        slots = request.app.state.upload_slots = asyncio.Semaphore(MAX_CONCURRENT)
+        slots = state.upload_slots = asyncio.Semaphore(MAX_CONCURRENT)
+        state.upload_video_slots = _VideoSlots(MAX_CONCURRENT_VIDEOS)
     return slots

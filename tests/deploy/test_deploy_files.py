@@ -317,12 +317,16 @@ def test_dockerfile_builds_wheels_with_a_compiler_and_runs_slim() -> None:
     assert one(builder, "FROM").value[-2:] == ("AS", "builder")
     assert "slim" in one(builder, "FROM").value[0] and "slim" in one(runtime, "FROM").value[0]
     assert any("g++" in c.value[0] for c in builder if c.cmd == "RUN"), "pdqhash ships only an sdist"
+    assert any("libavcodec-dev" in c.value[0] for c in builder if c.cmd == "RUN"), "vpdq builds against libav*"
     assert any("pip wheel" in c.value[0] and "/wheels" in c.value[0] for c in builder if c.cmd == "RUN")
     install = [c for c in runtime if c.cmd == "RUN" and "pip install" in c.value[0]]
     assert len(install) == 1
     assert "--no-index" in install[0].value[0] and pyproject()["project"]["name"] in install[0].value[0]
     assert "from=builder" in install[0].flags[0]
-    assert not any("g++" in c.value[0] or "apt-get" in c.value[0] for c in runtime if c.cmd == "RUN")
+    assert not any("g++" in c.value[0] or "-dev" in c.value[0] for c in runtime if c.cmd == "RUN")
+    # The runtime's only system package: FFmpeg, for ffprobe and the libraries vpdq links.
+    [apt] = [c.value[0] for c in runtime if c.cmd == "RUN" and "apt-get" in c.value[0]]
+    assert "install -y --no-install-recommends ffmpeg" in apt and "[video]" in install[0].value[0]
 
 
 def test_dockerfile_runs_as_non_root_with_volumes_healthcheck_and_entrypoint() -> None:

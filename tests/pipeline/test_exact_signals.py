@@ -136,3 +136,17 @@ def test_bank_import_signal(runner: CliRunner, tmp_path: Path) -> None:  # noqa:
     assert "no bank named" in invoke(runner, "bank", "import", "NEW", str(again), "--signal", "md5", code=1)
     invoke(runner, "bank", "create", "SHAS", "--signal", "sha256")
     assert "SHAS  sha256  0 entries" in invoke(runner, "bank", "list")
+
+
+def test_bank_import_vpdq(runner: CliRunner, tmp_path: Path) -> None:  # noqa: F811
+    frames = [f"{n:064x},{90 + n},{n}.0" for n in range(3)]
+    signal = json.dumps(frames)  # pytx's signal string: a JSON list, with spaces
+    text = tmp_path / "videos.txt"
+    text.write_text(f"# banked videos\n{signal} case-1 first note\n[1, 2] case-2\n{json.dumps(frames[:1])}\n")
+    out = invoke(runner, "bank", "import", "VIDEOS", str(text), "--signal", "vpdq", "--create", code=1)
+    assert f"{text}:3: vPDQ feature must be 'hex,quality,time'" in out and "imported 2 entries" in out
+    csv_file = tmp_path / "videos.csv"
+    csv_file.write_text('vpdq,external_id\n"' + signal.replace('"', '""') + '",case-1\n')
+    assert "imported 0 entries" in invoke(runner, "bank", "import", "VIDEOS", str(csv_file))  # the same video
+    [listed] = json.loads(invoke(runner, "bank", "list", "--json"))
+    assert (listed["signal_type"], listed["entries"]) == ("vpdq", 2)

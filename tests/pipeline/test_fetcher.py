@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +122,37 @@ async def test_an_author_whose_did_web_host_is_loopback_is_refused(
     with pytest.raises(FetchRejected) as caught:
         await fetcher(allow_private=False).fetch(ImageRef("did:web:0x7f000001", blob_cid(IMAGE)))
     assert caught.value.reason == "private-address"
+
+
+async def test_a_video_streams_to_a_temporary_file_that_never_outlives_its_use(
+    pds_world: PdsWorld, fetcher: Callable[..., BlobFetcher], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the fetcher spools, for this test
+    data = bytes(range(256)) * 4096  # 1 MiB: over the image limit, under the video limit
+    did = pds_world.account()
+    ref = replace(pds_world.pds.add(did, data), media="video")
+    tampered = replace(pds_world.pds.add(did, data + b"x"), media="video")
+    pds_world.pds.tamper[tampered.blob_cid] = data
+    with pds_world.pds_running():
+        with pytest.raises(FetchRejected) as too_large:
+            await fetcher(max_bytes=1000).fetch(replace(ref, media="image"))
+        video = fetcher(max_bytes=1000)
+        blob = await video.fetch(ref)
+        assert blob.path is not None and blob.data == b""
+        assert blob.digests == ExactDigests(hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest(), len(data))
+        assert spooled(tmp_path) == {blob.path: (data, 0o600)}
+        blob.discard()
+        with pytest.raises(FetchRejected) as mismatch:
+            await video.fetch(tampered)
+        video.max_video_bytes = len(data) - 1
+        with pytest.raises(FetchRejected) as too_large_video:
+            await video.fetch(ref)
+    assert (too_large.value.reason, mismatch.value.reason, too_large_video.value.reason) == (
+        "too-large", "cid-mismatch", "too-large",
+    )  # fmt: skip
+    assert spooled(tmp_path) == {}  # refused or discarded, no file stays behind
+
+
+def spooled(folder: Path) -> dict[Path, tuple[bytes, int]]:
+    """The files in `folder`: their bytes and permission bits."""
+    return {path: (path.read_bytes(), path.stat().st_mode & 0o777) for path in folder.iterdir()}

@@ -28,7 +28,7 @@ async def test_the_first_image_finds_the_hashing_processes_already_running(make_
         await labeler.start(workers=1)
         running = child_pids(os.getpid())
         assert len(running) == 1, "the hashing process starts with the workers, not on the first image"
-        await labeler.pipeline.hash_image(IMAGE)
+        await labeler.pipeline.hasher.hash(IMAGE)
         assert child_pids(os.getpid()) == running
     finally:
         await labeler.aclose()

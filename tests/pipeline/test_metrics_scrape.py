@@ -58,7 +58,8 @@ async def test_metrics_expose_labels_stream_and_pipeline_figures(pds_world: PdsW
     assert sum(v for (name, labels), v in scraped.items() if name == "labeler_pipeline_job_outcomes_total") == 3
     assert sum(v for (name, _), v in scraped.items() if name == "labeler_pipeline_fetch_errors_total") >= 1
     assert value(scraped, "labeler_pipeline_matcher_seconds_count", matcher="embedded") >= 1
-    assert value(scraped, "labeler_pipeline_hash_seconds_count") >= 1
+    assert value(scraped, "labeler_pipeline_hash_seconds_count", media="image") >= 1
+    assert value(scraped, "labeler_pipeline_matches_total", signal_type="pdq") == 1
     assert any(name == "labeler_pipeline_jobs" for name, _ in scraped)
 
 

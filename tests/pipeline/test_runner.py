@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,6 +15,9 @@ from support.server import free_port, serve_in_thread
 from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.evidence import explain, summary
 from labeler.pipeline.hasher import hamming_distance, hash_image
+from labeler.pipeline.jobs import JobSpec
+from labeler.pipeline.signals.video import VideoLimits, hash_video
+from labeler.pipeline.signals.vpdq import to_signal
 from labeler.store.schema import label_events
 
 from .blob_server import PdsWorld, post_record
@@ -21,6 +25,7 @@ from .conftest import RunningStandin
 from .corpus import encode, png_zlib_bomb, structured_rgb
 from .harness import Harness, all_done, eventually, job_for
 from .hma_standin import HmaStandin
+from .videos import cached, hostile_corpus, reencoded, require_video_tools, video
 
 BANKED = encode(structured_rgb(320, 240, seed=1), "PNG")
 OTHER = encode(structured_rgb(320, 240, seed=2), "JPEG", quality=90)
@@ -252,3 +257,76 @@ async def test_exact_banks_match_any_blob_even_one_that_does_not_decode(
     }  # fmt: skip
     assert summary(evidence).startswith("sha256 match: bank FILES_SHA entry ")
     assert f"image {by_sha256.image.blob_cid}, sha256 {hashlib.sha256(broken).hexdigest()}" in summary(evidence)
+
+
+def video_post(harness: Harness, did: str, rkey: str, data: bytes) -> JobSpec:
+    spec = harness.post(did, rkey, data)
+    return replace(spec, image=replace(spec.image, mime_type="video/mp4", media="video"))
+
+
+async def test_video_posts_match_by_md5_and_a_reencoded_copy_by_vpdq_alone(
+    pds_world: PdsWorld, make_settings: Any
+) -> None:
+    require_video_tools()
+    harness = Harness(pds_world, make_settings, "embedded", None)
+    original = video("runner-original.mp4", seconds=6)
+    copy = reencoded("runner-copy.mp4", "runner-original.mp4", "-c:v", "libx264", "-crf", "30")
+    other = video("runner-other.mp4", source="mandelbrot", seconds=4)
+    banked_features = hash_video(cached("runner-original.mp4"), VideoLimits()).features
+    did = pds_world.account()
+    posts = {name: video_post(harness, did, name, data) for name, data in
+             (("original", original), ("copy", copy), ("other", other))}  # fmt: skip
+    with pds_world.pds_running():
+        async with harness.running() as labeler:
+            banks = labeler.pipeline.banks
+            await banks.create("VIDEO_FILES", signal_type="md5")
+            await banks.add_entries("VIDEO_FILES", [EntryInput(hashlib.md5(original).hexdigest(), "file-1")])
+            await banks.create("VIDEOS", signal_type="vpdq")
+            await banks.add_entries("VIDEOS", [EntryInput(to_signal(banked_features), "video-1")])
+            await labeler.pipeline.jobs.enqueue(list(posts.values()))
+            await all_done(labeler, 3)
+            jobs = {name: await job_for(labeler, spec) for name, spec in posts.items()}
+            pipeline = labeler.pipeline
+            report = await explain(labeler.store, pipeline.jobs, pipeline.reviews, posts["copy"].subject_uri)
+
+    def matched(name: str) -> list[tuple[str, str]]:
+        result = jobs[name].result or {}
+        return [(m["bank"], m["signal_type"]) for m in result.get("matches", [])]
+
+    assert sorted(matched("original")) == [("VIDEOS", "vpdq"), ("VIDEO_FILES", "md5")]
+    assert matched("copy") == [("VIDEOS", "vpdq")]  # another file (no MD5 match), the same pictures
+    assert (jobs["other"].outcome, jobs["other"].reason) == ("no-match", None)
+    copy_job = jobs["copy"]
+    assert copy_job.signals is not None and copy_job.signals["md5"] == hashlib.md5(copy).hexdigest()
+    assert copy_job.signals["video"]["codec"] == "h264" and len(copy_job.signals["vpdq"]) == 6
+    assert copy_job.pdq is None and copy_job.image.media == "video"
+    [event] = report["history"]
+    evidence = event["evidence"]
+    assert (evidence["signal_type"], evidence["image"]["media"]) == ("vpdq", "video")
+    assert evidence["match"]["similarity"]["query_match_percent"] >= 80
+    assert summary(evidence).startswith("vpdq match: bank VIDEOS entry ")
+    assert f"image {posts['copy'].image.blob_cid}" in summary(evidence)
+
+
+async def test_hostile_videos_in_posts_are_rejected_and_the_worker_lives_on(
+    pds_world: PdsWorld, make_settings: Any
+) -> None:
+    require_video_tools()
+    harness = Harness(pds_world, make_settings, "embedded", None)
+    did = pds_world.account()
+    corpus = {item.name: item for item in hostile_corpus()}
+    chosen = ["zero-length", "text", "image-jpeg", "truncated-faststart-0.5", "format-mpeg2.mp4", "huge-3840x2160.mp4",
+              "long-5h", "audio-only-mp4", "tiny-4x4"]  # fmt: skip
+    posts = {name: video_post(harness, did, f"h{n}", corpus[name].data) for n, name in enumerate(chosen)}
+    good = video_post(harness, did, "good", video("runner-good.mp4", seconds=3))
+    settings = harness.settings(max_video_pixels=1920 * 1080, max_video_seconds=600)
+    with pds_world.pds_running():
+        async with harness.running(settings, workers=1) as labeler:
+            await labeler.pipeline.jobs.enqueue([*posts.values(), good])
+            await all_done(labeler, len(posts) + 1, within=120)
+            outcomes = {name: await job_for(labeler, spec) for name, spec in posts.items()}
+            last = await job_for(labeler, good)
+    for name, job in outcomes.items():
+        assert job.outcome == "rejected" and job.reason in corpus[name].reasons, (name, job.to_json())
+        assert job.signals is not None and job.signals["md5"] == hashlib.md5(corpus[name].data).hexdigest()
+    assert (last.outcome, last.attempts) == ("no-match", 1) and last.signals is not None

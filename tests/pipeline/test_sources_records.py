@@ -69,6 +69,27 @@ def test_gallery_items_without_an_image_blob_are_skipped() -> None:
     ]
 
 
+def video_embed(data: bytes, *, thumbnail: bytes | None = None) -> dict[str, Any]:
+    """An `app.bsky.embed.video` whose `video` blob is `data` (and an extra `thumbnail` blob, if given)."""
+    [item] = post_record(data, mime="video/mp4")["embed"]["images"]
+    embed: dict[str, Any] = {"$type": "app.bsky.embed.video", "video": item["image"], "alt": "a clip"}
+    if thumbnail is not None:
+        embed["thumbnail"] = post_record(thumbnail)["embed"]["images"][0]["image"]
+    return embed
+
+
+def test_a_video_post_gives_a_video_job_and_its_thumbnail_an_image_job() -> None:
+    VIDEO = b"mp4-bytes"
+    [video] = jobs({"embed": video_embed(VIDEO)})
+    assert video.image == ImageRef(DID, blob_cid(VIDEO), "video/mp4", "video")
+    specs = jobs({"embed": video_embed(VIDEO, thumbnail=PNG)})
+    assert [(s.image.blob_cid, s.image.media) for s in specs] == [(blob_cid(VIDEO), "video"), (blob_cid(PNG), "image")]
+    quoted = {"$type": "app.bsky.embed.recordWithMedia", "record": {"record": {}}, "media": video_embed(VIDEO)}
+    assert [s.image.media for s in jobs({"embed": quoted})] == ["video"]
+    # The same blob as video and thumbnail is one job (the first kind seen).
+    assert [s.image.media for s in jobs({"embed": video_embed(VIDEO, thumbnail=VIDEO)})] == ["video"]
+
+
 def test_profile_images_only_when_enabled() -> None:
     avatar = post_record(PNG)["embed"]["images"][0]["image"]
     banner = post_record(JPEG)["embed"]["images"][0]["image"]
@@ -100,6 +121,9 @@ def test_legacy_blob_and_cid_forms() -> None:
         {"embed": {"$type": "app.bsky.embed.images", "images": [{"image": {"ref": 12}}]}},
         {"embed": {"$type": "app.bsky.embed.recordWithMedia", "media": "x"}},
         {"embed": {"$type": "app.bsky.embed.gallery", "items": {"0": {}}}},
+        {"embed": {"$type": "app.bsky.embed.video", "video": "x", "thumbnail": 7}},
+        {"embed": {"$type": "app.bsky.embed.video", "video": {"ref": {"$link": "bafy-nope"}}}},
+        {"embed": {"$type": "app.bsky.embed.video"}},
         {"embed": {"$type": "app.bsky.embed.gallery", "images": post_record(PNG)["embed"]["images"]}},
     ],
 )

@@ -14,11 +14,14 @@ from labeler.config import Settings
 from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.match.base import MatcherError, MatcherUnavailable
+from labeler.pipeline.signals.video import VideoLimits, hash_video
+from labeler.pipeline.signals.vpdq import to_signal
 from labeler.service import Labeler
 from labeler.testing import serve_labeler
 
 from .corpus import encode, flip_bits, png_header_only, png_zlib_bomb, structured_rgb
 from .harness import eventually
+from .videos import cached, reencoded, require_video_tools, video
 
 TOKEN = "tok-b"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -54,6 +57,7 @@ async def test_hash_returns_the_pipelines_hash_and_quality(client: httpx.AsyncCl
     assert response.status_code == 200, response.text
     expected = hash_image(BANKED)
     assert response.json() == {
+        "media": "image",
         "hash": expected.hash,
         "quality": expected.quality,
         "md5": hashlib.md5(BANKED).hexdigest(),
@@ -255,3 +259,52 @@ async def test_sixteen_png_bombs_at_once_are_answered_without_queueing_without_b
             assert after.json()["hash"] == hash_image(BANKED).hash
     finally:
         await service.aclose()
+
+
+@pytest.fixture
+def video_settings(make_settings: Any) -> Settings:
+    return make_settings(
+        upload_tokens=TOKEN, max_body_bytes=1024, max_image_bytes=MAX_IMAGE, max_video_bytes=3_000_000,
+        max_video_pixels=1920 * 1080,
+    )  # fmt: skip
+
+
+async def test_videos_hash_to_every_signal_and_match_by_vpdq(video_settings: Settings) -> None:
+    require_video_tools()
+    clip = video("upload-clip.mp4", seconds=4)
+    copy = reencoded("upload-copy.webm", "upload-clip.mp4", "-c:v", "libvpx-vp9")
+    features = hash_video(cached("upload-clip.mp4"), VideoLimits()).features
+    labeler = Labeler(video_settings)
+    await labeler.start()
+    try:
+        await labeler.pipeline.banks.create("VIDEOS", signal_type="vpdq")
+        await labeler.pipeline.banks.add_entries("VIDEOS", [EntryInput(to_signal(features), "case-v")])
+        async with serve_labeler(labeler) as live, httpx.AsyncClient(base_url=live.url, timeout=60) as http:
+            hashed = await http.post("/api/v1/hash", content=clip, headers=AUTH | {"content-type": "video/mp4"})
+            assert hashed.status_code == 200, hashed.text
+            body = hashed.json()
+            assert (body["media"], body["md5"], body["sha256"]) == (
+                "video",
+                hashlib.md5(clip).hexdigest(),
+                hashlib.sha256(clip).hexdigest(),
+            )
+            assert body["vpdq"] == [str(f) for f in features] and body["video"]["codec"] == "h264"
+            assert "hash" not in body
+            matched = (await http.post("/api/v1/match", content=copy, headers=AUTH)).json()
+            [match] = matched["matches"]
+            assert (match["bank"], match["signal_type"], match["external_id"]) == ("VIDEOS", "vpdq", "case-v")
+            assert match["similarity"]["query_match_percent"] >= 80 and matched["video"]["codec"] == "vp9"
+            by_json = await http.post("/api/v1/match", json={"vpdq": to_signal(features)}, headers=AUTH)
+            assert [m["entry_id"] for m in by_json.json()["matches"]] == [match["entry_id"]]
+            truncated = clip[: len(clip) // 2]
+            refused = await http.post("/api/v1/match", content=truncated, headers=AUTH)
+            assert assert_error(refused, 400, "VideoRejected")["reason"] == "truncated"
+            too_long = video("upload-long.mp4", seconds=2, rate="1", extra=("-vf", "setpts=3600*PTS", "-r", "1/3600"))
+            refused = await http.post("/api/v1/hash", content=too_long, headers=AUTH)
+            assert assert_error(refused, 400, "VideoRejected")["reason"] == "too-long"
+            big = clip[:12] + b"\x00" * 3_000_000  # a video by its first bytes, over the video limit
+            assert_error(await http.post("/api/v1/hash", content=big, headers=AUTH), 413, "PayloadTooLarge")
+            for bad in ({"vpdq": []}, {"vpdq": "[1]"}, {"vpdq": 5}):
+                assert_error(await http.post("/api/v1/match", json=bad, headers=AUTH), 400, "InvalidRequest")
+    finally:
+        await labeler.aclose()

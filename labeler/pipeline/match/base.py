@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
-from labeler.pipeline.signals import PDQ
+from labeler.pipeline.signals import PDQ, VPDQ
+from labeler.pipeline.signals.vpdq import Similarity, VpdqFeature
 
 # HMA's PDQ match threshold (pytx PDQ_CONFIDENT_MATCH_THRESHOLD), inclusive.
 DEFAULT_MAX_DISTANCE: Final = 31
@@ -24,7 +25,8 @@ DEFAULT_MAX_DISTANCE: Final = 31
 class Match:
     """One bank entry that a hash of the blob matched, by the signal type's own rule.
 
-    `distance` is the Hamming distance for PDQ and 0 for exact signals (MD5, SHA-256).
+    `distance` is the Hamming distance for PDQ, 0 for exact signals (MD5, SHA-256), and for vPDQ the frame distance
+    at which the video still meets the match thresholds (`similarity` has the percentages).
     `entry_id` is HMA's `bank_content_id` (as a string) or our own bank entry id.
     `external_id`/`note` are filled when the source knows them (the embedded index; HMA lookups do not).
     """
@@ -35,6 +37,7 @@ class Match:
     external_id: str | None = None
     note: str | None = None
     signal_type: str = PDQ
+    similarity: Similarity | None = None
 
 
 class MatchFailure(Exception):
@@ -80,6 +83,10 @@ class Matcher(Protocol):
         """All bank entries holding exactly `value`, a hash of exact `signal_type` (MD5, SHA-256)."""
         ...
 
+    async def lookup_vpdq(self, features: Sequence[VpdqFeature]) -> list[Match]:
+        """Banked videos a video's vPDQ features match (pytx's rule; see `signals.vpdq`), nearest first."""
+        ...
+
     async def ready(self) -> bool:
         """True when lookups can be answered now; never raises."""
         ...
@@ -115,9 +122,11 @@ async def lookup_signals(
     *,
     pdq: Sequence[str] = (),
     exact: Mapping[str, str] | None = None,
+    vpdq: Sequence[VpdqFeature] = (),
     max_distance: int = DEFAULT_MAX_DISTANCE,
 ) -> list[Match]:
-    """Every match of one blob's signals: its PDQ hashes (see `lookup_variants`) and exact hashes, nearest first.
+    """Every match of one blob's signals: its PDQ hashes (see `lookup_variants`), exact hashes and vPDQ features,
+    nearest first.
 
     Signal types the matcher cannot look up are skipped: the blob is matched on what the banks can hold.
     """
@@ -125,4 +134,6 @@ async def lookup_signals(
     for signal_type, value in (exact or {}).items():
         if signal_type in matcher.signal_types:
             matches += await matcher.lookup_exact(signal_type, value)
+    if vpdq and VPDQ in matcher.signal_types:
+        matches += await matcher.lookup_vpdq(vpdq)
     return sort_matches(matches)

@@ -1,9 +1,10 @@
 """The embedded matcher: our own banks in memory. PDQ in a `PdqIndex` with HMA's match semantics (≤ 31
-inclusive); MD5 and SHA-256 in an `ExactIndex`.
+inclusive); MD5 and SHA-256 in an `ExactIndex`; videos by vPDQ in a `VpdqIndex` (pytx's semantics).
 
-PDQ lookups are CPU work (under a millisecond at a million hashes), so they run in a worker thread and the
-event loop stays free; exact lookups are one dictionary probe and run in place. Writes go straight to the indexes
-(cheap appends); when PDQ writes have piled up, the index is compacted in a worker thread too.
+PDQ and vPDQ lookups are CPU work (under a millisecond per hash at a million hashes), so they run in a worker
+thread and the event loop stays free; exact lookups are one dictionary probe and run in place. Writes go
+straight to the indexes (cheap appends); when PDQ writes have piled up, the index is compacted in a worker thread
+too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Iterable, Sequence
 from labeler.pipeline.match.base import DEFAULT_MAX_DISTANCE, Match, MatcherError
 from labeler.pipeline.match.exact import ExactIndex
 from labeler.pipeline.match.index import PdqIndex
+from labeler.pipeline.match.vpdq_index import VideoRow, VpdqIndex
 from labeler.pipeline.signals import SIGNAL_TYPES
+from labeler.pipeline.signals.vpdq import VpdqFeature
 
 
 class EmbeddedMatcher:
@@ -22,9 +25,10 @@ class EmbeddedMatcher:
 
     signal_types = frozenset(SIGNAL_TYPES)
 
-    def __init__(self, index: PdqIndex, exact: ExactIndex | None = None) -> None:
+    def __init__(self, index: PdqIndex, exact: ExactIndex | None = None, videos: VpdqIndex | None = None) -> None:
         self.index = index
         self.exact = exact if exact is not None else ExactIndex()
+        self.videos = videos if videos is not None else VpdqIndex()
         self._compacting: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -41,6 +45,11 @@ class EmbeddedMatcher:
         if self._closed:
             raise MatcherError("matcher is closed")
         return self.exact.query(signal_type, value)
+
+    async def lookup_vpdq(self, features: Sequence[VpdqFeature]) -> list[Match]:
+        if self._closed:
+            raise MatcherError("matcher is closed")
+        return await asyncio.to_thread(self.videos.query, features)
 
     async def ready(self) -> bool:
         return not self._closed
@@ -64,13 +73,18 @@ class EmbeddedMatcher:
         """Add `(hash, bank, entry_id[, external_id[, note]])` rows of an exact signal type; see `ExactIndex`."""
         return self.exact.add_many(signal_type, entries)
 
+    async def add_videos(self, entries: Iterable[VideoRow]) -> int:
+        """Add `(features, bank, entry_id, external_id, note)` rows of banked videos; see `VpdqIndex`."""
+        return await asyncio.to_thread(self.videos.add_many, entries)
+
     async def remove(self, bank: str, entry_id: str) -> bool:
         removed = self.index.remove(bank, entry_id) | self.exact.remove(bank, entry_id)
+        removed |= self.videos.remove(bank, entry_id)
         self._maybe_compact()
         return removed
 
     async def remove_bank(self, bank: str) -> int:
-        removed = self.index.remove_bank(bank) + self.exact.remove_bank(bank)
+        removed = self.index.remove_bank(bank) + self.exact.remove_bank(bank) + self.videos.remove_bank(bank)
         self._maybe_compact()
         return removed
 

@@ -10,6 +10,7 @@ Every httpx error is translated here: callers only ever see MatcherUnavailable o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +25,7 @@ from labeler.pipeline.match.base import (
     sort_matches,
 )
 from labeler.pipeline.signals import PDQ
+from labeler.pipeline.signals.vpdq import VpdqFeature
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -56,6 +58,9 @@ class HmaMatcher:
 
     async def lookup_exact(self, signal_type: str, value: str) -> list[Match]:
         raise MatcherError(f"HMA lookups of {signal_type} hashes are not supported")
+
+    async def lookup_vpdq(self, features: Sequence[VpdqFeature]) -> list[Match]:
+        raise MatcherError("HMA lookups of vPDQ hashes are not supported")
 
     async def ready(self) -> bool:
         """True when `/status` says I-AM-ALIVE, i.e. the matcher's index is loaded and fresh."""

@@ -3,9 +3,10 @@
     pdq     perceptual hash of an image (`labeler.pipeline.hasher`), matched by Hamming distance
     md5     MD5 of the blob's bytes (HMA's `video_md5`; exchange hash lists carry it), matched exactly
     sha256  SHA-256 of the blob's bytes (the digest inside a blob CID), matched exactly
+    vpdq    PDQ hashes of a video's frames, one per second (`video`, `vpdq`), matched by share of frames
 
 Every blob gets the exact signals, computed while it streams in (`exact.StreamDigests`), whatever its media type;
-a bank holds hashes of one signal type.
+images get PDQ and videos vPDQ. A bank holds hashes of one signal type.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Final
 PDQ: Final = "pdq"
 MD5: Final = "md5"
 SHA256: Final = "sha256"
+VPDQ: Final = "vpdq"
 EXACT_SIGNALS: Final = (MD5, SHA256)
-SIGNAL_TYPES: Final = (PDQ, MD5, SHA256)
+SIGNAL_TYPES: Final = (PDQ, MD5, SHA256, VPDQ)
 
 
 def check_signal_type(value: str) -> str:

@@ -1,14 +1,16 @@
-"""Records → jobs: which blobs in a post (or profile) record are images to check.
+"""Records → jobs: which blobs in a post (or profile) record are images or videos to check.
 
-A post's images come from its embed: `app.bsky.embed.images` (up to 4) or `app.bsky.embed.gallery` (up to 20
-items, each `#image`), directly or as the `media` of `app.bsky.embed.recordWithMedia`. Lexicons: bluesky-social/atproto
-`lexicons/app/bsky/embed/` (gallery added 2026-06). The SDK knows the gallery's NSID but records are read as plain
-data here either way, so no SDK model is needed.
+A post's media come from its embed, directly or as the `media` of `app.bsky.embed.recordWithMedia`:
+`app.bsky.embed.images` (up to 4 images), `app.bsky.embed.gallery` (up to 20 items, each `#image`), or
+`app.bsky.embed.video` (one mp4 `video` blob, up to 300 MB). Lexicons: bluesky-social/atproto
+`lexicons/app/bsky/embed/` (gallery added 2026-06). The video lexicon defines no thumbnail blob (the AppView makes
+one), but records are open: a `thumbnail` blob beside the video is checked as an image. The SDK knows these NSIDs
+but records are read as plain data here either way, so no SDK model is needed.
 
 Works on the record as decoded from either wire form: DAG-CBOR from a repo CAR (blob `ref` is raw CID bytes)
 or Jetstream's JSON (`ref` is `{"$link": …}`), plus the legacy `{cid, mimeType}` blob. Records come from anyone,
 so nothing here trusts their shape: anything odd yields no job, never an exception, and a record yields at most
-MAX_IMAGES_PER_RECORD images.
+MAX_IMAGES_PER_RECORD blobs.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ POST: Final = ids.AppBskyFeedPost
 PROFILE: Final = ids.AppBskyActorProfile
 EMBED_IMAGES: Final = ids.AppBskyEmbedImages
 EMBED_GALLERY: Final = ids.AppBskyEmbedGallery
+EMBED_VIDEO: Final = ids.AppBskyEmbedVideo
 EMBED_RECORD_WITH_MEDIA: Final = ids.AppBskyEmbedRecordWithMedia
+IMAGE: Final = "image"
+VIDEO: Final = "video"
 # A gallery holds at most 20 items, an images embed 4, a profile 2. Anything past this is junk, not work.
 MAX_IMAGES_PER_RECORD: Final = 20
 _MAX_MIME: Final = 100
@@ -43,19 +48,19 @@ def wanted_collections(*, profiles: bool) -> frozenset[str]:
 def jobs_for_record(
     source: str, did: str, collection: str, rkey: str, cid: str | None, record: Any, *, profiles: bool = False
 ) -> list[JobSpec]:
-    """One JobSpec per distinct image blob the record carries; [] for anything else or anything malformed."""
+    """One JobSpec per distinct media blob the record carries; [] for anything else or anything malformed."""
     if collection == POST:
-        blobs = _post_images(record)
+        blobs = _post_media(record)
     elif collection == PROFILE and profiles:
         blobs = _profile_images(record)
     else:
         return []
     refs: dict[str, ImageRef] = {}
     try:
-        for blob in blobs:
+        for blob, media in blobs:
             parsed = parse_blob(blob)
             if parsed is not None and parsed[0] not in refs:
-                refs[parsed[0]] = ImageRef(did, parsed[0], parsed[1])
+                refs[parsed[0]] = ImageRef(did, parsed[0], parsed[1], media)
             if len(refs) >= MAX_IMAGES_PER_RECORD:
                 break
         if not refs:
@@ -103,22 +108,27 @@ def cid_string(ref: Any) -> str | None:
         return None
 
 
-def _post_images(record: Any) -> Iterator[Any]:
+def _post_media(record: Any) -> Iterator[tuple[Any, str]]:
+    """(blob, media) pairs of the post's embed; blobs may be anything (parse_blob decides)."""
     embed = _get(record, "embed")
     if _get(embed, "$type") == EMBED_RECORD_WITH_MEDIA:
         embed = _get(embed, "media")
     kind = _get(embed, "$type")
+    if kind == EMBED_VIDEO:
+        yield _get(embed, "video"), VIDEO
+        yield _get(embed, "thumbnail"), IMAGE
+        return
     items = _get(embed, "images") if kind == EMBED_IMAGES else _get(embed, "items") if kind == EMBED_GALLERY else None
     if isinstance(items, list):
         # Gallery items are a union whose only member today is `#image`; whatever the item's $type, an `image`
         # blob in it is an image the post shows.
         for item in items[:MAX_IMAGES_PER_RECORD]:
-            yield _get(item, "image")
+            yield _get(item, "image"), IMAGE
 
 
-def _profile_images(record: Any) -> Iterator[Any]:
-    yield _get(record, "avatar")
-    yield _get(record, "banner")
+def _profile_images(record: Any) -> Iterator[tuple[Any, str]]:
+    yield _get(record, "avatar"), IMAGE
+    yield _get(record, "banner"), IMAGE
 
 
 def _get(value: Any, key: str) -> Any:
