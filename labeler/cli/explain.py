@@ -48,11 +48,14 @@ def explain(uri: str, as_json: bool) -> None:
         click.echo("image jobs:")
     for job in report["jobs"]:
         outcome = f"{job['outcome']}/{job['reason']}" if job["reason"] else str(job["outcome"] or job["status"])
-        click.echo(
-            f"  #{job['id']} {job['source']} image {job['image']['blob_cid']}: {outcome}"
-            f" (pdq {job['pdq'] or '-'}, quality {job['quality'] if job['quality'] is not None else '-'},"
-            f" attempts {job['attempts']})"
-        )
+        media = job["image"].get("media", "image")
+        click.echo(f"  #{job['id']} {job['source']} {media} {job['image']['blob_cid']}: {outcome} ({_hashes(job)})")
+        matches = (job.get("result") or {}).get("matches") or []
+        if matches:
+            click.echo("      matched: " + "; ".join(
+                f"{m['bank']} entry {m['entry_id']} by {m.get('signal_type', 'pdq')} at distance {m['distance']}"
+                for m in matches
+            ))  # fmt: skip
     if report["review_items"]:
         click.echo("review items:")
     for item in report["review_items"]:
@@ -78,3 +81,14 @@ def action_line(action: dict[str, Any]) -> str:
     if action["reversed_by"]:
         text += f", reversed by #{action['reversed_by']}"
     return text
+
+
+def _hashes(job: dict[str, Any]) -> str:
+    """The job's hashes in one line: PDQ and quality (an image) or the vPDQ frame count (a video), MD5, attempts."""
+    signals = job.get("signals") or {}
+    if job["image"].get("media") == "video":
+        perceptual = f"vpdq {len(signals['vpdq'])} frames" if signals.get("vpdq") else "vpdq -"
+    else:
+        quality = job["quality"] if job["quality"] is not None else "-"
+        perceptual = f"pdq {job['pdq'] or '-'}, quality {quality}"
+    return f"{perceptual}, md5 {signals.get('md5') or '-'}, attempts {job['attempts']}"

@@ -70,7 +70,7 @@ def test_rules_can_name_signal_types() -> None:
     assert [d.rule.name for d in policy.decide([pdq], POST, CID)] == ["perceptual"]
     # Without `signals` a rule acts on every signal type; exact matches are at distance 0.
     [default] = load_policy({}, "csam-hash-match").decide([md5], POST, CID)
-    assert (default.kinds, default.rule.signals) == (("label",), ("pdq", "md5", "sha256"))
+    assert (default.kinds, default.rule.signals) == (("label",), ("pdq", "md5", "sha256", "vpdq"))
 
 
 @pytest.mark.parametrize(

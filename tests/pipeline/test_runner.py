@@ -57,7 +57,12 @@ async def test_a_banked_image_is_labelled_with_evidence_and_others_are_not(harne
     [event] = report["history"]
     evidence = event["evidence"]
     assert event["via"] == "pipeline" and evidence["job_id"] == job.id
-    assert evidence["image"] == {"did": did, "blob_cid": banked.image.blob_cid, "mime_type": "image/png"}
+    assert evidence["image"] == {
+        "did": did,
+        "blob_cid": banked.image.blob_cid,
+        "mime_type": "image/png",
+        "media": "image",
+    }
     assert evidence["pdq"] == hash_image(BANKED).hash and evidence["quality"] == hash_image(BANKED).quality
     assert evidence["match"]["bank"] == "KNOWN_CSAM" and evidence["match"]["distance"] == 0
     assert evidence["match"]["entry_id"] and evidence["matcher"] == harness.matcher
