@@ -280,11 +280,12 @@ def report_body(rng: random.Random) -> dict[str, Any]:
     return body
 
 
-def hash_body(rng: random.Random) -> dict[str, str]:
-    """A valid upload-API JSON body: some of a PDQ hash, an MD5 and a SHA-256."""
-    hashes = {"hash": f"{rng.getrandbits(256):064x}", "md5": f"{rng.getrandbits(128):032x}"}
+def hash_body(rng: random.Random) -> dict[str, Any]:
+    """A valid upload-API JSON body: some of a PDQ hash, an MD5, a SHA-256 and a vPDQ hash (frame features)."""
+    hashes: dict[str, Any] = {"hash": f"{rng.getrandbits(256):064x}", "md5": f"{rng.getrandbits(128):032x}"}
     hashes["sha256"] = f"{rng.getrandbits(256):064x}"
-    return dict(rng.sample(sorted(hashes.items()), rng.randint(1, 3)))
+    hashes["vpdq"] = [f"{rng.getrandbits(256):064x},{rng.randint(0, 100)},{n}.0" for n in range(rng.randint(1, 4))]
+    return dict(rng.sample(sorted(hashes.items()), rng.randint(1, 4)))
 
 
 def _tiny_png() -> bytes:
@@ -296,9 +297,15 @@ def _tiny_png() -> bytes:
 TINY_PNG: Final = _tiny_png()
 
 
+# The start of an MP4 (an ISO `ftyp` box): the upload API takes what follows as a video.
+MP4_HEAD: Final = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+
+
 def image_body(rng: random.Random) -> bytes:
-    """A small image, a damaged one, or bytes that only pretend to be one."""
+    """A small image, a damaged one, bytes that only pretend to be one, or bytes that pretend to be a video."""
     roll = rng.random()
+    if roll < 0.1:
+        return MP4_HEAD + bytes(rng.randrange(256) for _ in range(rng.randint(0, 512)))
     if roll < 0.2:
         return TINY_PNG
     if roll < 0.6:
