@@ -8,8 +8,8 @@ every address (no loopback, private, link-local, multicast, reserved, NAT64 or 6
 checked address itself, so a DNS answer that changes between the check and the connect (rebinding) cannot steer us
 inward. `allow_private_fetch` (tests, private deployments) turns the check off.
 
-MD5 and SHA-256 are computed while the bytes stream in (`signals.exact.StreamDigests`); the SHA-256 is the CID
-check, so no byte is hashed twice.
+MD5 and SHA-256 are computed while the bytes stream in (`signals.exact.DigestingSink`, in a worker thread); the
+SHA-256 is the CID check, so no byte is hashed twice.
 
 Errors: `FetchUnavailable` (retryable: the PDS or the directory is down, slow, 5xx/429) and `FetchRejected`
 (permanent: no such blob or repo, too large, CID mismatch, refused address). Each carries a stable `reason`.
@@ -22,7 +22,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -34,7 +34,7 @@ import libipld
 from labeler.identity.resolver import DidNotFound, DidRefused, DidResolver, ResolutionError
 from labeler.outbound import RefusedAddress, public_transport
 from labeler.pipeline.jobs import ImageRef
-from labeler.pipeline.signals.exact import ExactDigests, StreamDigests
+from labeler.pipeline.signals.exact import DigestingSink, ExactDigests
 
 _RAW_CODEC: Final = 0x55
 _SHA256: Final = 0x12
@@ -124,7 +124,6 @@ class BlobFetcher:
         expected = blob_cid_digest(image.blob_cid)  # a malformed CID is refused before any request
         video = image.media == "video"
         limit, timeout = (self.max_video_bytes, self.video_timeout) if video else (self.max_bytes, self.timeout)
-        digests = StreamDigests()
         body = bytearray()
         path: Path | None = None
         spool: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -133,21 +132,25 @@ class BlobFetcher:
             path, spool = Path(name), os.fdopen(fd, "wb")
         try:
             with spool as file:
-                write = file.write if file is not None else body.extend
+                sink = DigestingSink(file.write if file is not None else body.extend)
                 try:
                     async with asyncio.timeout(timeout):
                         pds = await self._pds(image.did)
                         url = f"{pds.rstrip('/')}/xrpc/com.atproto.sync.getBlob"
-                        await self._get(url, {"did": image.did, "cid": image.blob_cid}, limit, write, digests)
+                        await self._get(url, {"did": image.did, "cid": image.blob_cid}, limit, sink.add)
+                        digests = await sink.finish()
                 except TimeoutError:
                     raise FetchUnavailable("timeout", f"fetching {image.blob_cid} took over {timeout:g}s") from None
-            if digests.sha256_digest() != expected:
+                except BaseException:
+                    await sink.abandon()  # before the file closes under its last batch
+                    raise
+            if sink.digests.sha256_digest() != expected:
                 raise FetchRejected("cid-mismatch", f"the bytes served do not hash to {image.blob_cid}")
         except BaseException:  # nothing is handed over: the temporary file goes
             if path is not None:
                 path.unlink(missing_ok=True)
             raise
-        return FetchedBlob(digests.done(), bytes(body), path)
+        return FetchedBlob(digests, bytes(body), path)
 
     async def get_record(self, did: str, collection: str, rkey: str) -> tuple[str | None, Any]:
         """(cid, value) of a record from its repo's PDS (`com.atproto.repo.getRecord`), within the same limits."""
@@ -157,7 +160,11 @@ class BlobFetcher:
                 url = f"{pds.rstrip('/')}/xrpc/com.atproto.repo.getRecord"
                 params = {"repo": did, "collection": collection, "rkey": rkey}
                 body = bytearray()
-                await self._get(url, params, _MAX_RECORD_BYTES, body.extend)
+
+                async def keep(chunk: bytes) -> None:
+                    body.extend(chunk)
+
+                await self._get(url, params, _MAX_RECORD_BYTES, keep)
                 data = bytes(body)
         except TimeoutError:
             raise FetchUnavailable("timeout", f"getRecord took over {self.timeout:g}s") from None
@@ -190,10 +197,9 @@ class BlobFetcher:
         url: str,
         params: dict[str, str] | None,
         max_bytes: int,
-        write: Callable[[bytes], object],
-        digests: StreamDigests | None = None,
+        sink: Callable[[bytes], Awaitable[None]],
     ) -> None:
-        """GET `url` (following up to 3 redirects) and hand the body to `write` chunk by chunk."""
+        """GET `url` (following up to 3 redirects) and hand the body to `sink` chunk by chunk."""
         for _ in range(_MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -206,7 +212,7 @@ class BlobFetcher:
                         url, params = urljoin(url, response.headers["location"]), None
                         continue
                     await self._check_status(response, where)
-                    return await self._read(response, max_bytes, write, digests)
+                    return await self._read(response, max_bytes, sink)
                 finally:
                     await response.aclose()
             except RefusedAddress as e:
@@ -236,9 +242,7 @@ class BlobFetcher:
             raise FetchRejected("blob-not-found", f"{where} answered {status} {error}".strip())
         raise FetchRejected("pds-refused", f"{where} answered {status} {error}".strip())
 
-    async def _read(
-        self, response: httpx.Response, max_bytes: int, write: Callable[[bytes], object], digests: StreamDigests | None
-    ) -> None:
+    async def _read(self, response: httpx.Response, max_bytes: int, sink: Callable[[bytes], Awaitable[None]]) -> None:
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise FetchRejected("too-large", f"{declared} bytes > limit {max_bytes}")
@@ -247,6 +251,4 @@ class BlobFetcher:
             size += len(chunk)
             if size > max_bytes:
                 raise FetchRejected("too-large", f"over the limit of {max_bytes} bytes")
-            if digests is not None:
-                digests.update(chunk)
-            write(chunk)  # memory, or the page cache of a temporary file: neither blocks for long
+            await sink(chunk)
