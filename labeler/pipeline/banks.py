@@ -193,13 +193,8 @@ class BankStore:
         query = sa.select(
             bank_entries.c.pdq, hash_banks.c.name, bank_entries.c.id, bank_entries.c.external_id, bank_entries.c.note
         ).join(hash_banks, hash_banks.c.id == bank_entries.c.bank_id)
-        conditions: list[Any] = [bank_entries.c.id >= first]
-        if bank is not None:
-            conditions.append(hash_banks.c.name == bank)
-        if last is not None:
-            conditions.append(bank_entries.c.id <= last)
         async with self.engine.connect() as conn:
-            result = await conn.stream(query.where(*conditions))
+            result = await conn.stream(query.where(*_entries_in(bank_entries, bank, first, last)))
             return [(r[0], r[1], str(r[2]), r[3], r[4]) async for r in result]
 
     async def signal_rows(
@@ -215,14 +210,19 @@ class BankStore:
             bank_signals.c.external_id,
             bank_signals.c.note,
         ).join(hash_banks, hash_banks.c.id == bank_signals.c.bank_id)
-        conditions: list[Any] = [bank_signals.c.id >= first]
-        if bank is not None:
-            conditions.append(hash_banks.c.name == bank)
-        if last is not None:
-            conditions.append(bank_signals.c.id <= last)
         async with self.engine.connect() as conn:
-            result = await conn.stream(query.where(*conditions))
+            result = await conn.stream(query.where(*_entries_in(bank_signals, bank, first, last)))
             return [(r[0], (r[1], r[2], str(r[3]), r[4], r[5])) async for r in result]
+
+
+def _entries_in(table: sa.Table, bank: str | None, first: int, last: int | None) -> list[Any]:
+    """Conditions for `table`'s entries of `bank` (every bank when None) with ids in [first, last]."""
+    conditions: list[Any] = [table.c.id >= first]
+    if bank is not None:
+        conditions.append(hash_banks.c.name == bank)
+    if last is not None:
+        conditions.append(table.c.id <= last)
+    return conditions
 
 
 def _entry_table(signal_type: str) -> sa.Table:

@@ -32,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from labeler.pipeline import jpeg_scans
 from labeler.pipeline.pdq_reduced import hash_from_samples, samples_from_pixels
+from labeler.pipeline.signals import MediaRejected
 
 DEFAULT_MAX_BYTES: Final = 16 * 1024 * 1024
 # About 5 bytes/pixel decoded plus ~28 bytes/pixel inside pdqhash (float64 luma, two float32 buffers).
@@ -67,19 +68,8 @@ _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 _BYTE_DTYPES = frozenset({np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.bool_)})
 
 
-class ImageRejected(Exception):
+class ImageRejected(MediaRejected):
     """The bytes cannot be hashed; `reason` is one of REASONS, `detail` is for humans and logs."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(reason, detail)  # args as given, so it survives pickling (process pools)
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}"
-
-    def __repr__(self) -> str:
-        return f"ImageRejected(reason={self.reason!r}, detail={self.detail!r})"
 
 
 @dataclass(frozen=True, slots=True)

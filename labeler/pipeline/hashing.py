@@ -11,7 +11,8 @@ address space is capped. What a caller sees:
                      limit) and too-much-memory (over the memory limit); final, since the same bytes would do it again
     HasherCrashed    the process died for another reason (killed from outside, a crash in native code): retry later
     HasherBusy       no process was free within the caller's `max_wait` (upload checks): retry later
-    VideoHash / VideoRejected   the same for a video, with its own (longer) wall-time limit
+    VideoHash / VideoRejected   the same for a video, with its own (longer) wall-time limit; a video whose
+                     decoding kills its process is rejected as crashed rather than retried
 
 Videos share the processes with images: hashing is CPU work either way, and one process is one core. A video's
 decoders run in the child, where the pool's address-space limit bounds them too.
@@ -23,7 +24,9 @@ processes: `await hasher.pool.run(functools.partial(function, â€¦), time_limit=â
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from labeler.pipeline.hasher import TOO_MUCH_MEMORY, TOO_SLOW, ImageRejected, PdqResult, hash_image
 from labeler.pipeline.procpool.pool import (
@@ -36,7 +39,10 @@ from labeler.pipeline.procpool.pool import (
     PoolError,
     ProcessPool,
 )
-from labeler.pipeline.signals.video import VideoHash, VideoLimits, VideoRejected, hash_video
+from labeler.pipeline.signals import MediaRejected
+from labeler.pipeline.signals.video import CRASHED, VideoHash, VideoLimits, VideoRejected, hash_video
+
+T = TypeVar("T")
 
 # Pipeline jobs wait behind upload checks, whose callers are waiting for an answer.
 UPLOAD_PRIORITY = 0
@@ -91,39 +97,50 @@ class HashPool:
         max_wait: float | None = None,
     ) -> PdqResult:
         """PDQ hash and quality of `data`; raises ImageRejected, HasherCrashed or HasherBusy (see module doc)."""
-        try:
-            job = functools.partial(
-                hash_image,
-                data,
-                max_bytes=self.max_bytes,
-                max_pixels=self.max_pixels,
-                max_jpeg_scans=self.max_jpeg_scans,
-                reduced_decode=self.reduced_decode,
-                dihedral=self.dihedral if dihedral is None else dihedral,
-            )
-            return await self.pool.run(job, priority=priority, max_wait=max_wait)
-        except JobTimedOut as exc:
-            raise ImageRejected(TOO_SLOW, str(exc)) from None
-        except JobOutOfMemory as exc:
-            raise ImageRejected(TOO_MUCH_MEMORY, str(exc)) from None
-        except PoolBusy as exc:
-            raise HasherBusy(str(exc)) from None
-        except (ChildDied, PoolClosed, PoolError) as exc:
-            raise HasherCrashed(str(exc)) from None
+        job = functools.partial(
+            hash_image,
+            data,
+            max_bytes=self.max_bytes,
+            max_pixels=self.max_pixels,
+            max_jpeg_scans=self.max_jpeg_scans,
+            reduced_decode=self.reduced_decode,
+            dihedral=self.dihedral if dihedral is None else dihedral,
+        )
+        return await self._run(job, ImageRejected, None, priority, max_wait)
 
     async def hash_video(self, path: Path, *, priority: int = JOB_PRIORITY, max_wait: float | None = None) -> VideoHash:
         """vPDQ hash of the video file at `path` within `video_timeout` wall seconds; raises VideoRejected (with
         too-slow and too-much-memory as for images), HasherCrashed or HasherBusy."""
+        job = functools.partial(hash_video, str(path), self.video)
+        # FFmpeg's decoders and vpdq are native code on hostile input: a video that kills its process (a crash, or
+        # an allocation refused inside C++, which aborts) would kill the next one too. Refused, not retried.
+        return await self._run(job, VideoRejected, self.video_timeout, priority, max_wait, crash_rejects=True)
+
+    async def _run(
+        self,
+        job: Callable[[], T],
+        rejected: type[MediaRejected],
+        time_limit: float | None,
+        priority: int,
+        max_wait: float | None,
+        *,
+        crash_rejects: bool = False,
+    ) -> T:
+        """`job` in the pool, its ends told as the module doc says: over time or memory is `rejected`, and so is
+        killing its process when `crash_rejects`."""
         try:
-            job = functools.partial(hash_video, str(path), self.video)
-            return await self.pool.run(job, time_limit=self.video_timeout, priority=priority, max_wait=max_wait)
+            return await self.pool.run(job, time_limit=time_limit, priority=priority, max_wait=max_wait)
         except JobTimedOut as exc:
-            raise VideoRejected(TOO_SLOW, str(exc)) from None
+            raise rejected(TOO_SLOW, str(exc)) from None
         except JobOutOfMemory as exc:
-            raise VideoRejected(TOO_MUCH_MEMORY, str(exc)) from None
+            raise rejected(TOO_MUCH_MEMORY, str(exc)) from None
+        except ChildDied as exc:
+            if crash_rejects:
+                raise rejected(CRASHED, str(exc)) from None
+            raise HasherCrashed(str(exc)) from None
         except PoolBusy as exc:
             raise HasherBusy(str(exc)) from None
-        except (ChildDied, PoolClosed, PoolError) as exc:
+        except (PoolClosed, PoolError) as exc:
             raise HasherCrashed(str(exc)) from None
 
     async def aclose(self) -> None:

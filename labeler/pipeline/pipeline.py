@@ -131,9 +131,9 @@ class Pipeline:
             await self.hasher.start(self.options.processes_for(max(workers, 1)))
         if workers <= 0 or self._workers is not None:
             return
-        problem = support_problem()
+        problem = support_problem(self.settings.hash_memory_mb)
         if problem is not None:
-            log.warning("videos will be matched by MD5 and SHA-256 only: %s", problem)
+            log.warning("videos may only be matched by MD5 and SHA-256: %s", problem)
         self._workers = WorkerPool(self, workers)
         self.jobs.on_enqueue = self._workers.wake
         self.reports.on_queued = self._workers.wake_reports

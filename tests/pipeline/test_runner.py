@@ -323,14 +323,18 @@ async def test_hostile_videos_in_posts_are_rejected_and_the_worker_lives_on(
     chosen = ["zero-length", "text", "image-jpeg", "truncated-faststart-0.5", "format-mpeg2.mp4", "huge-3840x2160.mp4",
               "long-5h", "audio-only-mp4", "tiny-4x4"]  # fmt: skip
     posts = {name: video_post(harness, did, f"h{n}", corpus[name].data) for n, name in enumerate(chosen)}
+    # A video posing as an image (an mp4 in an images embed) is hashed as the record says: not an image.
+    posing = harness.post(did, "posing", video("runner-posing.mp4", seconds=2))
     good = video_post(harness, did, "good", video("runner-good.mp4", seconds=3))
     settings = harness.settings(max_video_pixels=1920 * 1080, max_video_seconds=600)
     with pds_world.pds_running():
         async with harness.running(settings, workers=1) as labeler:
-            await labeler.pipeline.jobs.enqueue([*posts.values(), good])
-            await all_done(labeler, len(posts) + 1, within=120)
+            await labeler.pipeline.jobs.enqueue([*posts.values(), posing, good])
+            await all_done(labeler, len(posts) + 2, within=120)
             outcomes = {name: await job_for(labeler, spec) for name, spec in posts.items()}
+            posed = await job_for(labeler, posing)
             last = await job_for(labeler, good)
+    assert (posed.outcome, posed.reason, posed.image.media) == ("rejected", "not-an-image", "image")
     for name, job in outcomes.items():
         assert job.outcome == "rejected" and job.reason in corpus[name].reasons, (name, job.to_json())
         assert job.signals is not None and job.signals["md5"] == hashlib.md5(corpus[name].data).hexdigest()

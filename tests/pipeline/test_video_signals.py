@@ -12,7 +12,15 @@ import pytest
 from labeler.pipeline.hashing import HashPool
 from labeler.pipeline.match.vpdq_index import VpdqIndex
 from labeler.pipeline.procpool.pool import Limits
-from labeler.pipeline.signals.video import REASONS, VideoLimits, VideoRejected, hash_video, looks_like_video, probe
+from labeler.pipeline.signals.video import (
+    REASONS,
+    VideoLimits,
+    VideoRejected,
+    hash_video,
+    looks_like_video,
+    probe,
+    support_problem,
+)
 from labeler.pipeline.signals.vpdq import Thresholds, VpdqFeature, parse_signal, signal_key, to_signal
 
 from .corpus import encode, structured_rgb
@@ -175,6 +183,8 @@ async def test_the_hostile_corpus_is_refused_and_the_hashing_processes_live_on()
         max_jpeg_scans=100, video=LIMITS, video_timeout=60,
     )  # fmt: skip
     try:
+        await pool.start()
+        started = set(pool.pool.pids)
         outcomes = {}
         for item in corpus:
             path = saved(f"hostile-file-{hashlib.sha256(item.name.encode()).hexdigest()[:12]}", item.data)
@@ -186,8 +196,62 @@ async def test_the_hostile_corpus_is_refused_and_the_hashing_processes_live_on()
         # Every kind of refusal is in the corpus, and the same processes hash a good video afterwards.
         assert set(outcomes.values()) >= {"empty", "not-a-video", "truncated", "unsupported", "too-many-pixels",
                                           "too-long", "corrupt"}  # fmt: skip
+        assert set(pool.pool.pids) == started  # refused without a process dying or being replaced
+        assert max(peak_rss_mb(pid) for pid in started) < 400  # nothing was decoded that should not have been
         video("after-the-corpus.mp4", seconds=5)
         good = await pool.hash_video(cached("after-the-corpus.mp4"))
         assert len(good.features) == 5
     finally:
         await pool.aclose()
+
+
+async def test_a_video_past_its_time_or_memory_is_cut_off_and_its_process_replaced() -> None:
+    """A video that passes every check made before decoding can still cost too much to decode: the pool's limits
+    (wall time per video, address space per process) end it as a rejected video, and a fresh process carries on."""
+    long_clip = ffmpeg("slow.mp4", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "60",
+                       "-c:v", "libx264", "-preset", "ultrafast")  # fmt: skip
+    big_frames = ffmpeg("big-frames.mp4", "-f", "lavfi", "-i", "testsrc2=size=3840x2160:rate=30", "-t", "2",
+                        "-c:v", "libx264", "-preset", "ultrafast")  # fmt: skip
+    video("afterwards.mp4", seconds=3)
+    for memory_mb, clip, video_timeout, reasons in (
+        (1024, long_clip, 0.5, {"too-slow"}),
+        # 400 MiB of address space: ffprobe starts (~300), but decoding 4K frames needs ~440 (vpdq's C++ aborts
+        # on the refused allocation, killing its process).
+        (400, big_frames, 60, {"too-much-memory", "corrupt", "crashed"}),
+    ):
+        pool = HashPool(
+            processes=1, limits=Limits(timeout=30, memory_bytes=memory_mb << 20), max_bytes=1 << 20,
+            max_pixels=1 << 20, max_jpeg_scans=100, video=LIMITS_4K, video_timeout=video_timeout,
+        )  # fmt: skip
+        try:
+            await pool.start()
+            with pytest.raises(VideoRejected) as caught:
+                await pool.hash_video(clip)
+            assert caught.value.reason in reasons, str(caught.value)
+            pool.video_timeout = 60
+            assert len((await pool.hash_video(cached("afterwards.mp4"))).features) == 3
+        finally:
+            await pool.aclose()
+    # Below MIN_MEMORY_MB not even ffprobe starts: said as a memory limit, not as a broken video.
+    pool = HashPool(
+        processes=1, limits=Limits(timeout=30, memory_bytes=256 << 20), max_bytes=1 << 20, max_pixels=1 << 20,
+        max_jpeg_scans=100, video=LIMITS_4K,
+    )  # fmt: skip
+    try:
+        with pytest.raises(VideoRejected) as caught:
+            await pool.hash_video(cached("afterwards.mp4"))
+        assert caught.value.reason == "too-much-memory"
+        assert support_problem(256) is not None and "LABELER_HASH_MEMORY_MB=256" in (support_problem(256) or "")
+    finally:
+        await pool.aclose()
+
+
+LIMITS_4K = VideoLimits(max_pixels=3840 * 2160, max_seconds=600)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")

@@ -21,6 +21,22 @@ EXACT_SIGNALS: Final = (MD5, SHA256)
 SIGNAL_TYPES: Final = (PDQ, MD5, SHA256, VPDQ)
 
 
+class MediaRejected(Exception):
+    """A blob cannot be hashed perceptually; `reason` is a stable code, `detail` is for humans and logs. Its exact
+    hashes are still matched. Subclasses: `hasher.ImageRejected`, `video.VideoRejected`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)  # args as given, so it survives pickling (process pools)
+        self.reason = reason
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, detail={self.detail!r})"
+
+
 def check_signal_type(value: str) -> str:
     """`value` if it names a signal type, else ValueError naming the known ones."""
     if value not in SIGNAL_TYPES:

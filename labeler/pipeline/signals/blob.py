@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from labeler.pipeline.fetcher import FetchedBlob
-from labeler.pipeline.hasher import ImageRejected, PdqResult
+from labeler.pipeline.hasher import PdqResult
 from labeler.pipeline.hashing import JOB_PRIORITY, HashPool
-from labeler.pipeline.signals import EXACT_SIGNALS, VPDQ
+from labeler.pipeline.signals import EXACT_SIGNALS, VPDQ, MediaRejected
 from labeler.pipeline.signals.exact import ExactDigests
 from labeler.pipeline.signals.video import VideoHash, VideoRejected
 from labeler.pipeline.signals.vpdq import VpdqFeature, parse_signal, prepared
@@ -30,7 +30,7 @@ class BlobSignals:
     exact: ExactDigests
     pdq: PdqResult | None = None
     video: VideoHash | None = None
-    rejected: ImageRejected | VideoRejected | None = None
+    rejected: MediaRejected | None = None
 
     def pdq_columns(self) -> dict[str, Any]:
         """The job row's PDQ columns (`pdq`, `quality`, `variants`): empty for a blob without a PDQ hash."""
@@ -61,7 +61,7 @@ async def hash_blob(
             video = await hasher.hash_video(blob.path, priority=priority, max_wait=max_wait)
             return BlobSignals(blob.digests, video=video)
         return BlobSignals(blob.digests, pdq=await hasher.hash(blob.data, priority=priority, max_wait=max_wait))
-    except (ImageRejected, VideoRejected) as exc:
+    except MediaRejected as exc:
         # Still matched by its exact hashes: a banked file need not decode.
         return BlobSignals(blob.digests, rejected=exc)
 

@@ -35,6 +35,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
+from labeler.pipeline.signals import MediaRejected
 from labeler.pipeline.signals.vpdq import VpdqFeature
 
 FFPROBE: Final = "ffprobe"
@@ -44,6 +45,9 @@ FORMATS: Final = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 CODECS: Final = frozenset({"h264", "hevc", "vp8", "vp9", "av1"})
 # vpdq's own floor (MIN_HASHABLE_DIM): a smaller frame cannot be PDQ-hashed.
 MIN_SIDE: Final = 5
+# Address space a hashing process needs for video (measured: ffprobe ~300 MiB to start, vpdq ~330 MiB at 720p and
+# ~440 MiB at 2160p): the pool's limit must leave this much.
+MIN_MEMORY_MB: Final = 512
 PROBE_CPU_SECONDS: Final = 30
 
 # Stable reason codes for VideoRejected (the image hasher's where they mean the same).
@@ -57,22 +61,15 @@ TOO_LONG: Final = "too-long"
 TOO_MANY_FRAMES: Final = "too-many-frames"
 TOO_SLOW: Final = "too-slow"  # from the process pool: over the wall-time limit (as for images)
 TOO_MUCH_MEMORY: Final = "too-much-memory"  # from the process pool: over the address-space limit
+CRASHED: Final = "crashed"  # from the process pool: decoding it killed the process
 REASONS: Final = frozenset(
     {EMPTY, NOT_A_VIDEO, UNSUPPORTED, TRUNCATED, CORRUPT, TOO_MANY_PIXELS, TOO_LONG, TOO_MANY_FRAMES, TOO_SLOW,
-     TOO_MUCH_MEMORY}
+     TOO_MUCH_MEMORY, CRASHED}
 )  # fmt: skip
 
 
-class VideoRejected(Exception):
+class VideoRejected(MediaRejected):
     """The file cannot be vPDQ-hashed; `reason` is one of REASONS, `detail` is for humans and logs."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(reason, detail)  # args as given, so it survives pickling (process pools)
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +127,11 @@ def looks_like_video(head: bytes) -> bool:
     return head[4:8] == b"ftyp" and head[8:12] not in _IMAGE_BRANDS
 
 
-def support_problem() -> str | None:
-    """Why videos cannot be vPDQ-hashed on this machine (ffprobe or vpdq missing), or None when they can."""
+def support_problem(memory_mb: int | None = None) -> str | None:
+    """Why videos cannot be vPDQ-hashed here (ffprobe or vpdq missing, or hashing processes allowed less than
+    MIN_MEMORY_MB of address space), or None when they can."""
+    if memory_mb is not None and memory_mb < MIN_MEMORY_MB:
+        return f"LABELER_HASH_MEMORY_MB={memory_mb} is below the {MIN_MEMORY_MB} MiB a video needs"
     if shutil.which(FFPROBE) is None:
         return f"{FFPROBE} is not on PATH (Debian: apt-get install ffmpeg)"
     if importlib.util.find_spec("vpdq") is None:
@@ -234,6 +234,9 @@ def _ffprobe(path: str | Path) -> dict[str, Any]:
 
 def _classify_failure(path: str | Path, errors: str) -> VideoRejected:
     last = errors.splitlines()[-1][:300] if errors else "ffprobe failed"
+    if "error while loading shared libraries" in errors:
+        # ffprobe inherits the hashing process's address-space limit and needs ~300 MiB of it just to start.
+        return VideoRejected(TOO_MUCH_MEMORY, f"ffprobe could not start within the memory limit: {last}")
     if "moov atom not found" in errors:
         with open(path, "rb") as f:
             head = f.read(12)
