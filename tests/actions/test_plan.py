@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labeler.pipeline.actions.plan import Intent, decision_key, plan
+from labeler.pipeline.actions.plan import Intent, decision_key, evidence_rule, plan
 from labeler.pipeline.policy import Rule
 
 AUTHOR = "did:plc:authorauthorauthorauthora"
@@ -25,7 +25,8 @@ def evidence(rule: Rule) -> dict[str, Any]:
 
 def test_a_record_takedown_is_the_post_and_its_blob_and_a_report_names_the_evidence() -> None:
     rule = Rule("r", ("NCMEC",), ("!hide",), takedown_distance=10, report_distance=10)
-    specs = plan(evidence(rule), ("review", "takedown", "report"), subject_uri=POST, subject_cid=CID, intent=PIPELINE)
+    kinds = ("review", "takedown", "report")
+    specs = plan(evidence(rule), rule, kinds, key="job:7:r", subject_uri=POST, subject_cid=CID, intent=PIPELINE)
     _, record, blob, report = specs
     assert [s.dedupe_key for s in specs] == [
         "job:7:r|review|", "job:7:r|takedown|record", "job:7:r|takedown|blob", "job:7:r|report|",
@@ -39,11 +40,19 @@ def test_a_record_takedown_is_the_post_and_its_blob_and_a_report_names_the_evide
     assert decision_key(evidence(rule)) == "job:7:r" and not any(s.notify for s in specs)
 
 
+def test_evidence_without_a_rule_gives_a_label_only_rule_and_no_decision_key() -> None:
+    by_hand = {"bank": "B"}  # a review item not made by the pipeline
+    assert decision_key(by_hand) is None
+    rule = evidence_rule(by_hand, ["spam"])
+    assert (rule.labels, rule.confirmed_kinds()) == (("spam",), ("label",))
+
+
 def test_account_rules_take_down_and_report_the_account() -> None:
     rule = Rule("a", ("*",), ("!hide",), subject="account", takedown_distance=10, takedown_subject="account",
                 report_distance=10)  # fmt: skip
+    kinds = ("takedown", "report", "webhook")
     [takedown, report] = plan(
-        evidence(rule), ("takedown", "report", "webhook"), subject_uri=AUTHOR, subject_cid=None, intent=PIPELINE
+        evidence(rule), rule, kinds, key="job:7:a", subject_uri=AUTHOR, subject_cid=None, intent=PIPELINE
     )
     assert takedown.params["subject"] == {"$type": "com.atproto.admin.defs#repoRef", "did": AUTHOR}
     assert report.params["subject"] == {"$type": "com.atproto.admin.defs#repoRef", "did": AUTHOR}

@@ -33,8 +33,8 @@ WRITTEN_TABLES = ("labels", "label_events", "reports", "report_subjects", "moder
 
 @pytest.fixture
 async def review_id(labeler: Labeler) -> int:
-    item = await labeler.pipeline.reviews.add(1, SUBJECT["uri"], POST_CID, ["csam-hash-match"], {"bank": "B"})
-    assert item is not None
+    item, new = await labeler.pipeline.reviews.add(1, SUBJECT["uri"], POST_CID, ["csam-hash-match"], {"bank": "B"})
+    assert new
     return item
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from labeler.pipeline.actions.actioner import Actioner
 from labeler.pipeline.actions.model import ActionSpec
-from labeler.pipeline.actions.plan import Intent, plan
+from labeler.pipeline.actions.plan import Intent, key_for, plan
 from labeler.pipeline.evidence import decision_evidence
 from labeler.pipeline.jobs import Job
 from labeler.pipeline.policy import Decision
@@ -33,7 +33,9 @@ class DecisionApplier:
             intent = Intent("pipeline", "pipeline", reason, True)
             specs = plan(
                 evidence,
+                decision.rule,
                 decision.kinds,
+                key=key_for(job.id, decision.rule.name),
                 subject_uri=decision.subject_uri,
                 subject_cid=decision.subject_cid,
                 intent=intent,

@@ -21,9 +21,8 @@ from typing import Any, Final
 from labeler.pipeline.actions.actioner import Actioner
 from labeler.pipeline.actions.allow_list import AllowList
 from labeler.pipeline.actions.model import Action, ActionSpec
-from labeler.pipeline.actions.plan import Intent, decision_key, plan
+from labeler.pipeline.actions.plan import Intent, decision_key, evidence_rule, plan
 from labeler.pipeline.actions.screen import Screen
-from labeler.pipeline.policy import Rule
 from labeler.pipeline.review import ReviewError, ReviewItem, ReviewQueue
 
 #: Kinds whose effects a reversal undoes (or, for a report, records that it cannot).
@@ -54,10 +53,16 @@ class Decisions:
         """Confirm a pending item (ReviewError if it is not pending) and carry out the rule's actions."""
         item = await self.reviews.decide(item_id, confirm=True, actor=actor, note=note)
         evidence = {**item.evidence, "review": {"item_id": item.id, "decided_by": actor, "note": note}}
-        rule = Rule.from_json(evidence["rule"])
+        rule = evidence_rule(item.evidence, item.vals)
         intent = Intent(actor, "review", note or f"confirmed review item {item.id}", respect_negations=False)
         specs = plan(
-            evidence, rule.confirmed_kinds(), subject_uri=item.subject_uri, subject_cid=item.subject_cid, intent=intent
+            evidence,
+            rule,
+            rule.confirmed_kinds(),
+            key=decision_key(item.evidence) or f"review:{item.id}",
+            subject_uri=item.subject_uri,
+            subject_cid=item.subject_cid,
+            intent=intent,
         )
         return Verdict(item, await self.actioner.submit(specs, for_person=True))
 
@@ -74,16 +79,19 @@ class Decisions:
         if pending.status != "pending":
             raise ReviewError(f"review item {item_id} is already {pending.status}")
         reason = f"review item {item_id} rejected by {actor}" + (f": {note}" if note else "")
-        match = pending.evidence["match"]
         # Future matches first: if the matcher is down this fails, and the rejection can simply be repeated.
-        if false_positive == "disable-entry":
-            why = f"false positive: {reason}"
-            await self.screen.set_state(str(match["bank"]), str(match["entry_id"]), "disabled", reason=why, actor=actor)
-        elif false_positive == "allow-list":
-            note_text = f"false positive of {match['bank']} entry {match['entry_id']}"
-            await self.allow_list.add(pending.evidence, note=note_text)
+        if false_positive is not None:
+            match = pending.evidence.get("match")
+            if not isinstance(match, dict) or "bank" not in match or "entry_id" not in match:
+                raise ReviewError(f"review item {item_id} names no bank entry, so there is no future match to stop")
+            bank, entry = str(match["bank"]), str(match["entry_id"])
+            if false_positive == "disable-entry":
+                await self.screen.set_state(bank, entry, "disabled", reason=f"false positive: {reason}", actor=actor)
+            else:
+                await self.allow_list.add(pending.evidence, note=f"false positive of {bank} entry {entry}")
         item = await self.reviews.decide(item_id, confirm=False, actor=actor, note=note)
-        return Verdict(item, await self.reverse(decision_key(item.evidence), actor=actor, reason=reason))
+        key = decision_key(item.evidence) or f"review:{item.id}"  # an item made by hand did nothing else
+        return Verdict(item, await self.reverse(key, actor=actor, reason=reason))
 
     async def label_negated(
         self, uri: str, cid: str | None, vals: Sequence[str], *, actor: str, note: str | None = None

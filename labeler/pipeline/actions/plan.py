@@ -32,26 +32,51 @@ class Intent:
     respect_negations: bool  # the pipeline never overrides a moderator's negation; a person's confirmation does
 
 
-def decision_key(evidence: dict[str, Any]) -> str:
+def key_for(job_id: int, rule: str) -> str:
     """The key that groups one decision's actions (and their reversals): its job and its rule."""
-    return f"job:{evidence['job_id']}:{evidence['rule']['name']}"
+    return f"job:{job_id}:{rule}"
+
+
+def decision_key(evidence: dict[str, Any]) -> str | None:
+    """The decision key recorded in evidence; None for evidence that names no job and rule (an item made by hand)."""
+    job_id, rule = evidence.get("job_id"), evidence.get("rule")
+    if isinstance(job_id, int) and isinstance(rule, dict) and isinstance(rule.get("name"), str):
+        return key_for(job_id, rule["name"])
+    return None
+
+
+def evidence_rule(evidence: dict[str, Any], labels: Sequence[str]) -> Rule:
+    """The rule a decision was made under, as its evidence recorded it; without one, a rule that only labels
+    `labels` (so confirming an item whose evidence names no rule publishes its values and nothing else)."""
+    raw = evidence.get("rule")
+    if isinstance(raw, dict):
+        try:
+            return Rule.from_json(raw)
+        except TypeError:
+            pass
+    return Rule("review", ("*",), tuple(labels))
 
 
 def plan(
-    evidence: dict[str, Any], kinds: Sequence[str], *, subject_uri: str, subject_cid: str | None, intent: Intent
+    evidence: dict[str, Any],
+    rule: Rule,
+    kinds: Sequence[str],
+    *,
+    key: str,
+    subject_uri: str,
+    subject_cid: str | None,
+    intent: Intent,
 ) -> list[ActionSpec]:
-    """The specs for `kinds` (policy.KINDS order; "webhook" marks the others for notification). Every row is
-    filed under the decision's subject (what `explain` is asked about); what a takedown or report targets is in
-    its params."""
-    rule = Rule.from_json(evidence["rule"])
-    key = decision_key(evidence)
-    notify = "webhook" in kinds
+    """The specs for `kinds` of `rule` (policy.KINDS order; "webhook" marks the others for notification), grouped
+    under the decision `key`. Every row is filed under the decision's subject (what `explain` is asked about); what
+    a takedown or report targets is in its params."""
+    job_id = evidence.get("job_id")
     common: dict[str, Any] = {
         "actor": intent.actor,
         "decision": key,
-        "job_id": evidence["job_id"],
+        "job_id": job_id if isinstance(job_id, int) else None,
         "rule": rule.name,
-        "notify": notify,
+        "notify": "webhook" in kinds,
     }
 
     def spec(kind: str, target: str, params: dict[str, Any]) -> ActionSpec:
