@@ -72,7 +72,7 @@ class Settings:
     pdq_quality_threshold: int = 50
     match_distance: int = 31
     dihedral: bool = False
-    reduced_decode: bool = False
+    reduced_decode: bool = True  # false: full decode, bit for bit HMA's hash (pdq_reduced, bench/README.md)
     # Video (app.bsky.embed.video): fetched to a temporary file, probed, then vPDQ-hashed within these limits.
     max_video_bytes: int = 300_000_000  # the lexicon's maxSize
     max_video_seconds: float = 600.0

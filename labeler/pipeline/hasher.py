@@ -43,7 +43,7 @@ DEFAULT_FORMATS: Final = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
 # A progressive JPEG from an encoder has about 10 scans; each scan is a pass over every block of the image.
 DEFAULT_MAX_JPEG_SCANS: Final = 100
 # Smallest side a reduced JPEG decode keeps (bench/README.md: hash distance and CPU for 512, 384, 256, 128).
-REDUCED_MIN_SIDE: Final = 256
+REDUCED_MIN_SIDE: Final = 384
 # PDQ hashes nothing smaller (MIN_HASHABLE_DIM): such an image gets the all-zero hash with quality 0.
 _MIN_HASHABLE_SIDE: Final = 5
 
