@@ -41,7 +41,11 @@ async def _ingest(settings: Settings, workers: int) -> None:
         # Workers sign labels, so they need a key; sources alone do not.
         await labeler.start(exclusive=True, create_dev_key=workers > 0, workers=workers, sources=True)
         names = ", ".join(s.name for s in labeler.sources.sources)
-        click.echo(f"ingesting from {names} ({workers} workers); Ctrl-C to stop")
+        hashing = ""
+        if workers > 0:
+            await labeler.pipeline.hasher.start()  # started with the workers; ready before we say so
+            hashing = f", {len(labeler.pipeline.hasher.pool.pids)} hashing processes"
+        click.echo(f"ingesting from {names} ({workers} workers{hashing}); Ctrl-C to stop")
         await stop.wait()
     finally:
         await labeler.aclose()

@@ -32,6 +32,7 @@ def worker(count: int | None, drain: bool) -> None:
                 loop.add_signal_handler(sig, stop.set)
         outcomes: dict[str, int] = {}
         try:
+            await labeler.pipeline.hasher.start()  # started with the workers; ready before we say so
             hashing = len(labeler.pipeline.hasher.pool.pids)
             click.echo(
                 f"labeler worker: {workers} worker(s), {hashing} hashing process(es), matcher {settings.matcher}",

@@ -84,8 +84,12 @@ class HashPool:
         self.video = video or VideoLimits()
         self.video_timeout = video_timeout
 
+    def launch(self, processes: int | None = None) -> None:
+        """Start the hashing processes in the background (`processes` of them, if the pool has not started yet)."""
+        self.pool.launch(processes)
+
     async def start(self, processes: int | None = None) -> None:
-        """Start the hashing processes now (`processes` of them, if the pool has not started yet)."""
+        """Start the hashing processes and wait until they are ready."""
         await self.pool.start(processes)
 
     async def hash(

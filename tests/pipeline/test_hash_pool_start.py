@@ -9,6 +9,8 @@ import asyncio
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,19 @@ from .processes import child_pids
 IMAGE = encode(structured_rgb(320, 240, seed=4), "PNG")
 
 
+async def eventually(check: Callable[[], bool], what: str, within: float = 120.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"no {what} after {within} s"
+        await asyncio.sleep(0.05)
+
+
 async def test_the_first_image_finds_the_hashing_processes_already_running(make_settings: Any) -> None:
     labeler = Labeler(make_settings(workers=1))
     try:
-        await labeler.start(workers=1)
+        await labeler.start(workers=1)  # no image asks for them here
+        await eventually(lambda: len(child_pids(os.getpid())) == 1, "the hashing process, started with the workers")
         running = child_pids(os.getpid())
-        assert len(running) == 1, "the hashing process starts with the workers, not on the first image"
         await labeler.pipeline.hasher.hash(IMAGE)
         assert child_pids(os.getpid()) == running
     finally:
@@ -39,7 +48,7 @@ async def test_the_upload_api_alone_starts_one_hashing_process(make_settings: An
     labeler = Labeler(make_settings(workers=0, upload_tokens="t"))
     try:
         await labeler.start(workers=0, hashing=True)
-        assert len(child_pids(os.getpid())) == 1
+        await eventually(lambda: len(child_pids(os.getpid())) == 1, "one hashing process, for the upload API")
     finally:
         await labeler.aclose()
 
@@ -48,6 +57,7 @@ async def test_short_commands_start_no_hashing_process(make_settings: Any) -> No
     labeler = Labeler(make_settings())
     try:
         await labeler.start()
+        await asyncio.sleep(1.0)  # time enough for a start in the background to show
         assert child_pids(os.getpid()) == []
     finally:
         await labeler.aclose()
@@ -70,7 +80,7 @@ async def test_the_cli_runs_one_hashing_process_per_worker(command: list[str], t
     assert proc.stdout is not None
     try:
         output = b""
-        while b"worker" not in output.lower():  # both commands print one line once started
+        while b"hashing process" not in output:  # both commands print one line once started
             line = await asyncio.wait_for(proc.stdout.readline(), timeout=120)
             assert line, output.decode()
             output += line

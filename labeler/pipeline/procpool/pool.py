@@ -13,8 +13,8 @@ exactly the child that overran, and the other jobs never notice.
                           callers with a lower `priority` number are served first
 
 A child that dies on its own (the kernel's OOM killer, a crash in native code) fails its job with ChildDied and is
-replaced too. `start()` starts the children before the first job, so no job waits for interpreters and libraries to
-load; each child is a fresh interpreter (see `child`), never a fork of this threaded, async process.
+replaced too. `launch()` starts the children before the first job, so no job waits long for interpreters and
+libraries to load; each child is a fresh interpreter (see `child`), never a fork of this threaded, async process.
 """
 
 from __future__ import annotations
@@ -148,11 +148,10 @@ class ProcessPool:
         """Children ready for a job now."""
         return len(self._idle)
 
-    async def start(self, processes: int | None = None) -> None:
-        """Start the children and wait until at least one is ready; `processes` sizes a pool not started yet.
+    def launch(self, processes: int | None = None) -> asyncio.Task[None]:
+        """Begin starting the children without waiting for them; `processes` sizes a pool not started yet.
 
-        Calling it again, or concurrently, waits for the same start. A child that fails to start is tried again in
-        the background; only when none starts does this raise PoolError (and the next call tries afresh).
+        Idempotent: returns the start under way (or done). A failure is logged here, and raised by `start()`.
         """
         if self._closed:
             raise PoolClosed(f"{self.name} is closed")
@@ -162,13 +161,26 @@ class ProcessPool:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self.processes, thread_name_prefix=self.name)
             self._started = asyncio.create_task(self._start_children(), name=f"{self.name}-start")
-        started = self._started
+            self._started.add_done_callback(self._log_failed_start)
+        return self._started
+
+    async def start(self, processes: int | None = None) -> None:
+        """Start the children (see `launch`) and wait until at least one is ready.
+
+        A child that fails to start is tried again in the background; only when none starts does this raise
+        PoolError, and the next call tries afresh.
+        """
+        started = self.launch(processes)
         try:
             await asyncio.shield(started)
         except PoolError:
             if self._started is started:
                 self._started = None
             raise
+
+    def _log_failed_start(self, started: asyncio.Task[None]) -> None:
+        if not started.cancelled() and started.exception() is not None:
+            log.error("%s: %s", self.name, started.exception())
 
     async def _start_children(self) -> None:
         results = await asyncio.gather(*(self._spawn() for _ in range(self.processes)), return_exceptions=True)
