@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint e2e-deps video-deps bench clean
+.PHONY: run test lint e2e-deps video-deps bench bench-photos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 test: $(STAMP) e2e-deps video-deps lint
 	$(BIN)/python -m pytest
+
+# Photographs for the hashing benchmarks (bench/_photos.py): Debian's desktop wallpaper packages, ~150 MB.
+bench-photos:
+	apt-get install -y --no-install-recommends mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-20.04
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

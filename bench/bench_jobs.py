@@ -1,19 +1,22 @@
-"""Image jobs end to end: enqueue → claim → resolve DID → getBlob over HTTP → verify CID → decode + PDQ (process
-pool) → embedded match → policy → signed label, with a local PLC + PDS stand-in in a separate process.
+"""Image jobs end to end: enqueue → claim → resolve DID → getBlob over HTTP → verify CID → decode + PDQ (hashing
+processes) → embedded match → policy → signed label, with a local PLC + PDS stand-in in a separate process.
 
-Half the images are in an embedded bank, so half the jobs write a label. Prints jobs/s (wall clock, from the
-first claim to the last outcome), labels written, and the outcome counts. Asserts nothing about time.
+The images are 1–4 MP JPEG photos (bench/_photos.py) and half of them are in an embedded bank, so half the jobs
+write a label. Runs alternate between the hashing modes given (`--modes reduced,exact`: LABELER_REDUCED_DECODE
+true / false) for `--rounds` rounds. Prints jobs/s (wall clock, from the first claim to the last outcome), the CPU
+per job of the labeler process and of its hashing processes (read from /proc), and the outcome counts. The PDS
+stand-in and PostgreSQL share the machine but are not counted. Asserts nothing about time.
 
-    python bench/bench_jobs.py                         # SQLite, 400 JPEGs of 1024 px, workers 4 and 16
-    python bench/bench_jobs.py --db postgres --jobs 1000 --workers 8,32 --size 512
+    python bench/bench_jobs.py --db postgres           # 300 photos, 2 workers, reduced and exact, 2 rounds
+    python bench/bench_jobs.py --jobs 600 --workers 2,4 --modes reduced --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
-import io
 import multiprocessing
 import os
 import socket
@@ -23,28 +26,18 @@ from typing import Any
 
 try:
     from bench import _harness as h
+    from bench import _photos
 except ImportError:  # run as a script: bench/ is sys.path[0]
     import _harness as h  # type: ignore[no-redef]
+    import _photos  # type: ignore[no-redef]
 
 import libipld
-import numpy as np
-from PIL import Image
 
 from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import ImageRef, JobSpec
 
 BENCH_ACCOUNT = "did:plc:benchpostsbenchpostsbenc"
-
-
-def _image(size: int, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    pixels = np.stack([255 * x / size, 255 * (y / size) ** 1.5, 127 + 100 * np.sin(x / (7 + seed % 13))], axis=2)
-    pixels += rng.normal(0, 20, pixels.shape)
-    out = io.BytesIO()
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=85)
-    return out.getvalue()
 
 
 def _cid(data: bytes) -> str:
@@ -98,14 +91,27 @@ def _wait_for_port(port: int) -> None:
     raise RuntimeError("the PLC/PDS stand-in did not start")
 
 
-async def run_once(env: h.BenchEnv, args: argparse.Namespace, workers: int, run: int, port: int) -> list[Any]:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of live processes (the hashing processes), from /proc/<pid>/stat."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def run_once(
+    env: h.BenchEnv, args: argparse.Namespace, workers: int, mode: str, run: int, port: int
+) -> list[Any]:
     images: list[bytes] = args.images
     settings = env.settings(
         plc_url=f"http://127.0.0.1:{port}",
         allow_private_fetch=True,
         workers=workers,
         max_image_bytes=50_000_000,
-        extra={"pipeline": {"poll_seconds": 0.02, "hash_processes": args.processes}},
+        reduced_decode=mode == "reduced",
+        extra={"pipeline": {"poll_seconds": 0.02, **({"hash_processes": args.processes} if args.processes else {})}},
     )
     specs = [
         JobSpec("manual", f"at://{BENCH_ACCOUNT}/app.bsky.feed.post/r{run}x{n}", None, ImageRef(BENCH_ACCOUNT, _cid(d)))
@@ -116,29 +122,35 @@ async def run_once(env: h.BenchEnv, args: argparse.Namespace, workers: int, run:
         if run == 0:
             await p.banks.create("BENCH")
             await p.banks.add_entries("BENCH", [EntryInput(pdq) for pdq in args.banked])
-        await p.hasher.hash(images[0])  # warm the process pool and the bank index before timing
+        await p.hasher.start(p.options.processes_for(workers))  # as start(workers=…) would, before timing
+        await p.hasher.hash(images[0])
         await p.matcher.lookup(args.banked[0])
         await p.jobs.enqueue(specs)
-        started, cpu = time.perf_counter(), time.process_time()
+        pids = p.hasher.pool.pids
+        started, cpu, hashing_cpu = time.perf_counter(), time.process_time(), _cpu_seconds(pids)
         await p.start(workers=workers)
         while True:  # done counts are cumulative over runs (one database)
             if (await p.jobs.counts())["done"] >= len(specs) * (run + 1):
                 break
             await asyncio.sleep(0.02)
         elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu
+        hashing_used = _cpu_seconds(pids) - hashing_cpu
         outcomes = await p.jobs.outcomes()
-    rate = len(specs) / elapsed
-    cpu_ms = f"{cpu_used / len(specs) * 1000:.1f}"
+    per_job = 1000 / len(specs)
     summary = " ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))
-    return [env.db, workers, args.processes, len(specs), f"{elapsed:.2f}", f"{rate:.1f}", cpu_ms, summary]
+    return [
+        env.db, mode, workers, len(pids), len(specs), f"{elapsed:.2f}", f"{len(specs) / elapsed:.1f}",
+        f"{cpu_used * per_job:.1f}", f"{hashing_used * per_job:.1f}", summary,
+    ]  # fmt: skip
 
 
 async def main(args: argparse.Namespace) -> None:
     h.print_machine(args)
-    args.processes = args.processes or (os.cpu_count() or 1)
-    print(f"generating {args.jobs} JPEGs of {args.size}px …", flush=True)
-    args.images = [_image(args.size, seed) for seed in range(args.jobs)]
-    args.banked = [hash_image(d).hash for d in args.images[::2]]
+    print(f"building {args.jobs} photos …", flush=True)
+    corpus = _photos.build(args.jobs)
+    print(f"corpus: {corpus.describe()}", flush=True)
+    args.images = [photo.data for photo in corpus.photos]
+    args.banked = [hash_image(d, reduced_decode=True).hash for d in args.images[::2]]
     rows: list[list[Any]] = []
     async with h.bench_env(args) as env:
         blob_dir = env.workdir / "blobs"
@@ -152,27 +164,36 @@ async def main(args: argparse.Namespace) -> None:
         world.start()
         try:
             _wait_for_port(port)
-            for run, workers in enumerate(args.workers):
-                rows.append(await run_once(env, args, workers, run, port))
+            runs = [(w, m) for _ in range(args.rounds) for w in args.workers for m in args.modes]
+            for run, (workers, mode) in enumerate(runs):
+                rows.append(await run_once(env, args, workers, mode, run, port))
+                print(" | ".join(map(str, rows[-1])), flush=True)
         finally:
             world.terminate()
             world.join(5)
     h.print_table(
-        f"image jobs end to end ({args.size}px JPEG, embedded matcher, half banked)",
-        ["db", "workers", "hash procs", "jobs", "seconds", "jobs/s", "labeler cpu ms/job", "outcomes (cumulative)"],
+        "image jobs end to end (1–4 MP JPEG photos, embedded matcher, half banked)",
+        ["db", "hashing", "workers", "hash procs", "jobs", "seconds", "jobs/s", "labeler CPU ms/job",
+         "hashing CPU ms/job", "outcomes (cumulative)"],
         rows,
-    )
+    )  # fmt: skip
+    print(f"\nload average at the end: {h.machine()['loadavg']}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     h.add_common_args(p)
-    p.add_argument("--jobs", type=int, default=400, help="jobs per run (default %(default)s)")
-    p.add_argument("--size", type=int, default=1024, help="image side in pixels (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=300, help="jobs (photos) per run (default %(default)s)")
     p.add_argument(
-        "--workers", type=lambda s: [int(x) for x in s.split(",")], default=[4, 16], help="comma list (default 4,16)"
+        "--workers", type=lambda s: [int(x) for x in s.split(",")], default=[2], help="comma list (default 2)"
     )
-    p.add_argument("--processes", type=int, default=0, help="hashing processes (default: one per CPU)")
+    p.add_argument(
+        "--modes", type=lambda s: s.split(","), default=["reduced", "exact"], help="hashing modes to alternate"
+    )
+    p.add_argument("--rounds", type=int, default=2, help="rounds over workers x modes (default %(default)s)")
+    p.add_argument(
+        "--processes", type=int, default=0, help="hashing processes (default: the service's, one per worker)"
+    )
     return p.parse_args(argv)
 
 
