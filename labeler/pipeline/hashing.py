@@ -89,8 +89,11 @@ class HashPool:
         self.pool.launch(processes)
 
     async def start(self, processes: int | None = None) -> None:
-        """Start the hashing processes and wait until they are ready."""
-        await self.pool.start(processes)
+        """Start the hashing processes and wait until they are ready; HasherCrashed if none could start."""
+        try:
+            await self.pool.start(processes)
+        except PoolError as exc:
+            raise HasherCrashed(str(exc)) from None
 
     async def hash(
         self,

@@ -124,12 +124,14 @@ class Pipeline:
     async def start(self, *, workers: int, hashing: bool = False) -> None:
         """Run `workers` job workers (and the action outbox runner) in this process; 0 runs none.
 
-        The hashing processes start here too, in the background (the service answers health checks while they load;
-        the first image waits for them), when there are workers or `hashing` (the upload API) asks for them; the
-        pool is sized from `workers`, not from settings.
+        The hashing processes start here too, sized from `workers` (not from settings): before the workers, which
+        would otherwise hold claimed jobs' leases while waiting for them; in the background when only `hashing`
+        (the upload API) asks for them, so the service answers health checks while they load.
         """
-        if workers > 0 or hashing:
-            self.hasher.launch(self.options.processes_for(max(workers, 1)))
+        if workers > 0:
+            await self.hasher.start(self.options.processes_for(workers))
+        elif hashing:
+            self.hasher.launch(self.options.processes_for(1))
         if workers <= 0 or self._workers is not None:
             return
         problem = support_problem(self.settings.hash_memory_mb)
