@@ -213,10 +213,10 @@ def main() -> None:
             "what each step does (alternatives; distances to pytx's hash)",
             {
                 "PDQ's filters as matrices, full decode": reduced_to(1 << 20),
-                "+ JPEG decoded down to ≥512 px": reduced_to(512),
-                "+ JPEG decoded down to ≥384 px": reduced_to(384),
-                f"+ JPEG decoded down to ≥{side} px (default)": reduced_to(side),
-                "+ JPEG decoded down to ≥128 px": reduced_to(128),
+                **{
+                    f"+ JPEG decoded down to ≥{px} px{' (default)' if px == side else ''}": reduced_to(px)
+                    for px in (512, 384, 256, 128)
+                },
                 f"JPEG's Y plane at ≥{side} px, not RGB's luma": luma_plane(side),
                 f"samples rounded to bytes → pdqhash (≥{side} px)": samples_as_bytes(side),
                 "JPEG at ≥512 px → pdqhash (the previous reduced)": draft_then_pdqhash(512),
