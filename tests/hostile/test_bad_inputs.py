@@ -178,6 +178,18 @@ async def test_review_ids_out_of_range_are_404(client: httpx.AsyncClient, item_i
     assert (await client.get(f"{REVIEW}/{review_id}", auth=ADMIN)).status_code == 200
 
 
+async def test_a_review_decision_with_a_body_that_is_not_an_object_decides_nothing(
+    client: httpx.AsyncClient, labeler: Labeler, review_id: int
+) -> None:
+    for body in (b'"a note"', b"[]", b"null", b"1"):
+        for decision in ("confirm", "reject"):
+            response = await post_json(client, f"{REVIEW}/{review_id}/{decision}", body, {})
+            assert response.status_code == 401  # the credentials come first
+            response = await client.post(f"{REVIEW}/{review_id}/{decision}", content=body, auth=ADMIN)
+            assert response.status_code == 400, (body, response.text)
+    assert (await labeler.pipeline.reviews.get(review_id)).status == "pending"
+
+
 # Item 4: a `$type` that is a list or an object was used as a dictionary key or set member.
 
 TYPE_CONFUSION: list[Any] = [["tools.ozone.moderation.defs#modEventComment"], {"a": 1}, 5, None, True, 1.5]
