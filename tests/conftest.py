@@ -19,6 +19,28 @@ from labeler.service import Labeler
 from labeler.testing import LiveServer, serve_labeler
 
 IN_CI = os.environ.get("CI") == "true"
+# The suite's own settings (where its PostgreSQL is); every other LABELER_* belongs to the user, not to the tests.
+TEST_VARS_PREFIX = "LABELER_TEST_"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_from_the_user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite gives the same result whatever the checkout's `labeler.toml` and the exported `LABELER_*` say:
+    settings are read from the environment and `./labeler.toml`, so both are taken away for the whole session
+    (session-scoped fixtures included), and subprocesses inherit the clean environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("LABELER_") and not name.startswith(TEST_VARS_PREFIX):
+                patch.delenv(name)
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own empty directory, so files written at default paths (`labeler.db`, `keys/`,
+    `labeler.toml`) never reach the checkout or another test."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")
