@@ -227,6 +227,19 @@ def test_env_example_documents_every_setting_and_every_compose_variable() -> Non
         assert any(name.removeprefix("LABELER_") in p.read_text() for p in (ROOT / "labeler").rglob("*.py"))
 
 
+def readme_settings_table() -> set[str]:
+    """The variables named in the first column of the README's Configuration table."""
+    section = (ROOT / "README.md").read_text().split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `LABELER_")]
+    return {name for cell in rows for name in re.findall(r"`(LABELER_[A-Z0-9_]+)`", cell)}
+
+
+def test_readme_table_documents_every_setting() -> None:
+    documented = readme_settings_table()
+    assert SETTINGS_VARS - documented == set(), "document the new setting in the README's Configuration table"
+    assert documented - SETTINGS_VARS == set(), "the README's Configuration table names a variable that is no setting"
+
+
 def test_env_example_lines_each_have_a_comment() -> None:
     lines = (ROOT / ".env.example").read_text().splitlines()
     for i, line in enumerate(lines):
