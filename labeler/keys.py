@@ -170,11 +170,24 @@ class Keyring:
 
     def generate(self, curve: Curve = Curve.K256, *, activate: bool | None = None) -> KeyInfo:
         """Create and store a new key; it becomes active when asked to, or when there is no active key yet."""
-        key = SigningKey.generate(curve)
+        return self.add(SigningKey.generate(curve), activate=activate)
+
+    def add(self, key: SigningKey, *, activate: bool | None = None) -> KeyInfo:
+        """Store `key` (generated here, or made elsewhere: `labeler keys import`); active as for `generate`.
+        A key already in the keyring is refused rather than stored twice."""
         key_id = key_id_for(key)
+        if key_id in self._keys:
+            raise KeyringError(f"{key_id} ({key.did_key}) is already in {self.directory}")
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = KeyInfo(id=key_id, curve=curve.value, did_key=key.did_key, file=f"{key_id}.pem", created_at=syntax.now())
-        _write_private(self.directory / info.file, key.to_pem())
+        info = KeyInfo(
+            id=key_id, curve=key.curve.value, did_key=key.did_key, file=f"{key_id}.pem", created_at=syntax.now()
+        )
+        try:
+            _write_private(self.directory / info.file, key.to_pem())
+        except FileExistsError:
+            raise KeyringError(
+                f"{self.directory / info.file} exists but is not in the keyring; not overwriting"
+            ) from None
         self._keys[key_id] = info
         self._loaded[key_id] = key
         if activate or (activate is None and self._active is None):

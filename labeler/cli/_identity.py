@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -43,6 +45,20 @@ def resolver_for(settings: Settings) -> DidResolver:
         allow_insecure_did_web=settings.allow_insecure_did_web,
         allow_private=settings.allow_private_fetch,
         refresh_cooldown=0,
+    )
+
+
+def publishable_endpoint(settings: Settings) -> str:
+    """`public_url`, refused when its host is an IP address: PDSes will not proxy to one ("Invalid hostname"), so a
+    DID document naming it hides every label from the app (`labeler doctor` fails it too)."""
+    host = urlsplit(settings.public_url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return settings.public_url
+    raise click.ClickException(
+        f"public_url {settings.public_url} is an IP address, which PDSes refuse to proxy to; serve the labeler "
+        "under a host name (e.g. https://labeler.example.com) and set LABELER_PUBLIC_URL to it"
     )
 
 
@@ -110,7 +126,7 @@ async def publish_with_rotation_key(
     """A PLC update of our did:plc signed by the operator's rotation key: our key and endpoint (and handle)."""
 
     def change(state: PlcState) -> PlcState:
-        state = state.with_labeler(label_did_key, settings.public_url)
+        state = state.with_labeler(label_did_key, publishable_endpoint(settings))
         return replace(state, also_known_as=(f"at://{handle}",)) if handle else state
 
     async with PlcDirectory(settings.plc_url) as directory:
@@ -126,7 +142,7 @@ async def publish_via_pds(
             account,
             directory,
             label_did_key=label_did_key,
-            endpoint=settings.public_url,
+            endpoint=publishable_endpoint(settings),
             token=token,
             ask_token=prompt_token,
             expect_did=expect_did,

@@ -22,6 +22,7 @@ from labeler.cli._identity import (
     pds_options,
     publish_via_pds,
     publish_with_rotation_key,
+    publishable_endpoint,
     resolver_for,
     rotation_key,
     run_identity,
@@ -81,7 +82,7 @@ def did_create(handle: str | None, rotation_key_file: Path | None, save: bool, f
     label, rotation = active_key(settings), rotation_key(settings, rotation_key_file)
     state = PlcState(
         rotation_keys=(rotation.did_key,), also_known_as=(f"at://{handle}",) if handle else ()
-    ).with_labeler(label.did_key, settings.public_url)
+    ).with_labeler(label.did_key, publishable_endpoint(settings))
 
     async def body() -> str:
         async with PlcDirectory(settings.plc_url) as directory:
@@ -102,6 +103,7 @@ def did_update(handle: str | None, rotation_key_file: Path | None) -> None:
     settings = settings_or_exit()
     if not settings.did.startswith("did:plc:"):
         raise click.ClickException(f"{settings.did} is not a did:plc")
+    publishable_endpoint(settings)
     label, rotation = active_key(settings), rotation_key(settings, rotation_key_file)
 
     async def body() -> None:
@@ -121,6 +123,7 @@ def did_link_pds(
 ) -> None:
     """Add our label key and endpoint to an existing account's did:plc through its PDS, keeping everything else."""
     settings = settings_or_exit()
+    publishable_endpoint(settings)
     label = active_key(settings)
     password = ask_password(password, full=True)
     if not identifier and not settings.did.startswith("did:plc:"):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from labeler.cli._activation import activate_named_key
 from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
 from labeler.cli._identity import (
     ask_password,
@@ -14,16 +15,20 @@ from labeler.cli._identity import (
     pds_options,
     publish_via_pds,
     publish_with_rotation_key,
+    publishable_endpoint,
     resolver_for,
     rotation_key,
     run_identity,
 )
 from labeler.config import Settings
 from labeler.identity.rotation import DEFAULT_CONFIRM_TIMEOUT, Rotation, rotate_label_key
+from labeler.key_formats import KeyFormatError, parse_private_key
 from labeler.keys import ROTATION_KEY_FILE, KeyInfo, Keyring, KeyringError, write_key_file
 from labeler.labels.resign import resign_backlog
 from labeler.protocol.crypto import Curve, SigningKey
 from labeler.store.label_stats import count_stale
+
+_MAX_KEY_TEXT = 4096
 
 
 def _keyring() -> Keyring:
@@ -45,6 +50,11 @@ def _describe(info: KeyInfo, active: str | None) -> dict[str, object]:
     }
 
 
+force_option = click.option(
+    "--force", is_flag=True, help="With --activate: even if the DID document does not name the key (labels then fail)."
+)
+
+
 @click.group()
 def keys() -> None:
     """Label signing keys."""
@@ -52,7 +62,13 @@ def keys() -> None:
 
 @keys.command("generate")
 @click.option("--curve", type=click.Choice([c.value for c in Curve]), default="k256", show_default=True)
-@click.option("--activate/--no-activate", default=None, help="Make it the signing key (default: only if none is).")
+@click.option(
+    "--activate/--no-activate",
+    default=None,
+    help="Make it the signing key (default: only if none is). Replacing an active key needs the DID document to "
+    "name the new one: use `keys rotate`.",
+)
+@force_option
 @click.option(
     "--purpose",
     type=click.Choice(["label", "rotation"]),
@@ -63,7 +79,7 @@ def keys() -> None:
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Rotation key file [<keys_dir>/rotation.pem]."
 )
-def keys_generate(curve: str, activate: bool | None, purpose: str, out: Path | None) -> None:
+def keys_generate(curve: str, activate: bool | None, force: bool, purpose: str, out: Path | None) -> None:
     """Generate a new key (file mode 0600)."""
     if purpose == "rotation":
         path = out or settings_or_exit().keys_dir / ROTATION_KEY_FILE
@@ -74,9 +90,47 @@ def keys_generate(curve: str, activate: bool | None, purpose: str, out: Path | N
             raise click.ClickException(str(exc)) from None
         click.echo(f"generated rotation key {path} {key.did_key}; back it up: it controls the DID")
         return
+    _store(SigningKey.generate(Curve(curve)), activate, force, "generated")
+
+
+def _store(key: SigningKey, activate: bool | None, force: bool, verb: str) -> None:
+    """Add `key` to the keyring. It becomes active on its own only as the first key; replacing an active key
+    goes through `activate_named_key` (the DID document must name it, or --force)."""
+    settings = settings_or_exit()
     ring = _keyring()
-    info = ring.generate(Curve(curve), activate=activate)
-    click.echo(f"generated {info.id} {info.did_key}{' (active)' if ring.active_id == info.id else ''}")
+    first = ring.active_id is None
+    try:
+        info = ring.add(key, activate=first and activate is not False)
+    except KeyringError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{verb} {info.id} {info.did_key}{' (active)' if first and ring.active_id == info.id else ''}")
+    if activate and not first:
+        activate_named_key(settings, ring, info, force=force)
+        click.echo(f"activated {info.id}")
+
+
+@keys.command("import")
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--curve", type=click.Choice([c.value for c in Curve]), help="The curve of a hex key [k256].")
+@click.option("--activate/--no-activate", default=None, help="Make it the signing key: only if the DID names it.")
+@force_option
+def keys_import(source: str, curve: str | None, activate: bool | None, force: bool) -> None:
+    """Import a private key made elsewhere from SOURCE (a file, or - for stdin; never an argument, which would be
+    in shell history): PEM, 64 hex digits (--curve, default k256) or multibase z…. Stored 0600, never printed."""
+    try:
+        with click.open_file(source, "rb") as fh:
+            data = fh.read(_MAX_KEY_TEXT + 1)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {source}: {exc.strerror}") from None
+    if len(data) > _MAX_KEY_TEXT:
+        raise click.ClickException(f"{source} is larger than a private key ({_MAX_KEY_TEXT} bytes)")
+    try:
+        key = parse_private_key(data.decode("ascii"), Curve(curve) if curve else None)
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{source}: not a text key (PEM, hex or multibase)") from None
+    except KeyFormatError as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+    _store(key, activate, force, "imported")
 
 
 @keys.command("list")
@@ -126,6 +180,7 @@ def _publisher(
         return None
     if not settings.did.startswith("did:plc:"):
         raise click.ClickException(f"cannot publish a key for {settings.did}")
+    publishable_endpoint(settings)
     if via_pds:
         pds_url, identifier, password, token = pds
         password = ask_password(password, full=True)

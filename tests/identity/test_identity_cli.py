@@ -166,7 +166,7 @@ def test_keys_resign_cli(runner: CliRunner, tmp_path: Path) -> None:
     init(runner)
     for i in range(30):
         ok(runner, "label", "add", f"did:plc:subject{i:02d}", "csam-hash-match")
-    ok(runner, "keys", "generate", "--activate")
+    ok(runner, "keys", "generate", "--activate", "--force")  # a made-up DID: nothing can name the key
     new = Keyring.open(tmp_path / "keys").active()[0]
     out = ok(runner, "keys", "resign", "--batch", "7")
     assert "re-signed 30 labels" in out
