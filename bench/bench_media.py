@@ -15,8 +15,8 @@ realistic mix of image and video posts. Prints figures; asserts nothing about ti
   Seconds of CPU (this process and its children: FFmpeg's decoder threads count) per minute of video. Target: ≥ 5×
   faster than real time at one frame per second, i.e. ≤ 12 CPU-seconds per minute.
 - **mix**: `--posts` jobs through the whole pipeline (fetch → hash → match → label), one in 15 a video (`--video-s`
-  seconds of 720p) and the rest 1024 px JPEGs; a third of each banked. Jobs/s and CPU per job of the labeler
-  process (the hashing processes' CPU is in the machine's load, not in that figure).
+  seconds of 720p) and the rest 1–4 MP JPEG photos (bench/_photos.py); a third of each banked. Jobs/s and CPU per
+  job of the labeler process (the hashing processes' CPU is in the machine's load, not in that figure).
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ from pathlib import Path
 
 try:
     from bench import _harness as h
-    from bench.bench_jobs import BENCH_ACCOUNT, _cid, _free_port, _image, _serve_world, _wait_for_port
+    from bench import _photos
+    from bench.bench_jobs import BENCH_ACCOUNT, _cid, _free_port, _serve_world, _wait_for_port
 except ImportError:  # run as a script: bench/ is sys.path[0]
     import _harness as h  # type: ignore[no-redef]
-    from bench_jobs import BENCH_ACCOUNT, _cid, _free_port, _image, _serve_world, _wait_for_port  # type: ignore
+    import _photos  # type: ignore[no-redef]
+    from bench_jobs import BENCH_ACCOUNT, _cid, _free_port, _serve_world, _wait_for_port  # type: ignore
 
 import libipld
 
@@ -199,7 +201,9 @@ async def bench_mix(args: argparse.Namespace) -> None:
     async with h.bench_env(args) as env:
         clip_dir = env.workdir / "clips"
         clip_dir.mkdir()
-        blobs: list[tuple[bytes, str]] = [(_image(1024, seed), "image") for seed in range(images)]
+        photos = _photos.build(images)
+        print(photos.describe(), flush=True)
+        blobs: list[tuple[bytes, str]] = [(photo.data, "image") for photo in photos.photos]
         for n in range(videos):  # each video its own file: another test pattern phase, another MD5
             data = ffmpeg_clip(clip_dir / f"v{n}.mp4", args.video_s + n * 0.04)
             blobs.insert(n * 15, (data, "video"))
@@ -245,7 +249,7 @@ async def bench_mix(args: argparse.Namespace) -> None:
                 outcomes = await p.jobs.outcomes()
     summary = " ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))
     h.print_table(
-        f"a realistic mix: {images} image posts (1024 px JPEG) and {videos} video posts ({args.video_s:g} s 720p)",
+        f"a realistic mix: {images} image posts (1–4 MP JPEG) and {videos} video posts ({args.video_s:g} s 720p)",
         ["db", "workers", "hash procs", "jobs", "seconds", "jobs/s", "labeler CPU ms/job", "outcomes"],
         [[env.db, args.workers, args.processes, len(specs), f"{elapsed:.1f}", f"{len(specs) / elapsed:.2f}",
           f"{cpu_used / len(specs) * 1000:.1f}", summary]],
