@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
@@ -9,11 +11,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from labeler.cli._common import echo_json, settings_or_exit
 from labeler.cli._identity import resolver_for, run_identity
 from labeler.config import Settings
-from labeler.identity.doctor import DEFAULT_WS_WAIT, Finding, LocalFacts, diagnose, healthy
+from labeler.identity.doctor import DEFAULT_WS_WAIT, WINDOW, Finding, LocalFacts, diagnose, healthy
 from labeler.keys import Keyring, KeyringError
 from labeler.pipeline.actions.doctor import action_findings
 from labeler.store.engine import StoreError, create_engine
-from labeler.store.label_stats import count_on_own_content, distinct_values
+from labeler.store.label_samples import active_values, sample_sources, stream_cursor
+from labeler.store.label_stats import count_on_own_content
 from labeler.store.labels import LabelStore
 
 HTTP_TIMEOUT = 10.0
@@ -21,7 +24,8 @@ _MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 
 async def local_facts(settings: Settings) -> LocalFacts:
-    """Our side of the comparison: DID, URL, active key, stream head and what we have emitted."""
+    """Our side of the comparison: DID, URL, active key, stream head, where to sample what we serve, and the values
+    we have in force."""
     try:
         active: str | None = Keyring.open(settings.keys_dir).active()[0].did_key
     except KeyringError:
@@ -33,7 +37,9 @@ async def local_facts(settings: Settings) -> LocalFacts:
             public_url=settings.public_url,
             active_did_key=active,
             head=await LabelStore(engine).head(),
-            emitted_values=await distinct_values(engine),
+            stream_from=await stream_cursor(engine, WINDOW),
+            sources=await sample_sources(engine, WINDOW),
+            active_values=await active_values(engine, settings.did, datetime.now(UTC)),
             own_content_labels=await count_on_own_content(engine, settings.did),
         )
     except SQLAlchemyError as exc:

@@ -8,13 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from labeler.store.schema import labels
 
 
-async def distinct_values(engine: AsyncEngine) -> list[str]:
-    """Every `val` we have emitted (negations included: they are emitted values too), sorted."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(labels.c.val).distinct().order_by(labels.c.val))
-        return [row[0] for row in rows]
-
-
 async def count_stale(engine: AsyncEngine, active_key_id: str) -> int:
     """Labels whose stored signature is by another key than the active one."""
     async with engine.connect() as conn:

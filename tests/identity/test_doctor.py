@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from support.fake_pds import FakePds, running_fake_pds
 from support.fake_plc import FakePlc, did_document, new_plc_did, running_fake_plc
@@ -23,13 +25,14 @@ from labeler.cli import cli
 from labeler.cli.doctor import local_facts
 from labeler.config import Settings
 from labeler.identity.declare import COLLECTION, RKEY, build_record, value_problem
-from labeler.identity.doctor import Finding, LocalFacts, diagnose, healthy
+from labeler.identity.doctor import WINDOW, Finding, LocalFacts, diagnose, healthy
 from labeler.identity.resolver import DidResolver
 from labeler.labels.writer import LabelRequest
 from labeler.protocol import syntax
 from labeler.protocol.crypto import SigningKey
 from labeler.protocol.label import Label
 from labeler.service import Labeler
+from labeler.store.label_samples import sample_sources, stream_cursor
 from labeler.store.schema import labels
 from labeler.testing import LiveServer, serve_labeler
 
@@ -102,6 +105,21 @@ async def setup(
         await labeler.aclose()
 
 
+async def seed(labeler: Labeler, rows: list[Label], signer: SigningKey | None = None) -> None:
+    """Rows straight into the table after the head, signed by `signer` (default: the active key) yet recorded as
+    signed by the active key, so nothing re-signs them on the way out: what a consumer gets is what is stored."""
+    info, active = labeler.keyring.active()
+    head = await labeler.store.head()
+    async with labeler.engine.begin() as conn:
+        for seq, label in enumerate((row.signed(signer or active) for row in rows), start=head + 1):
+            await conn.execute(
+                labels.insert().values(
+                    seq=seq, src=label.src, uri=label.uri, cid="", val=label.val, neg=label.neg, cts=label.cts,
+                    exp=label.exp, sig=label.sig, key_id=info.id,
+                )
+            )  # fmt: skip
+
+
 def failing(findings: dict[str, Finding]) -> set[str]:
     return {name for name, f in findings.items() if f.status == "fail"}
 
@@ -110,13 +128,14 @@ async def test_healthy_setup_passes(setup: Setup) -> None:
     findings = await setup.run()
     assert {f.status for f in findings.values()} == {"ok"}, findings
     assert healthy(list(findings.values()))
-    assert "1 sampled labels verify" in findings["query-labels"].message
+    assert f"1 sampled labels of {setup.did} verify" in findings["query-labels"].message
+    assert "replays the newest 1 labels" in findings["subscribe-labels"].message
 
 
 async def test_wrong_key_in_the_did_document(setup: Setup) -> None:
     setup.publish_document(label=SigningKey.generate())
     findings = await setup.run()
-    assert failing(findings) == {"label-key", "query-labels"}
+    assert failing(findings) == {"label-key", "query-labels", "subscribe-labels"}
     assert "consumers reject every label" in findings["label-key"].message
     assert findings["label-key"].fix
 
@@ -124,7 +143,7 @@ async def test_wrong_key_in_the_did_document(setup: Setup) -> None:
 async def test_missing_label_key(setup: Setup) -> None:
     document = did_document(setup.did, labeler=setup.endpoint, pds=setup.pds_url, handle=None)
     setup.plc.put(setup.did, document)
-    assert failing(await setup.run()) == {"label-key", "query-labels"}
+    assert failing(await setup.run()) == {"label-key", "query-labels", "subscribe-labels"}
 
 
 async def test_ip_address_endpoint(setup: Setup) -> None:
@@ -176,19 +195,93 @@ async def test_undeclared_value(setup: Setup) -> None:
 
 async def test_bad_value_syntax(setup: Setup) -> None:
     """A legacy row written before values were validated (seeded straight into the table)."""
-    info, key = setup.labeler.keyring.active()
-    label = Label(setup.did, "did:plc:someoneelsesomeoneelse2", "Bad Value", syntax.now()).signed(key)
-    async with setup.labeler.engine.begin() as conn:
-        await conn.execute(
-            labels.insert().values(
-                seq=await setup.labeler.store.head() + 1, src=label.src, uri=label.uri, cid="", val=label.val,
-                neg=False, cts=label.cts, exp=None, sig=label.sig, key_id=info.id,
-            )
-        )  # fmt: skip
+    await seed(setup.labeler, [Label(setup.did, "did:plc:someoneelsesomeoneelse2", "Bad Value", syntax.now())])
     setup.pds.records[(setup.did, COLLECTION, RKEY)]["policies"]["labelValues"].append("Bad Value")
     findings = await setup.run()
     assert "value-syntax" in failing(findings)
     assert "'Bad Value' does not match ^[a-z-]+$" in findings["value-syntax"].message
+
+
+async def test_labels_under_a_former_did_verify_against_that_did(setup: Setup) -> None:
+    """After a DID change the table serves two `src`s; each is checked against its own document."""
+    former = new_plc_did()
+    subject = "did:plc:someoneelsesomeoneelse2"
+    await seed(setup.labeler, [Label(former, subject, DECLARED, syntax.now())])
+    setup.plc.put(former, did_document(former, label=setup.labeler.keyring.active()[1], pds=None, handle=None))
+    findings = await setup.run()
+    assert not failing(findings), findings
+    assert "2 sampled labels of 2 sources verify" in findings["query-labels"].message
+
+    setup.plc.put(former, did_document(former, label=SigningKey.generate(), pds=None, handle=None))
+    findings = await setup.run()
+    assert failing(findings) == {"query-labels", "subscribe-labels"}
+    assert f"1 of 1 sampled labels (oldest, random, newest) of {former} do not verify" in (
+        findings["query-labels"].message
+    )
+    assert setup.did not in findings["query-labels"].message
+
+    del setup.plc.documents[former]
+    findings = await setup.run()
+    assert f"of {former} cannot be verified" in findings["query-labels"].message
+
+
+async def test_bad_signatures_past_the_oldest_labels_are_found(setup: Setup) -> None:
+    """The first page verifies; the newest labels, badly signed, are what consumers are receiving now."""
+    post = "at://did:plc:someoneelsesomeoneelse2/app.bsky.feed.post/"
+    good = [Label(setup.did, f"{post}good{n}", DECLARED, syntax.now()) for n in range(60)]
+    await seed(setup.labeler, good)
+    bad = [Label(setup.did, f"{post}bad{n}", DECLARED, syntax.now()) for n in range(3)]
+    await seed(setup.labeler, bad, signer=SigningKey.generate())
+    findings = await setup.run()
+    assert failing(findings) == {"query-labels", "subscribe-labels"}
+    assert "3 of " in findings["query-labels"].message
+    assert f"3 of {WINDOW} newest labels on the stream of {setup.did}" in findings["subscribe-labels"].message
+
+
+async def test_samples_cover_the_oldest_a_random_and_the_newest_window(setup: Setup) -> None:
+    post = "at://did:plc:someoneelsesomeoneelse2/app.bsky.feed.post/"
+    await seed(setup.labeler, [Label(setup.did, f"{post}{n}", DECLARED, syntax.now()) for n in range(80)])
+    async with setup.labeler.engine.connect() as conn:
+        seqs = [row[0] for row in await conn.execute(sa.select(labels.c.seq).order_by(labels.c.seq))]
+    (ours,) = await sample_sources(setup.labeler.engine, WINDOW, random.Random(7))
+    assert ours.src == setup.did
+    assert ours.cursors[0] == seqs[0] - 1 and ours.cursors[-1] == seqs[-WINDOW] - 1
+    assert len(ours.cursors) == 3 and seqs[0] - 1 < ours.cursors[1] < seqs[-1]
+    assert await stream_cursor(setup.labeler.engine, WINDOW) == seqs[-WINDOW] - 1
+
+
+async def test_negated_and_expired_values_need_no_declaration(setup: Setup) -> None:
+    subject = "did:plc:someoneelsesomeoneelse2"
+    await setup.labeler.writer.write([LabelRequest(uri=subject, val="spam")])
+    await setup.labeler.writer.write([LabelRequest(uri=subject, val="spam", neg=True)])
+    await setup.labeler.writer.write([LabelRequest(uri=subject, val="old-news", exp="2001-01-01T00:00:00.000Z")])
+    await seed(setup.labeler, [Label(setup.did, subject, "Bad Value", syntax.now(), neg=True)])
+    findings = await setup.run()
+    assert not failing(findings), findings
+    await setup.labeler.writer.write([LabelRequest(uri=subject, val="spam")])  # in force again
+    findings = await setup.run()
+    assert failing(findings) == {"declared-values"}
+    assert "spam" in findings["declared-values"].message
+
+
+async def test_unreachable_plc_is_named(setup: Setup) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    setup.plc_url = closed
+    findings = await setup.run()
+    document = findings["did-document"]
+    assert document.status == "fail"
+    assert f"from {closed}/{setup.did}" in document.message
+    assert document.fix is not None and closed in document.fix and "LABELER_PLC_URL" in document.fix
+    assert "did create" not in document.fix
+
+
+async def test_local_did_web_names_the_insecure_setting(setup: Setup) -> None:
+    findings = await setup.run(did=f"did:web:localhost%3A{setup.live.port}")
+    document = findings["did-document"]
+    assert document.status == "fail"
+    assert document.fix is not None and "LABELER_ALLOW_INSECURE_DID_WEB" in document.fix
 
 
 async def test_labels_on_our_own_content_warn(setup: Setup) -> None:
@@ -199,7 +292,8 @@ async def test_labels_on_our_own_content_warn(setup: Setup) -> None:
 
 
 async def test_stream_behind_our_database(setup: Setup) -> None:
-    findings = await setup.run(head=(await setup.labeler.store.head()) + 1_000_000)
+    future = (await setup.labeler.store.head()) + 1_000_000
+    findings = await setup.run(head=future, stream_from=future)
     assert failing(findings) == {"subscribe-labels"}
     assert "FutureCursor" in findings["subscribe-labels"].message
 
@@ -232,7 +326,8 @@ async def test_cli_exit_code_and_json(setup: Setup, monkeypatch: pytest.MonkeyPa
     setup.publish_document(label=SigningKey.generate())
     code, report = await asyncio.to_thread(doctor)
     assert code == 1 and report["healthy"] is False
-    assert {c["check"] for c in report["checks"] if c["status"] == "fail"} == {"label-key", "query-labels"}
+    failed = {c["check"] for c in report["checks"] if c["status"] == "fail"}
+    assert failed == {"label-key", "query-labels", "subscribe-labels"}
 
 
 def test_a_value_with_a_trailing_newline_is_a_value_problem() -> None:
