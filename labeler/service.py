@@ -17,6 +17,7 @@ from labeler.labels.writer import LabelWriter
 from labeler.metrics import Metrics
 from labeler.pipeline.pipeline import Pipeline
 from labeler.pipeline.sources import Sources
+from labeler.pipeline.sources.telemetry import SourceCollector
 from labeler.reports import ReportService, ReportStore
 from labeler.single_process import ProcessLock, lock_path_for
 from labeler.store.engine import create_engine
@@ -77,6 +78,7 @@ class Labeler:
         self.reports.on_report(self.pipeline.reports.on_report)
         # Firehose / Jetstream consumers (when configured); they run only when `start(sources=True)`.
         self.sources = Sources.from_settings(settings, self.pipeline.jobs, self.pipeline.cursors)
+        self.metrics.registry.register(SourceCollector(lambda: self.sources.sources))
         self._process_lock: ProcessLock | None = None
 
     def _on_commit(self, result: CommitResult) -> None:
@@ -117,7 +119,7 @@ class Labeler:
         if self.hub is not None:
             await self.hub.start()
         await self.writer.start()
-        await self.pipeline.start(workers=workers, hashing=hashing)
+        await self.pipeline.start(workers=workers, hashing=hashing, gauges=self.hub is not None)
         if sources:
             self.sources.start()
 

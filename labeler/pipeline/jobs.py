@@ -119,6 +119,16 @@ def _job(row: Any) -> Job:
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """The queue as operators watch it: rows waiting, rows claimed, rows due now and the oldest due one's wait."""
+
+    queued: int
+    running: int
+    due: int
+    oldest_due_age: float  # seconds since the oldest due job became due (0 when none is due)
+
+
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff for the `attempt`-th failure (1-based): base·2^(n-1), capped, with ±20 % jitter."""
     raw = min(cap, base * 2 ** min(max(attempt, 1) - 1, 60))
@@ -314,6 +324,24 @@ class JobQueue:
             counts = {status: int(n) for status, n in await conn.execute(query)}
             counts["due"] = int((await conn.execute(due)).scalar_one())
         return {"queued": 0, "running": 0, "done": 0, **counts}
+
+    async def backlog(self) -> Backlog:
+        """Jobs not done and how long the oldest due one has waited; two index range scans, no full count."""
+        now = self._clock()
+        pending = image_jobs.c.status.in_(("queued", "running"))
+        by_status = sa.select(image_jobs.c.status, sa.func.count()).where(pending).group_by(image_jobs.c.status)
+        due = sa.select(sa.func.count(), sa.func.min(image_jobs.c.next_attempt_at)).where(
+            image_jobs.c.status == "queued", image_jobs.c.next_attempt_at <= now
+        )
+        async with self.engine.connect() as conn:
+            counts = {status: int(n) for status, n in await conn.execute(by_status)}
+            due_count, oldest = (await conn.execute(due)).one()
+        return Backlog(
+            queued=counts.get("queued", 0),
+            running=counts.get("running", 0),
+            due=int(due_count),
+            oldest_due_age=max(0.0, now - float(oldest)) if oldest is not None else 0.0,
+        )
 
     async def outcomes(self) -> dict[str, int]:
         """Finished jobs per outcome."""

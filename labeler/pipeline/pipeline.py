@@ -24,6 +24,7 @@ from labeler.pipeline.actions.applier import DecisionApplier
 from labeler.pipeline.actions.config import check_policy, load_actions
 from labeler.pipeline.actions.decisions import Decisions
 from labeler.pipeline.actions.screen import Screen
+from labeler.pipeline.backlog import BacklogGauges
 from labeler.pipeline.bank_sync import SyncedBanks
 from labeler.pipeline.banks import BankStore
 from labeler.pipeline.cursors import CursorStore
@@ -112,6 +113,7 @@ class Pipeline:
         self.decisions = Decisions(self.actioner, self.reviews, self.screen, allow_list)
         self.reports = ReportIntake(engine, self.fetcher, self.jobs, self.options)
         self.telemetry = PipelineMetrics(metrics.registry)
+        self.backlog = BacklogGauges(self.jobs, self.telemetry)
         self._workers: WorkerPool | None = None
 
     async def hash_upload(self, blob: FetchedBlob, media: str) -> BlobSignals:
@@ -121,13 +123,16 @@ class Pipeline:
             self.hasher, blob, media, priority=UPLOAD_PRIORITY, max_wait=self.settings.upload_max_wait
         )
 
-    async def start(self, *, workers: int, hashing: bool = False) -> None:
-        """Run `workers` job workers (and the action outbox runner) in this process; 0 runs none.
+    async def start(self, *, workers: int, hashing: bool = False, gauges: bool = False) -> None:
+        """Run `workers` job workers (and the action outbox runner) in this process; 0 runs none. The queue gauges
+        are kept current with workers, or alone with `gauges` (a process that serves `/metrics`).
 
         The hashing processes start here too, sized from `workers` (not from settings): before the workers, which
         would otherwise hold claimed jobs' leases while waiting for them; in the background when only `hashing`
         (the upload API) asks for them, so the service answers health checks while they load.
         """
+        if workers > 0 or gauges:
+            self.backlog.start()
         if workers > 0:
             await self.hasher.start(self.options.processes_for(workers))
         elif hashing:
@@ -145,6 +150,7 @@ class Pipeline:
 
     async def aclose(self) -> None:
         """Finish in-flight jobs and actions, then release the matcher, fetcher and hashing processes."""
+        await self.backlog.stop()
         if self._workers is not None:
             await self._workers.stop()
             self._workers = None

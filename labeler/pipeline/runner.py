@@ -185,7 +185,6 @@ class WorkerPool:
         self.processor = JobProcessor(pipeline)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._tasks: list[asyncio.Task[None]] = []
-        self._gauge_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._wake = asyncio.Event()
         self._reports_wake = asyncio.Event()
@@ -195,7 +194,6 @@ class WorkerPool:
             asyncio.create_task(self._work(f"{self.name}/{n}"), name=f"worker-{n}") for n in range(self.count)
         ]
         self._tasks.append(asyncio.create_task(self._drain_reports(), name="report-intake"))
-        self._gauge_task = asyncio.create_task(self._gauge(), name="worker-gauge")
 
     def wake(self) -> None:
         """New jobs were queued in this process: idle workers look now instead of at the next poll."""
@@ -210,10 +208,6 @@ class WorkerPool:
         self._stopping = True
         self._wake.set()
         self._reports_wake.set()
-        if self._gauge_task is not None:
-            self._gauge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gauge_task
         if not self._tasks:
             return
         _, pending = await asyncio.wait(self._tasks, timeout=self.p.options.stop_timeout_seconds)
@@ -272,12 +266,3 @@ class WorkerPool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), seconds)
         wake.clear()
-
-    async def _gauge(self) -> None:
-        while True:
-            try:
-                for status, n in (await self.p.jobs.counts()).items():
-                    self.p.telemetry.queue_depth.labels(status=status).set(n)
-            except StoreError as exc:
-                log.debug("queue depth refresh failed: %s", exc)
-            await asyncio.sleep(5.0)

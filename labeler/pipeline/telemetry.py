@@ -8,7 +8,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class PipelineMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.queue_depth = Gauge(
-            "labeler_pipeline_jobs", "Image jobs by status (refreshed by running workers)", ["status"],
+            "labeler_pipeline_jobs", "Image jobs not done: queued, running, and due (queued whose time has come)",
+            ["status"], registry=registry,
+        )  # fmt: skip
+        self.oldest_due_age = Gauge(
+            "labeler_pipeline_oldest_due_job_age_seconds", "How long the oldest due job has waited for a worker",
             registry=registry,
         )  # fmt: skip
         self.outcomes = Counter(

@@ -1,9 +1,9 @@
 """Tables of the image pipeline: durable jobs, report intake, source cursors, embedded hash banks, the review queue.
 
-Created by migrations 0003, 0004 (`report_intake`), 0007 (signal types, `bank_signals`, `image_jobs.signals`) and
-0010 (`image_jobs.media`); 0008 moved review webhooks into the action outbox. Times that workers compare
-(`next_attempt_at`, `lease_expires_at`) are epoch seconds as floats so both databases compare them numerically;
-times shown to people are RFC 3339 text like elsewhere.
+Created by migrations 0003, 0004 (`report_intake`), 0007 (signal types, `bank_signals`, `image_jobs.signals`),
+0010 (`image_jobs.media`) and 0011 (`pipeline_cursors.event_time`); 0008 moved review webhooks into the action
+outbox. Times that workers compare (`next_attempt_at`, `lease_expires_at`) are epoch seconds as floats so both
+databases compare them numerically; times shown to people are RFC 3339 text like elsewhere.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ pipeline_cursors = sa.Table(
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("event_time", sa.Float, nullable=True),  # epoch seconds of the event at `value`, when it says (0011)
 )
 
 hash_banks = sa.Table(

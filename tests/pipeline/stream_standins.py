@@ -79,8 +79,10 @@ class Op:
     record: dict[str, Any] | None = None
 
 
-def commit_frame(seq: int, repo: str, ops: list[Op], *, extra_blocks: int = 0) -> tuple[bytes, dict[str, str]]:
-    """A `#commit` frame and {path: record CID} for its create/update ops."""
+def commit_frame(
+    seq: int, repo: str, ops: list[Op], *, extra_blocks: int = 0, time: str = "2026-01-01T00:00:00.000Z"
+) -> tuple[bytes, dict[str, str]]:
+    """A `#commit` frame and {path: record CID} for its create/update ops; `time` is when the relay sequenced it."""
     blocks: dict[bytes, bytes] = {}
     wire_ops: list[dict[str, Any]] = []
     cids: dict[str, str] = {}
@@ -101,13 +103,19 @@ def commit_frame(seq: int, repo: str, ops: list[Op], *, extra_blocks: int = 0) -
     body = {
         "seq": seq, "rebase": False, "tooBig": False, "repo": repo, "commit": root, "rev": f"rev{seq}",
         "since": None, "blocks": write_car(root, blocks), "ops": wire_ops, "blobs": [],
-        "time": "2026-01-01T00:00:00.000Z",
+        "time": time,
     }  # fmt: skip
     return libipld.encode_dag_cbor({"op": 1, "t": "#commit"}) + libipld.encode_dag_cbor(body), cids
 
 
 def message_frame(seq: int, kind: str, body: dict[str, Any]) -> bytes:
     return libipld.encode_dag_cbor({"op": 1, "t": kind}) + libipld.encode_dag_cbor({"seq": seq, **body})
+
+
+def info_frame(name: str, message: str) -> bytes:
+    """An `#info` frame: no seq (it is not persisted)."""
+    body = libipld.encode_dag_cbor({"name": name, "message": message})
+    return libipld.encode_dag_cbor({"op": 1, "t": "#info"}) + body
 
 
 def error_frame(error: str, message: str) -> bytes:
@@ -282,7 +290,7 @@ class MemoryCursors:
             raise ConnectionError("database down")
         return self.values.get(name)
 
-    async def set(self, name: str, value: str) -> None:
+    async def set(self, name: str, value: str, event_time: float | None = None) -> None:
         self.writes += 1
         self.values[name] = value
 

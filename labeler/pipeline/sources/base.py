@@ -38,7 +38,7 @@ class Cursors(Protocol):
 
     async def get(self, name: str) -> str | None: ...
 
-    async def set(self, name: str, value: str) -> None: ...
+    async def set(self, name: str, value: str, event_time: float | None = None) -> None: ...
 
 
 @dataclass
@@ -69,6 +69,8 @@ class SourceStats:
     connects: int = 0
     errors: int = 0
     saved_cursor: str | None = None
+    event_time: float | None = None  # epoch seconds of the newest event read, when the protocol gives its time
+    outdated_cursor: int = 0  # times the server said our cursor was older than what it keeps (events were missed)
 
 
 class StreamSource(ABC):
@@ -100,6 +102,7 @@ class StreamSource(ABC):
         self._pending: list[JobSpec] = []
         self._cursor: str | None = None
         self._saved: str | None = None
+        self._event_time: float | None = None  # the time of the event at `_cursor`
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._loaded = False
@@ -119,14 +122,17 @@ class StreamSource(ABC):
         """Reconnect live next time (the server said our cursor is in its future)."""
         self._cursor = None
 
-    async def emit(self, cursor: str | None, specs: Sequence[JobSpec] = ()) -> None:
-        """Record one event's jobs and position; waits when the batch is full."""
+    async def emit(self, cursor: str | None, specs: Sequence[JobSpec] = (), event_time: float | None = None) -> None:
+        """Record one event's jobs, position and time (epoch seconds); waits when the batch is full."""
         self.stats.events += 1
         if specs:
             self._pending.extend(specs)
             self.stats.jobs += len(specs)
         if cursor is not None:
             self._cursor = cursor
+            self._event_time = event_time
+        if event_time is not None:
+            self.stats.event_time = event_time
         if len(self._pending) >= self.max_batch:
             await self.flush()
 
@@ -142,6 +148,7 @@ class StreamSource(ABC):
             retry = Backoff(initial=0.5, maximum=30.0)
             while True:
                 count, cursor = len(self._pending), self._cursor  # the cursor covers exactly these jobs
+                event_time = self._event_time
                 if not count and (cursor is None or cursor == self._saved):
                     return
                 try:
@@ -149,7 +156,7 @@ class StreamSource(ABC):
                         await asyncio.shield(self.jobs.enqueue(self._pending[:count]))
                         del self._pending[:count]
                     if cursor is not None and cursor != self._saved:
-                        await asyncio.shield(self.cursors.set(self.name, cursor))
+                        await asyncio.shield(self.cursors.set(self.name, cursor, event_time))
                         self._saved = self.stats.saved_cursor = cursor
                     return
                 except Exception as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -44,6 +45,18 @@ def firehose_base_uri(url: str) -> str:
         raise ValueError(f"firehose URL must be ws(s):// or http(s)://host: {url!r}")
     path = parts.path.rstrip("/").removesuffix("/" + SUBSCRIBE_REPOS).removesuffix("/xrpc")
     return urlunsplit((scheme, parts.netloc, path + "/xrpc", "", ""))
+
+
+def event_time(value: Any) -> float | None:
+    """A frame's `time` (when the relay or PDS sequenced the event, RFC 3339) as epoch seconds; None if absent or
+    not a time with a zone. Every sequenced frame (#commit, #sync, #identity, #account) carries one."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
 class FirehoseSource(StreamSource):
@@ -96,10 +109,12 @@ class FirehoseSource(StreamSource):
         else:
             if frame.type == "#info":
                 log.info("%s: info %s: %s", self.name, body.get("name"), body.get("message"))
+                if body.get("name") == "OutdatedCursor":
+                    self.stats.outdated_cursor += 1
             specs = []
         if cursor is not None and self._client is not None:
             self._client.update_params({"cursor": seq})  # so the SDK's own redials resume here
-        await self.emit(cursor, specs)
+        await self.emit(cursor, specs, event_time(body.get("time")))
 
     async def _on_callback_error(self, exc: BaseException) -> None:
         log.error("%s: event handler failed: %r", self.name, exc)

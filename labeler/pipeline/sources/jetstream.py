@@ -96,7 +96,7 @@ class JetstreamSource(StreamSource):
             return
         time_us = event.get("time_us")
         cursor = str(time_us) if isinstance(time_us, int) and not isinstance(time_us, bool) and time_us > 0 else None
-        await self.emit(cursor, self._event_jobs(event))
+        await self.emit(cursor, self._event_jobs(event), int(cursor) / 1e6 if cursor is not None else None)
 
     def _event_jobs(self, event: Mapping[str, Any]) -> list[JobSpec]:
         commit = event.get("commit")
