@@ -15,6 +15,8 @@ from urllib.parse import quote, urlsplit
 
 ENV_PREFIX: Final = "LABELER_"
 DEFAULT_CONFIG_FILE: Final = "labeler.toml"
+# HMA's PDQ match threshold (pytx PDQ_CONFIDENT_MATCH_THRESHOLD), inclusive: its index returns nothing farther.
+HMA_MAX_DISTANCE: Final = 31
 
 
 class ConfigError(ValueError):
@@ -104,6 +106,14 @@ class Settings:
             raise ConfigError(f"LABELER_MATCHER must be embedded or hma: {self.matcher!r}")
         if self.matcher == "hma" and not self.hma_url:
             raise ConfigError("LABELER_MATCHER=hma needs LABELER_HMA_URL")
+        if not 0 <= self.match_distance <= 256:
+            raise ConfigError("LABELER_MATCH_DISTANCE must be from 0 to 256 (bits of a PDQ hash)")
+        if self.matcher == "hma" and self.match_distance > HMA_MAX_DISTANCE:
+            # HMA's index never returns a match beyond its own threshold: a larger setting would silently act as 31.
+            raise ConfigError(
+                f"LABELER_MATCH_DISTANCE={self.match_distance} is above {HMA_MAX_DISTANCE}, the farthest HMA ever "
+                f"matches; with LABELER_MATCHER=hma set it to {HMA_MAX_DISTANCE} or less (or use the embedded matcher)"
+            )
         if self.fan_out_threads < 0:
             raise ConfigError("LABELER_FAN_OUT_THREADS must be 0 (one per core) or more")
         for name in (

@@ -15,7 +15,7 @@ from labeler.config import Settings
 from labeler.pipeline.bank_import import FORMATS, parse_file
 from labeler.pipeline.banks import BankError, BankStore, EntryInput, check_bank_name
 from labeler.pipeline.match.base import MatchFailure
-from labeler.pipeline.match.hma import HmaMatcher
+from labeler.pipeline.match.hma import FILLER_BANK, HmaMatcher
 from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
 from labeler.store.engine import create_engine
 from labeler.store.migrate import upgrade
@@ -95,7 +95,11 @@ def bank_list(as_json: bool) -> None:
     rows: list[dict[str, Any]]
     if settings.matcher == "hma":
         banks = _with_hma(settings, lambda hma: hma.list_banks())
-        rows = [{"name": b.name, "matching_enabled_ratio": b.matching_enabled_ratio} for b in banks]
+        rows = [
+            {"name": b.name, "matching_enabled_ratio": b.matching_enabled_ratio}
+            for b in banks
+            if b.name != FILLER_BANK  # ours, not the operator's (see `match.hma`)
+        ]
     else:
         rows = [b.__dict__ for b in _with_store(settings, lambda store: store.all_banks())]
     if as_json:

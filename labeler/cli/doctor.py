@@ -15,6 +15,7 @@ from labeler.identity.doctor import DEFAULT_WS_WAIT, WINDOW, Finding, LocalFacts
 from labeler.keys import Keyring, KeyringError
 from labeler.pipeline.actions.doctor import action_findings
 from labeler.pipeline.lag_doctor import lag_findings
+from labeler.pipeline.match.doctor import matcher_findings
 from labeler.store.engine import StoreError, create_engine
 from labeler.store.label_samples import active_values, sample_sources, stream_cursor
 from labeler.store.label_stats import count_on_own_content
@@ -62,7 +63,8 @@ def doctor(as_json: bool, pds_url: str | None, wait: float) -> None:
         facts = await local_facts(settings)
         async with resolver_for(settings) as resolver, httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False) as http:
             findings = await diagnose(facts, resolver, http, pds_url=pds_url, ws_wait=wait)
-            return findings + await action_findings(settings, http) + await lag_findings(settings)
+            findings += await action_findings(settings, http) + await lag_findings(settings)
+            return findings + await matcher_findings(settings)
 
     findings = run_identity(body)
     if as_json:

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from labeler import __version__
 from labeler.config import Settings
+from labeler.pipeline.match.base import matcher_ready
 from labeler.protocol.errors import NotFound
 from labeler.service import Labeler
 
@@ -46,9 +47,14 @@ async def live(_request: Request) -> JSONResponse:
 
 
 async def health(request: Request) -> JSONResponse:
+    """Readiness: 503 when the database is unreachable. The matcher's state is reported, not required: labels are
+    served without it, and jobs wait for it with backoff."""
     labeler: Labeler = request.app.state.labeler
     try:
         head = await labeler.store.head()
     except Exception:
         return JSONResponse({"status": "unavailable", "error": "database unreachable"}, status_code=503)
-    return JSONResponse({"version": __version__, "status": "ok", "did": labeler.settings.did, "seq": head})
+    matcher = {"kind": labeler.settings.matcher, "ready": await matcher_ready(labeler.pipeline.matcher)}
+    return JSONResponse(
+        {"version": __version__, "status": "ok", "did": labeler.settings.did, "seq": head, "matcher": matcher}
+    )

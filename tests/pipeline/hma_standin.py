@@ -1,8 +1,12 @@
 """A small stand-in for HMA 2.0 (1.1.7) that speaks its wire format for the endpoints the labeler uses.
 
 Shapes, status codes and message texts follow `hma.md` §1 (observed on a real HMA): string distances in
-lookups, `{}` for no match, plain-text `/status`, `{"message": …}` errors and 422 pydantic-style arrays.
-Matching uses python-threatexchange's `PDQIndex`, the index HMA itself builds (≤ 31 inclusive).
+lookups (`"-"` for `video_md5`), `{}` for no match, plain-text `/status`, `{"message": …}` errors and 422
+pydantic-style arrays. Signal types `pdq` and `video_md5` are python-threatexchange's classes, validated and
+indexed by them as HMA does: each index is rebuilt from scratch when the content changes, then serialized and
+read back, as HMA's indexer stores it in Postgres and its matchers load it. That round trip is what makes a PDQ
+index of exactly one hash match nothing (HMA #1318). `/m/lookup` draws one coin per request, and keeps a bank
+when its `matching_enabled_ratio` is at least that draw (seeded by `seed`).
 
 Test controls: `loaded` (False → 503 INDEX-NOT-LOADED / "index not yet ready", like a fresh HMA), `down`
 (every path answers 503, like a proxy in front of a dead HMA), `index_lag` (seconds before a new signal is
@@ -13,6 +17,7 @@ matchable, like HMA's indexer + cache refresh) and `delay` (seconds before any a
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import re
 import socket
@@ -29,20 +34,31 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
-from threatexchange.signal_type.pdq.pdq_index import PDQIndex
+from threatexchange.signal_type.index import SignalTypeIndex
+from threatexchange.signal_type.md5 import VideoMD5Signal
+from threatexchange.signal_type.pdq.signal import PdqSignal
+from threatexchange.signal_type.signal_base import SignalType
 
 _BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-_PDQ = re.compile(r"[0-9a-f]{64}")
 _PYDANTIC_URL = "https://errors.pydantic.dev/2.11/v/missing"
+SIGNAL_TYPES: dict[str, type[SignalType]] = {"pdq": PdqSignal, "video_md5": VideoMD5Signal}
 
 
 @dataclass
 class _Content:
     id: int
     bank: str
-    pdq: str
+    signals: dict[str, str]
     note: str | None
     added_at: float
+
+
+@dataclass
+class _Index:
+    """One signal type's index as HMA's matchers hold it: the content ids it was built from, read back."""
+
+    built_from: frozenset[int]
+    index: SignalTypeIndex[int]
 
 
 def _message(status: int, text: str) -> JSONResponse:
@@ -70,18 +86,19 @@ class HmaStandin:
         self._banks: dict[str, float] = {}
         self._content: dict[int, _Content] = {}
         self._next_id = 1
-        self._index: PDQIndex[int] | None = None
-        self._indexed: frozenset[int] = frozenset()
+        self._indexes: dict[str, _Index] = {}
         self._app = Starlette(
             routes=[
                 Route("/status", self._status),
                 Route("/status/live", self._live),
                 Route("/m/lookup", self._lookup),
                 Route("/m/raw_lookup", self._raw_lookup),
+                Route("/m/index/status", self._index_status),
                 Route("/c/banks", self._banks_get, methods=["GET"]),
                 Route("/c/banks", self._banks_post, methods=["POST"]),
                 Route("/c/bank/{bank}", self._bank_delete, methods=["DELETE"]),
                 Route("/c/bank/{bank}/signal", self._signal_post, methods=["POST"]),
+                Route("/c/bank/{bank}/content/{content_id:int}", self._content_get, methods=["GET"]),
             ]
         )
 
@@ -100,12 +117,24 @@ class HmaStandin:
         with self._lock:
             self._banks[name] = enabled_ratio
 
-    def add_signal(self, bank: str, pdq: str, note: str | None = None) -> int:
+    def add_signal(self, bank: str, value: str, note: str | None = None, *, signal_type: str = "pdq") -> int:
+        return self.add_content(bank, {signal_type: value}, note)
+
+    def add_content(self, bank: str, signals: dict[str, str], note: str | None = None) -> int:
         with self._lock:
             content_id = self._next_id
             self._next_id += 1
-            self._content[content_id] = _Content(content_id, bank, pdq, note, time.monotonic())
+            self._content[content_id] = _Content(content_id, bank, dict(signals), note, time.monotonic())
             return content_id
+
+    def contents(self, bank: str | None = None) -> list[tuple[int, str, dict[str, str], str | None]]:
+        """(id, bank, signals, note) of every content item (of `bank`), in id order."""
+        with self._lock:
+            return [
+                (c.id, c.bank, dict(c.signals), c.note)
+                for c in sorted(self._content.values(), key=lambda c: c.id)
+                if bank is None or c.bank == bank
+            ]
 
     # -- core --
 
@@ -125,22 +154,14 @@ class HmaStandin:
             return _message(403, "Hashing is disabled, missing role")
         if "signal_type" not in q or "signal" not in q:
             return _message(400, "Either url or both signal and signal_type are required")
-        error = self._check_signal(q["signal_type"], q["signal"])
-        if error is not None:
-            return error
-        hits = self._query(q["signal"], q.get("banks"))
-        if hits is None:
-            return _message(503, "index not yet ready")
-        coin = random.Random(q.get("seed"))
-        enabled: dict[str, bool] = {}  # one coin flip per bank: kept if ratio ≥ random(), never at 0
+        hits = self._query(q["signal_type"], q["signal"], q.get("banks"))
+        if isinstance(hits, Response):
+            return hits
+        coinflip = random.Random(q.get("seed")).random()  # one draw for the whole request, as HMA
         out: dict[str, list[dict[str, Any]]] = {}
         for content, distance in hits:
-            if content.bank not in enabled:
-                ratio = self._banks.get(content.bank, 0.0)
-                enabled[content.bank] = ratio > 0 and ratio >= coin.random()
-            if enabled[content.bank]:
-                hit = {"bank_content_id": content.id, "distance": str(distance)}
-                out.setdefault(content.bank, []).append(hit)
+            if self._banks.get(content.bank, 0.0) >= coinflip:
+                out.setdefault(content.bank, []).append({"bank_content_id": content.id, "distance": distance})
         return JSONResponse(out)
 
     async def _raw_lookup(self, request: Request) -> Response:
@@ -148,46 +169,60 @@ class HmaStandin:
         missing = [f for f in ("signal_type", "signal") if f not in q]
         if missing:
             return _missing(missing, dict(q))
-        error = self._check_signal(q["signal_type"], q["signal"])
-        if error is not None:
-            return error
-        hits = self._query(q["signal"], q.get("banks"))
-        if hits is None:
-            return _message(503, "index not yet ready")
+        hits = self._query(q["signal_type"], q["signal"], q.get("banks"))
+        if isinstance(hits, Response):
+            return hits
         if q.get("include_distance", "false").lower() == "true":
-            return JSONResponse({"matches": [{"bank_content_id": c.id, "distance": str(d)} for c, d in hits]})
+            return JSONResponse({"matches": [{"bank_content_id": c.id, "distance": d} for c, d in hits]})
         return JSONResponse({"matches": [c.id for c, _ in hits]})
 
-    def _check_signal(self, signal_type: str, signal: str) -> Response | None:
-        if signal_type != "pdq":
-            return _message(400, f"No such SignalType '{signal_type}'")
-        if _PDQ.fullmatch(signal) is None:
-            return _message(400, "invalid signal: invalid PDQ hash")
-        return None
+    async def _index_status(self, request: Request) -> Response:
+        """The stored index per signal type: present, built_to and size (its hash count)."""
+        with self._lock:
+            self._refresh_indexes()
+            status = {name: {"present": False, "built_to": -1, "size": 0} for name in SIGNAL_TYPES}
+            for name, index in self._indexes.items():
+                status[name] = {"present": True, "built_to": int(time.time()), "size": len(index.built_from)}
+        return JSONResponse(status)
 
-    def _query(self, signal: str, banks: str | None) -> list[tuple[_Content, int]] | None:
-        """Matches visible to the matcher now, or None while the index is not loaded."""
+    def _query(self, signal_type: str, signal: str, banks: str | None) -> list[tuple[_Content, str]] | Response:
+        """Matches visible to the matcher now, nearest first, with HMA's distance strings; or an error answer."""
+        kind = SIGNAL_TYPES.get(signal_type)
+        if kind is None:
+            return _message(400, f"No such SignalType '{signal_type}'")
+        try:
+            signal = kind.validate_signal_str(signal)
+        except Exception as e:  # HMA: abort(400, f"invalid signal: {e}")
+            return _message(400, f"invalid signal: {e}")
         with self._lock:
             if not self.loaded:
-                return None
-            index = self._refresh_index()
+                return _message(503, "index not yet ready")
+            self._refresh_indexes()
+            index = self._indexes.get(signal_type)
             wanted = set(banks.split(",")) if banks else None
             hits = []
-            for match in index.query(signal) if index is not None else []:
+            for match in index.index.query(signal) if index is not None else []:
                 content = self._content.get(match.metadata)
                 if content is not None and (wanted is None or content.bank in wanted):
-                    hits.append((content, int(match.similarity_info.distance)))
-        return sorted(hits, key=lambda h: (h[1], h[0].id))
+                    hits.append((content, match.similarity_info.pretty_str()))
+        return sorted(hits, key=lambda h: h[0].id)
 
-    def _refresh_index(self) -> PDQIndex[int] | None:
-        """Rebuild from scratch when the visible set changed, as HMA's indexer does."""
+    def _refresh_indexes(self) -> None:
+        """Rebuild a signal type's index from scratch when its visible content changed, store it (serialize) and
+        load it back, as HMA's indexer and index cache do."""
         cutoff = time.monotonic() - self.index_lag
-        visible = frozenset(c.id for c in self._content.values() if c.added_at <= cutoff)
-        if visible != self._indexed:
-            entries = [(self._content[i].pdq, i) for i in sorted(visible)]
-            self._index = PDQIndex.build(entries) if entries else None
-            self._indexed = visible
-        return self._index
+        for name, kind in SIGNAL_TYPES.items():
+            visible = frozenset(c.id for c in self._content.values() if name in c.signals and c.added_at <= cutoff)
+            current = self._indexes.get(name)
+            if current is not None and current.built_from == visible:
+                continue
+            if not visible and current is None:
+                continue
+            built = kind.get_index_cls().build([(self._content[i].signals[name], i) for i in sorted(visible)])
+            stored = io.BytesIO()
+            built.serialize(stored)
+            stored.seek(0)
+            self._indexes[name] = _Index(visible, kind.get_index_cls().deserialize(stored))
 
     # -- curation --
 
@@ -226,19 +261,46 @@ class HmaStandin:
         body = await _json_body(request)
         if not isinstance(body, dict):
             return _message(400, "Request input was not a dict")
-        note = body.get("note")
+        note = body.get("note") or None
+        if note is not None and not isinstance(note, str):
+            return _message(400, "note should be a string")
+        if note is not None and len(note) > 255:
+            return _message(400, "note must be at most 255 characters")
         signals = {k: v for k, v in body.items() if k != "note"}
         if not signals:
             return _message(400, "No signals given")
+        valid = {}
         for signal_type, value in signals.items():
-            if signal_type != "pdq":
+            kind = SIGNAL_TYPES.get(signal_type)
+            if kind is None:
                 return _message(400, f"No such signal type {signal_type}")
-            if not isinstance(value, str) or _PDQ.fullmatch(value) is None:
-                return _message(400, "Invalid pdq signal: invalid PDQ hash")
-        if note is not None and len(str(note)) > 255:
-            return _message(400, "note must be at most 255 characters")
-        content_id = self.add_signal(bank, signals["pdq"], note)
-        return JSONResponse({"id": content_id, "signals": signals})
+            try:
+                valid[signal_type] = kind.validate_signal_str(value)
+            except Exception as e:
+                return _message(400, f"Invalid {signal_type} signal: {e}")
+        content_id = self.add_content(bank, valid, note)
+        return JSONResponse({"id": content_id, "signals": valid})
+
+    async def _content_get(self, request: Request) -> Response:
+        """The content item whatever bank it is in (HMA checks only that the bank in the path exists)."""
+        bank, content_id = request.path_params["bank"], request.path_params["content_id"]
+        with self._lock:
+            if bank not in self._banks:
+                return _message(404, f"bank '{bank}' not found")
+            content = self._content.get(content_id)
+            if content is None:
+                return _message(404, f"content '{content_id}' not found")
+            out: dict[str, Any] = {
+                "id": content.id,
+                "disable_until_ts": 1,
+                "original_media_uri": None,
+                "bank": {"name": content.bank, "matching_enabled_ratio": self._banks.get(content.bank, 0.0)},
+            }
+            if request.query_params.get("include_signals", "false").lower() == "true":
+                out["signals"] = dict(content.signals)
+            if content.note is not None:
+                out["note"] = content.note
+        return JSONResponse(out)
 
 
 async def _json_body(request: Request) -> Any:

@@ -10,15 +10,17 @@ Policy, the job runner and the benchmarks see only these names, never httpx or n
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
+from labeler.config import HMA_MAX_DISTANCE
 from labeler.pipeline.signals import PDQ, VPDQ
 from labeler.pipeline.signals.vpdq import Similarity, VpdqFeature
 
-# HMA's PDQ match threshold (pytx PDQ_CONFIDENT_MATCH_THRESHOLD), inclusive.
-DEFAULT_MAX_DISTANCE: Final = 31
+DEFAULT_MAX_DISTANCE: Final = HMA_MAX_DISTANCE
+READY_TIMEOUT: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,15 @@ class Matcher(Protocol):
     async def aclose(self) -> None:
         """Release connections or threads the matcher owns."""
         ...
+
+
+async def matcher_ready(matcher: Matcher) -> bool:
+    """`matcher.ready()`, or False when it takes longer than READY_TIMEOUT seconds (a hanging HMA must not hang
+    the health check that reports it)."""
+    try:
+        return await asyncio.wait_for(matcher.ready(), READY_TIMEOUT)
+    except TimeoutError:
+        return False
 
 
 def sort_matches(matches: Iterable[Match]) -> list[Match]:
