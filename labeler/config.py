@@ -38,6 +38,11 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     max_query_patterns: int = 100
     max_query_sources: int = 100
+    # HTTP connections: open at once (kept below the file-descriptor limit), seconds a client has to send a request
+    # head (from connecting or from its previous response), seconds an idle keep-alive connection is kept.
+    max_connections: int = 10_000
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
     # subscribeLabels: frames buffered per subscriber before it is cut off with ConsumerTooSlow.
     subscriber_buffer: int = 5000
     backfill_page_size: int = 500
@@ -120,7 +125,7 @@ class Settings:
             "max_body_bytes", "subscriber_buffer", "backfill_page_size", "writer_max_batch",
             "max_image_bytes", "max_image_pixels", "max_subscribers", "max_subscribers_per_client",
             "max_jpeg_scans", "hash_timeout", "upload_max_wait",
-            "max_token_lifetime",
+            "max_token_lifetime", "max_connections", "header_timeout", "keepalive_timeout",
             "max_video_bytes", "max_video_seconds", "max_video_pixels", "video_fetch_timeout", "video_hash_timeout",
         ):  # fmt: skip
             if getattr(self, name) <= 0:

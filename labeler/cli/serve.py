@@ -14,7 +14,7 @@ from labeler.cli._common import settings_or_exit
 from labeler.logs import configure_logging
 from labeler.single_process import SingleProcessError, check_free
 from labeler.xrpc.app import create_app
-from labeler.xrpc.server_options import uvicorn_options
+from labeler.xrpc.server_options import raise_fd_limit, uvicorn_options
 
 # On SIGTERM uvicorn stops accepting, closes WebSockets (1012) and waits this long for in-flight requests before
 # cancelling them; the lifespan then drains the label writer. Keep it under the orchestrator's kill timeout.
@@ -50,6 +50,7 @@ def serve(host: str | None, port: int | None) -> None:
     # The SDK's models and everything else imported so far live for the whole process: keep the cyclic GC from
     # rescanning them on every collection on the write path (measured: ~15% more labels per CPU-second).
     gc.freeze()
+    raise_fd_limit()  # before the options: the connection cap stays below the limit in force
     uvicorn.run(
         app,
         host=settings.host,

@@ -77,7 +77,7 @@ class WriteStallGuard(asyncio.Protocol):
     def _abort_if_open(self, why: str) -> None:
         if self._lost:
             return
-        log.info("resetting the connection of %s: it %s", _peer(self.transport), why)
+        log.info("resetting the connection of %s: it %s", peer_name(self.transport), why)
         reset(self.transport)
 
 
@@ -91,6 +91,6 @@ def reset(transport: asyncio.WriteTransport) -> None:
     transport.abort()
 
 
-def _peer(transport: asyncio.BaseTransport) -> str:
+def peer_name(transport: asyncio.BaseTransport) -> str:
     peer: Any = transport.get_extra_info("peername")
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "a client"

@@ -56,7 +56,6 @@ from .callers import ADMIN, UPLOAD_TOKEN, VIOLATION, Callers
 SEED: Final = int(os.environ.get("LABELER_FUZZ_SEED", "15"))
 REQUESTS: Final = int(os.environ.get("LABELER_FUZZ_REQUESTS", "1200"))
 CONCURRENCY: Final = 8
-WS_URL_CAP: Final = 8000
 
 INT = fz.small_int
 REVIEW_IDS = fz.choose("1", "2", "3", "0", "-1", str(2**63), "9" * 30, "abc", "1.0", "", " 1")
@@ -230,9 +229,6 @@ class Fuzzer:
 
     async def send_websocket(self, probe: fz.Probe) -> None:
         url = self.server.ws_url + probe.path + (f"?{probe.query}" if probe.query else "")
-        # uvicorn never answers a WebSocket upgrade whose request line passes 8 KiB (issue #15 item 15, fixed
-        # separately); until that lands such probes are cut to fit. Delete this line then.
-        url = url[:WS_URL_CAP]
         try:
             async with connect(url, open_timeout=20, close_timeout=2) as ws:
                 self.statuses["ws"] += 1
