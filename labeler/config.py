@@ -67,6 +67,7 @@ class Settings:
     firehose_url: str = ""  # ws(s)://relay-or-pds (com.atproto.sync.subscribeRepos)
     jetstream_url: str = ""  # ws(s)://jetstream host (the lightweight JSON alternative)
     ingest_profiles: bool = False  # sources also check profile avatars and banners, not only post images
+    ingest_max_pending_jobs: int = 200_000  # sources pause while this many jobs are not done; 0: no bound
     upload_tokens: str = ""  # comma-separated bearer tokens for the upload-time check API
     allow_private_fetch: bool = False  # let the fetcher reach loopback/private addresses (tests only)
     max_image_bytes: int = 20 * 1024 * 1024
@@ -121,6 +122,8 @@ class Settings:
             )
         if self.fan_out_threads < 0:
             raise ConfigError("LABELER_FAN_OUT_THREADS must be 0 (one per core) or more")
+        if self.ingest_max_pending_jobs < 0:
+            raise ConfigError("LABELER_INGEST_MAX_PENDING_JOBS must be 0 (no bound) or more")
         for name in (
             "max_body_bytes", "subscriber_buffer", "backfill_page_size", "writer_max_batch",
             "max_image_bytes", "max_image_pixels", "max_subscribers", "max_subscribers_per_client",

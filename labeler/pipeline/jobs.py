@@ -325,6 +325,13 @@ class JobQueue:
             counts["due"] = int((await conn.execute(due)).scalar_one())
         return {"queued": 0, "running": 0, "done": 0, **counts}
 
+    async def pending(self, limit: int) -> int:
+        """Jobs not done (queued or running), counting at most `limit` rows of the claim index."""
+        pending = image_jobs.c.status.in_(("queued", "running"))
+        capped = sa.select(image_jobs.c.id).where(pending).limit(limit).subquery()
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(capped))).scalar_one())
+
     async def backlog(self) -> Backlog:
         """Jobs not done and how long the oldest due one has waited; two index range scans, no full count."""
         now = self._clock()

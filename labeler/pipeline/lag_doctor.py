@@ -35,7 +35,7 @@ async def lag_findings(settings: Settings, clock: Callable[[], float] = time.tim
         findings = [await _source_finding(s.name, cursors, clock()) for s in Sources.from_settings(
             settings, jobs, cursors
         ).sources]  # fmt: skip
-        findings.append(await _queue_finding(jobs))
+        findings.append(await _queue_finding(jobs, settings.ingest_max_pending_jobs))
         return findings
     except StoreError as exc:
         return [Finding("ingest-lag", "warn", f"cannot read the queue and source positions: {exc}")]
@@ -56,12 +56,15 @@ async def _source_finding(name: str, cursors: CursorStore, now: float) -> Findin
     return Finding("source-lag", "ok", message)
 
 
-async def _queue_finding(jobs: JobQueue) -> Finding:
+async def _queue_finding(jobs: JobQueue, bound: int) -> Finding:
     backlog = await jobs.backlog()
     message = (
         f"{backlog.queued} queued ({backlog.due} due), {backlog.running} running; "
         f"the oldest due job has waited {_duration(backlog.oldest_due_age)}"
     )
+    if bound and backlog.queued + backlog.running >= bound:
+        paused = f"{message}: sources pause at LABELER_INGEST_MAX_PENDING_JOBS={bound} until workers drain it"
+        return Finding("job-queue", "warn", paused, _QUEUE_FIX)
     if backlog.oldest_due_age > JOB_WAIT_WARN_S:
         return Finding("job-queue", "warn", f"{message} (more than {_duration(JOB_WAIT_WARN_S)})", _QUEUE_FIX)
     return Finding("job-queue", "ok", message)

@@ -12,7 +12,9 @@ import logging
 from typing import Final
 
 from labeler.config import ConfigError, Settings
-from labeler.pipeline.sources.base import Cursors, JobSink, StreamSource
+from labeler.pipeline.jobs import JobQueue
+from labeler.pipeline.sources.backpressure import Backpressure
+from labeler.pipeline.sources.base import Cursors, StreamSource
 from labeler.pipeline.sources.firehose import FirehoseSource
 from labeler.pipeline.sources.jetstream import JetstreamSource
 
@@ -29,14 +31,16 @@ class Sources:
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings, jobs: JobSink, cursors: Cursors) -> Sources:
+    def from_settings(cls, settings: Settings, jobs: JobQueue, cursors: Cursors) -> Sources:
         found: list[StreamSource] = []
         kinds = (("firehose_url", FirehoseSource), ("jetstream_url", JetstreamSource))
+        bound = settings.ingest_max_pending_jobs
         for setting, kind in kinds:
             url = getattr(settings, setting)
             if url:
+                gate = Backpressure(jobs, bound) if bound > 0 else None
                 try:
-                    found.append(kind(url, jobs, cursors, profiles=settings.ingest_profiles))
+                    found.append(kind(url, jobs, cursors, profiles=settings.ingest_profiles, backpressure=gate))
                 except ValueError as exc:
                     raise ConfigError(f"LABELER_{setting.upper()}: {exc}") from None
         return cls(found)

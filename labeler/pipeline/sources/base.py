@@ -4,7 +4,8 @@ A source reads events in order and hands each one's jobs and cursor to `emit`. J
 and the cursor is saved only after the jobs of every event up to it are committed, so a crash or restart
 replays from the last durable cursor: at least once, and the idempotent enqueue makes the repeats free.
 Pending work is bounded (`max_batch`): when it is full, `emit` waits for the database, and the wait pushes
-back on the socket instead of growing memory.
+back on the socket instead of growing memory. The queue is bounded too (`backpressure`): while it holds too many
+jobs not done, `emit` saves everything read so far and waits for workers to drain it, reading nothing more.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from labeler.pipeline.jobs import JobSpec
+from labeler.pipeline.sources.backpressure import Backpressure
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,14 @@ class SourceStats:
     saved_cursor: str | None = None
     event_time: float | None = None  # epoch seconds of the newest event read, when the protocol gives its time
     outdated_cursor: int = 0  # times the server said our cursor was older than what it keeps (events were missed)
+    paused_since: float | None = None  # monotonic time the current backpressure pause began
+    pauses: int = 0
+    paused_seconds: float = 0.0  # finished pauses
+
+    def paused_for(self) -> float:
+        """Seconds spent paused by backpressure, the current pause included."""
+        current = time.monotonic() - self.paused_since if self.paused_since is not None else 0.0
+        return self.paused_seconds + current
 
 
 class StreamSource(ABC):
@@ -91,6 +101,7 @@ class StreamSource(ABC):
         max_batch: int = 500,
         flush_interval: float = 1.0,
         backoff: Backoff | None = None,
+        backpressure: Backpressure | None = None,
     ) -> None:
         self.name = name
         self.jobs = jobs
@@ -98,6 +109,7 @@ class StreamSource(ABC):
         self.max_batch = max_batch
         self.flush_interval = flush_interval
         self.backoff = backoff or Backoff()
+        self.backpressure = backpressure
         self.stats = SourceStats()
         self._pending: list[JobSpec] = []
         self._cursor: str | None = None
@@ -135,6 +147,38 @@ class StreamSource(ABC):
             self.stats.event_time = event_time
         if len(self._pending) >= self.max_batch:
             await self.flush()
+        if self.backpressure is not None and self.backpressure.due():
+            await self._hold_while_full(self.backpressure)
+
+    async def _hold_while_full(self, gate: Backpressure) -> None:
+        """While the queue is full, read nothing: save what was read, then wait for workers to drain it."""
+        try:
+            count = await gate.full()
+        except Exception as exc:  # the database is unreachable: the flush path waits for it
+            log.debug("%s: could not count pending jobs: %s", self.name, exc)
+            return
+        if count is None:
+            return
+        await self.flush()  # the saved cursor covers every event read; replays start after it
+        log.warning(
+            "%s: backpressure: %d+ jobs not done (bound %d); pausing at cursor %s until %d or fewer",
+            self.name, count, gate.bound, self._saved, gate.resume_at,
+        )  # fmt: skip
+        self.stats.pauses += 1
+        self.stats.paused_since = started = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                await self._sleep(gate.poll)
+                try:
+                    if await gate.drained():
+                        break
+                except Exception as exc:
+                    log.debug("%s: could not count pending jobs: %s", self.name, exc)
+        finally:
+            self.stats.paused_since = None
+            self.stats.paused_seconds += time.monotonic() - started
+        if not self._stopping.is_set():
+            log.info("%s: backpressure: queue drained; resuming after %.1f s", self.name, time.monotonic() - started)
 
     async def flush(self) -> None:
         """Enqueue pending jobs, then save the cursor; retries with backoff until it works or the source stops.

@@ -37,6 +37,13 @@ class SourceCollector(Collector):
         jobs = CounterMetricFamily("labeler_source_jobs", "Jobs made from events", labels=_LABELS)
         connects = CounterMetricFamily("labeler_source_connects", "Connection attempts", labels=_LABELS)
         errors = CounterMetricFamily("labeler_source_errors", "Failed connections and saves", labels=_LABELS)
+        paused = GaugeMetricFamily(
+            "labeler_source_backpressure", "1 while the source is paused because the job queue is full", labels=_LABELS
+        )
+        pauses = CounterMetricFamily("labeler_source_backpressure_pauses", "Backpressure pauses", labels=_LABELS)
+        paused_seconds = CounterMetricFamily(
+            "labeler_source_backpressure_seconds", "Time paused by backpressure", labels=_LABELS
+        )
         outdated = CounterMetricFamily(
             "labeler_source_outdated_cursor", "Times the server no longer held our cursor (events skipped)",
             labels=_LABELS,
@@ -55,4 +62,7 @@ class SourceCollector(Collector):
             connects.add_metric(key, stats.connects)
             errors.add_metric(key, stats.errors)
             outdated.add_metric(key, stats.outdated_cursor)
-        yield from (lag, cursor, saved, events, jobs, connects, errors, outdated)
+            paused.add_metric(key, 1.0 if stats.paused_since is not None else 0.0)
+            pauses.add_metric(key, stats.pauses)
+            paused_seconds.add_metric(key, stats.paused_for())
+        yield from (lag, cursor, saved, events, jobs, connects, errors, outdated, paused, pauses, paused_seconds)
