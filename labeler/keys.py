@@ -145,6 +145,11 @@ class Keyring:
         except KeyError:
             raise KeyringError(f"no key {key_id!r} in {self.directory}") from None
 
+    def is_retired(self, key_id: str) -> bool:
+        """Whether `key_id` is one of ours that was active once and has been replaced."""
+        info = self._keys.get(key_id)
+        return info is not None and info.retired_at is not None
+
     @property
     def active_id(self) -> str | None:
         return self._active

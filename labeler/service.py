@@ -36,7 +36,7 @@ class Labeler:
         self.engine = create_engine(settings.database_url)
         self.store = LabelStore(self.engine)
         self.keyring = Keyring.open(settings.keys_dir)
-        self.resigner = Resigner(self.store, self.keyring)
+        self.resigner = Resigner(self.store, self.keyring, settings.did)
         self.hub: StreamHub | None = (
             StreamHub(
                 self.store,

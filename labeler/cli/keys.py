@@ -250,7 +250,7 @@ def keys_resign(batch: int) -> None:
 
     async def body() -> int:
         async with running_labeler(settings) as labeler:
-            total = await count_stale(labeler.engine, labeler.keyring.active()[0].id)
+            total = await count_stale(labeler.engine, settings.did, labeler.keyring.active()[0].id)
             with click.progressbar(length=total, label="re-signing", show_pos=True) as bar:
                 return await resign_backlog(labeler.store, labeler.resigner, batch=batch, progress=bar.update)
 

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.labels.reissue import Reissued, reissue
 from labeler.labels.writer import LabelRequest
 from labeler.protocol import syntax
 from labeler.protocol.label import InvalidLabel
+from labeler.store.label_stats import count_src
 from labeler.store.labels import StoredLabel
 
 
@@ -84,3 +86,28 @@ def label_list(patterns: tuple[str, ...], limit: int, cursor: int, as_json: bool
         return
     for row in rows:
         _print(row)
+
+
+@label.command("reissue")
+@click.option("--from", "former", required=True, help="The former DID whose labels to issue again.")
+@click.option("--dry-run", is_flag=True, help="Count what would be re-issued; write nothing.")
+def label_reissue(former: str, dry_run: bool) -> None:
+    """Issue the labels of a former DID of this labeler again under the current DID (after a DID change).
+
+    The former DID's labels stay served with their original signatures either way."""
+    settings = settings_or_exit()
+    if former == settings.did:
+        raise click.ClickException(f"{former} is the current DID; --from names the former one")
+
+    async def body() -> Reissued:
+        async with running_labeler(settings) as labeler:
+            total = await count_src(labeler.engine, former)
+            with click.progressbar(length=total, label="re-issuing", show_pos=True) as bar:
+                return await reissue(labeler.store, labeler.writer, former, dry_run=dry_run, progress=bar.update)
+
+    counts = run(body)
+    verb = "would re-issue" if dry_run else "re-issued"
+    click.echo(
+        f"{verb} {counts.written} labels of {former} as {settings.did}; {counts.already} already carried, "
+        f"{counts.not_in_force} negations or expired left as they are"
+    )

@@ -546,11 +546,11 @@ class LabelStore:
         async with self.engine.begin() as conn:
             await conn.execute(stmt, params)
 
-    async def stale(self, active_key_id: str, after_seq: int, limit: int) -> list[StoredLabel]:
-        """Labels signed by any key other than the active one, for the `keys resign` backlog."""
+    async def stale(self, src: str, active_key_id: str, after_seq: int, limit: int) -> list[StoredLabel]:
+        """Labels of `src` signed by any key other than the active one, for the `keys resign` backlog."""
         query = (
             sa.select(*_LABEL_COLUMNS)
-            .where(labels.c.key_id != active_key_id, labels.c.seq > after_seq)
+            .where(labels.c.src == src, labels.c.key_id != active_key_id, labels.c.seq > after_seq)
             .order_by(labels.c.seq)
             .limit(limit)
         )

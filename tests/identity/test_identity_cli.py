@@ -174,3 +174,26 @@ def test_keys_resign_cli(runner: CliRunner, tmp_path: Path) -> None:
     rows = json.loads(ok(runner, "label", "list", "--json"))
     assert len(rows) == 30
     assert all(Label.from_json({k: v for k, v in r.items() if k != "seq"}).verify(new.did_key) for r in rows)
+
+
+def test_label_reissue_cli(runner: CliRunner) -> None:
+    former, current = "did:plc:formerformerformerformer", "did:plc:currentcurrentcurrentcur"
+    os.environ["LABELER_DID"] = former  # removed by the fixture
+    init(runner)
+    for i in range(3):
+        ok(runner, "label", "add", f"did:plc:subject{i:02d}", "spam")
+    ok(runner, "label", "negate", "did:plc:subject02", "spam")
+    os.environ["LABELER_DID"] = current
+    assert "is the current DID" in fails(runner, "label", "reissue", "--from", current)
+    assert "would re-issue 2 labels" in ok(runner, "label", "reissue", "--from", former, "--dry-run")
+    out = ok(runner, "label", "reissue", "--from", former)
+    assert f"re-issued 2 labels of {former} as {current}; 0 already carried, 1 negations" in out
+    assert "re-issued 0 labels" in ok(runner, "label", "reissue", "--from", former)
+    rows = json.loads(ok(runner, "label", "list", "--json"))
+    assert sorted((r["src"], r["uri"], r.get("neg", False)) for r in rows) == [
+        (current, "did:plc:subject00", False),
+        (current, "did:plc:subject01", False),
+        (former, "did:plc:subject00", False),
+        (former, "did:plc:subject01", False),
+        (former, "did:plc:subject02", True),
+    ]

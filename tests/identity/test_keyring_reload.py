@@ -10,9 +10,12 @@ import pytest
 from labeler.keys import KEYRING_FILE, Keyring, KeyringError, read_key_file, write_key_file
 from labeler.labels.resign import resign_backlog
 from labeler.labels.writer import LabelRequest
+from labeler.protocol import syntax
 from labeler.protocol.crypto import SigningKey
+from labeler.protocol.label import Label
 from labeler.service import Labeler
 from labeler.store.label_stats import count_stale
+from labeler.store.labels import LabelAction
 
 
 def test_another_process_activation_is_picked_up(tmp_path: Path) -> None:
@@ -63,12 +66,36 @@ async def test_resign_backlog_keeps_seq_and_cts(labeler: Labeler) -> None:
     old_id = labeler.keyring.active()[0].id
     before = await labeler.writer.write([LabelRequest(uri=f"did:plc:subject{i:016d}", val="spam") for i in range(120)])
     new = labeler.keyring.generate(activate=True)
-    assert await count_stale(labeler.engine, new.id) == 120
+    assert await count_stale(labeler.engine, labeler.settings.did, new.id) == 120
     progress: list[int] = []
     done = await resign_backlog(labeler.store, labeler.resigner, batch=50, progress=progress.append)
     assert done == 120 and progress == [50, 50, 20]
-    assert await count_stale(labeler.engine, new.id) == 0
+    assert await count_stale(labeler.engine, labeler.settings.did, new.id) == 0
     after = await labeler.store.after(0, 1000)
     assert [(r.seq, r.label.cts) for r in after] == [(r.seq, r.label.cts) for r in before]
     assert all(r.key_id == new.id and r.label.verify(new.did_key) for r in after)
     assert not any(r.label.verify(labeler.keyring.info(old_id).did_key) for r in after)
+
+
+async def test_a_stale_keyring_never_resigns_a_newer_keys_labels(labeler: Labeler) -> None:
+    """Another process rotated and wrote with the new key before this one's periodic reload: reading must not
+    re-sign those labels back to the old key (the DID document no longer names it)."""
+    await labeler.writer.write([LabelRequest(uri="did:plc:subjectold000000000000001", val="spam")])
+    other = Keyring.open(labeler.keyring.directory)  # `labeler keys rotate` / another serve process
+    new = other.generate(activate=True)
+    assert labeler.keyring.active_id != new.id  # not reloaded yet (RELOAD_INTERVAL)
+    label = Label(labeler.settings.did, "did:plc:subjectnew000000000000001", "spam", syntax.now())
+    await labeler.store.commit([LabelAction(label.signed(other.signing_key(new.id)), new.id, "test", "test")])
+    served = await labeler.resigner.current(await labeler.store.after(0, 10))
+    assert [r.key_id for r in served] == [new.id, new.id]
+    assert all(r.label.verify(new.did_key) for r in await labeler.store.after(0, 10))
+
+
+async def test_resign_leaves_labels_of_keys_it_does_not_hold(labeler: Labeler) -> None:
+    """A label signed by a key this keyring does not know (another keys directory) is served as it is."""
+    foreign = SigningKey.generate()
+    label = Label(labeler.settings.did, "did:plc:subjectforeign0000000000001", "spam", syntax.now()).signed(foreign)
+    await labeler.store.commit([LabelAction(label, "k256-foreign", "test", "test")])
+    assert await resign_backlog(labeler.store, labeler.resigner) == 0
+    (row,) = await labeler.store.after(0, 10)
+    assert row.key_id == "k256-foreign" and row.label.verify(foreign.did_key)

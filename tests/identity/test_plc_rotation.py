@@ -7,46 +7,19 @@ document, resolved afresh, names it. Each failure below leaves the old key activ
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from support.memory_plc import MemoryPlc, running_memory_plc
-from support.server import RunningServer
+from support.memory_plc import MemoryPlc, labeler_did
 
-from labeler.identity.plc import PlcError, PlcState
-from labeler.identity.plc_directory import PlcDirectory, create_did, update_did
+from labeler.identity.plc import PlcError
+from labeler.identity.plc_directory import PlcDirectory, update_did
 from labeler.identity.resolver import DidResolver
 from labeler.identity.rotation import RotationError, rotate_label_key
 from labeler.keys import Keyring
 from labeler.protocol.crypto import SigningKey
 
 ENDPOINT = "https://labeler.example.com"
-
-
-@pytest.fixture(scope="module")
-def plc_server() -> Iterator[tuple[MemoryPlc, RunningServer]]:
-    with running_memory_plc() as running:
-        yield running
-
-
-@pytest.fixture
-def plc(plc_server: tuple[MemoryPlc, RunningServer]) -> Iterator[MemoryPlc]:
-    plc_server[0].refuse = None
-    yield plc_server[0]
-    plc_server[0].refuse = None
-
-
-@pytest.fixture
-async def directory(plc_server: tuple[MemoryPlc, RunningServer]) -> AsyncIterator[PlcDirectory]:
-    async with PlcDirectory(plc_server[1].url) as d:
-        yield d
-
-
-@pytest.fixture
-async def resolver(plc_server: tuple[MemoryPlc, RunningServer]) -> AsyncIterator[DidResolver]:
-    async with DidResolver(plc_url=plc_server[1].url, refresh_cooldown=0) as r:
-        yield r
 
 
 @pytest.fixture
@@ -63,8 +36,7 @@ def closed_port_url() -> str:
 
 
 async def new_did(directory: PlcDirectory, rotation: SigningKey, label_did_key: str) -> str:
-    state = PlcState(rotation_keys=(rotation.did_key,)).with_labeler(label_did_key, ENDPOINT)
-    return await create_did(directory, state, rotation)
+    return await labeler_did(directory, rotation, label_did_key, ENDPOINT)
 
 
 async def test_create_and_update_resolve(directory: PlcDirectory, resolver: DidResolver, plc: MemoryPlc) -> None:

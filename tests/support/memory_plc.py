@@ -18,6 +18,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from labeler.identity.plc import PlcState, did_for_genesis, operation_cid, verify_operation
+from labeler.identity.plc_directory import PlcDirectory, create_did
+from labeler.protocol.crypto import SigningKey
 
 from .server import RunningServer, serve_in_thread
 
@@ -109,3 +111,9 @@ def running_memory_plc() -> Iterator[tuple[MemoryPlc, RunningServer]]:
     plc = MemoryPlc()
     with serve_in_thread(plc.app) as server:
         yield plc, server
+
+
+async def labeler_did(directory: PlcDirectory, rotation: SigningKey, label_did_key: str, endpoint: str) -> str:
+    """A new did:plc held by `rotation`, naming `label_did_key` and the labeler service at `endpoint`."""
+    state = PlcState(rotation_keys=(rotation.did_key,)).with_labeler(label_did_key, endpoint)
+    return await create_did(directory, state, rotation)
