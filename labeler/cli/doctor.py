@@ -12,12 +12,14 @@ from labeler.cli._common import echo_json, settings_or_exit
 from labeler.cli._identity import resolver_for, run_identity
 from labeler.config import Settings
 from labeler.identity.doctor import DEFAULT_WS_WAIT, WINDOW, Finding, LocalFacts, diagnose, healthy
+from labeler.identity.doctor.appview import PUBLIC_APPVIEW, check_appview
 from labeler.keys import Keyring, KeyringError
+from labeler.outbound import public_transport
 from labeler.pipeline.actions.doctor import action_findings
 from labeler.pipeline.lag_doctor import lag_findings
 from labeler.pipeline.match.doctor import matcher_findings
 from labeler.store.engine import StoreError, create_engine
-from labeler.store.label_samples import active_values, sample_sources, stream_cursor
+from labeler.store.label_samples import active_values, sample_sources, shown_label, stream_cursor
 from labeler.store.label_stats import count_on_own_content
 from labeler.store.labels import LabelStore
 
@@ -43,6 +45,7 @@ async def local_facts(settings: Settings) -> LocalFacts:
             sources=await sample_sources(engine, WINDOW),
             active_values=await active_values(engine, settings.did, datetime.now(UTC)),
             own_content_labels=await count_on_own_content(engine, settings.did),
+            shown_label=await shown_label(engine, settings.did, datetime.now(UTC)),
         )
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read the labels database ({type(exc).__name__}); try `labeler db upgrade`") from None
@@ -54,9 +57,14 @@ async def local_facts(settings: Settings) -> LocalFacts:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--pds", "pds_url", envvar="LABELER_PDS_URL", help="Read the declaration here [default: the DID's PDS].")
 @click.option("--wait", type=float, default=DEFAULT_WS_WAIT, show_default=True, help="Seconds to listen to the stream.")
-def doctor(as_json: bool, pds_url: str | None, wait: float) -> None:
+@click.option(
+    "--appview", "appview_url", is_flag=False, flag_value=PUBLIC_APPVIEW, default=None, metavar="[URL]",
+    help=f"Also ask this AppView [{PUBLIC_APPVIEW}] whether it shows our newest label, as the Bluesky app would.",
+)  # fmt: skip
+def doctor(as_json: bool, pds_url: str | None, wait: float, appview_url: str | None) -> None:
     """Resolve our DID as an AppView would and check key, endpoint, stream, declaration and label values; and that
-    no child-safety match is labelled descriptively in public, and the takedown PDS accepts our admin password."""
+    no child-safety match is labelled descriptively in public, and the takedown PDS accepts our admin password.
+    With --appview, ask the AppView whether it applies our labels (the last step of going live)."""
     settings = settings_or_exit()
 
     async def body() -> list[Finding]:
@@ -64,7 +72,12 @@ def doctor(as_json: bool, pds_url: str | None, wait: float) -> None:
         async with resolver_for(settings) as resolver, httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False) as http:
             findings = await diagnose(facts, resolver, http, pds_url=pds_url, ws_wait=wait)
             findings += await action_findings(settings, http) + await lag_findings(settings)
-            return findings + await matcher_findings(settings)
+            findings += await matcher_findings(settings)
+        if appview_url:
+            transport = public_transport(allow_private=settings.allow_private_fetch)
+            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, transport=transport, trust_env=False) as outbound:
+                findings.append(await check_appview(outbound, appview_url, settings.did, facts.shown_label))
+        return findings
 
     findings = run_identity(body)
     if as_json:

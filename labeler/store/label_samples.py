@@ -12,12 +12,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from labeler.protocol.syntax import parse_datetime
 from labeler.store.schema import labels
+
+#: How many of our newest labels `shown_label` looks through for one in force on an account or a post.
+_SHOWN_CANDIDATES: Final = 100
 
 
 @dataclass(frozen=True)
@@ -90,3 +94,20 @@ def _later(exp: str, now: datetime) -> bool:
         return parse_datetime(exp) > now
     except ValueError:
         return True  # an unreadable expiry: consumers cannot tell either, so it counts as in force
+
+
+async def shown_label(engine: AsyncEngine, src: str, now: datetime) -> tuple[str, str] | None:
+    """Our newest label in force on an account or a post, as (uri, val): a subject an AppView answers about."""
+    query = (
+        sa.select(labels.c.uri, labels.c.val, labels.c.exp)
+        .where(
+            labels.c.src == src,
+            sa.not_(labels.c.neg),
+            sa.or_(labels.c.uri.startswith("did:"), labels.c.uri.like("at://%/app.bsky.feed.post/%")),
+        )
+        .order_by(labels.c.seq.desc())
+        .limit(_SHOWN_CANDIDATES)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return next(((uri, val) for uri, val, exp in rows if exp is None or _later(exp, now)), None)

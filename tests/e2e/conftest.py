@@ -12,7 +12,18 @@ from collections.abc import Iterator
 import pytest
 from support.postgres import PG_URL, pg_unreachable
 
-from .harness import INSTALL_HINT, Devnet, DevnetError, Ozone, install_problem, run_install, start_devnet, start_ozone
+from .harness import (
+    INSTALL_HINT,
+    AppView,
+    Devnet,
+    DevnetError,
+    Ozone,
+    install_problem,
+    run_install,
+    start_appview,
+    start_devnet,
+    start_ozone,
+)
 
 
 def _truthy(name: str) -> bool:
@@ -46,15 +57,32 @@ def devnet() -> Iterator[Devnet]:
         pytest.fail(str(exc), pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def ozone(devnet: Devnet) -> Ozone:
-    """Ozone on the session's devnet, on the test PostgreSQL (skipped without it, except under CI=true)."""
+def _pg_url_or_skip(what: str) -> str:
+    """The test PostgreSQL as a plain postgresql:// URL for Node; skip without it, except under CI=true."""
     reason = pg_unreachable()
     if reason:
         if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(f"{reason}; CI=true requires PostgreSQL for Ozone", pytrace=False)
+            pytest.fail(f"{reason}; CI=true requires PostgreSQL for {what}", pytrace=False)
         pytest.skip(reason)
+    return PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def ozone(devnet: Devnet) -> Ozone:
+    """Ozone on the session's devnet, on the test PostgreSQL (skipped without it, except under CI=true)."""
+    db_url = _pg_url_or_skip("Ozone")
     try:
-        return start_ozone(devnet, PG_URL.replace("postgresql+asyncpg://", "postgresql://"))
+        return start_ozone(devnet, db_url)
+    except DevnetError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def appview(devnet: Devnet) -> AppView:
+    """Bluesky's reference AppView on the session's devnet, on the test PostgreSQL (skipped without it, except
+    under CI=true). It indexes the devnet's PDS; `feed_labels` gives it a labeler's labels."""
+    db_url = _pg_url_or_skip("the AppView")
+    try:
+        return start_appview(devnet, db_url)
     except DevnetError as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -15,6 +15,11 @@
 //   POST /post-image   {account, image_base64, text?, mime_type?, alt?} -> {uri, cid, blob_cid}
 //   POST /ozone        {db_url} -> {url, did, admin_password}: Bluesky's moderation service (Ozone), started on
 //                      first use on the given PostgreSQL (its own schema, dropped at shutdown)
+//   POST /appview      {db_url} -> {url, did}: Bluesky's reference AppView (see appview.mjs), started on first
+//                      use on the given PostgreSQL (its own schema, dropped at shutdown); it indexes the PDS
+//   POST /appview/labelers {did} -> {did, endpoint, cursor, accepted, rejected, foreign, error}: the AppView's
+//                      stand-in ingester subscribes to that labeler's subscribeLabels (from cursor 0)
+//   GET  /appview/labelers -> [the same, per labeler]: how far each feed got
 
 import dns from 'node:dns'
 import fs from 'node:fs'
@@ -76,7 +81,7 @@ const appDir = process.env.DEVNET_APP_DIR
 const devEnvEntry = appDir
   ? pathToFileURL(createRequire(path.join(appDir, 'package.json')).resolve('@atproto/dev-env')).href
   : '@atproto/dev-env'
-const { TestPlc, TestPds, TestOzone } = await import(devEnvEntry)
+const { TestPlc, TestPds, TestOzone, TestBsky } = await import(devEnvEntry)
 const requireFromApp = createRequire(path.join(appDir ?? process.cwd(), 'package.json'))
 
 // ---------------------------------------------------------------------------------------------------------
@@ -266,8 +271,21 @@ let info // filled in below, before the control server can be reached
 // ---------------------------------------------------------------------------------------------------------
 // Ozone on demand: only the tests that report upstream pay for it (and need PostgreSQL).
 
-let ozone // {server, info, schema, dbUrl}
-let ozoneStarting
+/** `start(dbUrl)` on first use, shared by concurrent callers (a failed start is retried); `.value` once up. */
+function onDemand(start) {
+  let starting
+  const get = async (dbUrl) => {
+    starting ??= start(dbUrl)
+    try {
+      get.value = await starting
+    } catch (err) {
+      starting = undefined
+      throw err
+    }
+    return get.value
+  }
+  return get
+}
 
 /** A free loopback port (Ozone's DID document must name its URL before Ozone listens). */
 const freePort = () =>
@@ -319,6 +337,7 @@ async function startOzone(dbUrl) {
 }
 
 async function stopOzone() {
+  const ozone = ozoneService.value // {server, info, schema, dbUrl}
   if (!ozone) return
   await ozone.server.close()
   const { Client } = requireFromApp('pg')
@@ -327,6 +346,16 @@ async function stopOzone() {
   await client.query(`DROP SCHEMA IF EXISTS "${ozone.schema}" CASCADE`)
   await client.end()
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The AppView on demand, like Ozone: only the tests that ask what Bluesky shows pay for it.
+
+const ozoneService = onDemand(startOzone)
+const appviewService = onDemand(async (dbUrl) => { // {info, feedLabels, labelers, close}
+  const { startAppView } = await import(new URL('./appview.mjs', import.meta.url).href)
+  return startAppView({ appDir, TestBsky, plcUrl, pdsPort: pds.port, dbUrl, log })
+})
+const onDemandRoutes = { '/ozone': ozoneService, '/appview': appviewService }
 
 const control = http.createServer(async (req, res) => {
   try {
@@ -341,17 +370,18 @@ const control = http.createServer(async (req, res) => {
       const out = await postImage(body.account ?? 'alice', bytes, body.text, body.mime_type, body.alt)
       return sendJson(res, 200, out)
     }
-    if (req.method === 'POST' && path === '/ozone') {
+    if (req.method === 'POST' && Object.hasOwn(onDemandRoutes, path)) {
       const body = JSON.parse((await readBody(req)).toString('utf8') || '{}')
       if (typeof body.db_url !== 'string') return sendJson(res, 400, { error: 'db_url is required' })
-      ozoneStarting ??= startOzone(body.db_url)
-      try {
-        ozone = await ozoneStarting
-      } catch (err) {
-        ozoneStarting = undefined
-        throw err
-      }
-      return sendJson(res, 200, ozone.info)
+      return sendJson(res, 200, (await onDemandRoutes[path](body.db_url)).info)
+    }
+    if (path === '/appview/labelers') {
+      const appview = appviewService.value
+      if (!appview) return sendJson(res, 409, { error: 'start the AppView first (POST /appview)' })
+      if (req.method === 'GET') return sendJson(res, 200, appview.labelers())
+      const body = JSON.parse((await readBody(req)).toString('utf8') || '{}')
+      if (typeof body.did !== 'string') return sendJson(res, 400, { error: 'did is required' })
+      return sendJson(res, 200, await appview.feedLabels(body.did))
     }
     return sendJson(res, 404, { error: `no route ${req.method} ${path}` })
   } catch (err) {
@@ -393,6 +423,7 @@ async function shutdown(reason) {
     control.closeAllConnections?.()
     await new Promise((resolve) => control.close(() => resolve()))
     await stopOzone()
+    await appviewService.value?.close()
     await pds.close()
     await plc.close()
   } catch (err) {

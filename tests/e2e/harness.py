@@ -440,3 +440,72 @@ def start_ozone(devnet: Devnet, db_url: str) -> Ozone:
     if resp.status_code != 200:
         raise DevnetError(f"/ozone failed: {resp.status_code} {resp.text}")
     return Ozone(**resp.json())
+
+
+def create_account(devnet: Devnet, name: str) -> Account:
+    """A new account on the devnet's PDS (not in devnet.accounts): handle ``<name>.test``."""
+    handle, password, email = f"{name}.test", f"{name}-devnet-password", f"{name}@example.com"
+    resp = httpx.post(
+        f"{devnet.pds_url}/xrpc/com.atproto.server.createAccount",
+        json={"handle": handle, "email": email, "password": password},
+        timeout=10,
+    )
+    if resp.status_code != 200:
+        raise DevnetError(f"createAccount {handle} failed: {resp.status_code} {resp.text}")
+    out = resp.json()
+    return Account(
+        did=out["did"],
+        handle=out["handle"],
+        password=password,
+        email=email,
+        access_jwt=out["accessJwt"],
+        refresh_jwt=out["refreshJwt"],
+    )
+
+
+@dataclass(frozen=True)
+class AppView:
+    """Bluesky's reference AppView from dev-env, indexing the devnet's PDS (started on demand)."""
+
+    url: str
+    did: str
+
+
+@dataclass(frozen=True)
+class LabelFeed:
+    """How far the AppView's stand-in ingester got with one labeler's subscribeLabels."""
+
+    did: str
+    endpoint: str
+    cursor: int
+    accepted: int
+    rejected: int
+    foreign: int
+    error: str | None
+
+
+def start_appview(devnet: Devnet, db_url: str) -> AppView:
+    """Start the AppView on the running devnet (once; later calls return the same one). Needs PostgreSQL."""
+    started = time.monotonic()
+    resp = httpx.post(f"{devnet.control_url}/appview", json={"db_url": db_url}, timeout=120)
+    if resp.status_code != 200:
+        raise DevnetError(f"/appview failed: {resp.status_code} {resp.text}")
+    _log(f"AppView up in {time.monotonic() - started:.1f} s: {resp.json()['url']}")
+    return AppView(**resp.json())
+
+
+def feed_labels(devnet: Devnet, did: str, *, until_seq: int, timeout: float = 20.0) -> LabelFeed:
+    """Have the AppView ingest labeler ``did``'s labels from cursor 0 (the endpoint its DID document names), verifying
+    each signature, and wait until its cursor reaches ``until_seq``."""
+    resp = httpx.post(f"{devnet.control_url}/appview/labelers", json={"did": did}, timeout=30)
+    if resp.status_code != 200:
+        raise DevnetError(f"/appview/labelers failed: {resp.status_code} {resp.text}")
+    deadline = time.monotonic() + timeout
+    while True:
+        feeds = httpx.get(f"{devnet.control_url}/appview/labelers", timeout=10).json()
+        feed = LabelFeed(**next(f for f in feeds if f["did"] == did))
+        if feed.cursor >= until_seq or feed.error:
+            return feed
+        if time.monotonic() > deadline:
+            raise DevnetError(f"the AppView's ingester of {did} stopped at seq {feed.cursor} of {until_seq}")
+        time.sleep(0.05)

@@ -22,7 +22,7 @@ from atproto.exceptions import BadRequestError
 from atproto_crypto.did import format_did_key
 from atproto_server.auth.jwt import verify_jwt
 
-from .harness import Account, Devnet, get_mail, id_resolver, login, plc_operation_token, post_image
+from .harness import Devnet, create_account, get_mail, id_resolver, login, plc_operation_token, post_image
 
 pytestmark = pytest.mark.devnet
 
@@ -160,7 +160,7 @@ def test_report_proxied_to_labeler_endpoint(devnet: Devnet, stub_labeler: Stub) 
     """
     port, seen = stub_labeler
     endpoint = f"http://localhost:{port}"  # a host name: the PDS refuses to proxy to IP literals
-    lab = _create_account(devnet, "proxylab")
+    lab = create_account(devnet, "proxylab")
     report_input: dict[str, Any] = {
         "reason_type": "com.atproto.moderation.defs#reasonOther",
         "subject": models.ComAtprotoRepoStrongRef.Main(uri=devnet.post.uri, cid=devnet.post.cid),
@@ -206,26 +206,6 @@ def test_report_proxied_to_labeler_endpoint(devnet: Devnet, stub_labeler: Stub) 
     assert payload.iss == devnet.alice.did
     assert payload.aud in (lab.did, f"{lab.did}#atproto_labeler")
     assert payload.lxm == CREATE_REPORT
-
-
-def _create_account(devnet: Devnet, name: str) -> Account:
-    """A new account on the devnet's PDS (not in devnet.accounts)."""
-    handle, password, email = f"{name}.test", f"{name}-devnet-password", f"{name}@example.com"
-    resp = httpx.post(
-        f"{devnet.pds_url}/xrpc/com.atproto.server.createAccount",
-        json={"handle": handle, "email": email, "password": password},
-        timeout=10,
-    )
-    resp.raise_for_status()
-    out = resp.json()
-    return Account(
-        did=out["did"],
-        handle=out["handle"],
-        password=password,
-        email=email,
-        access_jwt=out["accessJwt"],
-        refresh_jwt=out["refreshJwt"],
-    )
 
 
 def _plc_signed(op: dict[str, Any], key: coincurve.PrivateKey) -> dict[str, Any]:

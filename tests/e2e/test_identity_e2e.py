@@ -8,14 +8,12 @@ commands run in a worker thread (they start their own event loop), so the served
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +21,17 @@ import httpx
 import pytest
 from atproto import models
 from atproto_client.models.utils import get_or_create
-from click.testing import CliRunner, Result
 from websockets.asyncio.client import connect
 
-from labeler.cli import cli
 from labeler.cli._config_file import save_did
-from labeler.config import Settings, load_settings
 from labeler.identity.resolver import DidResolver
-from labeler.keys import RELOAD_INTERVAL, Keyring, read_key_file
+from labeler.keys import RELOAD_INTERVAL, read_key_file
 from labeler.labels.writer import LabelRequest
 from labeler.protocol.frames import decode_frame
 from labeler.protocol.label import verify_received
-from labeler.service import Labeler
-from labeler.testing import LiveServer, serve_labeler
 
 from .harness import Account, Devnet, get_mail, plc_operation_token
+from .operator import Operator, new_operator, served
 
 LABEL_COUNT = 1000
 DECLARED = "csam-hash-match"
@@ -56,71 +50,10 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
-class Operator:
-    """One labeler installation: a folder with labeler.toml, keys/ and the database, driven through the CLI."""
-
-    folder: Path
-    devnet: Devnet
-    public_url: str = "http://localhost:1"  # until the labeler is served and `did update` publishes the real one
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"LABELER_CONFIG": str(self.folder / "labeler.toml"), "LABELER_PUBLIC_URL": self.public_url}
-
-    @property
-    def settings(self) -> Settings:
-        return load_settings(env=self.env)
-
-    @property
-    def keyring(self) -> Keyring:
-        return Keyring.open(self.settings.keys_dir)
-
-    def invoke(self, *args: str, stdin: Any = None) -> Result:
-        return CliRunner().invoke(cli, list(args), env=self.env, input=stdin)
-
-    async def ok(self, *args: str, stdin: Any = None) -> str:
-        """Run a command in a worker thread (it starts its own event loop); it must succeed."""
-        result = await asyncio.to_thread(self.invoke, *args, stdin=stdin)
-        assert result.exit_code == 0, f"labeler {' '.join(args)}: {result.output}"
-        return result.output
-
-    async def fails(self, *args: str) -> str:
-        """Run a command that must fail cleanly: exit 1, a message, no traceback."""
-        result = await asyncio.to_thread(self.invoke, *args)
-        assert result.exit_code == 1, f"labeler {' '.join(args)} should fail: {result.output}"
-        assert "Traceback" not in result.output and "Error:" in result.output
-        return result.output
-
-
-async def new_operator(devnet: Devnet, folder: Path, *, plc_url: str | None = None) -> Operator:
-    """`labeler init`, non-interactive, for a did:plc labeler in `folder`."""
-    op = Operator(folder, devnet)
-    await op.ok(
-        "init", "--no-input", "--did-method", "plc", "--config", str(folder / "labeler.toml"),
-        "--public-url", op.public_url, "--database-url", f"sqlite+aiosqlite:///{folder / 'labeler.db'}",
-        "--keys-dir", str(folder / "keys"), "--plc-url", plc_url or devnet.plc_url,
-    )  # fmt: skip
-    return op
-
-
 @pytest.fixture
 async def resolver(devnet: Devnet) -> AsyncIterator[DidResolver]:
     async with DidResolver(plc_url=devnet.plc_url, refresh_cooldown=0) as r:
         yield r
-
-
-@contextlib.asynccontextmanager
-async def served(op: Operator) -> AsyncIterator[tuple[Labeler, LiveServer]]:
-    """Our labeler for `op`, on real uvicorn; the operator's public URL becomes http://localhost:PORT."""
-    labeler = Labeler(op.settings)
-    await labeler.start()
-    try:
-        async with serve_labeler(labeler) as live:
-            op.public_url = f"http://localhost:{live.port}"
-            yield labeler, live
-    finally:
-        await labeler.aclose()
 
 
 async def plc_data(devnet: Devnet, did: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from support.fake_pds import FakePds, running_fake_pds
 from support.fake_plc import FakePlc, did_document, new_plc_did, running_fake_plc
+from support.labels import seed_labels
 from support.server import RunningServer
 
 from labeler.cli import cli
@@ -26,8 +27,10 @@ from labeler.cli.doctor import local_facts
 from labeler.config import Settings
 from labeler.identity.declare import COLLECTION, RKEY, build_record, value_problem
 from labeler.identity.doctor import WINDOW, Finding, LocalFacts, diagnose, healthy
+from labeler.identity.doctor.appview import check_appview
 from labeler.identity.resolver import DidResolver
 from labeler.labels.writer import LabelRequest
+from labeler.outbound import public_transport
 from labeler.protocol import syntax
 from labeler.protocol.crypto import SigningKey
 from labeler.protocol.label import Label
@@ -105,21 +108,6 @@ async def setup(
         await labeler.aclose()
 
 
-async def seed(labeler: Labeler, rows: list[Label], signer: SigningKey | None = None) -> None:
-    """Rows straight into the table after the head, signed by `signer` (default: the active key) yet recorded as
-    signed by the active key, so nothing re-signs them on the way out: what a consumer gets is what is stored."""
-    info, active = labeler.keyring.active()
-    head = await labeler.store.head()
-    async with labeler.engine.begin() as conn:
-        for seq, label in enumerate((row.signed(signer or active) for row in rows), start=head + 1):
-            await conn.execute(
-                labels.insert().values(
-                    seq=seq, src=label.src, uri=label.uri, cid="", val=label.val, neg=label.neg, cts=label.cts,
-                    exp=label.exp, sig=label.sig, key_id=info.id,
-                )
-            )  # fmt: skip
-
-
 def failing(findings: dict[str, Finding]) -> set[str]:
     return {name for name, f in findings.items() if f.status == "fail"}
 
@@ -195,7 +183,7 @@ async def test_undeclared_value(setup: Setup) -> None:
 
 async def test_bad_value_syntax(setup: Setup) -> None:
     """A legacy row written before values were validated (seeded straight into the table)."""
-    await seed(setup.labeler, [Label(setup.did, "did:plc:someoneelsesomeoneelse2", "Bad Value", syntax.now())])
+    await seed_labels(setup.labeler, [Label(setup.did, "did:plc:someoneelsesomeoneelse2", "Bad Value", syntax.now())])
     setup.pds.records[(setup.did, COLLECTION, RKEY)]["policies"]["labelValues"].append("Bad Value")
     findings = await setup.run()
     assert "value-syntax" in failing(findings)
@@ -206,7 +194,7 @@ async def test_labels_under_a_former_did_verify_against_that_did(setup: Setup) -
     """After a DID change the table serves two `src`s; each is checked against its own document."""
     former = new_plc_did()
     subject = "did:plc:someoneelsesomeoneelse2"
-    await seed(setup.labeler, [Label(former, subject, DECLARED, syntax.now())])
+    await seed_labels(setup.labeler, [Label(former, subject, DECLARED, syntax.now())])
     setup.plc.put(former, did_document(former, label=setup.labeler.keyring.active()[1], pds=None, handle=None))
     findings = await setup.run()
     assert not failing(findings), findings
@@ -229,9 +217,9 @@ async def test_bad_signatures_past_the_oldest_labels_are_found(setup: Setup) -> 
     """The first page verifies; the newest labels, badly signed, are what consumers are receiving now."""
     post = "at://did:plc:someoneelsesomeoneelse2/app.bsky.feed.post/"
     good = [Label(setup.did, f"{post}good{n}", DECLARED, syntax.now()) for n in range(60)]
-    await seed(setup.labeler, good)
+    await seed_labels(setup.labeler, good)
     bad = [Label(setup.did, f"{post}bad{n}", DECLARED, syntax.now()) for n in range(3)]
-    await seed(setup.labeler, bad, signer=SigningKey.generate())
+    await seed_labels(setup.labeler, bad, signer=SigningKey.generate())
     findings = await setup.run()
     assert failing(findings) == {"query-labels", "subscribe-labels"}
     assert "3 of " in findings["query-labels"].message
@@ -240,7 +228,7 @@ async def test_bad_signatures_past_the_oldest_labels_are_found(setup: Setup) -> 
 
 async def test_samples_cover_the_oldest_a_random_and_the_newest_window(setup: Setup) -> None:
     post = "at://did:plc:someoneelsesomeoneelse2/app.bsky.feed.post/"
-    await seed(setup.labeler, [Label(setup.did, f"{post}{n}", DECLARED, syntax.now()) for n in range(80)])
+    await seed_labels(setup.labeler, [Label(setup.did, f"{post}{n}", DECLARED, syntax.now()) for n in range(80)])
     async with setup.labeler.engine.connect() as conn:
         seqs = [row[0] for row in await conn.execute(sa.select(labels.c.seq).order_by(labels.c.seq))]
     (ours,) = await sample_sources(setup.labeler.engine, WINDOW, random.Random(7))
@@ -255,7 +243,7 @@ async def test_negated_and_expired_values_need_no_declaration(setup: Setup) -> N
     await setup.labeler.writer.write([LabelRequest(uri=subject, val="spam")])
     await setup.labeler.writer.write([LabelRequest(uri=subject, val="spam", neg=True)])
     await setup.labeler.writer.write([LabelRequest(uri=subject, val="old-news", exp="2001-01-01T00:00:00.000Z")])
-    await seed(setup.labeler, [Label(setup.did, subject, "Bad Value", syntax.now(), neg=True)])
+    await seed_labels(setup.labeler, [Label(setup.did, subject, "Bad Value", syntax.now(), neg=True)])
     findings = await setup.run()
     assert not failing(findings), findings
     await setup.labeler.writer.write([LabelRequest(uri=subject, val="spam")])  # in force again
@@ -333,3 +321,24 @@ async def test_cli_exit_code_and_json(setup: Setup, monkeypatch: pytest.MonkeyPa
 def test_a_value_with_a_trailing_newline_is_a_value_problem() -> None:
     assert value_problem("spam-bot") is None
     assert value_problem("spam-bot\n") is not None  # `$` alone would let it through
+
+
+async def test_appview_on_a_private_address_is_refused_unless_allowed() -> None:
+    """`--appview` goes out through labeler.outbound: a loopback AppView needs LABELER_ALLOW_PRIVATE_FETCH."""
+    async with httpx.AsyncClient(transport=public_transport(), trust_env=False) as http:
+        finding = await check_appview(http, "http://127.0.0.1:9", "did:plc:someoneelsesomeoneelse2", ("did:x", "spam"))
+    assert finding.status == "fail" and "not asking http://127.0.0.1:9" in finding.message
+    assert finding.fix is not None and "LABELER_ALLOW_PRIVATE_FETCH" in finding.fix
+
+
+async def test_appview_without_a_labelled_post_or_account_is_skipped(setup: Setup) -> None:
+    await setup.labeler.writer.write([LabelRequest(uri="at://did:plc:someoneelsesomeoneelse2/app.bsky.graph.list/x",
+                                                   val=DECLARED)])  # fmt: skip
+    facts = await local_facts(setup.settings)
+    assert facts.shown_label == ("did:plc:someoneelsesomeoneelse2", DECLARED)  # the account label of the fixture
+    await setup.labeler.writer.write([LabelRequest(uri="did:plc:someoneelsesomeoneelse2", val=DECLARED, neg=True)])
+    facts = await local_facts(setup.settings)
+    assert facts.shown_label is None
+    async with httpx.AsyncClient(trust_env=False) as http:
+        finding = await check_appview(http, "http://localhost:9", setup.did, facts.shown_label)
+    assert finding.status == "skip"

@@ -24,6 +24,11 @@ class Finding:
         return asdict(self)
 
 
+def dicts_in(value: Any) -> list[dict[str, Any]]:
+    """The objects in a JSON (or CBOR) list found in an answer; nothing when it is not a list."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def healthy(findings: list[Finding]) -> bool:
     return not any(f.status == "fail" for f in findings)
 
@@ -34,7 +39,8 @@ class LocalFacts:
 
     `sources` is every `src` the labels table serves, with where to sample it; `stream_from` is a subscribeLabels
     cursor that replays the newest labels; `active_values` are our DID's values still in force (not negated, not
-    expired): only those need declaring.
+    expired): only those need declaring. `shown_label` (uri, val) is our newest label in force on a post or an
+    account, the subject `--appview` asks about.
     """
 
     did: str
@@ -45,6 +51,7 @@ class LocalFacts:
     sources: list[SourceSample] = field(default_factory=list)
     active_values: list[str] = field(default_factory=list)
     own_content_labels: int = 0
+    shown_label: tuple[str, str] | None = None
 
 
 @dataclass

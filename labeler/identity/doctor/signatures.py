@@ -8,14 +8,13 @@ database holds, in an oldest, a random and a newest window each, and the newest 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any, Final
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from labeler.identity.doctor.findings import Run
+from labeler.identity.doctor.findings import Run, dicts_in
 from labeler.identity.resolver import IdentityError
 from labeler.protocol.frames import decode_frame
 from labeler.protocol.label import verify_received
@@ -121,7 +120,7 @@ async def check_subscribe_labels(run: Run, endpoint: str) -> None:
             "a FutureCursor means the endpoint serves another (older) database than this one",
         )  # fmt: skip
         return
-    labels = [label for _, body in frames for label in _labels_of(body)]
+    labels = [label for _, body in frames for label in dicts_in(body.get("labels"))]
     last = max((body.get("seq", 0) for _, body in frames), default=facts.stream_from)
     if last < facts.head:
         run.add(
@@ -158,8 +157,3 @@ async def _read_to_head(
         seq = body.get("seq", seq) if isinstance(body.get("seq"), int) else seq
         if header.get("op") == -1 or seq >= head > cursor:
             return frames
-
-
-def _labels_of(body: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    labels = body.get("labels")
-    return [label for label in labels if isinstance(label, dict)] if isinstance(labels, list) else []
