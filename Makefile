@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint e2e-deps video-deps bench bench-photos clean
+.PHONY: run test lint e2e-deps video-deps console-deps bench bench-photos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +21,15 @@ e2e-deps:
 video-deps: $(STAMP)
 	bash tests/video/install.sh $(BIN)/python
 
+console-deps:
+	bash tests/console/install.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) e2e-deps video-deps lint
+test: $(STAMP) e2e-deps video-deps console-deps lint
 	$(BIN)/python -m pytest
 
 # Photographs for the hashing benchmarks (bench/_photos.py): Debian's desktop wallpaper packages, ~150 MB.

@@ -15,6 +15,7 @@ from labeler.cli.explain import explain
 from labeler.cli.init import init
 from labeler.cli.keys import keys
 from labeler.cli.labels import label
+from labeler.cli.moderators import moderators
 from labeler.cli.reports import reports
 from labeler.cli.review import review
 from labeler.cli.serve import serve
@@ -44,6 +45,7 @@ cli.add_command(review)
 cli.add_command(explain)
 cli.add_command(actions)
 cli.add_command(entries)
+cli.add_command(moderators)
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from labeler.admin.emit_event import emit_event
 from labeler.admin.moderation import query_events, query_statuses
 from labeler.admin.review import review_routes
 from labeler.config import Settings
+from labeler.console import console_mount
+from labeler.console.auth import ConsoleAuth
 from labeler.protocol.errors import MethodNotImplemented, MethodNotSupported, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.create_report import create_report
@@ -83,6 +85,7 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
         Route("/xrpc/{nsid}", not_implemented, methods=["GET", "POST"]),
         *upload_routes(),
         *review_routes(),
+        console_mount(),
     ]
     app = Starlette(
         routes=routes,
@@ -99,4 +102,5 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
         lifespan=lifespan,
     )
     app.state.labeler = service
+    app.state.console_auth = ConsoleAuth(service)
     return app

@@ -15,7 +15,7 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from PIL import Image
 
@@ -26,8 +26,12 @@ ADMIN: Final = "admin"  # HTTP Basic with the operator's password
 MODERATOR: Final = "moderator"  # a configured moderator's service token, for the probe's `lxm`
 REPORTER: Final = "reporter"  # any account's service token (createReport), for the probe's `lxm`
 UPLOAD: Final = "upload"  # the upload API's bearer token
+CONSOLE: Final = "console"  # a signed-in console session cookie; CSRF_MARK in the body becomes its CSRF token
+CONSOLE_GUEST: Final = "console-guest"  # the sign-in page's session cookie (no user) and its CSRF token
 NONE: Final = "none"
 GARBAGE: Final = "garbage"  # malformed or wrong credentials of every kind
+
+CSRF_MARK: Final = b"__csrf__"
 
 EMIT: Final = "tools.ozone.moderation.emitEvent"
 QUERY_STATUSES: Final = "tools.ozone.moderation.queryStatuses"
@@ -333,6 +337,35 @@ def json_route(
         if rng.random() < 0.01:
             probe.body = b" " * (300 * 1024)  # over the body limit
         return probe
+
+    return generate
+
+
+def form_route(
+    valid_fields: Callable[[random.Random], dict[str, str]], *, auth: str, path: PathFill = None
+) -> Generator:
+    """POSTs of urlencoded forms (the console's), valid but for one hostile field, a dropped or repeated one, a
+    wrong CSRF token, or bytes that are not a form at all; now and then the wrong method or content type."""
+
+    def generate(rng: random.Random) -> Probe:
+        fields = [*valid_fields(rng).items(), ("csrf", CSRF_MARK.decode())]
+        roll = rng.random()
+        if roll < 0.25:
+            at = rng.randrange(len(fields))
+            fields[at] = (fields[at][0], rng.choice(NASTY_STRINGS))
+        elif roll < 0.35:
+            del fields[rng.randrange(len(fields))]
+        elif roll < 0.45:
+            fields.append(rng.choice(fields))
+        elif roll < 0.5:
+            fields.append((rng.choice(NASTY_STRINGS), rng.choice(NASTY_STRINGS)))
+        body = urlencode(fields, errors="surrogatepass").encode()
+        if rng.random() < 0.05:
+            body = bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
+        elif rng.random() < 0.01:
+            body = b"a=" + b"x" * (64 * 1024)  # over the form limit
+        headers = {"content-type": _content_type(rng, "application/x-www-form-urlencoded")}
+        return Probe(_method(rng, "POST"), _fill(rng, path), auth=_auth(rng, auth), headers=headers, body=body)
 
     return generate
 

@@ -34,6 +34,8 @@ import random
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Final
 
@@ -59,6 +61,9 @@ CONCURRENCY: Final = 8
 
 INT = fz.small_int
 REVIEW_IDS = fz.choose("1", "2", "3", "0", "-1", str(2**63), "9" * 30, "abc", "1.0", "", " 1")
+STATIC_FILES = fz.choose(
+    "console.js", "console.css", "../templates/base.html", "..%2f..%2fpyproject.toml", "", "x" * 500
+)
 ANY_NSID = fz.choose("app.bsky.feed.getTimeline", "com.atproto.label.queryLabels", "a", "..", "x" * 3000, "é\x00")
 
 # Every route of the app → how to fuzz it. `test_the_fuzz_table_covers_every_route` fails on a route missing here.
@@ -131,6 +136,22 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
     ("http", "/api/v1/review/{item_id}/reject"): fz.json_route(
         "POST", lambda rng: {"note": "fuzz"}, auth=fz.MODERATOR, lxm=fz.EMIT, path={"item_id": REVIEW_IDS}
     ),
+    ("http", "/console/"): fz.query_route(auth=fz.CONSOLE),
+    ("http", "/console/login"): fz.form_route(
+        lambda rng: {"user": rng.choice(["admin", "alice", ""]), "credential": rng.choice([ADMIN[1], "wrong"])},
+        auth=fz.CONSOLE_GUEST,
+    ),
+    ("http", "/console/logout"): fz.form_route(lambda rng: {}, auth=fz.CONSOLE),
+    ("http", "/console/queue"): fz.query_route(
+        [("done", INT(-1, 5)), ("outcome", fz.choose("confirm", "reject", "disable-entry", "<b>"))], auth=fz.CONSOLE
+    ),
+    ("http", "/console/items/{item_id}/decide"): fz.form_route(
+        lambda rng: {"decision": rng.choice(["confirm", "reject", "disable-entry", "allow-list"]), "note": "fuzz"},
+        auth=fz.CONSOLE,
+        path={"item_id": REVIEW_IDS},
+    ),
+    ("http", "/console/items/{item_id}/image"): fz.query_route(auth=fz.CONSOLE, path={"item_id": REVIEW_IDS}),
+    ("http", "/console/static/{path}"): fz.query_route(path={"path": STATIC_FILES}),
 }
 
 
@@ -175,13 +196,44 @@ def test_the_fuzz_table_covers_every_route(tmp_path: Path) -> None:
     assert not gone, f"ROUTES names routes the app no longer has: {gone}"
 
 
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A console session cookie and its CSRF token."""
+
+    cookie: str
+    csrf: str
+
+
+async def console_sessions(client: httpx.AsyncClient, base: str) -> tuple[ConsoleSession, ConsoleSession]:
+    """(the sign-in page's session, a signed-in admin session), as a browser gets them."""
+    page = await client.get(f"{base}/console/login")
+    guest = ConsoleSession(page.cookies["labeler_console"], _csrf_in(page.text))
+    form = {"user": ADMIN[0], "credential": ADMIN[1], "csrf": guest.csrf}
+    headers = {"cookie": f"labeler_console={guest.cookie}"}
+    signed_in = await client.post(f"{base}/console/login", data=form, headers=headers)
+    assert signed_in.status_code == 303, signed_in.text
+    cookie = signed_in.cookies["labeler_console"]
+    queue = await client.get(f"{base}/console/queue", headers={"cookie": f"labeler_console={cookie}"})
+    assert queue.status_code == 200, queue.text
+    return guest, ConsoleSession(cookie, _csrf_in(queue.text))
+
+
+def _csrf_in(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
 class Fuzzer:
     """Sends probes and records every violation of the contract (see the module docstring)."""
 
-    def __init__(self, server: LiveServer, client: httpx.AsyncClient, callers: Callers) -> None:
+    def __init__(
+        self, server: LiveServer, client: httpx.AsyncClient, callers: Callers, console: dict[str, ConsoleSession]
+    ) -> None:
         self.server = server
         self.client = client
         self.callers = callers
+        self.console = console  # fz.CONSOLE and fz.CONSOLE_GUEST → session
         self.failures: list[str] = []
         self.statuses: Counter[str] = Counter()
 
@@ -198,6 +250,8 @@ class Fuzzer:
             headers["authorization"] = f"Bearer {UPLOAD_TOKEN}"
         elif auth == fz.GARBAGE:
             headers["authorization"] = GARBAGE_AUTH[garbage_pick % len(GARBAGE_AUTH)]
+        elif auth in self.console:
+            headers["cookie"] = f"labeler_console={self.console[auth].cookie}"
         return headers
 
     async def send(self, probe: fz.Probe, garbage_pick: int) -> None:
@@ -205,9 +259,12 @@ class Fuzzer:
             await self.send_websocket(probe)
             return
         url = self.server.url + probe.path + (f"?{probe.query}" if probe.query else "")
+        body = probe.body
+        if body is not None and probe.auth in self.console:
+            body = body.replace(fz.CSRF_MARK, self.console[probe.auth].csrf.encode())
         try:
             response = await self.client.request(
-                probe.method, url, headers=self.headers(probe, garbage_pick), content=probe.body
+                probe.method, url, headers=self.headers(probe, garbage_pick), content=body
             )
         except httpx.InvalidURL:
             self.statuses["client refused the URL"] += 1
@@ -216,6 +273,10 @@ class Fuzzer:
         self.statuses[f"{status // 100}xx"] += 1
         if status < 400 or probe.method == "HEAD":
             return
+        if probe.path.startswith("/console/") and response.headers.get("content-type", "").startswith("text/html"):
+            if status >= 500 and not (status == 503 and "retry-after" in response.headers):
+                self.fail(probe, f"{status} {response.text[:300]}")
+            return  # the console's error page, for people
         try:
             error = response.json()["error"]
         except (ValueError, KeyError, TypeError):
@@ -276,8 +337,10 @@ async def test_no_input_gets_a_server_error_and_the_server_works_afterwards(
         await labeler.pipeline.reviews.add(job, f"did:plc:review{job}", None, ["spam"], {"bank": "B"})
     started = time.monotonic()
     todo = probes(REQUESTS)
-    async with httpx.AsyncClient(timeout=60) as client:
-        fuzzer = Fuzzer(server, client, callers)
+    # The client keeps no cookies: a probe carries a console session only when its `auth` says so.
+    async with httpx.AsyncClient(timeout=60, cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[]))) as client:
+        guest, signed_in = await console_sessions(client, server.url)
+        fuzzer = Fuzzer(server, client, callers, {fz.CONSOLE: signed_in, fz.CONSOLE_GUEST: guest})
 
         async def worker(first: int) -> None:
             for n in range(first, len(todo), CONCURRENCY):

@@ -1,0 +1,137 @@
+"""Who is using the console: sign-in (admin password or a moderator's credential), the session cookie, CSRF.
+
+- Sign-in is rate limited per client address (5 failures in 5 minutes) and per name (20 in 15 minutes), and an
+  unknown name costs the same scrypt check as a wrong credential.
+- The cookie is HttpOnly, SameSite=Strict, Path=/console, Secure when the console is reached over HTTPS (the
+  request's scheme, which `serve` takes from a trusted proxy's X-Forwarded-Proto, or an https public URL), and
+  expires with the session.
+- Every POST carries the session's CSRF token as the form field `csrf`; the sign-in form too (its token lives in
+  a session with no user).
+- The audit name of a session is `admin` (the operator's password) or `moderator:<name>`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from labeler.console.moderators import ModeratorStore
+from labeler.console.passwords import DECOY_HASH, verify_secret_async
+from labeler.console.sessions import LIFETIME, Session, SessionCodec, load_secret
+from labeler.console.throttle import FailureLimiter
+from labeler.console.web import ConsoleError, Redirect
+from labeler.service import Labeler
+
+COOKIE: Final = "labeler_console"
+ADMIN: Final = "admin"
+MODERATOR_PREFIX: Final = "moderator:"
+LOGIN_PATH: Final = "/console/login"
+_MAX_CREDENTIAL: Final = 1024
+
+log = logging.getLogger(__name__)
+
+
+def actor(session: Session) -> str:
+    """The name the audit log keeps for what this session does."""
+    return ADMIN if session.user == ADMIN else MODERATOR_PREFIX + session.user
+
+
+class ConsoleAuth:
+    def __init__(self, labeler: Labeler) -> None:
+        self.settings = labeler.settings
+        self.moderators = ModeratorStore(labeler.engine)
+        self.by_address = FailureLimiter(limit=5, window=300)
+        self.by_name = FailureLimiter(limit=20, window=900)
+        self._codec: SessionCodec | None = None
+
+    @property
+    def codec(self) -> SessionCodec:
+        if self._codec is None:  # the keys directory exists once the labeler has started
+            self._codec = SessionCodec(load_secret(self.settings.keys_dir))
+        return self._codec
+
+    async def _tag_for(self, user: str) -> str | None:
+        """The credential tag a session of `user` must carry now; None if `user` cannot sign in."""
+        if user == ADMIN:
+            password = self.settings.admin_password
+            return self.codec.tag("admin\x00" + password) if password else None
+        stored = await self.moderators.credential_hash(user)
+        return self.codec.tag("moderator\x00" + stored) if stored else None
+
+    async def session(self, request: Request) -> Session | None:
+        """The request's signed-in session, or None (no cookie, forged, expired, or its credential changed)."""
+        found = self.codec.decode(request.cookies.get(COOKIE, ""))
+        if found is None or not found.user:
+            return None
+        expected = await self._tag_for(found.user)
+        return found if expected is not None and hmac.compare_digest(found.tag, expected) else None
+
+    async def require(self, request: Request) -> Session:
+        """The signed-in session; a page request without one is sent to the sign-in page, anything else refused."""
+        found = await self.session(request)
+        if found is not None:
+            return found
+        if request.method == "GET":
+            raise Redirect(LOGIN_PATH)
+        raise ConsoleError(403, "sign in first")
+
+    def anonymous(self, request: Request) -> Session:
+        """The pre-sign-in session carrying the sign-in form's CSRF token (kept if the cookie has a valid one)."""
+        found = self.codec.decode(request.cookies.get(COOKIE, ""))
+        return found if found is not None and not found.user else self.codec.new("", "")
+
+    def check_csrf(self, request: Request, session: Session, form: dict[str, str]) -> None:
+        given = form.get("csrf", "")
+        if not (given and hmac.compare_digest(given.encode(), session.csrf.encode())):
+            raise ConsoleError(403, "the form's CSRF token is missing or wrong: reload the page and try again")
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in ("null", f"{request.url.scheme}://{request.url.netloc}"):
+            raise ConsoleError(403, "the form was sent from another site")
+
+    async def sign_in(self, request: Request, user: str, credential: str) -> Session:
+        """A new signed-in session, or ConsoleError (401 wrong, 429 too many failures)."""
+        address = request.client.host if request.client else "unknown"
+        keys = (f"address:{address}", f"name:{user[:64]}")
+        wait = max(self.by_address.retry_after(keys[0]), self.by_name.retry_after(keys[1]))
+        if wait > 0:
+            raise ConsoleError(
+                429, "too many failed sign-ins: wait and try again", headers={"Retry-After": str(int(wait) + 1)}
+            )
+        tag = await self._check(user, credential[:_MAX_CREDENTIAL])
+        if tag is None:
+            self.by_address.failed(keys[0])
+            self.by_name.failed(keys[1])
+            log.warning("console sign-in refused for %r from %s", user[:64], address)
+            raise ConsoleError(401, "wrong name or credential")
+        self.by_address.succeeded(keys[0])
+        self.by_name.succeeded(keys[1])
+        log.info("console sign-in: %s from %s", user, address)
+        return self.codec.new(user, tag)
+
+    async def _check(self, user: str, credential: str) -> str | None:
+        if user == ADMIN:
+            password = self.settings.admin_password
+            ok = bool(password) and hmac.compare_digest(credential.encode(), password.encode())
+            return self.codec.tag("admin\x00" + password) if ok else None
+        stored = await self.moderators.credential_hash(user) if len(user) <= 64 else None
+        if not await verify_secret_async(credential, stored or DECOY_HASH) or stored is None:
+            return None
+        return self.codec.tag("moderator\x00" + stored)
+
+    def set_cookie(self, request: Request, response: Response, session: Session) -> None:
+        response.set_cookie(
+            COOKIE,
+            self.codec.encode(session),
+            max_age=LIFETIME,
+            path="/console",
+            secure=request.url.scheme == "https" or self.settings.public_url.startswith("https:"),
+            httponly=True,
+            samesite="strict",
+        )
+
+    def clear_cookie(self, response: Response) -> None:
+        response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")

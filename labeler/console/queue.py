@@ -1,0 +1,109 @@
+"""The review queue as the console shows it: pending items in priority order, each with its evidence laid out.
+
+Priority: the closest match first (distance 0 for exact signals), then by bank name, then oldest first. The
+queue table is read in id order, so up to `SCAN` pending items are read and sorted here; a longer queue shows
+its oldest `SCAN` (the page says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from labeler.pipeline.review import ReviewItem, ReviewQueue
+
+SCAN: Final = 2000
+SHOWN: Final = 50
+_PAGE: Final = 500
+
+
+@dataclass(frozen=True)
+class Card:
+    """One pending item, with the fields the page shows (strings; "" where the evidence has none)."""
+
+    item: ReviewItem
+    bank: str
+    entry_id: str
+    external_id: str
+    distance: str
+    signal: str
+    rule: str
+    hash: str
+    quality: str
+    author: str
+    media: str
+    web_url: str
+    others: list[int]  # other pending items of the same account
+
+    @property
+    def has_image(self) -> bool:
+        return self.media == "image" and bool(self.item.evidence.get("image", {}).get("blob_cid"))
+
+
+def priority(item: ReviewItem) -> tuple[float, str, str, int]:
+    match = _dict(item.evidence.get("match"))
+    distance = match.get("distance")
+    closeness = float(distance) if isinstance(distance, int | float) and not isinstance(distance, bool) else 1e9
+    return closeness, str(match.get("bank", "")), item.created_at, item.id
+
+
+async def pending(reviews: ReviewQueue) -> tuple[list[Card], int]:
+    """The first SHOWN cards by priority, and how many pending items were read (at most SCAN)."""
+    items: list[ReviewItem] = []
+    after = 0
+    while len(items) < SCAN:
+        page = await reviews.list(status="pending", after=after, limit=_PAGE)
+        items += page
+        if len(page) < _PAGE:
+            break
+        after = page[-1].id
+    by_author: dict[str, list[int]] = {}
+    for item in items:
+        by_author.setdefault(_author(item), []).append(item.id)
+    ordered = sorted(items, key=priority)[:SHOWN]
+    return [card(item, by_author) for item in ordered], len(items)
+
+
+def card(item: ReviewItem, by_author: dict[str, list[int]]) -> Card:
+    evidence = item.evidence
+    match, rule = _dict(evidence.get("match")), _dict(evidence.get("rule"))
+    signal = str(evidence.get("signal_type") or match.get("signal_type") or "")
+    author = _author(item)
+    return Card(
+        item=item,
+        bank=_text(match.get("bank")),
+        entry_id=_text(match.get("entry_id")),
+        external_id=_text(match.get("external_id")),
+        distance=_text(match.get("distance")),
+        signal=signal,
+        rule=_text(rule.get("name")),
+        hash=_text(evidence.get(signal) if signal in ("pdq", "md5", "sha256") else evidence.get("pdq")),
+        quality=_text(evidence.get("quality")),
+        author=author,
+        media=_text(_dict(evidence.get("image")).get("media") or "image"),
+        web_url=_web_url(item.subject_uri),
+        others=[i for i in by_author.get(author, []) if i != item.id] if author else [],
+    )
+
+
+def _author(item: ReviewItem) -> str:
+    did = _dict(item.evidence.get("image")).get("did")
+    if isinstance(did, str):
+        return did
+    return item.subject_uri.removeprefix("at://").split("/", 1)[0]
+
+
+def _web_url(uri: str) -> str:
+    """The post on bsky.app, for a post URI; "" for anything else."""
+    parts = uri.removeprefix("at://").split("/")
+    if uri.startswith("at://") and len(parts) == 3 and parts[1] == "app.bsky.feed.post":
+        return f"https://bsky.app/profile/{parts[0]}/post/{parts[2]}"
+    return ""
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,179 @@
+"""A real `labeler serve` (a subprocess on loopback) with review items the pipeline made, for the console's tests.
+
+The pipeline runs first, in this process, against a fake PLC and PDS: three posts whose images are 12, 15 and
+18 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule reviews matches
+up to distance 31 and labels none without a person). Then `labeler serve` starts on the same SQLite file, with one
+pipeline worker and the PDS still up, so the console fetches the images as it would from a real PDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+from pipeline.blob_server import PdsWorld
+from pipeline.conftest import FAST_PIPELINE
+from pipeline.corpus import encode, flip_bits, structured_rgb
+from pipeline.harness import all_done
+from support.fake_plc import running_fake_plc
+from support.server import free_port
+
+from labeler.config import Settings, load_settings
+from labeler.pipeline.banks import EntryInput
+from labeler.pipeline.hasher import hash_image
+from labeler.pipeline.jobs import JobSpec
+from labeler.service import Labeler
+
+ADMIN_PASSWORD = "test-admin-password"
+LABELER_DID = "did:plc:labelertestlabelertest1"
+T = TypeVar("T")
+
+#: Name → (image seed, bits from the banked hash). Closer matches come first in the queue.
+POSTS = {"confirm": (31, 12), "false-positive": (32, 15), "keyboard": (33, 18)}
+
+
+@dataclass
+class Served:
+    """The running console and what the test needs to check it: item ids and subjects by name, the images."""
+
+    url: str
+    env: dict[str, str]
+    settings: Settings
+    world: PdsWorld
+    items: dict[str, int] = field(default_factory=dict)
+    specs: dict[str, JobSpec] = field(default_factory=dict)
+    images: dict[str, bytes] = field(default_factory=dict)
+
+    def cli(self, *args: str, input: str | None = None) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "labeler", *args], env=self.env, capture_output=True, text=True, input=input,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    async def labeler(self) -> Labeler:
+        """A second Labeler on the database (no stream hub, so not exclusive): to add jobs, read state."""
+        labeler = Labeler(self.settings, with_hub=False)
+        await labeler.start(create_dev_key=False)
+        return labeler
+
+
+def run_async(work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` on its own event loop in another thread: Playwright's sync API owns this thread's loop."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(_call(work)))
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+async def _call(work: Callable[[], Awaitable[T]]) -> T:
+    return await work()
+
+
+async def _queue_items(served: Served) -> None:
+    labeler = Labeler(served.settings)
+    await labeler.start(workers=1)
+    try:
+        await labeler.pipeline.banks.create("NEAR")
+        did = served.world.account()
+        for name, (seed, bits) in POSTS.items():
+            data = encode(structured_rgb(200, 150, seed=seed), "PNG")
+            ref = served.world.pds.add(did, data)
+            spec = JobSpec("firehose", f"at://{did}/app.bsky.feed.post/{name.replace('-', '')}", ref.blob_cid, ref)
+            banked = flip_bits(hash_image(data).hash, bits, seed=seed)
+            await labeler.pipeline.banks.add_entries("NEAR", [EntryInput(banked, external_id=f"case-{name}")])
+            served.images[name], served.specs[name] = data, spec
+        await labeler.pipeline.jobs.enqueue(list(served.specs.values()))
+        await all_done(labeler, len(POSTS))
+        for item in await labeler.pipeline.reviews.list():
+            [name] = [n for n, s in served.specs.items() if s.subject_uri == item.subject_uri]
+            served.items[name] = item.id
+    finally:
+        await labeler.aclose()
+    assert sorted(served.items) == sorted(POSTS), served.items
+
+
+def _toml(values: dict[str, object]) -> str:
+    return "[pipeline]\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items())
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    workdir = tmp_path_factory.mktemp("console")
+    port = free_port()
+    with running_fake_plc() as (plc, plc_server):
+        world = PdsWorld(plc, plc_server, free_port())
+        values = {
+            "database_url": f"sqlite+aiosqlite:///{workdir / 'labeler.db'}",
+            "keys_dir": str(workdir / "keys"),
+            "admin_password": ADMIN_PASSWORD,
+            "did": LABELER_DID,
+            "plc_url": world.plc_url,
+            "allow_private_fetch": "true",
+            "port": str(port),
+            "public_url": f"http://localhost:{port}",
+            "workers": "1",
+            "log_level": "warning",
+        }
+        settings = load_settings(env={}, **values, extra={"pipeline": FAST_PIPELINE})
+        (workdir / "labeler.toml").write_text(_toml(FAST_PIPELINE))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
+        env.update({f"LABELER_{k.upper()}": v for k, v in values.items()}, LABELER_CONFIG=str(workdir / "labeler.toml"))
+        served = Served(f"http://127.0.0.1:{port}", env, settings, world)
+        with world.pds_running():
+            run_async(lambda: _queue_items(served))
+            log = (workdir / "serve.log").open("wb")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "labeler", "serve"], env=env, cwd=workdir, stdout=log, stderr=log
+            )
+            try:
+                _wait_healthy(proc, served.url, workdir / "serve.log")
+                yield served
+            finally:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=20)
+                proc.kill()
+                log.close()
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"labeler serve exited with {proc.returncode}: {log.read_text(errors='replace')[-3000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/xrpc/_health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"labeler serve did not become healthy: {log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture
+def pds_world() -> Iterator[PdsWorld]:
+    """A fake PLC (running) and a PDS stand-in on a reserved port, for tests with an in-process labeler."""
+    with running_fake_plc() as (plc, plc_server):
+        yield PdsWorld(plc, plc_server, free_port())

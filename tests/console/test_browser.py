@@ -1,0 +1,251 @@
+"""The console in a real browser (Debian's headless Chromium, driven by Playwright) against a real `labeler serve`
+whose review items the pipeline made: sign-in, the blurred queue, reveal, confirm, reject as a false positive,
+CSRF, sign-out, and the whole review flow from the keyboard alone.
+
+Screenshots of each page go to a folder printed at the start (CI keeps it as an artefact): `CONSOLE_SCREENSHOTS`
+if set, else `build/console-screenshots` in the checkout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from labeler.pipeline.jobs import JobSpec
+
+from .conftest import ADMIN_PASSWORD, Served, run_async
+
+IN_CI = os.environ.get("CI") == "true"
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "build/console-screenshots")
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - the test extra brings it
+    sync_playwright = None  # type: ignore[assignment]
+
+
+@pytest.fixture(scope="module")
+def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+    missing = []
+    if sync_playwright is None:
+        missing.append("the playwright package (pip install -e '.[test]')")
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (make console-deps, or: apt-get install -y chromium)")
+    if missing:
+        message = "the console's browser tests need " + " and ".join(missing)
+        if IN_CI:
+            pytest.fail(message + " (CI=true requires them)", pytrace=False)
+        pytest.skip(message)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"console screenshots: {SHOTS}")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    made = browser.new_context(viewport={"width": 1200, "height": 900})
+    made.set_default_timeout(15_000)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Iterator[Page]:
+    """A tab that fails the test on any CSP violation or script error (an HTTP error status is not one)."""
+    opened = context.new_page()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            problems.append(message.text)
+
+    opened.on("console", on_console)
+    opened.on("pageerror", lambda e: problems.append(str(e)))
+    yield opened
+    assert not problems, problems
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, served: Served, user: str = "admin", credential: str = ADMIN_PASSWORD) -> None:
+    page.goto(f"{served.url}/console/")
+    expect(page).to_have_url(f"{served.url}/console/login")
+    page.fill("#user", user)
+    page.fill("#credential", credential)
+    page.click("#sign-in")
+    expect(page).to_have_url(f"{served.url}/console/queue")
+
+
+def api(served: Served, path: str) -> dict:  # type: ignore[type-arg]
+    response = httpx.get(served.url + path, auth=("admin", ADMIN_PASSWORD), timeout=10)
+    assert response.status_code == 200, response.text
+    data: dict = response.json()  # type: ignore[type-arg]
+    return data
+
+
+def eventually(check: Callable[[], bool], what: str, within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def labels_on(served: Served, uri: str) -> list[str]:
+    return [label["val"] for label in api(served, f"/xrpc/com.atproto.label.queryLabels?uriPatterns={uri}")["labels"]]
+
+
+def test_a_page_without_a_session_goes_to_sign_in_and_a_wrong_credential_is_refused(page: Page, served: Served) -> None:
+    page.goto(f"{served.url}/console/queue")
+    expect(page).to_have_url(f"{served.url}/console/login")
+    shot(page, "sign-in")
+    page.fill("#user", "admin")
+    page.fill("#credential", "not the password")
+    page.click("#sign-in")
+    expect(page.locator(".error .message")).to_have_text("wrong name or credential")
+    headers = httpx.get(f"{served.url}/console/login").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["referrer-policy"] == "no-referrer" and headers["x-frame-options"] == "DENY"
+
+
+def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page, served: Served) -> None:
+    assert "added moderator alice" in served.cli("moderators", "add", "alice", "--password", "alice-credential-1")
+    assert "alice" in served.cli("moderators", "list")
+    sign_in(page, served, "alice", "alice-credential-1")
+    item = served.items["confirm"]
+    card = page.locator(f"#item-{item}")
+    image = card.locator("img")
+    expect(card.locator(".bank")).to_have_text("NEAR")
+    expect(card.locator(".distance")).to_have_text("12")
+    expect(card.locator(".entry")).to_contain_text("case-confirm")
+    expect(page.locator(".card").first).to_have_id(f"item-{item}")  # the closest match comes first
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    assert "blur" in image.evaluate("img => getComputedStyle(img).filter")
+    assert "grayscale" in image.evaluate("img => getComputedStyle(img).filter")
+    shot(page, "queue-blurred")
+    card.locator("[data-reveal]").click()
+    expect(card).to_have_class("card current revealed")
+    page.wait_for_function("img => getComputedStyle(img).filter === 'none'", arg=image.element_handle())
+    shot(page, "queue-revealed")
+    # Revealing another item hides this one: never two at once.
+    other = page.locator(f"#item-{served.items['keyboard']}")
+    other.locator("[data-reveal]").click()
+    expect(card).not_to_have_class("card revealed")
+    other.locator("[data-reveal]").click()
+
+    card.locator("textarea").fill("matches the case file")
+    card.locator("button[value=confirm]").click()
+    expect(page.locator("#flash")).to_contain_text(f"#{item}: confirm")
+    expect(page.locator(f"#item-{item}")).to_have_count(0)
+    shot(page, "queue-after-confirm")
+    uri = served.specs["confirm"].subject_uri
+    eventually(lambda: labels_on(served, uri) == ["csam-hash-match"], "the confirmed label in queryLabels")
+    decided = api(served, f"/api/v1/review/{item}")
+    assert (decided["status"], decided["decided_by"], decided["decision_note"]) == (
+        "confirmed", "moderator:alice", "matches case file".replace("matches", "matches the"),
+    )  # fmt: skip
+    served.cli("moderators", "remove", "alice")
+    page.reload()  # a removed moderator's session ends at the next request
+    expect(page).to_have_url(f"{served.url}/console/login")
+
+
+def test_rejecting_as_a_false_positive_disables_the_entry_and_the_image_no_longer_queues(
+    page: Page, served: Served
+) -> None:
+    sign_in(page, served)
+    item = served.items["false-positive"]
+    card = page.locator(f"#item-{item}")
+    card.locator("button[value=disable-entry]").click()
+    expect(page.locator("#flash")).to_contain_text(f"#{item}: disable-entry")
+    decided = api(served, f"/api/v1/review/{item}")
+    assert (decided["status"], decided["decided_by"]) == ("rejected", "admin")
+    entry = decided["evidence"]["match"]["entry_id"]
+    states = json.loads(served.cli("entries", "list", "--json"))
+    assert [(s["bank"], s["entry_id"], s["mode"]) for s in states] == [("NEAR", entry, "disabled")]
+
+    # The same image in a new post: the serve process's worker matches it, the disabled entry queues nothing.
+    original = served.specs["false-positive"]
+    again = JobSpec("firehose", original.subject_uri + "again", original.image.blob_cid, original.image)
+
+    async def enqueue_and_wait() -> list[str]:
+        labeler = await served.labeler()
+        try:
+            await labeler.pipeline.jobs.enqueue([again])
+            for _ in range(300):
+                [job] = await labeler.pipeline.jobs.for_subject(again.subject_uri)
+                if job.status == "done":
+                    return [
+                        i.status
+                        for i in await labeler.pipeline.reviews.list(status=None, subject_uri=again.subject_uri)
+                    ]
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"the job for {again.subject_uri} is still {job.status}")
+        finally:
+            await labeler.aclose()
+
+    assert run_async(enqueue_and_wait) == []
+    page.reload()
+    expect(page.locator(".card")).to_have_count(1)  # only the keyboard item is left
+    assert labels_on(served, again.subject_uri) == []
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_sign_out_ends_the_session(page: Page, served: Served) -> None:
+    sign_in(page, served)
+    item = served.items["keyboard"]
+    refused = page.request.post(
+        f"{served.url}/console/items/{item}/decide", form={"decision": "confirm"}, max_redirects=0
+    )
+    assert refused.status == 403 and "CSRF" in refused.text()
+    wrong = page.request.post(
+        f"{served.url}/console/items/{item}/decide", form={"decision": "confirm", "csrf": "x" * 43}, max_redirects=0
+    )
+    assert wrong.status == 403
+    assert api(served, f"/api/v1/review/{item}")["status"] == "pending"
+    page.click("#sign-out")
+    expect(page).to_have_url(f"{served.url}/console/login")
+    page.goto(f"{served.url}/console/queue")
+    expect(page).to_have_url(f"{served.url}/console/login")
+    after = page.request.post(f"{served.url}/console/items/{item}/decide", form={"decision": "confirm"})
+    assert after.status == 403
+    assert api(served, f"/api/v1/review/{item}")["status"] == "pending"
+
+
+def test_the_whole_review_flow_from_the_keyboard(page: Page, served: Served) -> None:
+    page.goto(f"{served.url}/console/")
+    page.keyboard.type("admin")  # the name field has focus
+    page.keyboard.press("Tab")
+    page.keyboard.type(ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{served.url}/console/queue")
+    item = served.items["keyboard"]
+    card = page.locator(f"#item-{item}")
+    while "current" not in (card.get_attribute("class") or ""):
+        page.keyboard.press("j")
+    page.keyboard.press("v")
+    expect(card).to_have_class("card current revealed")
+    shot(page, "keyboard-revealed")
+    page.keyboard.press("n")
+    page.keyboard.type("not the same picture")
+    page.keyboard.press("Escape")
+    page.keyboard.press("v")
+    expect(card).to_have_class("card current")
+    page.keyboard.press("r")
+    expect(page.locator("#flash")).to_contain_text(f"#{item}: reject")
+    shot(page, "keyboard-after-reject")
+    decided = api(served, f"/api/v1/review/{item}")
+    assert (decided["status"], decided["decision_note"]) == ("rejected", "not the same picture")

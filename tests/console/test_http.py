@@ -1,0 +1,104 @@
+"""The console over plain HTTP, against a labeler served in-process: the image route (the fetcher's limits and
+address rules, no-store), sign-in rate limiting, and moderator credentials."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+from pipeline.blob_server import PdsWorld
+from pipeline.corpus import encode, flip_bits, structured_rgb
+from pipeline.harness import Harness, all_done
+
+from labeler.config import Settings
+from labeler.console.moderators import ModeratorError, ModeratorStore
+from labeler.pipeline.hasher import hash_image
+from labeler.service import Labeler
+from labeler.testing import serve_labeler
+
+from .conftest import ADMIN_PASSWORD
+
+IMAGE = encode(structured_rgb(160, 120, seed=41), "PNG")
+
+
+async def sign_in(http: httpx.AsyncClient, user: str = "admin", credential: str = ADMIN_PASSWORD) -> httpx.Response:
+    page = await http.get("/console/login")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return await http.post("/console/login", data={"user": user, "credential": credential, "csrf": found.group(1)})
+
+
+async def queue_one(harness: Harness, settings: Settings) -> int:
+    did = harness.world.account()
+    spec = harness.post(did, "one", IMAGE)
+    async with harness.running(settings) as labeler:
+        await harness.bank(labeler, "NEAR", [flip_bits(hash_image(IMAGE).hash, 16, seed=4)])
+        await labeler.pipeline.jobs.enqueue([spec])
+        await all_done(labeler, 1)
+        [item] = await labeler.pipeline.reviews.list()
+    return item.id
+
+
+async def fetch_image(settings: Settings, item_id: int) -> httpx.Response:
+    labeler = Labeler(settings)
+    await labeler.start()
+    try:
+        async with serve_labeler(labeler) as live, httpx.AsyncClient(base_url=live.url, timeout=30) as http:
+            assert (await http.get(f"/console/items/{item_id}/image")).status_code == 303  # no session
+            assert (await sign_in(http)).status_code == 303
+            return await http.get(f"/console/items/{item_id}/image")
+    finally:
+        await labeler.aclose()
+
+
+async def test_the_image_route_fetches_like_the_pipeline_and_keeps_no_copy(
+    pds_world: PdsWorld, make_settings: Any
+) -> None:
+    harness = Harness(pds_world, make_settings, "embedded", None)
+    settings = harness.settings()
+    with pds_world.pds_running():
+        item_id = await queue_one(harness, settings)
+        served = await fetch_image(settings, item_id)
+        assert served.status_code == 200 and served.content == IMAGE
+        assert served.headers["content-type"] == "image/png" and served.headers["cache-control"] == "no-store"
+        assert "sandbox" in served.headers["content-security-policy"]
+        hits = pds_world.pds.hits.total()
+
+        refused = await fetch_image(harness.settings(allow_private_fetch=False), item_id)
+        assert refused.status_code == 404 and "private-address" in refused.text
+        assert pds_world.pds.hits.total() == hits  # refused before any byte was asked for
+
+        too_large = await fetch_image(harness.settings(max_image_bytes=len(IMAGE) - 1), item_id)
+        assert too_large.status_code == 404 and "too-large" in too_large.text
+        assert too_large.headers["cache-control"] == "no-store"
+
+
+async def test_sign_in_is_rate_limited_and_moderators_sign_in_with_their_credential(
+    server: Any, labeler: Labeler
+) -> None:
+    store = ModeratorStore(labeler.engine)
+    for name, secret in (("admin", "long-enough-secret"), ("Bob", "long-enough-secret"), ("bob", "short")):
+        with pytest.raises(ModeratorError):
+            await store.add(name, secret, actor="test")
+    await store.add("bob", "bob-credential-1", actor="test")
+    with pytest.raises(ModeratorError, match="exists already"):
+        await store.add("bob", "bob-credential-2", actor="test")
+    assert [m.name for m in await store.list()] == ["bob"]
+    stored = await store.credential_hash("bob")
+    assert stored is not None and stored.startswith("scrypt$17$8$1$") and "bob-credential-1" not in stored
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        signed_in = await sign_in(http, "bob", "bob-credential-1")
+        assert signed_in.status_code == 303
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
+        assert "max-age=28800" in cookie and "secure" not in cookie  # plain HTTP on loopback
+        assert "moderator:bob" in (await http.get("/console/queue")).text
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for _ in range(5):
+            assert (await sign_in(http, "admin", "wrong")).status_code == 401
+        limited = await sign_in(http, "admin", ADMIN_PASSWORD)  # even the right password, until the window passes
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
