@@ -2,23 +2,30 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# What serving needs (`make run`), and that plus the test extra (`make test`, `make lint`): a first `make run` does
+# not wait for the test tools (faiss, threatexchange, mypy, hadolint, ...).
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint e2e-deps video-deps console-deps bench bench-photos clean
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/labeler serve
 
 e2e-deps:
 	bash tests/e2e/install.sh
 
-video-deps: $(STAMP)
+video-deps: $(RUN_STAMP)
 	bash tests/video/install.sh $(BIN)/python
 
 console-deps:
