@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -55,6 +56,24 @@ def key_id_for(key: SigningKey) -> str:
     return f"{key.curve.value}-{hashlib.sha256(key.public_key).hexdigest()[:12]}"
 
 
+def private_directory(directory: Path) -> Path:
+    """Create the keys directory 0700, or make an existing one 0700 (a fresh clone's `keys/` is 0755, as git
+    leaves it): key files are 0600, but a listable folder still shows who holds which key. One we cannot
+    tighten (not ours, read-only) is refused with what to do."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & 0o077:
+        try:
+            directory.chmod(0o700)
+        except OSError as exc:
+            raise KeyringError(
+                f"keys directory {directory} is readable by others (mode {mode:04o}) and cannot be made private "
+                f"({exc.strerror}); run `chmod 700 {directory}` as its owner"
+            ) from None
+        log.info("made the keys directory %s private (mode %04o → 0700)", directory, mode)
+    return directory
+
+
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -93,6 +112,7 @@ class Keyring:
         path = directory / KEYRING_FILE
         if not path.exists():
             return cls(directory, None, [])
+        private_directory(directory)
         try:
             data = json.loads(path.read_text())
             keys = [KeyInfo(**entry) for entry in data["keys"]]
@@ -101,7 +121,7 @@ class Keyring:
             raise KeyringError(f"cannot read {path}: {exc}") from None
 
     def _save(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(self.directory)
         payload = {"active": self._active, "keys": [asdict(k) for k in self._keys.values()]}
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".keyring-")
         with os.fdopen(fd, "w") as fh:
@@ -183,7 +203,7 @@ class Keyring:
         key_id = key_id_for(key)
         if key_id in self._keys:
             raise KeyringError(f"{key_id} ({key.did_key}) is already in {self.directory}")
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(self.directory)
         info = KeyInfo(
             id=key_id, curve=key.curve.value, did_key=key.did_key, file=f"{key_id}.pem", created_at=syntax.now()
         )
