@@ -17,11 +17,9 @@ import os
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy.engine import make_url
+from labeler.store.engine import StoreError, sqlite_file
 
-from labeler.store.engine import StoreError
-
-MESSAGE = "SQLite supports one labeler process; use PostgreSQL to run several"
+MESSAGE = "stop it, or use PostgreSQL to run several (SQLite supports one labeler process)"
 
 
 class SingleProcessError(StoreError):
@@ -30,13 +28,8 @@ class SingleProcessError(StoreError):
 
 def lock_path_for(database_url: str) -> Path | None:
     """`<database file>.lock`, or None for PostgreSQL and in-memory SQLite (nothing to share)."""
-    url = make_url(database_url)
-    if not url.drivername.startswith("sqlite"):
-        return None
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file::memory:"):
-        return None
-    return Path(database + ".lock")
+    database = sqlite_file(database_url)
+    return None if database is None else Path(f"{database}.lock")
 
 
 class ProcessLock:
@@ -57,9 +50,9 @@ class ProcessLock:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(handle)
+            error = _refusal(self.path, handle)
             handle.close()
-            raise SingleProcessError(f"{MESSAGE} ({self.path} is held{holder})") from None
+            raise error from None
         except BaseException:
             handle.close()
             raise
@@ -81,12 +74,14 @@ class ProcessLock:
         handle.close()
 
 
-def _read_holder(handle: IO[str]) -> str:
+def _refusal(lock: Path, handle: IO[str]) -> SingleProcessError:
+    """What the second process says: which process holds the database, and the two ways on."""
+    holder = ""
     with contextlib.suppress(OSError, ValueError):
         handle.seek(0)
-        pid = int(handle.read().strip())
-        return f" by pid {pid}"
-    return ""
+        holder = f" (pid {int(handle.read().strip())})"
+    database = lock.with_name(lock.name.removesuffix(".lock"))
+    return SingleProcessError(f"{database} is in use by another labeler process{holder}: {MESSAGE}")
 
 
 def check_free(database_url: str) -> None:
@@ -100,6 +95,6 @@ def check_free(database_url: str) -> None:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SingleProcessError(f"{MESSAGE} ({path} is held{_read_holder(handle)})") from None
+            raise _refusal(path, handle) from None
         finally:
             handle.close()  # closing drops our probe lock with it

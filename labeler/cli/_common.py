@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -46,6 +46,16 @@ async def running_labeler(settings: Settings) -> AsyncIterator[Labeler]:
         yield labeler
     finally:
         await labeler.aclose()
+
+
+def echo_lines(lines: Iterable[str], *, none: str) -> None:
+    """Each line, or `none` when there are no lines: an empty listing says so rather than printing nothing."""
+    empty = True
+    for line in lines:
+        click.echo(line)
+        empty = False
+    if empty:
+        click.echo(none)
 
 
 def echo_json(value: Any) -> None:

@@ -92,15 +92,27 @@ def ask_password(password: str | None, *, full: bool) -> str:
 
 async def pds_account(settings: Settings, pds_url: str | None, identifier: str | None, password: str) -> PdsAccount:
     """The account to log in as; without --pds, the PDS the labeler DID's document names."""
-    if not pds_url:
-        try:
-            async with resolver_for(settings) as resolver:
-                pds_url = await resolver.pds_endpoint(settings.did, force_refresh=True)
-        except IdentityError as exc:
-            raise PdsError(f"no --pds given and {settings.did} cannot be resolved: {exc}") from None
-        if not pds_url:
-            raise PdsError(f"no --pds given and {settings.did}'s document names no PDS")
-    return PdsAccount(pds_url=pds_url, identifier=identifier or settings.did, password=password)
+    return PdsAccount(
+        pds_url=await pds_url_for(settings, pds_url), identifier=identifier or settings.did, password=password
+    )
+
+
+async def pds_url_for(settings: Settings, pds_url: str | None) -> str:
+    """--pds, else the PDS the labeler DID's document names (a did:web of our own names none): resolved before
+    any password is asked for, so a labeler without an account hears so first."""
+    if pds_url:
+        return pds_url
+    try:
+        async with resolver_for(settings) as resolver:
+            found = await resolver.pds_endpoint(settings.did, force_refresh=True)
+    except IdentityError as exc:
+        raise PdsError(f"no --pds given and {settings.did} cannot be resolved: {exc}") from None
+    if not found:
+        raise PdsError(
+            f"no --pds given and {settings.did}'s document names no PDS: the declaration lives in an account's "
+            "repo, so link one first (`labeler did link-pds`) or give --pds and --identifier"
+        )
+    return found
 
 
 async def prompt_token() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.cli._common import echo_json, echo_lines, run, running_labeler, settings_or_exit
 from labeler.cli.explain import action_line
 from labeler.pipeline.actions.model import Action
 from labeler.pipeline.policy import KINDS
@@ -39,8 +39,11 @@ def actions_list(
     if as_json:
         echo_json([a.to_json() for a in rows])
         return
-    for action in rows:
-        click.echo(f"{action.subject_uri} {action_line(action.to_json())}")
+    filtered = state or kind or subject or after
+    echo_lines(
+        (f"{action.subject_uri} {action_line(action.to_json())}" for action in rows),
+        none="no actions match" if filtered else "no actions",
+    )
 
 
 @actions.command("show")

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from labeler.cli._common import echo_json, run, settings_or_exit
+from labeler.cli._common import echo_json, echo_lines, run, settings_or_exit
 from labeler.config import Settings
 from labeler.pipeline.bank_import import FORMATS, parse_file
 from labeler.pipeline.banks import BankError, BankStore, EntryInput, check_bank_name
@@ -105,13 +105,16 @@ def bank_list(as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    for row in rows:
-        detail = (
-            f"{row['signal_type']}  {row['entries']} entries"
-            if "entries" in row
-            else f"enabled {row['matching_enabled_ratio']:g}"
-        )
-        click.echo(f"{row['name']}  {detail}" + (f"  {row['note']}" if row.get("note") else ""))
+    echo_lines(map(_bank_line, rows), none="no banks; `labeler bank create NAME` makes one")
+
+
+def _bank_line(row: dict[str, Any]) -> str:
+    detail = (
+        f"{row['signal_type']}  {row['entries']} entries"
+        if "entries" in row
+        else f"enabled {row['matching_enabled_ratio']:g}"
+    )
+    return f"{row['name']}  {detail}" + (f"  {row['note']}" if row.get("note") else "")
 
 
 @bank.command("remove")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from labeler.cli._common import echo_json, settings_or_exit
-from labeler.cli._identity import ask_password, pds_account, pds_options, run_identity
+from labeler.cli._identity import ask_password, pds_account, pds_options, pds_url_for, run_identity
 from labeler.config import ConfigError
 from labeler.identity.declare import DeclarationError, build_record, publish
 
@@ -23,10 +23,11 @@ def declare(pds_url: str | None, identifier: str | None, password: str | None, d
     if dry_run:
         echo_json(record)
         return
+    pds = run_identity(lambda: pds_url_for(settings, pds_url))
     password = ask_password(password, full=False)
 
     async def body() -> tuple[str, str]:
-        account = await pds_account(settings, pds_url, identifier, password)
+        account = await pds_account(settings, pds, identifier, password)
         return await publish(account, record, expect_did=settings.did)
 
     uri, cid = run_identity(body)

@@ -18,7 +18,7 @@ from labeler.outbound import public_transport
 from labeler.pipeline.actions.doctor import action_findings
 from labeler.pipeline.lag_doctor import lag_findings
 from labeler.pipeline.match.doctor import matcher_findings
-from labeler.store.engine import StoreError, create_engine
+from labeler.store.engine import StoreError, create_engine, require_database
 from labeler.store.label_samples import active_values, sample_sources, shown_label, stream_cursor
 from labeler.store.label_stats import count_on_own_content
 from labeler.store.labels import LabelStore
@@ -34,6 +34,7 @@ async def local_facts(settings: Settings) -> LocalFacts:
         active: str | None = Keyring.open(settings.keys_dir).active()[0].did_key
     except KeyringError:
         active = None
+    require_database(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
         return LocalFacts(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.cli._common import echo_json, echo_lines, run, running_labeler, settings_or_exit
 from labeler.pipeline.actions.screen import EntryState
 
 
@@ -28,11 +28,14 @@ def entries_list(as_json: bool) -> None:
     if as_json:
         echo_json([vars(s) for s in states])
         return
-    for s in states:
-        click.echo(
+    echo_lines(
+        (
             f"{s.bank} {s.entry_id}: {s.mode} since {s.created_at} by {s.actor}"
             + (f" ({s.reason})" if s.reason else "")
-        )
+            for s in states
+        ),
+        none="no entries held back (none disabled or review-only)",
+    )
 
 
 def _set(bank: str, entry_id: str, mode: str, reason: str | None) -> None:

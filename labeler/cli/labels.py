@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.cli._common import echo_json, echo_lines, run, running_labeler, settings_or_exit
 from labeler.labels.reissue import Reissued, reissue
 from labeler.labels.writer import LabelRequest
 from labeler.protocol import syntax
 from labeler.protocol.label import InvalidLabel
 from labeler.store.label_stats import count_src
-from labeler.store.labels import StoredLabel
+from labeler.store.labels import LabelStore, StoredLabel
 
 
 @click.group()
@@ -20,11 +20,13 @@ def label() -> None:
     """Labels."""
 
 
-def _write(request: LabelRequest) -> StoredLabel:
+def _write(request: LabelRequest, *, force: bool = False) -> StoredLabel:
     settings = settings_or_exit()
 
     async def body() -> StoredLabel:
         async with running_labeler(settings) as labeler:
+            if request.neg and not force:
+                _refuse_pointless_negation(await _current(labeler.store, settings.did, request), request)
             stored = await labeler.writer.write_one(request)
             if request.neg:  # what the pipeline's matches did for this value is reversed too
                 await labeler.pipeline.decisions.label_negated(
@@ -38,11 +40,37 @@ def _write(request: LabelRequest) -> StoredLabel:
         raise click.ClickException(str(exc)) from None
 
 
-def _print(row: StoredLabel) -> None:
+async def _current(store: LabelStore, src: str, request: LabelRequest) -> StoredLabel | None:
+    """Our current label (or negation) of `request.val` on exactly this subject and version, if any."""
+    cursor = 0
+    while rows := await store.query([request.uri], [src], cursor, 250):
+        for row in rows:
+            if row.label.val == request.val and row.label.cid == request.cid:
+                return row
+        cursor = rows[-1].seq
+    return None
+
+
+def _refuse_pointless_negation(current: StoredLabel | None, request: LabelRequest) -> None:
+    """A negation goes to every subscriber and stays in the backfill: publishing one for a label that is not
+    there (a typo in the URI, the value or the CID), or a second one, is refused unless asked for with --force."""
+    subject = request.uri + (f" (cid {request.cid})" if request.cid else "")
+    if current is None:
+        raise click.ClickException(
+            f"no label {request.val!r} on {subject} to negate; check the URI, value and --cid "
+            "(`labeler label list --uri URI`), or publish the negation anyway with --force"
+        )
+    if current.label.neg:
+        raise click.ClickException(
+            f"{request.val!r} on {subject} is already negated (seq={current.seq}); --force publishes another negation"
+        )
+
+
+def _line(row: StoredLabel) -> str:
     lab = row.label
     neg = " (negation)" if lab.neg else ""
     exp = f" exp={lab.exp}" if lab.exp else ""
-    click.echo(f"seq={row.seq} {lab.uri} {lab.val}{neg}{exp}" + (f" cid={lab.cid}" if lab.cid else ""))
+    return f"seq={row.seq} {lab.uri} {lab.val}{neg}{exp}" + (f" cid={lab.cid}" if lab.cid else "")
 
 
 @label.command("add")
@@ -54,7 +82,7 @@ def _print(row: StoredLabel) -> None:
 def label_add(uri: str, value: str, cid: str | None, hours: int | None, reason: str | None) -> None:
     """Label URI (an at:// URI or a DID) with VALUE."""
     exp = syntax.format_datetime(datetime.now(UTC) + timedelta(hours=hours)) if hours else None
-    _print(_write(LabelRequest(uri=uri, val=value, cid=cid, exp=exp, actor="cli", via="cli", reason=reason)))
+    click.echo(_line(_write(LabelRequest(uri=uri, val=value, cid=cid, exp=exp, actor="cli", via="cli", reason=reason))))
 
 
 @label.command("negate")
@@ -62,9 +90,11 @@ def label_add(uri: str, value: str, cid: str | None, hours: int | None, reason: 
 @click.argument("value")
 @click.option("--cid", help="The record version the label was pinned to.")
 @click.option("--reason", help="Why (kept in the audit log).")
-def label_negate(uri: str, value: str, cid: str | None, reason: str | None) -> None:
+@click.option("--force", is_flag=True, help="Publish the negation even if VALUE is not on URI, or is negated already.")
+def label_negate(uri: str, value: str, cid: str | None, reason: str | None, force: bool) -> None:
     """Retract VALUE from URI (publishes a negation label; a match's takedown is lifted too)."""
-    _print(_write(LabelRequest(uri=uri, val=value, cid=cid, neg=True, actor="cli", via="cli", reason=reason)))
+    request = LabelRequest(uri=uri, val=value, cid=cid, neg=True, actor="cli", via="cli", reason=reason)
+    click.echo(_line(_write(request, force=force)))
 
 
 @label.command("list")
@@ -84,8 +114,8 @@ def label_list(patterns: tuple[str, ...], limit: int, cursor: int, as_json: bool
     if as_json:
         echo_json([{"seq": r.seq, **r.label.to_json()} for r in rows])
         return
-    for row in rows:
-        _print(row)
+    matching = "" if list(patterns) == ["*"] else f" matching {' '.join(patterns)}"
+    echo_lines(map(_line, rows), none=f"no labels{matching}" + (f" after seq {cursor}" if cursor else ""))
 
 
 @label.command("reissue")

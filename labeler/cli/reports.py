@@ -6,7 +6,7 @@ from typing import Any, cast
 
 import click
 
-from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.cli._common import echo_json, echo_lines, run, running_labeler, settings_or_exit
 from labeler.protocol import syntax
 from labeler.protocol.errors import InvalidRequest
 from labeler.reports.models import (
@@ -25,10 +25,10 @@ def reports() -> None:
     """Reports received through createReport, and the moderation queue."""
 
 
-def _print(report: Report) -> None:
+def _line(report: Report) -> str:
     cid = f" cid={report.subject.cid}" if report.subject.cid else ""
     resolved = f" by {report.resolved_by} at {report.resolved_at}" if report.resolved_by else ""
-    click.echo(
+    return (
         f"#{report.id} [{report.status}{resolved}] {report.created_at} {report.subject.uri}{cid}"
         f" {report.reason_type.rsplit('#', 1)[-1]} from {report.reported_by}"
         + (f": {report.reason}" if report.reason else "")
@@ -69,8 +69,7 @@ def reports_list(
     if as_json:
         echo_json([r.to_json() for r in rows])
         return
-    for row in rows:
-        _print(row)
+    echo_lines(map(_line, rows), none="no reports" if status == "all" else f"no {status} reports")
 
 
 @reports.command("show")
@@ -100,7 +99,7 @@ def reports_show(report_id: int, as_json: bool) -> None:
             }
         )
         return
-    _print(report)
+    click.echo(_line(report))
     if statuses:
         click.echo(f"subject: {statuses[0].open_count} open of {statuses[0].report_count} reports")
     for event in events:

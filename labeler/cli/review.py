@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.cli._common import echo_json, echo_lines, run, running_labeler, settings_or_exit
 from labeler.pipeline.actions.decisions import FALSE_POSITIVE, Verdict
 from labeler.pipeline.banks import BankError
 from labeler.pipeline.evidence import summary
@@ -40,8 +40,7 @@ def review_list(status: str, limit: int, after: int, as_json: bool) -> None:
     if as_json:
         echo_json([i.to_json() for i in items])
         return
-    for item in items:
-        click.echo(_line(item))
+    echo_lines(map(_line, items), none="no review items" if status == "all" else f"no {status} review items")
 
 
 @review.command("show")

@@ -89,6 +89,8 @@ def check_subject_uri(value: str) -> str:
     """A label subject: an AT-URI for a record (or repo), or a bare DID for an account."""
     if value.startswith("did:"):
         return check_did(value)
+    if not value.startswith("at://"):
+        raise ValueError(f"invalid subject (an at:// URI for a record, or a DID for an account): {value!r}")
     return check_at_uri(value)
 
 

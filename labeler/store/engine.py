@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -27,6 +28,27 @@ def normalise_url(url: str) -> str:
     elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for PostgreSQL and in-memory SQLite."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if not parsed.drivername.startswith("sqlite") or in_memory:
+        return None
+    return Path(database)
+
+
+def require_database(url: str) -> None:
+    """Refuse a SQLite file that does not exist, for commands that only read: opening it would leave an empty
+    database behind (in whatever folder the command was run from)."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise StoreError(
+            f"no database at {path}: run this where the labeler runs (or set LABELER_DATABASE_URL); "
+            "`labeler serve` or `labeler db upgrade` creates it"
+        )
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
