@@ -1,10 +1,12 @@
 """`labeler bank …`: hash banks. Embedded banks live in our database; with `matcher = "hma"` the same commands
-manage HMA's banks through its curation API (`/c/banks`, `/c/bank/<B>/signal`)."""
+manage HMA's banks through its curation API (`labeler.pipeline.hma_banks`), with the same answers."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,8 +16,9 @@ from labeler.cli._common import echo_json, echo_lines, run, settings_or_exit
 from labeler.config import Settings
 from labeler.pipeline.bank_import import FORMATS, parse_file
 from labeler.pipeline.banks import BankError, BankStore, EntryInput, check_bank_name
+from labeler.pipeline.hma_banks import DEFAULT_CONCURRENCY, HmaBanks, ImportReport
 from labeler.pipeline.match.base import MatchFailure
-from labeler.pipeline.match.hma import FILLER_BANK, HmaMatcher
+from labeler.pipeline.match.hma import HmaMatcher
 from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
 from labeler.store.engine import create_engine
 from labeler.store.migrate import upgrade
@@ -41,13 +44,16 @@ def _with_store(settings: Settings, body: Callable[[BankStore], Awaitable[T]]) -
     return _run(go)
 
 
-def _with_hma(settings: Settings, body: Callable[[HmaMatcher], Awaitable[T]]) -> T:
+def _with_hma(settings: Settings, body: Callable[[HmaBanks], Awaitable[T]]) -> T:
     async def go() -> T:
+        engine = create_engine(settings.database_url)
         hma = HmaMatcher(settings.hma_url)
         try:
-            return await body(hma)
+            await upgrade(engine)
+            return await body(HmaBanks(hma, engine))
         finally:
             await hma.aclose()
+            await engine.dispose()
 
     return _run(go)
 
@@ -64,7 +70,7 @@ _SIGNAL = click.Choice(SIGNAL_TYPES)
 
 @bank.command("create")
 @click.argument("name")
-@click.option("--note", help="What the bank holds (embedded banks only).")
+@click.option("--note", help="What the bank holds.")
 @click.option("--signal", "signal_type", type=_SIGNAL, default=PDQ, show_default=True, help="The hashes it holds.")
 def bank_create(name: str, note: str | None, signal_type: str) -> None:
     """Create bank NAME (UPPER_WITH_UNDERSCORE) for hashes of one signal type."""
@@ -74,32 +80,20 @@ def bank_create(name: str, note: str | None, signal_type: str) -> None:
     except BankError as exc:
         raise click.ClickException(str(exc)) from None
     if settings.matcher == "hma":
-        _hma_signal(signal_type)
-        _with_hma(settings, lambda hma: hma.create_bank(name))
+        _with_hma(settings, lambda hma: hma.create(name, note, signal_type=signal_type))
     else:
         _with_store(settings, lambda store: store.create(name, note, signal_type=signal_type))
     click.echo(f"created {signal_type} bank {name}")
 
 
-def _hma_signal(signal_type: str) -> None:
-    """HMA banks hold content of any signal type HMA has enabled; of ours, the matcher speaks PDQ to it."""
-    if signal_type != PDQ:
-        raise click.ClickException(f"the hma matcher does not take {signal_type} hashes; use the embedded matcher")
-
-
 @bank.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def bank_list(as_json: bool) -> None:
-    """List banks (with entry counts for embedded banks)."""
+    """List banks (with entry counts for embedded banks, enable ratios for HMA's)."""
     settings = settings_or_exit()
     rows: list[dict[str, Any]]
     if settings.matcher == "hma":
-        banks = _with_hma(settings, lambda hma: hma.list_banks())
-        rows = [
-            {"name": b.name, "matching_enabled_ratio": b.matching_enabled_ratio}
-            for b in banks
-            if b.name != FILLER_BANK  # ours, not the operator's (see `match.hma`)
-        ]
+        rows = _with_hma(settings, lambda hma: hma.all_banks())
     else:
         rows = [b.__dict__ for b in _with_store(settings, lambda store: store.all_banks())]
     if as_json:
@@ -112,33 +106,36 @@ def _bank_line(row: dict[str, Any]) -> str:
     detail = (
         f"{row['signal_type']}  {row['entries']} entries"
         if "entries" in row
-        else f"enabled {row['matching_enabled_ratio']:g}"
+        else f"{row['signal_type'] or '?'}  enabled {row['matching_enabled_ratio']:g}"
     )
     return f"{row['name']}  {detail}" + (f"  {row['note']}" if row.get("note") else "")
 
 
 @bank.command("remove")
 @click.argument("name")
-@click.option("--entry", "entry_id", type=int, help="Remove only this entry (embedded banks).")
+@click.option("--entry", "entry_id", type=int, help="Remove only this entry (on HMA: its content id).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def bank_remove(name: str, entry_id: int | None, yes: bool) -> None:
     """Remove bank NAME with all its entries, or one entry of it."""
     settings = settings_or_exit()
+    hma = settings.matcher == "hma"
     if entry_id is not None:
-        if settings.matcher == "hma":
-            raise click.ClickException("--entry is for embedded banks; manage HMA content in HMA")
-        if not _with_store(settings, lambda store: store.remove_entry(name, entry_id)):
+        if hma:
+            removed = _with_hma(settings, lambda banks: banks.remove_entry(name, entry_id))
+        else:
+            removed = _with_store(settings, lambda store: store.remove_entry(name, entry_id))
+        if not removed:
             raise click.ClickException(f"bank {name} has no entry {entry_id}")
         click.echo(f"removed entry {entry_id} from {name}")
         return
     if not yes:
         click.confirm(f"Remove bank {name} and all its entries?", abort=True)
-    if settings.matcher == "hma":
-        _with_hma(settings, lambda hma: hma.delete_bank(name))
+    if hma:
+        _with_hma(settings, lambda banks: banks.drop(name))
         click.echo(f"removed bank {name}")
     else:
-        removed = _with_store(settings, lambda store: store.drop(name))
-        click.echo(f"removed bank {name} ({removed} entries)")
+        removed_entries = _with_store(settings, lambda store: store.drop(name))
+        click.echo(f"removed bank {name} ({removed_entries} entries)")
 
 
 @bank.command("import")
@@ -149,15 +146,26 @@ def bank_remove(name: str, entry_id: int | None, yes: bool) -> None:
 @click.option(
     "--signal", "signal_type", type=_SIGNAL, help="The file's hash type (default: the bank's; pdq for a new bank)."
 )
-def bank_import(name: str, path: Path, fmt: str | None, create: bool, signal_type: str | None) -> None:
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="HMA: hashes sent at once (HMA adds one per request).",
+)
+def bank_import(
+    name: str, path: Path, fmt: str | None, create: bool, signal_type: str | None, concurrency: int
+) -> None:
     """Import hashes from PATH (CSV/TSV/text: hash[, external_id[, note]]) into bank NAME.
 
-    Bad rows are reported with their line numbers and skipped; the exit status is 1 if there were any.
+    Hashes already in the bank are skipped, so an import that was stopped can be run again to finish it. Bad rows
+    are reported with their line numbers and skipped; the exit status is 1 if there were any, or if any hash
+    failed to land.
     """
     settings = settings_or_exit()
-    if settings.matcher == "hma":
-        signal_type = signal_type or PDQ
-        _hma_signal(signal_type)
+    hma = settings.matcher == "hma"
+    if hma:
+        signal_type = _with_hma(settings, lambda banks: banks.signal_type_for(name, signal_type, create))
     else:
         signal_type = _with_store(settings, lambda store: _bank_signal(store, name, signal_type, create))
     try:
@@ -167,14 +175,44 @@ def bank_import(name: str, path: Path, fmt: str | None, create: bool, signal_typ
     for line_no, why in parsed.errors:
         click.echo(f"{path}:{line_no}: {why}", err=True)
     entries = [entry for _, entry in parsed.entries]
-    if settings.matcher == "hma":
-        added = _with_hma(settings, lambda hma: _import_hma(hma, name, entries, create))
-    else:
-        added = _with_store(settings, lambda store: _import_embedded(store, name, entries, create, signal_type))
-    skipped = len(entries) - added
-    click.echo(f"imported {added} entries into {name} ({skipped} already present, {len(parsed.errors)} bad rows)")
-    if parsed.errors:
+    kind = signal_type
+    with _progress(len(entries), f"importing into {name}") as step:
+        if hma:
+            report = _with_hma(
+                settings,
+                lambda banks: banks.import_entries(
+                    name, kind, entries, create=create, concurrency=concurrency, progress=step
+                ),
+            )
+        else:
+            report = _with_store(settings, lambda store: _import_embedded(store, name, entries, create, kind, step))
+    lines = {entry.value: line_no for line_no, entry in reversed(parsed.entries)}
+    for entry, why in report.failed:
+        click.echo(f"{path}:{lines.get(entry.value, '?')}: not imported: {why}", err=True)
+    recovered = f", {report.recovered} found landed by an interrupted import" if report.recovered else ""
+    click.echo(
+        f"imported {report.landed} entries into {name} ({report.skipped} already present{recovered}, "
+        f"{len(report.failed)} failed, {len(parsed.errors)} bad rows)"
+    )
+    if report.stopped is not None:
+        raise click.ClickException(f"stopped: {report.stopped}; run the same import again to finish it")
+    if parsed.errors or report.failed:
         raise SystemExit(1)
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr that shows its rate; yields `step(n)` to call as n entries are done."""
+    started = time.monotonic()
+    done = 0
+    with click.progressbar(length=total, label=label, file=sys.stderr, item_show_func=lambda rate: rate) as bar:
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            bar.update(n, f"{done / max(time.monotonic() - started, 1e-3):,.0f} hashes/s")
+
+        yield step
 
 
 async def _bank_signal(store: BankStore, name: str, wanted: str | None, create: bool) -> str:
@@ -190,24 +228,19 @@ async def _bank_signal(store: BankStore, name: str, wanted: str | None, create: 
 
 
 async def _import_embedded(
-    store: BankStore, name: str, entries: list[EntryInput], create: bool, signal_type: str
-) -> int:
+    store: BankStore,
+    name: str,
+    entries: list[EntryInput],
+    create: bool,
+    signal_type: str,
+    step: Callable[[int], None],
+) -> ImportReport:
     if create and name not in {b.name for b in await store.all_banks()}:
         await store.create(name, signal_type=signal_type)
-    added = 0
-    with click.progressbar(length=len(entries), label=f"importing into {name}", file=sys.stderr) as bar:
-        for start in range(0, len(entries), _BATCH):
-            batch = entries[start : start + _BATCH]
-            added += await store.add_entries(name, batch)
-            bar.update(len(batch))
-    return added
-
-
-async def _import_hma(hma: HmaMatcher, name: str, entries: list[EntryInput], create: bool) -> int:
-    if create and name not in {b.name for b in await hma.list_banks()}:
-        await hma.create_bank(name)
-    with click.progressbar(entries, label=f"importing into HMA {name}", file=sys.stderr) as bar:
-        for entry in bar:
-            note = " ".join(filter(None, (entry.external_id, entry.note))) or None
-            await hma.add_signal(name, entry.value, note=note[:255] if note else None)
-    return len(entries)
+    report = ImportReport()
+    for start in range(0, len(entries), _BATCH):
+        batch = entries[start : start + _BATCH]
+        report.landed += await store.add_entries(name, batch)
+        step(len(batch))
+    report.skipped = len(entries) - report.landed
+    return report

@@ -99,6 +99,7 @@ class HmaStandin:
                 Route("/c/bank/{bank}", self._bank_delete, methods=["DELETE"]),
                 Route("/c/bank/{bank}/signal", self._signal_post, methods=["POST"]),
                 Route("/c/bank/{bank}/content/{content_id:int}", self._content_get, methods=["GET"]),
+                Route("/c/bank/{bank}/content/{content_id:int}", self._content_delete, methods=["DELETE"]),
             ]
         )
 
@@ -116,6 +117,12 @@ class HmaStandin:
     def create_bank(self, name: str, enabled_ratio: float = 1.0) -> None:
         with self._lock:
             self._banks[name] = enabled_ratio
+
+    def delete_bank(self, name: str) -> None:
+        with self._lock:
+            self._banks.pop(name, None)
+            for content_id in [c.id for c in self._content.values() if c.bank == name]:
+                del self._content[content_id]
 
     def add_signal(self, bank: str, value: str, note: str | None = None, *, signal_type: str = "pdq") -> int:
         return self.add_content(bank, {signal_type: value}, note)
@@ -247,11 +254,7 @@ class HmaStandin:
 
     async def _bank_delete(self, request: Request) -> Response:
         """Cascades to the bank's content; 200 even when the bank does not exist, as in HMA."""
-        bank = request.path_params["bank"]
-        with self._lock:
-            self._banks.pop(bank, None)
-            for content_id in [c.id for c in self._content.values() if c.bank == bank]:
-                del self._content[content_id]
+        self.delete_bank(request.path_params["bank"])
         return JSONResponse({"message": "Done"})
 
     async def _signal_post(self, request: Request) -> Response:
@@ -301,6 +304,15 @@ class HmaStandin:
             if content.note is not None:
                 out["note"] = content.note
         return JSONResponse(out)
+
+    async def _content_delete(self, request: Request) -> Response:
+        """`{"deleted": 1}`, or 0 when there is no such content; like GET, any bank's content."""
+        bank, content_id = request.path_params["bank"], request.path_params["content_id"]
+        with self._lock:
+            if bank not in self._banks:
+                return _message(404, f"bank '{bank}' not found")
+            deleted = self._content.pop(content_id, None) is not None
+        return JSONResponse({"deleted": int(deleted)})
 
 
 async def _json_body(request: Request) -> Any:

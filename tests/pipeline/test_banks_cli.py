@@ -1,10 +1,15 @@
-"""`labeler bank …` for embedded banks (imports with bad rows, list, remove) and as an HMA proxy; embedded
-banks changed by another process reach a running matcher."""
+"""`labeler bank …` on both matchers with the same answers (imports with bad rows, re-imports, list, remove);
+HMA imports resume after a kill without duplicates; embedded banks changed by another process reach a running
+matcher."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,11 +19,15 @@ from labeler.cli import cli
 from labeler.config import Settings
 from labeler.pipeline.bank_import import parse_text
 from labeler.pipeline.banks import BankStore, EntryInput
+from labeler.pipeline.hma_banks import CHUNK
+from labeler.pipeline.match.base import Match
+from labeler.pipeline.match.hma import HmaMatcher
 from labeler.service import Labeler
 
 from .conftest import RunningStandin
 from .corpus import random_hashes
 from .harness import eventually
+from .hma_standin import HmaStandin, serve
 
 H = random_hashes(6, seed=7)
 
@@ -40,7 +49,29 @@ def invoke(runner: CliRunner, *args: str, code: int = 0) -> str:
     return result.output
 
 
-def test_import_reports_bad_rows_with_line_numbers(runner: CliRunner, tmp_path: Path) -> None:
+@pytest.fixture(params=["embedded", "hma"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[HmaStandin | None]:
+    """Which matcher the bank commands manage: embedded banks, or HMA's (the stand-in) with `matcher = "hma"`."""
+    if request.param == "embedded":
+        yield None
+        return
+    standin = HmaStandin()
+    with serve(standin) as url:
+        monkeypatch.setenv("LABELER_MATCHER", "hma")
+        monkeypatch.setenv("LABELER_HMA_URL", url)
+        yield standin
+
+
+def _entry_id(backend: HmaStandin | None, bank: str, pdq: str) -> str:
+    """The id `bank remove --entry` takes: our entry id, or HMA's content id."""
+    if backend is None:
+        return "1"
+    return str(next(cid for cid, _, signals, _ in backend.contents(bank) if signals.get("pdq") == pdq))
+
+
+def test_bank_commands_answer_alike_on_both_matchers(
+    runner: CliRunner, tmp_path: Path, backend: HmaStandin | None
+) -> None:
     csv_file = tmp_path / "hashes.csv"
     csv_file.write_text(
         "note,pdq,external_id\n"
@@ -51,46 +82,113 @@ def test_import_reports_bad_rows_with_line_numbers(runner: CliRunner, tmp_path: 
         f"short,{H[2][:-1]},case-4\n"
         f"dup,{H[0]},case-1-again\n"
     )
-    invoke(runner, "bank", "create", "NCMEC_TEST", "--note", "from NCMEC")
+    assert "created pdq bank NCMEC_TEST" in invoke(runner, "bank", "create", "NCMEC_TEST", "--note", "from NCMEC")
     out = invoke(runner, "bank", "import", "NCMEC_TEST", str(csv_file), code=1)
     assert f"{csv_file}:4: invalid PDQ hash" in out and f"{csv_file}:6: invalid PDQ hash" in out
-    assert "imported 2 entries into NCMEC_TEST (1 already present, 2 bad rows)" in out
+    assert "imported 2 entries into NCMEC_TEST (1 already present, 0 failed, 2 bad rows)" in out
+    out = invoke(runner, "bank", "import", "NCMEC_TEST", str(csv_file), code=1)  # idempotent
+    assert "imported 0 entries into NCMEC_TEST (3 already present, 0 failed, 2 bad rows)" in out
     text_file = tmp_path / "more.txt"
     text_file.write_text(f"# comment\n{H[3]} ext-9 a note with spaces\n{H[4]}\n")
     assert "imported 2 entries" in invoke(runner, "bank", "import", "OTHER", str(text_file), "--create")
     banks = json.loads(invoke(runner, "bank", "list", "--json"))
-    assert [(b["name"], b["entries"], b["note"]) for b in banks] == [
-        ("NCMEC_TEST", 2, "from NCMEC"),
-        ("OTHER", 2, None),
+    assert [(b["name"], b["signal_type"], b["note"]) for b in banks] == [
+        ("NCMEC_TEST", "pdq", "from NCMEC"),
+        ("OTHER", "pdq", None),
     ]
-    assert "created" not in invoke(runner, "bank", "remove", "NCMEC_TEST", "--entry", "1")
-    assert "removed bank OTHER (2 entries)" in invoke(runner, "bank", "remove", "OTHER", "--yes")
-    assert [b["entries"] for b in json.loads(invoke(runner, "bank", "list", "--json"))] == [1]
+    if backend is None:
+        assert [b["entries"] for b in banks] == [2, 2]
+    else:
+        assert [len(backend.contents(b)) for b in ("NCMEC_TEST", "OTHER")] == [2, 2]  # no duplicates in HMA
+    entry = _entry_id(backend, "NCMEC_TEST", H[0])
+    assert f"removed entry {entry} from NCMEC_TEST" in invoke(runner, "bank", "remove", "NCMEC_TEST", "--entry", entry)
+    assert "has no entry 999" in invoke(runner, "bank", "remove", "NCMEC_TEST", "--entry", "999", code=1)
+    assert "removed bank OTHER" in invoke(runner, "bank", "remove", "OTHER", "--yes")
+    assert "no bank named 'NO_SUCH_BANK'" in invoke(runner, "bank", "remove", "NO_SUCH_BANK", "--yes", code=1)
+    assert [b["name"] for b in json.loads(invoke(runner, "bank", "list", "--json"))] == ["NCMEC_TEST"]
     assert "already exists" in invoke(runner, "bank", "create", "NCMEC_TEST", code=1)
     assert "UPPER_WITH_UNDERSCORE" in invoke(runner, "bank", "create", "lower", code=1)
     assert "no bank named" in invoke(runner, "bank", "import", "MISSING", str(text_file), code=1)
+    assert "holds pdq hashes, not md5" in invoke(
+        runner, "bank", "import", "NCMEC_TEST", str(text_file), "--signal", "md5", code=1
+    )
+    md5_file = tmp_path / "videos.txt"
+    md5_file.write_text("9e107d9d372bb6826bd81d3542a419d6 video-1\n")
+    assert "created md5 bank VIDEOS" in invoke(runner, "bank", "create", "VIDEOS", "--signal", "md5")
+    assert "imported 1 entries into VIDEOS" in invoke(runner, "bank", "import", "VIDEOS", str(md5_file))
+
+
+def test_hma_lookups_return_the_imported_external_id(
+    runner: CliRunner, tmp_path: Path, hma_standin: RunningStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABELER_MATCHER", "hma")
+    monkeypatch.setenv("LABELER_HMA_URL", hma_standin.url)
+    hashes = tmp_path / "h.txt"
+    hashes.write_text(f"{H[0]} case-1 seen twice\n")
+    invoke(runner, "bank", "import", "HMA_BANK", str(hashes), "--create")
+
+    async def lookup() -> list[Match]:
+        matcher = HmaMatcher(hma_standin.url)
+        try:
+            return await matcher.lookup(H[0])
+        finally:
+            await matcher.aclose()
+
+    [match] = asyncio.run(lookup())
+    assert (match.bank, match.external_id, match.note) == ("HMA_BANK", "case-1", "seen twice")
+    assert "HMA banks hold pdq and md5" in invoke(runner, "bank", "create", "SHA", "--signal", "sha256", code=1)
+
+
+def _import_in_child(args: list[str]) -> None:
+    """A forked process running the command (it has everything imported already: it starts at once)."""
+    cli.main(args, standalone_mode=True)
+
+
+def test_an_hma_import_killed_midway_finishes_on_a_rerun_without_duplicates(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed with SIGKILL while adds are in flight, then run again: every hash once in HMA, and counted."""
+    hashes = random_hashes(120, seed=8)
+    source = tmp_path / "list.txt"
+    source.write_text("".join(f"{h} ext-{i}\n" for i, h in enumerate(hashes)))
+    standin = HmaStandin()
+    with serve(standin) as url:
+        monkeypatch.setenv("LABELER_MATCHER", "hma")
+        monkeypatch.setenv("LABELER_HMA_URL", url)
+        args = ["bank", "import", "BIG", str(source), "--create"]
+        standin.delay = 0.02  # every request takes a while, so the kill lands with adds in flight
+        first = multiprocessing.get_context("fork").Process(target=_import_in_child, args=(args,), daemon=True)
+        first.start()
+        try:
+            deadline = time.monotonic() + 60
+            while len(standin.contents("BIG")) < 40 and first.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.005)
+        finally:
+            first.kill()
+            first.join()
+        landed_before = len(standin.contents("BIG"))
+        assert 40 <= landed_before < CHUNK  # killed in the first chunk, before any add of it was recorded
+        standin.delay = 0
+        out = invoke(runner, *args, "--concurrency", "4")
+        values = [signals["pdq"] for _, _, signals, _ in standin.contents("BIG")]
+        assert sorted(values) == sorted(hashes)  # every hash exactly once
+        landed = int(out.split("imported ")[1].split(" ")[0])
+        assert landed == len(hashes) - landed_before, out
+        recovered = f"({landed_before} already present, {landed_before} found landed by an interrupted import"
+        assert recovered in out, out
+        out = invoke(runner, *args)
+        assert f"imported 0 entries into BIG ({len(hashes)} already present, 0 failed" in out
+        # A bank deleted and made again in HMA itself: our records no longer hold, and everything goes in again.
+        standin.delete_bank("BIG")
+        standin.create_bank("BIG")
+        assert f"imported {len(hashes)} entries into BIG (0 already present" in invoke(runner, *args)
+        assert len(standin.contents("BIG")) == len(hashes)
 
 
 def test_tsv_and_header_detection() -> None:
     parsed = parse_text(f"{H[0]}\tid-1\tnote one\n{H[1]}\n", "tsv")
     assert [(n, e.external_id, e.note) for n, e in parsed.entries] == [(1, "id-1", "note one"), (2, None, None)]
     assert parse_text("id,note\n1,x\n", "csv").errors == [(1, "header has no hash column")]
-
-
-def test_bank_commands_proxy_to_hma(
-    runner: CliRunner, tmp_path: Path, hma_standin: RunningStandin, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LABELER_MATCHER", "hma")
-    monkeypatch.setenv("LABELER_HMA_URL", hma_standin.url)
-    hashes = tmp_path / "h.txt"
-    hashes.write_text(f"{H[0]} case-1 seen twice\n{H[1]}\nnope\n")
-    invoke(runner, "bank", "create", "HMA_BANK")
-    assert "Bank already exists" in invoke(runner, "bank", "create", "HMA_BANK", code=1)
-    out = invoke(runner, "bank", "import", "HMA_BANK", str(hashes), code=1)
-    assert f"{hashes}:3: invalid PDQ hash" in out and "imported 2 entries" in out
-    assert json.loads(invoke(runner, "bank", "list", "--json")) == [{"name": "HMA_BANK", "matching_enabled_ratio": 1.0}]
-    invoke(runner, "bank", "remove", "HMA_BANK", "--yes")
-    assert json.loads(invoke(runner, "bank", "list", "--json")) == []
 
 
 async def test_a_running_matcher_picks_up_bank_changes_made_elsewhere(make_settings: object) -> None:

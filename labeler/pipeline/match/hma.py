@@ -186,6 +186,11 @@ class HmaMatcher:
             payload["note"] = text
         return await self._add(bank, payload)
 
+    async def delete_content(self, bank: str, content_id: int) -> bool:
+        """Delete one content item; False when there was none (HMA answers `{"deleted": 0}`)."""
+        body = await self._request("DELETE", f"/c/bank/{quote(bank, safe='')}/content/{content_id}")
+        return isinstance(body, dict) and body.get("deleted") == 1
+
     async def content(self, bank: str, content_id: int) -> dict[str, Any]:
         """HMA's record of one content item, with its signals (`GET /c/bank/<B>/content/<id>`)."""
         path = f"/c/bank/{quote(bank, safe='')}/content/{content_id}"
