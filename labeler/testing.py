@@ -43,18 +43,20 @@ async def serve_labeler(
     *,
     send_buffer: int | None = None,
     wrap: Callable[[Any], Any] | None = None,
+    port: int = 0,
     **options: Any,
 ) -> AsyncIterator[LiveServer]:
     """Serve an already-started Labeler until the block exits.
 
     `send_buffer` fixes the kernel send buffer of every accepted connection (no autotuning, which lets the server
     put megabytes into a loopback socket before its own flow control starts). `wrap` wraps the ASGI app (a timer,
-    say). The listen backlog is large enough for a thousand clients connecting at once."""
+    say). `port` 0 picks a free one; a given port serves again where a stopped server was (a restart). The listen
+    backlog is large enough for a thousand clients connecting at once."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if send_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # accepted sockets inherit it
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     app: Any = create_app(service.settings, labeler=service)
     if wrap is not None:

@@ -78,12 +78,14 @@ async def new_operator(devnet: Devnet, folder: Path, *, plc_url: str | None = No
 
 
 @contextlib.asynccontextmanager
-async def served(op: Operator) -> AsyncIterator[tuple[Labeler, LiveServer]]:
-    """Our labeler for `op`, on real uvicorn; the operator's public URL becomes http://localhost:PORT."""
+async def served(op: Operator, port: int = 0) -> AsyncIterator[tuple[Labeler, LiveServer]]:
+    """Our labeler for `op`, on real uvicorn; the operator's public URL becomes http://localhost:PORT. A labeler
+    serves as the DID its configuration names when it starts: after `did link-pds`, serve again (on `port`, the
+    published one) as an operator restarts `labeler serve`."""
     labeler = Labeler(op.settings)
     await labeler.start()
     try:
-        async with serve_labeler(labeler) as live:
+        async with serve_labeler(labeler, port=port) as live:
             op.public_url = f"http://localhost:{live.port}"
             yield labeler, live
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from support.labels import seed_labels
 
+from labeler.labels.writer import LabelRequest
 from labeler.protocol import syntax
 from labeler.protocol.crypto import SigningKey
 from labeler.protocol.label import Label
@@ -56,14 +57,15 @@ async def test_doctor_appview_shows_our_label(devnet: Devnet, appview: AppView, 
     account = await asyncio.to_thread(create_account, devnet, f"golive{secrets.token_hex(3)}")
     op = await new_operator(devnet, tmp_path / "golive")
     op.extra_env["LABELER_ALLOW_PRIVATE_FETCH"] = "true"  # the AppView is on loopback
-    async with served(op) as (labeler, _):
+    async with served(op) as (_, live):
         token = await asyncio.to_thread(plc_operation_token, devnet, account)
         await op.ok(
             "did", "link-pds", "--pds", devnet.pds_url, "--identifier", account.handle, "--password", account.password,
             "--token", token,
         )  # fmt: skip
         await op.ok("declare", "--pds", devnet.pds_url, "--password", account.password)
-        await op.ok("label", "add", devnet.post.uri, DECLARED, "--cid", devnet.post.cid)
+    async with served(op, port=live.port) as (labeler, _):  # restarted: it serves as the linked DID now
+        await labeler.writer.write([LabelRequest(uri=devnet.post.uri, cid=devnet.post.cid, val=DECLARED)])
         await wait_until_indexed(appview, account.did, devnet.post.uri)
 
         before = await doctor_appview(op, appview)

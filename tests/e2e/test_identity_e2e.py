@@ -127,7 +127,7 @@ async def test_pds_route_declare_and_doctor(devnet: Devnet, tmp_path: Path, reso
     account = devnet.labeler
     op = await new_operator(devnet, tmp_path / "pds")
     before = await plc_data(devnet, account.did)
-    async with served(op):
+    async with served(op) as (_, live):
         # The interactive route: the PDS emails a token, the operator types it at the prompt.
         await op.ok(
             "did", "link-pds", "--pds", devnet.pds_url, "--identifier", account.handle, "--password", account.password,
@@ -157,8 +157,9 @@ async def test_pds_route_declare_and_doctor(devnet: Devnet, tmp_path: Path, reso
         record = get_or_create(got.json()["value"], models.AppBskyLabelerService.Record, strict=True)
         assert record is not None and record.policies.label_values == [DECLARED]
 
-        # Under the DID that link-pds recorded (the served labeler still signs as the DID it started with).
-        await op.ok("label", "add", devnet.post.uri, DECLARED, "--cid", devnet.post.cid)
+    # The operator restarts `labeler serve`, which now signs and re-signs as the linked DID, at the same URL.
+    async with served(op, port=live.port) as (labeler, _):
+        await labeler.writer.write([LabelRequest(uri=devnet.post.uri, cid=devnet.post.cid, val=DECLARED)])
         report = json.loads(await op.ok("doctor", "--json", "--wait", "0.5"))
         assert report["healthy"] is True, report
         statuses = {c["check"]: c["status"] for c in report["checks"]}
