@@ -23,7 +23,7 @@ from labeler.console.moderators import ModeratorStore
 from labeler.console.passwords import DECOY_HASH, verify_secret_async
 from labeler.console.sessions import LIFETIME, Session, SessionCodec, load_secret
 from labeler.console.throttle import FailureLimiter
-from labeler.console.web import ConsoleError, Redirect
+from labeler.console.web import ConsoleError, Redirect, read_form
 from labeler.service import Labeler
 
 COOKIE: Final = "labeler_console"
@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 def actor(session: Session) -> str:
     """The name the audit log keeps for what this session does."""
     return ADMIN if session.user == ADMIN else MODERATOR_PREFIX + session.user
+
+
+def console_auth(request: Request) -> ConsoleAuth:
+    auth: ConsoleAuth = request.app.state.console_auth
+    return auth
 
 
 class ConsoleAuth:
@@ -78,6 +83,13 @@ class ConsoleAuth:
         if request.method == "GET":
             raise Redirect(LOGIN_PATH)
         raise ConsoleError(403, "sign in first")
+
+    async def posted(self, request: Request) -> tuple[Session, dict[str, str]]:
+        """The signed-in session and the form of a POST whose CSRF token matches it (else ConsoleError)."""
+        session = await self.require(request)
+        form = await read_form(request)
+        self.check_csrf(request, session, form)
+        return session, form
 
     def anonymous(self, request: Request) -> Session:
         """The pre-sign-in session carrying the sign-in form's CSRF token (kept if the cookie has a valid one)."""

@@ -11,7 +11,7 @@ from typing import Final
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from labeler.console.auth import ADMIN, ConsoleAuth, actor
+from labeler.console.auth import ADMIN, actor, console_auth
 from labeler.console.queue import SCAN, pending
 from labeler.console.web import ConsoleError, Redirect, page, read_form, render
 from labeler.pipeline.actions.decisions import FALSE_POSITIVE
@@ -26,11 +26,6 @@ DECISIONS: Final = ("confirm", "reject", *FALSE_POSITIVE)
 MAX_NOTE: Final = 2000
 
 
-def _auth(request: Request) -> ConsoleAuth:
-    auth: ConsoleAuth = request.app.state.console_auth
-    return auth
-
-
 @page
 async def index(request: Request) -> Response:
     raise Redirect(QUEUE_PATH)
@@ -38,7 +33,7 @@ async def index(request: Request) -> Response:
 
 @page
 async def login(request: Request) -> Response:
-    auth = _auth(request)
+    auth = console_auth(request)
     if request.method == "GET":
         if await auth.session(request) is not None:
             raise Redirect(QUEUE_PATH)
@@ -56,9 +51,8 @@ async def login(request: Request) -> Response:
 
 @page
 async def logout(request: Request) -> Response:
-    auth = _auth(request)
-    session = await auth.require(request)
-    auth.check_csrf(request, session, await read_form(request))
+    auth = console_auth(request)
+    await auth.posted(request)
     response = RedirectResponse("/console/login", status_code=303)
     auth.clear_cookie(response)
     return response
@@ -66,7 +60,7 @@ async def logout(request: Request) -> Response:
 
 @page
 async def queue(request: Request) -> Response:
-    session = await _auth(request).require(request)
+    session = await console_auth(request).require(request)
     labeler: Labeler = request.app.state.labeler
     cards, read = await pending(labeler.pipeline.reviews)
     done = get_int(request.query_params, "done", default=None, minimum=1, maximum=2**62)
@@ -87,10 +81,7 @@ async def queue(request: Request) -> Response:
 
 @page
 async def decide(request: Request) -> Response:
-    auth = _auth(request)
-    session = await auth.require(request)
-    form = await read_form(request)
-    auth.check_csrf(request, session, form)
+    session, form = await console_auth(request).posted(request)
     item_id = path_id(request, "item_id")
     decision, note = form.get("decision", ""), form.get("note", "").strip() or None
     if decision not in DECISIONS:

@@ -1,9 +1,10 @@
 """A real `labeler serve` (a subprocess on loopback) with review items the pipeline made, for the console's tests.
 
 The pipeline runs first, in this process, against a fake PLC and PDS: three posts whose images are 12, 15 and
-18 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule reviews matches
-up to distance 31 and labels none without a person). Then `labeler serve` starts on the same SQLite file, with one
-pipeline worker and the PDS still up, so the console fetches the images as it would from a real PDS.
+18 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule labels at once up
+to distance 10 and sends 11-31 to a person); two accounts are reported. Then `labeler serve` starts on the same
+SQLite file, with one pipeline worker and the PDS still up, so the console fetches the images as it would from a
+real PDS.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pipeline.blob_server import PdsWorld
 from pipeline.conftest import FAST_PIPELINE
 from pipeline.corpus import encode, flip_bits, structured_rgb
 from pipeline.harness import all_done
-from support.fake_plc import running_fake_plc
+from support.fake_plc import new_plc_did, running_fake_plc
 from support.server import free_port
 
 from labeler.config import Settings, load_settings
@@ -37,6 +38,7 @@ from labeler.service import Labeler
 
 ADMIN_PASSWORD = "test-admin-password"
 LABELER_DID = "did:plc:labelertestlabelertest1"
+VIOLATION = "com.atproto.moderation.defs#reasonViolation"
 T = TypeVar("T")
 
 #: Name → (image seed, bits from the banked hash). Closer matches come first in the queue.
@@ -52,6 +54,7 @@ class Served:
     settings: Settings
     world: PdsWorld
     items: dict[str, int] = field(default_factory=dict)
+    reported: dict[str, str] = field(default_factory=dict)  # name → reported account
     specs: dict[str, JobSpec] = field(default_factory=dict)
     images: dict[str, bytes] = field(default_factory=dict)
 
@@ -106,6 +109,13 @@ async def _queue_items(served: Served) -> None:
             banked = flip_bits(hash_image(data).hash, bits, seed=seed)
             await labeler.pipeline.banks.add_entries("NEAR", [EntryInput(banked, external_id=f"case-{name}")])
             served.images[name], served.specs[name] = data, spec
+        reporter = new_plc_did()
+        for name in ("acknowledge", "label"):
+            account = served.reported[name] = new_plc_did()
+            subject = {"$type": "com.atproto.admin.defs#repoRef", "did": account}
+            await labeler.reports.submit(
+                {"reasonType": VIOLATION, "subject": subject, "reason": f"{name} me"}, reporter
+            )
         await labeler.pipeline.jobs.enqueue(list(served.specs.values()))
         await all_done(labeler, len(POSTS))
         for item in await labeler.pipeline.reviews.list():

@@ -249,3 +249,52 @@ def test_the_whole_review_flow_from_the_keyboard(page: Page, served: Served) -> 
     shot(page, "keyboard-after-reject")
     decided = api(served, f"/api/v1/review/{item}")
     assert (decided["status"], decided["decision_note"]) == ("rejected", "not the same picture")
+
+
+def test_reports_are_acknowledged_and_labelled_and_a_label_is_negated(page: Page, served: Served) -> None:
+    sign_in(page, served)
+    page.click("nav >> text=Reports")
+    acknowledged, labelled = served.reported["acknowledge"], served.reported["label"]
+    shot(page, "reports")
+    report = page.locator("article.report", has_text=acknowledged)
+    expect(report).to_contain_text("reasonViolation")
+    report.locator("input[name=comment]").fill("looked, nothing to do")
+    report.locator("button[value=acknowledge]").click()
+    expect(page.locator("#flash")).to_have_text("acknowledge done.")
+    expect(page.locator("article.report", has_text=acknowledged)).to_have_count(0)
+
+    report = page.locator("article.report", has_text=labelled)
+    report.locator("input[name=labels]").fill("spam")
+    report.locator("input[name=comment]").fill("a spam account")
+    report.locator("button[value=label]").click()
+    expect(page.locator("#flash")).to_have_text("label done.")
+    expect(page.locator("article.report")).to_have_count(0)
+    assert labels_on(served, labelled) == ["spam"]
+    statuses = {
+        s["subject"]["did"]: s["reviewState"]
+        for s in api(served, "/xrpc/tools.ozone.moderation.queryStatuses")["subjectStatuses"]
+    }
+    assert statuses[acknowledged] == statuses[labelled] == "tools.ozone.moderation.defs#reviewClosed"
+
+    page.click("nav >> text=Labels")
+    page.fill("#q", labelled)
+    page.keyboard.press("Enter")
+    row = page.locator("tr.label", has_text="spam")
+    row.locator("input[name=comment]").fill("appeal upheld")
+    shot(page, "labels")
+    row.locator("button", has_text="Negate").click()
+    expect(page.locator("#flash")).to_have_text("spam negated.")
+    served_labels = api(served, f"/xrpc/com.atproto.label.queryLabels?uriPatterns={labelled}")["labels"]
+    assert [(label["val"], label.get("neg", False)) for label in served_labels] == [("spam", True)]
+
+    page.click("nav >> text=Audit log")
+    shot(page, "audit")
+    events = page.locator("tr.event")
+    expect(events.first).to_contain_text("modEventLabel")
+    expect(events.first).to_contain_text("(admin)")
+    expect(events.first).to_contain_text("appeal upheld")
+    expect(page.locator("tr.event", has_text="modEventAcknowledge")).to_contain_text("looked, nothing to do")
+
+    page.click("nav >> text=Banks")
+    shot(page, "banks")
+    expect(page.locator("table.banks tr", has_text="NEAR").locator(".entries")).to_have_text("3")

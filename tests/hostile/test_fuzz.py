@@ -53,7 +53,7 @@ from labeler.testing import LiveServer
 from labeler.xrpc.app import create_app
 
 from . import fuzzing as fz
-from .callers import ADMIN, UPLOAD_TOKEN, VIOLATION, Callers
+from .callers import ADMIN, POST_CID, UPLOAD_TOKEN, VIOLATION, Callers
 
 SEED: Final = int(os.environ.get("LABELER_FUZZ_SEED", "15"))
 REQUESTS: Final = int(os.environ.get("LABELER_FUZZ_REQUESTS", "1200"))
@@ -152,6 +152,26 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
     ),
     ("http", "/console/items/{item_id}/image"): fz.query_route(auth=fz.CONSOLE, path={"item_id": REVIEW_IDS}),
     ("http", "/console/static/{path}"): fz.query_route(path={"path": STATIC_FILES}),
+    ("http", "/console/reports"): fz.query_route([("done", fz.choose("acknowledge", "label", "x"))], auth=fz.CONSOLE),
+    ("http", "/console/reports/act"): fz.form_route(
+        lambda rng: {
+            "subject": fz.subject_uri(rng),
+            "action": rng.choice(["acknowledge", "resolve-appeal", "comment", "label"]),
+            "labels": rng.choice(["spam", "spam, !hide", ""]),
+            "comment": "fuzz",
+        },
+        auth=fz.CONSOLE,
+    ),
+    ("http", "/console/labels"): fz.query_route(
+        [("q", fz.subject_uri), ("q", fz.choose("*", "did:*", "at://did:plc:*")), ("negated", fz.choose("spam"))],
+        auth=fz.CONSOLE,
+    ),
+    ("http", "/console/labels/negate"): fz.form_route(
+        lambda rng: {"uri": fz.subject_uri(rng), "cid": rng.choice(["", POST_CID]), "val": "spam", "comment": "x"},
+        auth=fz.CONSOLE,
+    ),
+    ("http", "/console/banks"): fz.query_route(auth=fz.CONSOLE),
+    ("http", "/console/audit"): fz.query_route([("before", INT(-1, 50))], auth=fz.CONSOLE),
 }
 
 
