@@ -22,9 +22,9 @@ from starlette.responses import Response
 from labeler.console.moderators import ModeratorStore
 from labeler.console.passwords import DECOY_HASH, verify_secret_async
 from labeler.console.sessions import LIFETIME, Session, SessionCodec, load_secret
-from labeler.console.throttle import FailureLimiter
 from labeler.console.web import ConsoleError, Redirect, read_form
 from labeler.service import Labeler
+from labeler.xrpc.failed_logins import FailureLimiter
 
 COOKIE: Final = "labeler_console"
 ADMIN: Final = "admin"

@@ -22,6 +22,7 @@ from labeler.protocol.errors import MethodNotImplemented, MethodNotSupported, Xr
 from labeler.service import Labeler
 from labeler.xrpc.create_report import create_report
 from labeler.xrpc.errors import handle_http_error, handle_unexpected, handle_xrpc_error
+from labeler.xrpc.failed_logins import FailureLimiter
 from labeler.xrpc.limits import BodyLimitMiddleware
 from labeler.xrpc.query_labels import query_labels
 from labeler.xrpc.subscribe_labels import subscribe_labels
@@ -103,4 +104,6 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
     )
     app.state.labeler = service
     app.state.console_auth = ConsoleAuth(service)
+    # Failed password attempts per client, shared by every route that takes a guessable secret.
+    app.state.failed_logins = FailureLimiter.for_clients(settings)
     return app
