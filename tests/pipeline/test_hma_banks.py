@@ -1,5 +1,5 @@
-"""HMA bank imports stopped by HMA going away: what landed is counted and kept, and a re-run finishes the rest with
-every hash once."""
+"""HMA bank imports: stopped by HMA going away, what landed is counted and kept and a re-run finishes the rest with
+every hash once; the lower bound for new content ids is found past deleted items."""
 
 from __future__ import annotations
 
@@ -40,6 +40,22 @@ async def test_an_import_stopped_by_an_unavailable_hma_resumes(hma_standin: Runn
         assert (again.stopped, again.failed, again.skipped) == (None, [], first)
         assert again.landed == len(hashes) - first
         assert sorted(s["pdq"] for _, _, s, _ in hma_standin.control.contents("B")) == sorted(hashes)
+    finally:
+        await matcher.aclose()
+        await engine.dispose()
+
+
+async def test_the_newest_content_id_is_found_past_deleted_items(hma_standin: RunningStandin, tmp_path: Path) -> None:
+    control = hma_standin.control
+    control.create_bank("B")
+    ids = [control.add_signal("B", h) for h in random_hashes(300, seed=10)]
+    for content_id in (1, 2, 64, 128, 256, 257):  # deleted items at powers of two
+        control.delete_content(content_id)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/labeler.db")
+    matcher = HmaMatcher(hma_standin.url)
+    try:
+        newest = await HmaBanks(matcher, engine).newest_content_id("B")
+        assert ids[-1] - 16 < newest <= ids[-1]
     finally:
         await matcher.aclose()
         await engine.dispose()
