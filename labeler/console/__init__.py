@@ -3,8 +3,8 @@
 Modules: `auth` (sign-in, session cookie, CSRF; failed sign-ins through `labeler.xrpc.failed_logins`),
 `sessions` (the signed cookie), `passwords` (scrypt), `moderators` (the operator's list of moderators), `queue`
 (the review queue in priority order), `pages` (sign-in and the review queue), `image` (an item's image, fetched
-for the reviewer), `moderation` (reports and labels), `records` (banks and the audit log), `web` (templates,
-forms, errors, security headers).
+for the reviewer), `posts` (the posts' text), `moderation` (reports and labels), `records` (banks and the audit
+log), `web` (templates, forms, errors, security headers).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from labeler.console.auth import ADMIN, actor, console_auth
+from labeler.console.posts import posts
 from labeler.console.queue import SCAN, pending
 from labeler.console.web import ConsoleError, Redirect, page, read_form, render
 from labeler.pipeline.actions.decisions import FALSE_POSITIVE
@@ -63,12 +64,14 @@ async def queue(request: Request) -> Response:
     session = await console_auth(request).require(request)
     labeler: Labeler = request.app.state.labeler
     cards, read = await pending(labeler.pipeline.reviews)
+    texts = await posts(labeler.pipeline.fetcher, [(c.item.subject_uri, c.item.subject_cid) for c in cards])
     done = get_int(request.query_params, "done", default=None, minimum=1, maximum=2**62)
     outcome = request.query_params.get("outcome")
     context = {
         "session": session,
         "actor": actor(session),
         "cards": cards,
+        "posts": texts,
         "read": read,
         "scan": SCAN,
         "done": done if outcome in DECISIONS else None,

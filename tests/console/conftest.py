@@ -50,7 +50,6 @@ class Served:
     """The running console and what the test needs to check it: item ids and subjects by name, the images."""
 
     url: str
-    env: dict[str, str]
     settings: Settings
     world: PdsWorld
     items: dict[str, int] = field(default_factory=dict)
@@ -58,19 +57,14 @@ class Served:
     specs: dict[str, JobSpec] = field(default_factory=dict)
     images: dict[str, bytes] = field(default_factory=dict)
 
-    def cli(self, *args: str, input: str | None = None) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "labeler", *args], env=self.env, capture_output=True, text=True, input=input,
-            timeout=120, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    async def labeler(self) -> Labeler:
-        """A second Labeler on the database (no stream hub, so not exclusive): to add jobs, read state."""
+    async def with_labeler(self, work: Callable[[Labeler], Awaitable[T]]) -> T:
+        """`work` on a second Labeler on the database (no stream hub, so not exclusive), as the CLI runs."""
         labeler = Labeler(self.settings, with_hub=False)
         await labeler.start(create_dev_key=False)
-        return labeler
+        try:
+            return await work(labeler)
+        finally:
+            await labeler.aclose()
 
 
 def run_async(work: Callable[[], Awaitable[T]]) -> T:
@@ -109,6 +103,8 @@ async def _queue_items(served: Served) -> None:
             banked = flip_bits(hash_image(data).hash, bits, seed=seed)
             await labeler.pipeline.banks.add_entries("NEAR", [EntryInput(banked, external_id=f"case-{name}")])
             served.images[name], served.specs[name] = data, spec
+            record = {"$type": "app.bsky.feed.post", "text": f"post {name} <b>", "createdAt": "2026-12-01T00:00:00Z"}
+            served.world.pds.records[spec.subject_uri] = (spec.subject_cid, record)
         reporter = new_plc_did()
         for name in ("acknowledge", "label"):
             account = served.reported[name] = new_plc_did()
@@ -152,7 +148,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         (workdir / "labeler.toml").write_text(_toml(FAST_PIPELINE))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
         env.update({f"LABELER_{k.upper()}": v for k, v in values.items()}, LABELER_CONFIG=str(workdir / "labeler.toml"))
-        served = Served(f"http://127.0.0.1:{port}", env, settings, world)
+        served = Served(f"http://127.0.0.1:{port}", settings, world)
         with world.pds_running():
             run_async(lambda: _queue_items(served))
             log = (workdir / "serve.log").open("wb")

@@ -9,7 +9,6 @@ if set, else `build/console-screenshots` in the checkout.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from labeler.console.moderators import ModeratorStore
 from labeler.pipeline.jobs import JobSpec
+from labeler.service import Labeler
 
 from .conftest import ADMIN_PASSWORD, Served, run_async
 
@@ -124,8 +125,11 @@ def test_a_page_without_a_session_goes_to_sign_in_and_a_wrong_credential_is_refu
 
 
 def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page, served: Served) -> None:
-    assert "added moderator alice" in served.cli("moderators", "add", "alice", "--password", "alice-credential-1")
-    assert "alice" in served.cli("moderators", "list")
+    run_async(
+        lambda: served.with_labeler(
+            lambda lab: ModeratorStore(lab.engine).add("alice", "alice-credential-1", actor="test")
+        )
+    )
     sign_in(page, served, "alice", "alice-credential-1")
     item = served.items["confirm"]
     card = page.locator(f"#item-{item}")
@@ -133,6 +137,7 @@ def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page
     expect(card.locator(".bank")).to_have_text("NEAR")
     expect(card.locator(".distance")).to_have_text("12")
     expect(card.locator(".entry")).to_contain_text("case-confirm")
+    expect(card.locator(".post-text")).to_have_text("post confirm <b>")  # from the PDS, escaped
     expect(page.locator(".card").first).to_have_id(f"item-{item}")  # the closest match comes first
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     assert "blur" in image.evaluate("img => getComputedStyle(img).filter")
@@ -159,7 +164,7 @@ def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page
     assert (decided["status"], decided["decided_by"], decided["decision_note"]) == (
         "confirmed", "moderator:alice", "matches case file".replace("matches", "matches the"),
     )  # fmt: skip
-    served.cli("moderators", "remove", "alice")
+    run_async(lambda: served.with_labeler(lambda lab: ModeratorStore(lab.engine).remove("alice")))
     page.reload()  # a removed moderator's session ends at the next request
     expect(page).to_have_url(f"{served.url}/console/login")
 
@@ -175,30 +180,24 @@ def test_rejecting_as_a_false_positive_disables_the_entry_and_the_image_no_longe
     decided = api(served, f"/api/v1/review/{item}")
     assert (decided["status"], decided["decided_by"]) == ("rejected", "admin")
     entry = decided["evidence"]["match"]["entry_id"]
-    states = json.loads(served.cli("entries", "list", "--json"))
-    assert [(s["bank"], s["entry_id"], s["mode"]) for s in states] == [("NEAR", entry, "disabled")]
+    states = run_async(lambda: served.with_labeler(lambda lab: lab.pipeline.screen.states()))
+    assert [(s.bank, s.entry_id, s.mode, s.actor) for s in states] == [("NEAR", entry, "disabled", "admin")]
 
     # The same image in a new post: the serve process's worker matches it, the disabled entry queues nothing.
     original = served.specs["false-positive"]
     again = JobSpec("firehose", original.subject_uri + "again", original.image.blob_cid, original.image)
 
-    async def enqueue_and_wait() -> list[str]:
-        labeler = await served.labeler()
-        try:
-            await labeler.pipeline.jobs.enqueue([again])
-            for _ in range(300):
-                [job] = await labeler.pipeline.jobs.for_subject(again.subject_uri)
-                if job.status == "done":
-                    return [
-                        i.status
-                        for i in await labeler.pipeline.reviews.list(status=None, subject_uri=again.subject_uri)
-                    ]
-                await asyncio.sleep(0.1)
-            raise AssertionError(f"the job for {again.subject_uri} is still {job.status}")
-        finally:
-            await labeler.aclose()
+    async def enqueue_and_wait(labeler: Labeler) -> list[str]:
+        await labeler.pipeline.jobs.enqueue([again])
+        for _ in range(300):
+            [job] = await labeler.pipeline.jobs.for_subject(again.subject_uri)
+            if job.status == "done":
+                items = await labeler.pipeline.reviews.list(status=None, subject_uri=again.subject_uri)
+                return [i.status for i in items]
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the job for {again.subject_uri} is still {job.status}")
 
-    assert run_async(enqueue_and_wait) == []
+    assert run_async(lambda: served.with_labeler(enqueue_and_wait)) == []
     page.reload()
     expect(page.locator(".card")).to_have_count(1)  # only the keyboard item is left
     assert labels_on(served, again.subject_uri) == []
