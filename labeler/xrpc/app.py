@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
@@ -21,7 +21,7 @@ from labeler.console.auth import ConsoleAuth
 from labeler.protocol.errors import MethodNotImplemented, MethodNotSupported, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.create_report import create_report
-from labeler.xrpc.errors import handle_http_error, handle_unexpected, handle_xrpc_error
+from labeler.xrpc.errors import handle_client_disconnect, handle_http_error, handle_unexpected, handle_xrpc_error
 from labeler.xrpc.failed_logins import FailureLimiter
 from labeler.xrpc.limits import BodyLimitMiddleware
 from labeler.xrpc.query_labels import query_labels
@@ -98,6 +98,7 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
         exception_handlers={
             XrpcError: handle_xrpc_error,
             HTTPException: handle_http_error,
+            ClientDisconnect: handle_client_disconnect,
             Exception: handle_unexpected,
         },
         lifespan=lifespan,
