@@ -27,6 +27,7 @@ def console_mount() -> Mount:
             Route("/logout", pages.logout, methods=["POST"]),
             Route("/queue", pages.queue),
             Route("/items/{item_id}/decide", pages.decide, methods=["POST"]),
+            Route("/items/decide", pages.decide_selected, methods=["POST"]),
             Route("/items/{item_id}/image", item_image),
             Route("/reports", moderation.reports),
             Route("/reports/act", moderation.act_on_report, methods=["POST"]),

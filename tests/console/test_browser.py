@@ -21,7 +21,7 @@ from labeler.console.moderators import ModeratorStore
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
 
-from .conftest import ADMIN_PASSWORD, Served, run_async
+from .conftest import ADMIN_PASSWORD, POSTS, Served, run_async
 
 IN_CI = os.environ.get("CI") == "true"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -199,7 +199,7 @@ def test_rejecting_as_a_false_positive_disables_the_entry_and_the_image_no_longe
 
     assert run_async(lambda: served.with_labeler(enqueue_and_wait)) == []
     page.reload()
-    expect(page.locator(".card")).to_have_count(1)  # only the keyboard item is left
+    expect(page.locator(".card", has_text=again.subject_uri)).to_have_count(0)
     assert labels_on(served, again.subject_uri) == []
 
 
@@ -296,4 +296,22 @@ def test_reports_are_acknowledged_and_labelled_and_a_label_is_negated(page: Page
 
     page.click("nav >> text=Banks")
     shot(page, "banks")
-    expect(page.locator("table.banks tr", has_text="NEAR").locator(".entries")).to_have_text("3")
+    expect(page.locator("table.banks tr", has_text="NEAR").locator(".entries")).to_have_text(str(len(POSTS)))
+
+
+def test_selected_items_are_rejected_together(page: Page, served: Served) -> None:
+    sign_in(page, served)
+    first, second = served.items["bulk-1"], served.items["bulk-2"]
+    page.locator(f"#item-{first} input.select").check()
+    page.locator(f"#item-{second}").click(position={"x": 5, "y": 5})  # make it the current card
+    page.keyboard.press("x")
+    expect(page.locator(f"#item-{second} input.select")).to_be_checked()
+    page.locator("#bulk input[name=note]").fill("a blank frame, not abuse")
+    page.select_option("#bulk-decision", "disable-entry")
+    shot(page, "queue-bulk-selected")
+    page.click("#bulk-submit")
+    expect(page.locator("#flash")).to_have_text("2 selected item(s): disable-entry done.")
+    for item in (first, second):
+        decided = api(served, f"/api/v1/review/{item}")
+        assert (decided["status"], decided["decision_note"]) == ("rejected", "a blank frame, not abuse")
+        expect(page.locator(f"#item-{item}")).to_have_count(0)

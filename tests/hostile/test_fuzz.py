@@ -150,6 +150,14 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
         auth=fz.CONSOLE,
         path={"item_id": REVIEW_IDS},
     ),
+    ("http", "/console/items/decide"): fz.form_route(
+        lambda rng: {
+            "decision": rng.choice(["reject", "disable-entry", "allow-list", "confirm"]),
+            "note": "fuzz",
+            **{f"item-{rng.choice(['1', '2', '3', '0', '9' * 19])}": "on" for _ in range(rng.randint(0, 3))},
+        },
+        auth=fz.CONSOLE,
+    ),
     ("http", "/console/items/{item_id}/image"): fz.query_route(auth=fz.CONSOLE, path={"item_id": REVIEW_IDS}),
     ("http", "/console/static/{path}"): fz.query_route(path={"path": STATIC_FILES}),
     ("http", "/console/reports"): fz.query_route([("done", fz.choose("acknowledge", "label", "x"))], auth=fz.CONSOLE),
