@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence, Sized
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from labeler.pipeline.hasher import validate_pdq_hex
 from labeler.pipeline.match import mih
 from labeler.pipeline.match.base import DEFAULT_MAX_DISTANCE, Match, sort_matches
-from labeler.pipeline.match.rows import DEAD, Rows, entry_key, parse
+from labeler.pipeline.match.rows import DEAD, Rows, parse
 
 # Compact once the unindexed tail is longer than this many rows or 1/16 of the indexed rows.
 _MIN_TAIL: Final = 4096
@@ -67,8 +67,11 @@ class PdqIndex:
         Rows are read in batches into numpy arrays, so the caller may pass a generator of any length; a later
         row with the same (bank, entry id) as an earlier one replaces it, as with `add_many`."""
         index = cls()
-        rows = iter(entries)
-        while batch := list(itertools.islice(rows, _BUILD_BATCH)):
+        if isinstance(entries, Sized):  # room for all of them at once, rather than growing as they come
+            rows = len(entries) + len(entries) // 64 + 1024  # and a little for the adds that follow
+            index._snap = replace(_EMPTY, rows=Rows.allocate(rows, 16 * rows))
+        source = iter(entries)
+        while batch := list(itertools.islice(source, _BUILD_BATCH)):
             block, _, _ = parse(batch, index._bank_code)
             with index._lock:
                 index._register_banks()
@@ -152,11 +155,16 @@ class PdqIndex:
                 snap = self._snap
                 keep = snap.rows.banks[: snap.n] != DEAD
             m = int(keep.sum())
-            base = snap.rows.head(snap.n).select(keep, spare=max(1024, m // 16))
+            # Nothing to drop: the rows stay where they are and only the tables are new. Else a compact copy.
+            base = snap.rows if m == snap.n else snap.rows.head(snap.n).select(keep, spare=max(1024, m // 64))
             tables = mih.build(base.words[:m]) if m else None
             key_order = np.argsort(base.keys[:m])
             with self._lock:
                 current = self._snap
+                if base is snap.rows:  # rows added or removed meanwhile are in the current arrays already
+                    self._snap = _Snapshot(current.rows, current.n, m, tables, key_order)
+                    self._tail = {key: row for key, row in self._tail.items() if row >= m}
+                    return
                 # Rows removed while the tables were built, and rows added meanwhile (they stay in the tail).
                 base.banks[np.flatnonzero(current.rows.banks[: snap.n][keep] == DEAD)] = DEAD
                 extra = current.rows.head(current.n).tail_from(snap.n)
@@ -218,7 +226,7 @@ class PdqIndex:
         if not snap.n_base:
             return []
         wanted = set(zip(banks, entry_ids, strict=True))
-        keys = np.fromiter((entry_key(b, e) for b, e in wanted), np.int64, len(wanted))
+        keys = np.fromiter(map(hash, wanted), np.int64, len(wanted))
         sorted_keys = snap.rows.keys
         lo = np.searchsorted(sorted_keys[: snap.n_base], keys, side="left", sorter=snap.key_order)
         hi = np.searchsorted(sorted_keys[: snap.n_base], keys, side="right", sorter=snap.key_order)
@@ -238,7 +246,7 @@ def _live_keys(block: Rows) -> list[tuple[int, tuple[int, str]]]:
 
 def _superseded(rows: Rows, n: int) -> np.ndarray:
     """Rows among [0, n) that a later row with the same (bank, entry id) replaces (whole-array, for `build`)."""
-    order = np.argsort(rows.keys[:n], kind="stable")
+    order = np.argsort(rows.keys[:n])
     sorted_keys = rows.keys[order]
     repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
     suspects = np.unique(np.concatenate([order[repeated], order[repeated + 1]]))

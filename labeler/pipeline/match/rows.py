@@ -11,6 +11,7 @@ older count never see a row change, except its bank code, which removal sets to 
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
@@ -29,19 +30,14 @@ def _capacity(rows: int) -> int:
     return max(1024, rows + rows // 4)
 
 
-def entry_key(bank: str, entry_id: str) -> int:
-    """The 64-bit key of an entry (this process's str hash; equal keys are confirmed on the strings)."""
-    return hash((bank, entry_id))
-
-
 @dataclass(frozen=True, slots=True)
 class Rows:
     """Parallel arrays over rows; `text` holds each row's entry id, external id and note, back to back."""
 
     words: np.ndarray  # (cap, 4) uint64: the hash, bytes in hex order
     banks: np.ndarray  # (cap,) int32: bank code, DEAD once removed
-    keys: np.ndarray  # (cap,) int64: entry_key(bank, entry_id)
-    ends: np.ndarray  # (cap,) int64: where the row's strings end in `text`
+    keys: np.ndarray  # (cap,) int64: hash((bank, entry_id)), this process's; equal keys are confirmed on strings
+    ends: np.ndarray  # (cap,) uint32 (int64 past 4 GB of text): where the row's strings end in `text`
     lengths: np.ndarray  # (cap, 2) uint16: UTF-8 bytes of the entry id and of the external id
     flags: np.ndarray  # (cap,) uint8: _NO_EXTERNAL | _NO_NOTE
     text: np.ndarray  # (text cap,) uint8
@@ -52,7 +48,7 @@ class Rows:
             words=np.zeros((rows, 4), np.uint64),
             banks=np.full(rows, DEAD, np.int32),
             keys=np.zeros(rows, np.int64),
-            ends=np.zeros(rows, np.int64),
+            ends=np.zeros(rows, np.uint32 if text < 2**32 else np.int64),
             lengths=np.zeros((rows, 2), np.uint16),
             flags=np.zeros(rows, np.uint8),
             text=np.zeros(text, np.uint8),
@@ -98,7 +94,7 @@ class Rows:
         out.words[:m] = self.words[keep]
         out.banks[:m] = self.banks[keep]
         out.keys[:m] = self.keys[keep]
-        np.cumsum(kept_sizes, out=out.ends[:m])
+        out.ends[:m] = np.cumsum(kept_sizes)
         out.lengths[:m] = self.lengths[keep]
         out.flags[:m] = self.flags[keep]
         out.text[:text] = self.text[np.repeat(keep, sizes)]
@@ -128,59 +124,60 @@ def parse(entries: Iterable[Sequence[str | None]], bank_code: dict[str, int]) ->
     entry id.
 
     Validates everything first (ValueError, nothing changed); banks not in `bank_code` are added to it, numbered
-    in order. Per row it is a few list appends; the checks and conversions run over whole columns."""
-    hexes: list[object] = []
-    banks: list[object] = []
-    ids: list[object] = []
-    externals: list[object] = []
-    notes: list[object] = []
-    for row in entries:
-        if not 3 <= len(row) <= 5:
-            raise ValueError(f"index rows are (pdq, bank, entry_id[, external_id[, note]]): {row!r:.120}")
-        hexes.append(row[0])
-        banks.append(row[1])
-        ids.append(row[2])
-        externals.append(row[3] if len(row) > 3 else None)
-        notes.append(row[4] if len(row) > 4 else None)
+    in order. The per-row work is done by C loops (zip, map, join) over whole columns: ~1 µs a row."""
+    hexes, banks, ids, externals, notes = _columns(entries)
     words = _parse_hashes(hexes)
     names, id_strs = _strings(banks), _strings(ids)
-    if not all(value is None or type(value) is str for value in itertools.chain(externals, notes)):
+    if not set(map(type, itertools.chain(externals, notes))) <= {str, type(None)}:
         raise ValueError("external_id and note must be strings or None")
-    for name in names:
-        bank_code.setdefault(name, len(bank_code))
-    ext_strs = [str(value or "") for value in externals]
-    note_strs = [str(value or "") for value in notes]
-    id_len, ext_len, note_len = (_utf8_lengths(column) for column in (id_strs, ext_strs, note_strs))
+    for name in set(names).difference(bank_code):
+        bank_code[name] = len(bank_code)
+    ext_strs = [value or "" for value in externals]
+    note_strs = [value or "" for value in notes]
+    id_len, ext_len, note_len = (_utf8_lengths(column) for column in (id_strs, ext_strs, note_strs))  # type: ignore[arg-type]
     if len(id_len) and max(id_len.max(), ext_len.max()) > _MAX_FIELD:
         raise ValueError(f"entry ids and external ids are limited to {_MAX_FIELD} bytes")
-    text = "".join(itertools.chain.from_iterable(zip(id_strs, ext_strs, note_strs, strict=True))).encode()
-    flags = np.fromiter(
-        ((x is None) * _NO_EXTERNAL | (t is None) * _NO_NOTE for x, t in zip(externals, notes, strict=True)),
-        np.uint8,
-        len(notes),
+    text = "".join(itertools.chain.from_iterable(zip(id_strs, ext_strs, note_strs, strict=True))).encode()  # type: ignore[arg-type]
+    no_external, no_note = (
+        np.fromiter(map(operator.is_, column, itertools.repeat(None)), bool, len(column))
+        for column in (externals, notes)
     )
     block = Rows(
         words=words,
-        banks=np.fromiter((bank_code[b] for b in names), np.int32, len(names)),
-        keys=np.fromiter(map(entry_key, names, id_strs), np.int64, len(names)),
+        banks=np.fromiter(map(bank_code.__getitem__, names), np.int32, len(names)),
+        keys=np.fromiter(map(hash, zip(names, id_strs, strict=True)), np.int64, len(names)),
         ends=np.cumsum(id_len + ext_len + note_len),
         lengths=np.stack([id_len, ext_len], axis=1).astype(np.uint16),
-        flags=flags,
+        flags=(no_external * _NO_EXTERNAL | no_note * _NO_NOTE).astype(np.uint8),
         text=np.frombuffer(text, np.uint8),
     )
     return block, names, id_strs
 
 
+def _columns(entries: Iterable[Sequence[str | None]]) -> list[list[object]]:
+    """The five columns of index rows of 3 to 5 fields (missing external ids and notes are None)."""
+    rows = list(entries)
+    widths = set(map(len, rows))
+    if not widths <= {3, 4, 5}:
+        bad = next(row for row in rows if len(row) not in (3, 4, 5))
+        raise ValueError(f"index rows are (pdq, bank, entry_id[, external_id[, note]]): {bad!r:.120}")
+    width = widths.pop() if len(widths) == 1 else 5
+    if widths:  # of several widths: pad them all to five
+        rows = [(*row, None, None)[:5] for row in rows]
+    columns: list[list[object]] = [list(map(operator.itemgetter(i), rows)) for i in range(width)]
+    return columns + [[None] * len(rows)] * (5 - width)
+
+
 def _strings(column: list[object]) -> list[str]:
     """`column` if all its values are strings (banks and entry ids), else ValueError."""
-    if not all(type(value) is str for value in column):
+    if not set(map(type, column)) <= {str}:
         raise ValueError("bank and entry_id must be strings")
     return cast(list[str], column)
 
 
 def _parse_hashes(hexes: list[object]) -> np.ndarray:
     """(n, 4) uint64 of PDQ hashes as HMA accepts them (exactly 64 lowercase hex digits each)."""
-    if not all(type(h) is str and len(h) == 64 for h in hexes):
+    if not set(map(type, hexes)) <= {str} or not set(map(len, hexes)) <= {64}:  # type: ignore[arg-type]
         bad = next(h for h in hexes if type(h) is not str or len(h) != 64)
         raise ValueError(f"invalid PDQ hash: {bad!r:.80}")
     joined = "".join(cast(list[str], hexes)).encode("ascii", "replace")
