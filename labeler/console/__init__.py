@@ -3,8 +3,8 @@
 Modules: `auth` (sign-in, session cookie, CSRF; failed sign-ins through `labeler.xrpc.failed_logins`),
 `sessions` (the signed cookie), `passwords` (scrypt), `moderators` (the operator's list of moderators), `queue`
 (the review queue in priority order), `pages` (sign-in and the review queue), `image` (an item's image, fetched
-for the reviewer), `posts` (the posts' text), `moderation` (reports and labels), `records` (banks and the audit
-log), `web` (templates, forms, errors, security headers).
+for the reviewer), `posts` (the posts' text), `moderation` (reports and labels), `records` (banks, the audit
+log, a subject's history), `web` (templates, forms, errors, security headers).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def console_mount() -> Mount:
             Route("/labels/negate", moderation.negate_label, methods=["POST"]),
             Route("/banks", records.banks),
             Route("/audit", records.audit),
+            Route("/history", records.history),
             Mount("/static", StaticFiles(directory=STATIC_DIR)),
         ],
         middleware=[Middleware(SecurityHeaders)],

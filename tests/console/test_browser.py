@@ -164,6 +164,13 @@ def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page
     assert (decided["status"], decided["decided_by"], decided["decision_note"]) == (
         "confirmed", "moderator:alice", "matches case file".replace("matches", "matches the"),
     )  # fmt: skip
+    card_history = f"{served.url}/console/history?uri={uri}"
+    page.goto(card_history)
+    shot(page, "history")
+    expect(page.locator("tr.review")).to_contain_text("moderator:alice")
+    expect(page.locator("tr.review")).to_contain_text("matches the case file")
+    expect(page.locator("tr.event")).to_contain_text("+csam-hash-match")
+    expect(page.locator("tr.action", has_text="label apply")).to_contain_text("moderator:alice")
     run_async(lambda: served.with_labeler(lambda lab: ModeratorStore(lab.engine).remove("alice")))
     page.reload()  # a removed moderator's session ends at the next request
     expect(page).to_have_url(f"{served.url}/console/login")

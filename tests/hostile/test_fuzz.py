@@ -179,6 +179,9 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
         auth=fz.CONSOLE,
     ),
     ("http", "/console/banks"): fz.query_route(auth=fz.CONSOLE),
+    ("http", "/console/history"): fz.query_route(
+        [("uri", fz.subject_uri), ("uri", fz.choose("did:plc:review1"))], auth=fz.CONSOLE
+    ),
     ("http", "/console/audit"): fz.query_route([("before", INT(-1, 50))], auth=fz.CONSOLE),
 }
 
