@@ -34,6 +34,7 @@ def console_mount() -> Mount:
             Route("/labels", moderation.labels),
             Route("/labels/negate", moderation.negate_label, methods=["POST"]),
             Route("/banks", records.banks),
+            Route("/banks/entry", records.set_entry_state, methods=["POST"]),
             Route("/audit", records.audit),
             Route("/history", records.history),
             Mount("/static", StaticFiles(directory=STATIC_DIR)),

@@ -209,6 +209,14 @@ def test_rejecting_as_a_false_positive_disables_the_entry_and_the_image_no_longe
     expect(page.locator(".card", has_text=again.subject_uri)).to_have_count(0)
     assert labels_on(served, again.subject_uri) == []
 
+    page.click("nav >> text=Banks")
+    row = page.locator("table.states tr", has_text=f"false positive: review item {item} rejected by admin")
+    expect(row.locator(".mode")).to_have_text("disabled")
+    shot(page, "banks")
+    row.locator("button", has_text="Match again").click()
+    expect(page.locator("table.states")).to_contain_text("None.")
+    assert run_async(lambda: served.with_labeler(lambda lab: lab.pipeline.screen.states())) == []
+
 
 def test_a_post_without_the_csrf_token_is_refused_and_sign_out_ends_the_session(page: Page, served: Served) -> None:
     sign_in(page, served)
@@ -302,7 +310,6 @@ def test_reports_are_acknowledged_and_labelled_and_a_label_is_negated(page: Page
     expect(page.locator("tr.event", has_text="modEventAcknowledge")).to_contain_text("looked, nothing to do")
 
     page.click("nav >> text=Banks")
-    shot(page, "banks")
     expect(page.locator("table.banks tr", has_text="NEAR").locator(".entries")).to_have_text(str(len(POSTS)))
 
 

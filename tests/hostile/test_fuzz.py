@@ -179,6 +179,15 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
         auth=fz.CONSOLE,
     ),
     ("http", "/console/banks"): fz.query_route(auth=fz.CONSOLE),
+    ("http", "/console/banks/entry"): fz.form_route(
+        lambda rng: {
+            "bank": "B",
+            "entry_id": rng.choice(["1", "2"]),
+            "mode": rng.choice(["disabled", "review-only", "clear"]),
+            "reason": "fuzz",
+        },
+        auth=fz.CONSOLE,
+    ),
     ("http", "/console/history"): fz.query_route(
         [("uri", fz.subject_uri), ("uri", fz.choose("did:plc:review1"))], auth=fz.CONSOLE
     ),
