@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -34,6 +35,18 @@ def post(
         f"Content-Length: {len(body) if length is None else length}\r\n\r\n"
     )
     return head.encode() + body
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog at INFO, uvicorn's own loggers included (uvicorn's logging config keeps them from propagating)."""
+    caplog.set_level(logging.INFO)
+    uvicorn = logging.getLogger("uvicorn")
+    uvicorn.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        uvicorn.removeHandler(caplog.handler)
 
 
 def loud(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -62,9 +75,9 @@ async def logged(caplog: pytest.LogCaptureFixture, logger: str, count: int) -> N
     ids=["emitEvent", "match", "hash"],
 )
 async def test_a_truncated_body_is_logged_at_info_without_a_traceback(
-    server: LiveServer, caplog: pytest.LogCaptureFixture, request_start: bytes
+    server: LiveServer, logs: pytest.LogCaptureFixture, request_start: bytes
 ) -> None:
-    caplog.set_level(logging.INFO)
+    caplog = logs
     async with connection(server) as (_reader, writer):
         writer.write(request_start)
         await writer.drain()
@@ -82,11 +95,11 @@ async def test_a_truncated_body_is_logged_at_info_without_a_traceback(
     ids=["emitEvent", "queryLabels"],
 )
 async def test_a_bad_request_pipelined_behind_a_good_one_is_answered_after_it_quietly(
-    server: LiveServer, caplog: pytest.LogCaptureFixture, good: bytes
+    server: LiveServer, logs: pytest.LogCaptureFixture, good: bytes
 ) -> None:
-    """The 400 used to be written at once, in place of the good request's response, and the good request then
-    wrote to a closed transport."""
-    caplog.set_level(logging.INFO)
+    """The 400 used to be written at once, in place of the good request's response (uvicorn's WARNING "Invalid
+    HTTP request received"), and the good request then wrote to a closed transport."""
+    caplog = logs
     async with connection(server) as (reader, writer):
         writer.write(good + b"GARBAGE\x00\r\n\r\n")
         answer = await until_closed(reader)
