@@ -44,16 +44,21 @@ async def queue_one(harness: Harness, settings: Settings) -> int:
     return item.id
 
 
-async def fetch_image(settings: Settings, item_id: int) -> httpx.Response:
+async def signed_in_get(settings: Settings, path: str) -> httpx.Response:
+    """GET `path` from a labeler with `settings`, first without a session (sent to sign in), then signed in."""
     labeler = Labeler(settings)
     await labeler.start()
     try:
         async with serve_labeler(labeler) as live, httpx.AsyncClient(base_url=live.url, timeout=30) as http:
-            assert (await http.get(f"/console/items/{item_id}/image")).status_code == 303  # no session
+            assert (await http.get(path)).status_code == 303  # no session
             assert (await sign_in(http)).status_code == 303
-            return await http.get(f"/console/items/{item_id}/image")
+            return await http.get(path)
     finally:
         await labeler.aclose()
+
+
+async def fetch_image(settings: Settings, item_id: int) -> httpx.Response:
+    return await signed_in_get(settings, f"/console/items/{item_id}/image")
 
 
 async def test_the_image_route_fetches_like_the_pipeline_and_keeps_no_copy(
@@ -76,6 +81,13 @@ async def test_the_image_route_fetches_like_the_pipeline_and_keeps_no_copy(
         too_large = await fetch_image(harness.settings(max_image_bytes=len(IMAGE) - 1), item_id)
         assert too_large.status_code == 404 and "too-large" in too_large.text
         assert too_large.headers["cache-control"] == "no-store"
+
+        # The post's text comes from the same PDS; when it cannot, the card says why and the queue still shows.
+        queue = await signed_in_get(settings, "/console/queue")
+        assert queue.status_code == 200 and "not shown: pds-refused" in queue.text  # no such record
+        pds_world.pds.status = 503
+        queue = await signed_in_get(settings, "/console/queue")
+        assert queue.status_code == 200 and "not shown: pds-unavailable" in queue.text
 
 
 async def test_sign_in_is_rate_limited_and_moderators_sign_in_with_their_credential(
