@@ -56,7 +56,8 @@ async def login(request: Request) -> Response:
 @page
 async def logout(request: Request) -> Response:
     auth = console_auth(request)
-    await auth.posted(request)
+    session, _form = await auth.posted(request)
+    await auth.sign_out(session)
     response = RedirectResponse("/console/login", status_code=303)
     auth.clear_cookie(response)
     return response

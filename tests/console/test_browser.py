@@ -230,8 +230,12 @@ def test_a_post_without_the_csrf_token_is_refused_and_sign_out_ends_the_session(
     )
     assert wrong.status == 403
     assert api(served, f"/api/v1/review/{item}")["status"] == "pending"
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "labeler_console"]
     page.click("#sign-out")
     expect(page).to_have_url(f"{served.url}/console/login")
+    # A copy of the signed-out cookie is refused too.
+    copied = httpx.get(f"{served.url}/console/queue", headers={"cookie": f"labeler_console={cookie['value']}"})
+    assert copied.status_code == 303 and copied.headers["location"] == "/console/login"
     page.goto(f"{served.url}/console/queue")
     expect(page).to_have_url(f"{served.url}/console/login")
     after = page.request.post(f"{served.url}/console/items/{item}/decide", form={"decision": "confirm"})
