@@ -6,16 +6,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from labeler.config import ConfigError, Settings, load_settings
 from labeler.keys import KeyringError
-from labeler.store.errors import StoreError
-
-if TYPE_CHECKING:
-    from labeler.service import Labeler
+from labeler.service import Labeler
+from labeler.store.engine import StoreError
 
 T = TypeVar("T")
 
@@ -41,12 +39,7 @@ async def _as_coroutine(fn: Callable[[], Awaitable[T]]) -> T:
 
 @asynccontextmanager
 async def running_labeler(settings: Settings) -> AsyncIterator[Labeler]:
-    """A Labeler without a stream hub: CLI writes reach a running server's subscribers through its poll.
-
-    The service (SQLAlchemy, the pipeline, the SDK) is imported here, not with the CLI, so that `labeler --help`
-    and commands that do not need it start at once."""
-    from labeler.service import Labeler
-
+    """A Labeler without a stream hub: CLI writes reach a running server's subscribers through its poll."""
     labeler = Labeler(settings, with_hub=False)
     await labeler.start(create_dev_key=False)
     try:

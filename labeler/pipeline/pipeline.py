@@ -20,6 +20,7 @@ from labeler.labels.writer import LabelWriter
 from labeler.metrics import Metrics
 from labeler.pipeline.actions.actioner import Actioner
 from labeler.pipeline.actions.allow_list import AllowList
+from labeler.pipeline.actions.altitude.poller import AltitudePoller
 from labeler.pipeline.actions.applier import DecisionApplier
 from labeler.pipeline.actions.config import check_policy, load_actions
 from labeler.pipeline.actions.decisions import Decisions
@@ -105,12 +106,14 @@ class Pipeline:
             reviews=self.reviews,
             resolver=resolver,
             registry=metrics.registry,
+            fetcher=self.fetcher,
             allow_private=settings.allow_private_fetch,
         )
         self.applier = DecisionApplier(self.actioner, matcher=settings.matcher, dihedral=settings.dihedral)
         self.screen = Screen(engine, self.actions_config, self.actioner.metrics)
         allow_list = AllowList(self.actions_config.allow_list_bank, self.matcher, self.banks)
         self.decisions = Decisions(self.actioner, self.reviews, self.screen, allow_list)
+        self.altitude_poller = altitude_poller(self.actioner, self.reviews, self.decisions)
         self.reports = ReportIntake(engine, self.fetcher, self.jobs, self.options)
         self.telemetry = PipelineMetrics(metrics.registry)
         self.backlog = BacklogGauges(self.jobs, self.telemetry)
@@ -147,6 +150,8 @@ class Pipeline:
         self.reports.on_queued = self._workers.wake_reports
         self._workers.start()
         self.actioner.start()
+        if self.altitude_poller is not None:
+            self.altitude_poller.start()
 
     async def aclose(self) -> None:
         """Finish in-flight jobs and actions, then release the matcher, fetcher and hashing processes."""
@@ -156,10 +161,28 @@ class Pipeline:
             self._workers = None
             self.jobs.on_enqueue = None
             self.reports.on_queued = None
+        if self.altitude_poller is not None:
+            await self.altitude_poller.stop(self.options.stop_timeout_seconds)
         await self.actioner.aclose(grace=self.options.stop_timeout_seconds)
         await self.matcher.aclose()
         await self.fetcher.aclose()
         await self.hasher.aclose()
+
+
+def altitude_poller(actioner: Actioner, reviews: ReviewQueue, decisions: Decisions) -> AltitudePoller | None:
+    """The reader of Altitude's decisions, when review items go to Altitude; it runs where workers run."""
+    kind = actioner.altitude
+    if kind is None:
+        return None
+    return AltitudePoller(
+        kind.api,
+        kind.store,
+        reviews,
+        decisions,
+        actioner.metrics.altitude_polls,
+        poll_seconds=kind.config.poll_seconds,
+        settle_seconds=kind.config.settle_seconds,
+    )
 
 
 def vpdq_thresholds(settings: Settings) -> Thresholds:

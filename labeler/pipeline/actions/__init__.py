@@ -4,7 +4,8 @@
     a person's decision ─► decisions ─┘          │ runner / an attempt at once
                                                  ▼
                                            dispatch ──► one module per kind: label, review, takedown, report,
-                                                        webhook (every outcome, signed, to the operator's tool)
+                                                        webhook (every outcome, signed, to the operator's tool),
+                                                        altitude (review items filed in Altitude; decisions read back)
 
 - `model`: the vocabulary (ActionSpec, Action, Outcome, the ActionKind protocol). `outbox`: the table, claims,
   reversal bookkeeping. `dispatch`: one attempt and its recorded outcome. `runner`: the loop. `actioner`: one

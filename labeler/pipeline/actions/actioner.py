@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from labeler.identity.resolver import DidResolver
 from labeler.labels.writer import LabelWriter
+from labeler.pipeline.actions.altitude.handoff import AltitudeKind
+from labeler.pipeline.actions.altitude.store import HandoffStore
 from labeler.pipeline.actions.config import ActionsConfig
 from labeler.pipeline.actions.dispatch import Dispatcher
 from labeler.pipeline.actions.label import LabelKind
@@ -27,6 +29,7 @@ from labeler.pipeline.actions.runner import OutboxRunner
 from labeler.pipeline.actions.takedown import TakedownKind
 from labeler.pipeline.actions.telemetry import ActionMetrics
 from labeler.pipeline.actions.webhook import WebhookKind
+from labeler.pipeline.fetcher import BlobFetcher
 from labeler.pipeline.review import ReviewQueue
 
 
@@ -40,6 +43,7 @@ class Actioner:
         reviews: ReviewQueue,
         resolver: DidResolver,
         registry: CollectorRegistry,
+        fetcher: BlobFetcher,
         allow_private: bool = False,
     ) -> None:
         self.config = config
@@ -47,13 +51,27 @@ class Actioner:
         self.metrics = ActionMetrics(registry)
         self.webhook = WebhookKind(config.webhook, self.outbox, reviews) if config.webhook is not None else None
         attempts = config.max_attempts
-        self._remote: list[TakedownKind | ReportKind | WebhookKind] = []
+        self.altitude = (
+            AltitudeKind(
+                config.altitude,
+                store=HandoffStore(engine),
+                reviews=reviews,
+                fetcher=fetcher,
+                child_safety_banks=config.child_safety_banks,
+                max_attempts=attempts,
+            )
+            if config.altitude is not None
+            else None
+        )
+        self._remote: list[TakedownKind | ReportKind | WebhookKind | AltitudeKind] = []
         if config.takedown is not None:
             self._remote.append(TakedownKind(config.takedown, resolver, max_attempts=attempts))
         if config.report is not None:
             self._remote.append(ReportKind(config.report, resolver, max_attempts=attempts, allow_private=allow_private))
         if self.webhook is not None:
             self._remote.append(self.webhook)
+        if self.altitude is not None:
+            self._remote.append(self.altitude)
         kinds: list[ActionKind] = [
             LabelKind(engine, writer, self.outbox, max_attempts=attempts),
             ReviewKind(reviews, max_attempts=attempts),
@@ -66,7 +84,8 @@ class Actioner:
         )
 
     def _followups(self, action: Action) -> list[ActionSpec]:
-        return self.webhook.followups(action) if self.webhook is not None else []
+        handlers = [h for h in (self.webhook, self.altitude) if h is not None]
+        return [spec for handler in handlers for spec in handler.followups(action)]
 
     async def submit(self, specs: Sequence[ActionSpec], *, for_person: bool = False) -> list[Action]:
         """Queue `specs` and attempt what this process attempts at once; the rows as they are afterwards.

@@ -23,6 +23,14 @@
     password_file = "/run/secrets/account-password"          # mode 0600 (an app password will do)
     via = "service-auth"                  # service-auth: our PDS's token, sent to the service | proxy: via our PDS
 
+    [actions.altitude]                    # review in an Altitude deployment (labeler.pipeline.actions.altitude)
+    url = "https://altitude.example/api"  # its API root (`/api` on a stock deployment)
+    token_file = "/run/secrets/altitude-token"   # optional, mode 0600: a bearer token for the proxy in front of it
+    banks = ["TCAP"]                      # review items matching these banks go to Altitude …
+    rules = ["terrorism"]                 # … and those of these policy rules
+    poll_seconds = 60                     # how often decisions are read back
+    settle_seconds = 90                   # a decision younger than this can still be undone in Altitude
+
 Secrets live in files readable by their owner only: a file that group or others can read is refused at start,
 and no secret is ever part of a message, a log line or a repr.
 """
@@ -86,6 +94,17 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class AltitudeConfig:
+    url: str
+    token: str | None = field(repr=False)
+    banks: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    poll_seconds: float = 60.0
+    settle_seconds: float = 90.0
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
 class ActionsConfig:
     child_safety_banks: tuple[str, ...] = ()
     allow_list_bank: str | None = None
@@ -99,11 +118,12 @@ class ActionsConfig:
     takedown: TakedownConfig | None = None
     report: ReportConfig | None = None
     webhook: WebhookConfig | None = None
+    altitude: AltitudeConfig | None = None
 
     @property
     def lease_seconds(self) -> float:
         """How long a claimed action is held: well past the slowest single request, so no two overlap."""
-        timeouts = [c.timeout for c in (self.takedown, self.report, self.webhook) if c is not None]
+        timeouts = [c.timeout for c in (self.takedown, self.report, self.webhook, self.altitude) if c is not None]
         return max(timeouts, default=DEFAULT_TIMEOUT) * 4
 
 
@@ -120,7 +140,7 @@ _NUMBERS: Final = {
 
 def load_actions(extra: dict[str, Any]) -> ActionsConfig:
     table = _table(extra, "actions")
-    unknown = set(table) - set(_NUMBERS) - {"child_safety_banks", "allow_list_bank", "takedown", "report"}
+    unknown = set(table) - set(_NUMBERS) - {"child_safety_banks", "allow_list_bank", "takedown", "report", "altitude"}
     if unknown:
         raise ConfigError(f"[actions]: unknown keys {sorted(unknown)}")
     values: dict[str, Any] = {}
@@ -142,6 +162,7 @@ def load_actions(extra: dict[str, Any]) -> ActionsConfig:
         takedown=_takedown(table.get("takedown")),
         report=_report(table.get("report")),
         webhook=load_webhook(extra),
+        altitude=_altitude(table.get("altitude"), child_safety=tuple(banks)),
         **values,
     )
 
@@ -207,6 +228,36 @@ def _report(raw: Any) -> ReportConfig | None:
     return ReportConfig(service, _url(raw, "pds_url", where), identifier, password, via, _timeout(raw, where))
 
 
+def _altitude(raw: Any, *, child_safety: tuple[str, ...]) -> AltitudeConfig | None:
+    """`[actions.altitude]`; refused when it would send a child-safety bank's images out of the labeler."""
+    if raw is None:
+        return None
+    where = "actions.altitude"
+    raw = _subtable(raw, where, {"url", "token_file", "banks", "rules", "poll_seconds", "settle_seconds", "timeout"})
+    routes = {}
+    for key in ("banks", "rules"):
+        names = raw.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) and n and n != "*" for n in names):
+            raise ConfigError(f"[{where}] {key} must be a list of names")
+        routes[key] = tuple(names)
+    if not routes["banks"] and not routes["rules"]:
+        raise ConfigError(f"[{where}] names no banks and no rules, so nothing would be sent")
+    forbidden = sorted(set(routes["banks"]) & set(child_safety))
+    if forbidden:
+        raise ConfigError(f"[{where}] banks: {forbidden} are child-safety banks, whose images never leave the labeler")
+    seconds = {}
+    for key, default, low, high in (("poll_seconds", 60.0, 1, 86400), ("settle_seconds", 90.0, 0, 86400)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ConfigError(f"[{where}] {key} must be a number of seconds from {low} to {high}")
+        seconds[key] = float(value)
+    token_file = raw.get("token_file")
+    token = None if token_file is None else read_secret_file(token_file, f"[{where}] token_file")
+    return AltitudeConfig(
+        _url(raw, "url", where), token, routes["banks"], routes["rules"], timeout=_timeout(raw, where), **seconds
+    )
+
+
 def load_webhook(extra: dict[str, Any]) -> WebhookConfig | None:
     """The webhook of `[review]` (where it has always been configured); None without a URL."""
     table = _table(extra, "review")
@@ -234,3 +285,14 @@ def check_policy(policy: Policy, config: ActionsConfig) -> None:
         for kind, configured in needs.items():
             if getattr(rule, f"{kind}_distance") is not None and configured is None:
                 raise ConfigError(f"policy rule {rule.name!r}: {kind}_distance needs {table[kind]} to be configured")
+    if config.altitude is not None:
+        rules = {rule.name: rule for rule in policy.rules}
+        for name in config.altitude.rules:
+            if name not in rules:
+                raise ConfigError(f"[actions.altitude] rules: there is no policy rule {name!r}")
+            banks = rules[name].banks
+            if set(config.child_safety_banks) & ({*banks, *config.child_safety_banks} if "*" in banks else set(banks)):
+                raise ConfigError(
+                    f"[actions.altitude] rules: {name!r} covers child-safety banks, whose images never leave the "
+                    "labeler (name its other banks in [actions.altitude] banks instead)"
+                )

@@ -27,3 +27,7 @@ class ActionMetrics:
             "labeler_entries_review_only", "Bank entries switched to review-only by flood control", ["bank"],
             registry=registry,
         )  # fmt: skip
+        self.altitude_polls = Counter(
+            "labeler_altitude_polls", "Altitude cases read back, by outcome (confirmed, rejected, open, unavailable, "
+            "gone, decided-here)", ["outcome"], registry=registry,
+        )  # fmt: skip
