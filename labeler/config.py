@@ -58,6 +58,9 @@ class Settings:
     # Identity and auth.
     plc_url: str = "https://plc.directory"
     moderators: str = ""  # comma-separated DIDs allowed to use the moderation API with service auth
+    # Failed password attempts (admin password, upload tokens) one client may make per window (seconds); then 429.
+    max_login_failures: int = 10
+    login_failure_window: float = 60.0
     max_token_lifetime: int = 3600  # seconds a service token may still be valid (getServiceAuth grants at most 1 h)
     allow_insecure_did_web: bool = False  # did:web over http://localhost:PORT (tests, local development)
     # Image pipeline.
@@ -129,6 +132,7 @@ class Settings:
             "max_image_bytes", "max_image_pixels", "max_subscribers", "max_subscribers_per_client",
             "max_jpeg_scans", "hash_timeout", "upload_max_wait",
             "max_token_lifetime", "max_connections", "header_timeout", "keepalive_timeout",
+            "max_login_failures", "login_failure_window",
             "max_video_bytes", "max_video_seconds", "max_video_pixels", "video_fetch_timeout", "video_hash_timeout",
         ):  # fmt: skip
             if getattr(self, name) <= 0:

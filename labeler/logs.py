@@ -22,6 +22,8 @@ REDACTED: Final = "[redacted]"
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Uvicorn configures these itself unless told not to; we clear their handlers so they reach ours.
 UVICORN_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+# Libraries whose INFO lines are per request (httpx: one per blob fetch, DID resolution, PDS call): DEBUG for us.
+CHATTY_LOGGERS: Final = ("httpx",)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is worth a field.
 _RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -98,6 +100,16 @@ def make_formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
+class DemoteToDebug(logging.Filter):
+    """Turns a chatty library's INFO lines into DEBUG ones: shown at LABELER_LOG_LEVEL=debug, not at info."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(level: str = "info", fmt: str = "text", *, stream: TextIO | None = None) -> None:
     """Send every log record, ours and uvicorn's, through one handler on stderr in the chosen format.
 
@@ -110,6 +122,10 @@ def configure_logging(level: str = "info", fmt: str = "text", *, stream: TextIO 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DemoteToDebug) for f in logger.filters):
+            logger.addFilter(DemoteToDebug())
     for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers.clear()

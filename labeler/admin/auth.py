@@ -2,7 +2,8 @@
 moderators (`LABELER_MODERATORS`) use service auth instead: a JWT from their PDS with `aud` our DID and `lxm`
 the method's NSID (`com.atproto.server.getServiceAuth`), so they never hold the operator's password.
 
-Without a configured password the admin API is closed to Basic credentials, never open.
+Without a configured password the admin API is closed to Basic credentials, never open. Wrong passwords are
+limited per client (`labeler.xrpc.failed_logins`): past the allowance every attempt is 429 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.requests import Request
 
 from labeler.protocol.errors import AuthRequired, Forbidden
 from labeler.service import Labeler
+from labeler.xrpc.failed_logins import FailureLimiter
 from labeler.xrpc.service_auth import verify_service_auth
 
 ADMIN_USER = "admin"
@@ -32,14 +34,19 @@ def authenticate_admin(request: Request) -> str:
         raise AuthRequired("use HTTP Basic credentials admin:<password>")
     if not password:
         raise AuthRequired("the admin API is disabled: set LABELER_ADMIN_PASSWORD")
+    failed_logins: FailureLimiter = request.app.state.failed_logins
+    client = failed_logins.check_client(request)  # before comparing: out of attempts, right or wrong is refused
     try:
         user, _, given = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
+        failed_logins.failed(client)
         raise AuthRequired("malformed Basic credentials") from None
     user_ok = hmac.compare_digest(user.encode(), ADMIN_USER.encode())
     password_ok = hmac.compare_digest(given.encode(), password.encode())
     if not (user_ok and password_ok):
+        failed_logins.failed(client)
         raise AuthRequired("invalid credentials")
+    failed_logins.succeeded(client)
     return ADMIN_USER
 
 

@@ -24,7 +24,8 @@ from labeler.protocol import syntax
 from labeler.protocol.errors import InvalidRequest
 from labeler.protocol.label import InvalidLabel, check_value
 from labeler.reports.actions import is_queue_event, queue_action
-from labeler.reports.subject import parse_subject_ref
+from labeler.reports.store import ActionResult
+from labeler.reports.subject import Subject, parse_subject_ref
 from labeler.reports.validate import parse_mod_tool
 from labeler.service import Labeler
 from labeler.xrpc.body import read_json_object
@@ -85,16 +86,44 @@ async def emit_event(request: Request) -> JSONResponse:
         return await emit_queue_event(labeler, body, actor)
     # Every part of the request is checked before the labels are written: it is refused whole, or done whole.
     subject = parse_subject_ref(body.get("subject"))
-    uri, cid = subject.uri, subject.cid
-    create, negate, duration, comment = parse_label_event(body.get("event"))
+    parse_label_event(body.get("event"))
     created_by = created_by_for(body, actor, labeler)
     mod_tool = parse_mod_tool(body.get("modTool"))
     blob_cids = _blob_cids(body.get("subjectBlobCids", []))
+    logged, created_at = await apply_label_event(
+        labeler, subject, body["event"], created_by=created_by, actor=actor, mod_tool=mod_tool
+    )
+    view: dict[str, Any] = {
+        "id": logged.event.id,
+        "event": body["event"],
+        "subject": body["subject"],
+        "subjectBlobCids": blob_cids,
+        "createdBy": created_by,
+        "createdAt": created_at,
+    }
+    if mod_tool is not None:
+        view["modTool"] = mod_tool
+    return JSONResponse(view)
+
+
+async def apply_label_event(
+    labeler: Labeler,
+    subject: Subject,
+    event: dict[str, Any],
+    *,
+    created_by: str,
+    actor: str,
+    mod_tool: dict[str, Any] | None = None,
+) -> tuple[ActionResult, str]:
+    """What a modEventLabel does, for emitEvent and the console: write the labels, reverse the pipeline's
+    decisions behind negated values, audit the event and close the subject's open reports. Returns the audit
+    result and the labels' `cts`. InvalidRequest (nothing done) if the event is not a valid label event."""
+    create, negate, duration, comment = parse_label_event(event)
     exp = None
     if duration is not None:
         exp = syntax.format_datetime(datetime.now(UTC) + timedelta(hours=duration))
     requests = [
-        LabelRequest(uri=uri, cid=cid, val=val, neg=neg, exp=None if neg else exp,
+        LabelRequest(uri=subject.uri, cid=subject.cid, val=val, neg=neg, exp=None if neg else exp,
                      actor=f"{actor}:{created_by}", via="emitEvent", reason=comment)
         for vals, neg in ((create, False), (negate, True))
         for val in vals
@@ -104,16 +133,6 @@ async def emit_event(request: Request) -> JSONResponse:
     except InvalidLabel as exc:
         raise InvalidRequest(str(exc)) from None
     if negate:
-        await labeler.pipeline.decisions.label_negated(uri, cid, negate, actor=created_by, note=comment)
-    logged = await labeler.reports.act(subject, body["event"], created_by=created_by, actor=actor, mod_tool=mod_tool)
-    view: dict[str, Any] = {
-        "id": logged.event.id,
-        "event": body["event"],
-        "subject": body["subject"],
-        "subjectBlobCids": blob_cids,
-        "createdBy": created_by,
-        "createdAt": stored[0].label.cts,
-    }
-    if mod_tool is not None:
-        view["modTool"] = mod_tool
-    return JSONResponse(view)
+        await labeler.pipeline.decisions.label_negated(subject.uri, subject.cid, negate, actor=created_by, note=comment)
+    logged = await labeler.reports.act(subject, event, created_by=created_by, actor=actor, mod_tool=mod_tool)
+    return logged, stored[0].label.cts

@@ -6,14 +6,16 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from labeler.config import ConfigError, Settings, load_settings
 from labeler.keys import KeyringError
-from labeler.service import Labeler
-from labeler.store.engine import StoreError
+from labeler.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from labeler.service import Labeler
 
 T = TypeVar("T")
 
@@ -39,7 +41,12 @@ async def _as_coroutine(fn: Callable[[], Awaitable[T]]) -> T:
 
 @asynccontextmanager
 async def running_labeler(settings: Settings) -> AsyncIterator[Labeler]:
-    """A Labeler without a stream hub: CLI writes reach a running server's subscribers through its poll."""
+    """A Labeler without a stream hub: CLI writes reach a running server's subscribers through its poll.
+
+    The service (SQLAlchemy, the pipeline, the SDK) is imported here, not with the CLI, so that `labeler --help`
+    and commands that do not need it start at once."""
+    from labeler.service import Labeler
+
     labeler = Labeler(settings, with_hub=False)
     await labeler.start(create_dev_key=False)
     try:

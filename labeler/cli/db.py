@@ -6,7 +6,6 @@ import click
 
 from labeler.cli._common import run, settings_or_exit
 from labeler.store.engine import create_engine
-from labeler.store.migrate import current_revision, head_revision, upgrade
 
 
 @click.group()
@@ -18,6 +17,7 @@ def db() -> None:
 def db_upgrade() -> None:
     """Apply all migrations (also done on `serve`)."""
     settings = settings_or_exit()
+    from labeler.store.migrate import current_revision, upgrade  # Alembic: imported when used (labeler.cli)
 
     async def body() -> str | None:
         engine = create_engine(settings.database_url)
@@ -34,6 +34,7 @@ def db_upgrade() -> None:
 def db_current() -> None:
     """Show the database's revision and the newest one available."""
     settings = settings_or_exit()
+    from labeler.store.migrate import current_revision, head_revision  # Alembic: imported when used (labeler.cli)
 
     async def body() -> str | None:
         engine = create_engine(settings.database_url)

@@ -29,7 +29,6 @@ from labeler.cli._identity import (
 )
 from labeler.identity.plc import PlcState
 from labeler.identity.plc_directory import PlcDirectory, create_did
-from labeler.xrpc.well_known import did_document
 
 
 @click.group()
@@ -42,6 +41,8 @@ def did_show() -> None:
     """Print the DID document: ours as served (did:web of our host), else as resolved now."""
     settings = settings_or_exit()
     if settings.serves_did_web:
+        from labeler.xrpc.well_known import did_document  # imported when used: see labeler.cli
+
         echo_json(did_document(settings, active_key(settings).multikey))
         return
 

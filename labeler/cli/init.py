@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -108,11 +109,13 @@ def init(
         raise click.ClickException(f"{path} exists; pass --force to overwrite it")
     defaults = Settings()
     method = _ask(did_method, no_input, "DID method", "plc", type=click.Choice(["web", "plc"]))
+    public_url = _ask(public_url, no_input, "Public URL (https://host)", defaults.public_url)
     values = {
-        "public_url": _ask(public_url, no_input, "Public URL (https://host)", defaults.public_url),
+        "public_url": public_url,
         "database_url": _ask(database_url, no_input, "Database URL", defaults.database_url),
         "keys_dir": _ask(keys_dir, no_input, "Keys folder", str(defaults.keys_dir)),
         "plc_url": _ask(plc_url, no_input, "PLC directory", defaults.plc_url),
+        **_served_port(public_url),
     }
     locale = DEFAULT_LABEL["locales"][0]
     label = {
@@ -137,6 +140,17 @@ def init(
     click.echo("\nNext:")
     for step in _next_steps(method, path):
         click.echo(f"  {step}")
+
+
+def _served_port(public_url: str) -> dict[str, int]:
+    """A plain-http public URL with a port is served by `labeler serve` itself, so it listens on that port; behind
+    an HTTPS proxy (https://, or no port) the default port stays, and the proxy forwards to it."""
+    url = urlsplit(public_url)
+    try:
+        port = url.port
+    except ValueError:
+        return {}  # the settings check names the bad URL
+    return {"port": port} if url.scheme == "http" and port else {}
 
 
 def _next_steps(method: str, path: Path) -> list[str]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
-from labeler.console.moderators import Moderator, ModeratorError, ModeratorStore
+
+if TYPE_CHECKING:
+    from labeler.console.moderators import Moderator
 
 
 @click.group()
@@ -26,6 +30,8 @@ def moderators() -> None:
 def moderators_add(name: str, password: str) -> None:
     """Add NAME, who signs in to the console with the given credential."""
     settings = settings_or_exit()
+    # The console (Starlette, Jinja2, the service) is imported by these commands, not with the CLI (labeler.cli).
+    from labeler.console.moderators import ModeratorError, ModeratorStore
 
     async def body() -> Moderator:
         async with running_labeler(settings) as labeler:
@@ -43,6 +49,8 @@ def moderators_add(name: str, password: str) -> None:
 def moderators_list(as_json: bool) -> None:
     """Moderators, by name."""
     settings = settings_or_exit()
+    # The console (Starlette, Jinja2, the service) is imported by these commands, not with the CLI (labeler.cli).
+    from labeler.console.moderators import ModeratorStore
 
     async def body() -> list[Moderator]:
         async with running_labeler(settings) as labeler:
@@ -61,6 +69,8 @@ def moderators_list(as_json: bool) -> None:
 def moderators_remove(name: str) -> None:
     """Remove NAME: their credential stops working and their console sessions end at their next request."""
     settings = settings_or_exit()
+    # The console (Starlette, Jinja2, the service) is imported by these commands, not with the CLI (labeler.cli).
+    from labeler.console.moderators import ModeratorError, ModeratorStore
 
     async def body() -> None:
         async with running_labeler(settings) as labeler:

@@ -8,13 +8,9 @@ import signal
 from types import FrameType
 
 import click
-import uvicorn
 
 from labeler.cli._common import settings_or_exit
 from labeler.logs import configure_logging
-from labeler.single_process import SingleProcessError, check_free
-from labeler.xrpc.app import create_app
-from labeler.xrpc.server_options import raise_fd_limit, uvicorn_options
 
 # On SIGTERM uvicorn stops accepting, closes WebSockets (1012) and waits this long for in-flight requests before
 # cancelling them; the lifespan then drains the label writer. Keep it under the orchestrator's kill timeout.
@@ -26,6 +22,13 @@ GRACEFUL_SHUTDOWN_SECONDS = 20
 @click.option("--port", type=int, help="Port to bind (LABELER_PORT, default 8080).")
 def serve(host: str | None, port: int | None) -> None:
     """Serve queryLabels, subscribeLabels, emitEvent and the DID document."""
+    # The server and everything it serves are imported here, not when the CLI starts (labeler.cli).
+    import uvicorn
+
+    from labeler.single_process import SingleProcessError, check_free
+    from labeler.xrpc.app import create_app
+    from labeler.xrpc.server_options import raise_fd_limit, uvicorn_options
+
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings_or_exit(**overrides)
     configure_logging(settings.log_level, settings.log_format)

@@ -15,7 +15,6 @@ import click
 from labeler.cli._common import run, settings_or_exit
 from labeler.config import Settings
 from labeler.logs import configure_logging
-from labeler.service import Labeler
 
 
 @click.command()
@@ -36,6 +35,8 @@ async def _ingest(settings: Settings, workers: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from labeler.service import Labeler  # imported when used: see labeler.cli
+
     labeler = Labeler(settings, with_hub=False)
     try:
         # Workers sign labels, so they need a key; sources alone do not.

@@ -10,7 +10,6 @@ import click
 
 from labeler.cli._common import run, settings_or_exit
 from labeler.logs import configure_logging
-from labeler.service import Labeler
 
 
 @click.command()
@@ -23,6 +22,8 @@ def worker(count: int | None, drain: bool) -> None:
     workers = count or max(settings.workers, 1)
 
     async def body() -> None:
+        from labeler.service import Labeler  # imported when used: see labeler.cli
+
         labeler = Labeler(settings, with_hub=False)
         await labeler.start(exclusive=True, workers=workers)
         stop = asyncio.Event()

@@ -1,9 +1,10 @@
 """The moderator console at `/console/`: server-rendered pages (Jinja2) and one local script, mounted by `serve`.
 
-Modules: `auth` (sign-in, session cookie, CSRF), `sessions` (the signed cookie), `passwords` (scrypt),
-`moderators` (the operator's list of moderators), `throttle` (failed sign-ins), `queue` (the review queue in
-priority order), `pages` (the pages), `image` (an item's image, fetched for the reviewer), `web` (templates,
-forms, errors, security headers).
+Modules: `auth` (sign-in, session cookie, CSRF; failed sign-ins through `labeler.xrpc.failed_logins`),
+`sessions` (the signed cookie), `passwords` (scrypt), `moderators` (the operator's list of moderators), `queue`
+(the review queue in priority order), `pages` (sign-in and the review queue), `image` (an item's image, fetched
+for the reviewer), `posts` (the posts' text), `moderation` (reports and labels), `records` (banks, the audit
+log, a subject's history), `web` (templates, forms, errors, security headers).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from labeler.console import pages
+from labeler.console import moderation, pages, records
 from labeler.console.image import item_image
 from labeler.console.web import STATIC_DIR, SecurityHeaders
 
@@ -26,7 +27,16 @@ def console_mount() -> Mount:
             Route("/logout", pages.logout, methods=["POST"]),
             Route("/queue", pages.queue),
             Route("/items/{item_id}/decide", pages.decide, methods=["POST"]),
+            Route("/items/decide", pages.decide_selected, methods=["POST"]),
             Route("/items/{item_id}/image", item_image),
+            Route("/reports", moderation.reports),
+            Route("/reports/act", moderation.act_on_report, methods=["POST"]),
+            Route("/labels", moderation.labels),
+            Route("/labels/negate", moderation.negate_label, methods=["POST"]),
+            Route("/banks", records.banks),
+            Route("/banks/entry", records.set_entry_state, methods=["POST"]),
+            Route("/audit", records.audit),
+            Route("/history", records.history),
             Mount("/static", StaticFiles(directory=STATIC_DIR)),
         ],
         middleware=[Middleware(SecurityHeaders)],

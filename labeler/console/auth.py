@@ -7,13 +7,17 @@
   expires with the session.
 - Every POST carries the session's CSRF token as the form field `csrf`; the sign-in form too (its token lives in
   a session with no user).
+- Signing out puts the session on a signed-out list in the database (`labeler.store.token_uses`), so its cookie
+  is refused everywhere even if it was copied; the list keeps each entry until the session would have expired.
 - The audit name of a session is `admin` (the operator's password) or `moderator:<name>`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import time
 from typing import Final
 
 from starlette.requests import Request
@@ -22,17 +26,23 @@ from starlette.responses import Response
 from labeler.console.moderators import ModeratorStore
 from labeler.console.passwords import DECOY_HASH, verify_secret_async
 from labeler.console.sessions import LIFETIME, Session, SessionCodec, load_secret
-from labeler.console.throttle import FailureLimiter
-from labeler.console.web import ConsoleError, Redirect
+from labeler.console.web import ConsoleError, Redirect, read_form
 from labeler.service import Labeler
+from labeler.xrpc.failed_logins import FailureLimiter
 
 COOKIE: Final = "labeler_console"
 ADMIN: Final = "admin"
 MODERATOR_PREFIX: Final = "moderator:"
 LOGIN_PATH: Final = "/console/login"
+SIGNED_OUT: Final = "console-signout"
 _MAX_CREDENTIAL: Final = 1024
 
 log = logging.getLogger(__name__)
+
+
+def _session_id(session: Session) -> str:
+    """A session's name in the signed-out list: a hash of its CSRF token (random per session, never stored)."""
+    return "sha256:" + hashlib.sha256(session.csrf.encode()).hexdigest()
 
 
 def actor(session: Session) -> str:
@@ -40,9 +50,15 @@ def actor(session: Session) -> str:
     return ADMIN if session.user == ADMIN else MODERATOR_PREFIX + session.user
 
 
+def console_auth(request: Request) -> ConsoleAuth:
+    auth: ConsoleAuth = request.app.state.console_auth
+    return auth
+
+
 class ConsoleAuth:
     def __init__(self, labeler: Labeler) -> None:
         self.settings = labeler.settings
+        self.signed_out = labeler.replay  # signed-out sessions, until they expire (labeler.store.token_uses)
         self.moderators = ModeratorStore(labeler.engine)
         self.by_address = FailureLimiter(limit=5, window=300)
         self.by_name = FailureLimiter(limit=20, window=900)
@@ -68,7 +84,14 @@ class ConsoleAuth:
         if found is None or not found.user:
             return None
         expected = await self._tag_for(found.user)
-        return found if expected is not None and hmac.compare_digest(found.tag, expected) else None
+        if expected is None or not hmac.compare_digest(found.tag, expected):
+            return None
+        return None if await self.signed_out.used(SIGNED_OUT, _session_id(found), time.time()) else found
+
+    async def sign_out(self, session: Session) -> None:
+        """Refuse this session's cookie from now on, in every process sharing the database, until it expires."""
+        now = time.time()
+        await self.signed_out.first_use(SIGNED_OUT, _session_id(session), float(session.expires), now)
 
     async def require(self, request: Request) -> Session:
         """The signed-in session; a page request without one is sent to the sign-in page, anything else refused."""
@@ -78,6 +101,13 @@ class ConsoleAuth:
         if request.method == "GET":
             raise Redirect(LOGIN_PATH)
         raise ConsoleError(403, "sign in first")
+
+    async def posted(self, request: Request) -> tuple[Session, dict[str, str]]:
+        """The signed-in session and the form of a POST whose CSRF token matches it (else ConsoleError)."""
+        session = await self.require(request)
+        form = await read_form(request)
+        self.check_csrf(request, session, form)
+        return session, form
 
     def anonymous(self, request: Request) -> Session:
         """The pre-sign-in session carrying the sign-in form's CSRF token (kept if the cookie has a valid one)."""

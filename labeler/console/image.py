@@ -12,7 +12,7 @@ from typing import Final
 from starlette.requests import Request
 from starlette.responses import Response
 
-from labeler.console.auth import ConsoleAuth
+from labeler.console.auth import console_auth
 from labeler.console.web import ConsoleError, page
 from labeler.pipeline.fetcher import FetchRejected, FetchUnavailable
 from labeler.pipeline.jobs import ImageRef
@@ -26,8 +26,7 @@ RENDERABLE: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/we
 
 @page
 async def item_image(request: Request) -> Response:
-    auth: ConsoleAuth = request.app.state.console_auth
-    await auth.require(request)
+    await console_auth(request).require(request)
     labeler: Labeler = request.app.state.labeler
     item_id = path_id(request, "item_id")
     try:

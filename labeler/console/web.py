@@ -23,7 +23,7 @@ HERE: Final = Path(__file__).resolve().parent
 TEMPLATES: Final = Jinja2Templates(directory=HERE / "templates")  # autoescaping on (Starlette's default)
 STATIC_DIR: Final = HERE / "static"
 MAX_FORM_BYTES: Final = 16 * 1024
-_MAX_FIELDS: Final = 16
+_MAX_FIELDS: Final = 64  # the queue's bulk form: a checkbox per shown item (50) and its own fields
 
 #: No inline script or style, nothing from elsewhere, no framing, forms only to ourselves.
 CSP: Final = (
@@ -85,7 +85,7 @@ def render(
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """An urlencoded form body, at most 16 KiB and 16 fields, each name once, in UTF-8."""
+    """An urlencoded form body, at most 16 KiB and 64 fields, each name once, in UTF-8."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if request.method != "POST" or content_type != "application/x-www-form-urlencoded":
         raise ConsoleError(415, "send the form as application/x-www-form-urlencoded")

@@ -9,9 +9,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 import httpx
-from atproto import models
-from atproto_client.exceptions import ModelError
-from atproto_client.models.utils import get_or_create
 
 from labeler.config import Settings
 from labeler.declaration import GLOBAL_VALUES, IDENTIFIER_RE, load_declaration
@@ -54,6 +51,11 @@ def validate_record(record: dict[str, Any]) -> None:
         problems.append("labelValues has duplicates")
     defined = [d.get("identifier") for d in policies.get("labelValueDefinitions") or [] if isinstance(d, dict)]
     problems += [f"definition {i!r} is not in labelValues" for i in defined if i not in values]
+    # The SDK's models are imported when a record is checked, not with the CLI (labeler.cli).
+    from atproto import models
+    from atproto_client.exceptions import ModelError
+    from atproto_client.models.utils import get_or_create
+
     try:
         get_or_create(record, models.AppBskyLabelerService.Record, strict=True)
     except (ModelError, ValueError, TypeError) as exc:
@@ -64,6 +66,8 @@ def validate_record(record: dict[str, Any]) -> None:
 
 async def publish(account: PdsAccount, record: dict[str, Any], *, expect_did: str) -> tuple[str, str]:
     """putRecord at `self` as the account; returns (uri, cid). Refuses to publish for another DID."""
+    from atproto import models
+
     validate_record(record)
     async with pds_session(account) as session:
         if session.did != expect_did:

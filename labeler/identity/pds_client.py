@@ -9,15 +9,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httpx
-from atproto import AsyncClient
-from atproto_client.exceptions import RequestErrorBase, UnauthorizedError
-from atproto_client.models.common import XrpcError
-from atproto_client.request import AsyncRequest
 
 from labeler.identity.resolver import IdentityError
+
+if TYPE_CHECKING:
+    from atproto import AsyncClient
+    from atproto_client.exceptions import RequestErrorBase
 
 DEFAULT_TIMEOUT: Final = 15.0
 
@@ -46,7 +46,13 @@ class PdsSession:
 
 @contextlib.asynccontextmanager
 async def pds_session(account: PdsAccount, *, http_timeout: float = DEFAULT_TIMEOUT) -> AsyncIterator[PdsSession]:
-    """Log in (createSession) and yield the client and the account's DID."""
+    """Log in (createSession) and yield the client and the account's DID.
+
+    The SDK's client package (~0.5 s to import) is imported here, by the commands that talk to a PDS, and not
+    by every command that imports this module (labeler.cli)."""
+    from atproto import AsyncClient
+    from atproto_client.request import AsyncRequest
+
     client = AsyncClient(base_url=account.pds_url, request=AsyncRequest(timeout=http_timeout))
     try:
         async with pds_step(f"logging in to {account.pds_url} as {account.identifier}"):
@@ -60,6 +66,8 @@ async def pds_session(account: PdsAccount, *, http_timeout: float = DEFAULT_TIME
 @contextlib.asynccontextmanager
 async def pds_step(step: str) -> AsyncIterator[None]:
     """Turn SDK and transport errors inside the block into `PdsError("<step> failed: …")`."""
+    from atproto_client.exceptions import RequestErrorBase, UnauthorizedError
+
     try:
         yield
     except UnauthorizedError as exc:
@@ -79,6 +87,8 @@ def _detail(exc: RequestErrorBase) -> str:
         cause = exc.__cause__ or exc.__context__
         return f"PDS unreachable ({type(cause).__name__ if cause else type(exc).__name__})"
     content = response.content
+    from atproto_client.models.common import XrpcError
+
     if isinstance(content, XrpcError):
         return f"HTTP {response.status_code} {content.error}: {content.message or ''}".rstrip(": ")
     return f"HTTP {response.status_code}"

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from atproto import models
-
 from labeler.identity.pds_client import PdsAccount, PdsError, pds_session, pds_step
 from labeler.identity.plc import LABEL_METHOD, LABELER_SERVICE, PlcState
 from labeler.identity.plc_directory import PlcDirectory
@@ -39,6 +37,8 @@ async def link_via_pds(
     With `token` the emailed token is already known; otherwise a new one is requested and `ask_token` supplies it.
     `expect_did` guards against logging in to another account than the labeler's.
     """
+    from atproto import models  # imported when used, not with the CLI (labeler.cli)
+
     async with pds_session(account) as session:
         did, identity = session.did, session.client.com.atproto.identity
         if expect_did is not None and did != expect_did:

@@ -147,7 +147,7 @@ class HmaBanks:
         todo = list(unsent.values())
         report.skipped = len(entries) - len(todo)
         progress(report.skipped)
-        seen = max(known.values(), default=0) or await self._highest_content_id(name)
+        seen = max(known.values(), default=0) or await self.newest_content_id(name)
         limit = asyncio.Semaphore(concurrency)
 
         async def add(entry: EntryInput) -> int | MatchFailure:
@@ -230,19 +230,24 @@ class HmaBanks:
         known.update(found)
         return len(found)
 
-    async def _highest_content_id(self, name: str) -> int:
+    async def newest_content_id(self, name: str) -> int:
         """An existing content id near the newest (any bank's), found by doubling then halving: the lowest bound
-        for ids HMA gives later adds, so resolving them need not read from id 1."""
+        for ids HMA gives later adds, so resolving them need not read from id 1. An id counts as existing when it
+        or one of the next few does, so a deleted item does not stop the search short."""
         low, high = 0, 1
-        while await self._read(name, high) is not None:
+        while await self._exists_near(name, high):
             low, high = high, high * 2
         while high - low > 1:
             mid = (low + high) // 2
-            if await self._read(name, mid) is not None:
+            if await self._exists_near(name, mid):
                 low = mid
             else:
                 high = mid
         return low
+
+    async def _exists_near(self, name: str, content_id: int) -> bool:
+        ids = range(content_id, content_id + _PROBES)
+        return any(r is not None for r in await asyncio.gather(*(self._read(name, i) for i in ids)))
 
     async def _read(self, name: str, content_id: int) -> dict[str, Any] | None:
         try:

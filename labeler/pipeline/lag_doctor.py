@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from labeler.config import Settings
+from labeler.config import ConfigError, Settings
 from labeler.identity.doctor import Finding
 from labeler.pipeline.cursors import CursorStore
 from labeler.pipeline.jobs import JobQueue
@@ -32,9 +32,12 @@ async def lag_findings(settings: Settings, clock: Callable[[], float] = time.tim
     engine = create_engine(settings.database_url)
     try:
         jobs, cursors = JobQueue(engine, clock=clock), CursorStore(engine)
-        findings = [await _source_finding(s.name, cursors, clock()) for s in Sources.from_settings(
-            settings, jobs, cursors
-        ).sources]  # fmt: skip
+        try:
+            sources = Sources.from_settings(settings, jobs, cursors).sources
+        except ConfigError as exc:
+            findings = [Finding("source-lag", "fail", str(exc), "fix the URL")]
+        else:
+            findings = [await _source_finding(s.name, cursors, clock()) for s in sources]
         findings.append(await _queue_finding(jobs, settings.ingest_max_pending_jobs))
         return findings
     except StoreError as exc:

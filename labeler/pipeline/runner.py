@@ -160,7 +160,21 @@ class JobProcessor:
             log.warning("job %d: lease lost before finishing (%s)", job.id, outcome)
             return "lost-lease"
         self.p.telemetry.outcomes.labels(outcome=outcome, reason=reason or "").inc()
-        log.debug("job %d: %s %s", job.id, outcome, reason or "")
+        # What the labeler did, one line per job with its subject: a match, and a job refused (and why), at INFO;
+        # no-match, the common case on a firehose, at DEBUG.
+        log.log(
+            logging.DEBUG if outcome == "no-match" else logging.INFO,
+            "job %d %s%s: %s (%s %s by %s)",
+            job.id,
+            outcome,
+            f" {reason}" if reason else "",
+            job.subject_uri,
+            job.image.media,
+            job.image.blob_cid,
+            job.image.did,
+            extra={"job": job.id, "outcome": outcome, "reason": reason, "subject": job.subject_uri}
+            | ({"detail": detail} if detail else {}),
+        )
         return outcome
 
     async def _retry(

@@ -126,10 +126,14 @@ class PayloadTooLarge(XrpcError):
 
 
 class RateLimitExceeded(XrpcError):
-    """Too many requests."""
+    """Too many requests; `retry_after`: whole seconds to wait, sent as `Retry-After` when known."""
 
     status = 429
     name = "RateLimitExceeded"
+
+    def __init__(self, message: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InternalServerError(XrpcError):

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 from typing import Any, Final
 
 import libipld
-from atproto_client.models import string_formats as _sf
 
 MAX_URI_LENGTH: Final = 8 * 1024
+MAX_DID_LENGTH: Final = 2048  # the DID spec's limit, as the SDK's validator has it
 _STRICT: Final[Any] = SimpleNamespace(context={"strict_string_format": True})
 _NSID_RE: Final = re.compile(
     r"[a-zA-Z]([a-zA-Z0-9-]{0,62})?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})?)+(\.[a-zA-Z]([a-zA-Z0-9]{0,62})?)"
@@ -28,18 +28,23 @@ _NSID_RE: Final = re.compile(
 _PLAIN_DID_RE: Final = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:-]*[a-zA-Z0-9._-]")
 
 
-def _sdk_check(validate: Any, value: str) -> str:
-    """The SDK's validators anchor their regexes with `$`, which also matches before a trailing newline."""
+def _sdk_check(validator: str, value: str) -> str:
+    """The SDK's validators anchor their regexes with `$`, which also matches before a trailing newline.
+
+    The SDK is imported on first use: its package imports its whole client (~0.5 s), which a CLI command that
+    never checks an unusual identifier should not pay for at start."""
     if value.endswith("\n"):
         raise ValueError(f"invalid identifier (trailing newline): {value!r}")
-    result: str = validate(value, _STRICT)
+    from atproto_client.models import string_formats
+
+    result: str = getattr(string_formats, validator)(value, _STRICT)
     return result
 
 
 def check_did(value: str) -> str:
-    if len(value) <= _sf.MAX_DID_LENGTH and _PLAIN_DID_RE.fullmatch(value):
+    if len(value) <= MAX_DID_LENGTH and _PLAIN_DID_RE.fullmatch(value):
         return value
-    return _sdk_check(_sf.validate_did, value)
+    return _sdk_check("validate_did", value)
 
 
 def is_did(value: str) -> bool:
@@ -51,7 +56,7 @@ def is_did(value: str) -> bool:
 
 
 def check_handle(value: str) -> str:
-    return _sdk_check(_sf.validate_handle, value)
+    return _sdk_check("validate_handle", value)
 
 
 def check_nsid(value: str) -> str:
@@ -61,7 +66,7 @@ def check_nsid(value: str) -> str:
 
 
 def check_record_key(value: str) -> str:
-    return _sdk_check(_sf.validate_record_key, value)
+    return _sdk_check("validate_record_key", value)
 
 
 def check_at_uri(value: str) -> str:
@@ -108,7 +113,7 @@ def check_datetime(value: str) -> str:
     """The lexicon `datetime` format: RFC 3339 ∩ ISO 8601, timezone required, `-00:00` forbidden."""
     if len(value) > 64:
         raise ValueError("invalid datetime: too long")
-    return _sdk_check(_sf.validate_datetime, value)
+    return _sdk_check("validate_datetime", value)
 
 
 def parse_datetime(value: str) -> datetime:

@@ -15,9 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-
-class StoreError(Exception):
-    """A database operation failed; the message is safe to show an operator."""
+from labeler.store.errors import StoreError as StoreError  # re-exported: the store's callers import it from here
 
 
 def normalise_url(url: str) -> str:

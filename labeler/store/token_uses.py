@@ -5,6 +5,9 @@ and on PostgreSQL each labeler process accepted the same token once. Here the fi
 and the primary key makes any later insert of the same pair, by any process, a no-op that reports a replay. Rows
 are kept until the token's `exp` (plus leeway), which the verifier bounds to about an hour, and deleted at most
 once a minute by whichever process records a token then.
+
+The console records its signed-out sessions here too (`iss` "console-signout", the session's token hash), so a
+signed-out session cookie is refused by every process until it would have expired anyway.
 """
 
 from __future__ import annotations
@@ -36,3 +39,13 @@ class TokenUses:
                 await conn.execute(sa.delete(service_token_uses).where(service_token_uses.c.expires_at < now))
             result = await conn.execute(self._insert(service_token_uses).values(row).on_conflict_do_nothing())
             return result.rowcount == 1
+
+    async def used(self, iss: str, token_id: str, now: float) -> bool:
+        """True if `(iss, token_id)` was recorded and has not expired."""
+        query = sa.select(sa.literal(1)).where(
+            service_token_uses.c.iss == iss,
+            service_token_uses.c.token_id == token_id,
+            service_token_uses.c.expires_at >= now,
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
@@ -21,7 +21,8 @@ from labeler.console.auth import ConsoleAuth
 from labeler.protocol.errors import MethodNotImplemented, MethodNotSupported, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.create_report import create_report
-from labeler.xrpc.errors import handle_http_error, handle_unexpected, handle_xrpc_error
+from labeler.xrpc.errors import handle_client_disconnect, handle_http_error, handle_unexpected, handle_xrpc_error
+from labeler.xrpc.failed_logins import FailureLimiter
 from labeler.xrpc.limits import BodyLimitMiddleware
 from labeler.xrpc.query_labels import query_labels
 from labeler.xrpc.subscribe_labels import subscribe_labels
@@ -97,10 +98,13 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
         exception_handlers={
             XrpcError: handle_xrpc_error,
             HTTPException: handle_http_error,
+            ClientDisconnect: handle_client_disconnect,
             Exception: handle_unexpected,
         },
         lifespan=lifespan,
     )
     app.state.labeler = service
     app.state.console_auth = ConsoleAuth(service)
+    # Failed password attempts per client, shared by every route that takes a guessable secret.
+    app.state.failed_logins = FailureLimiter.for_clients(settings)
     return app

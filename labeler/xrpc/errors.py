@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from labeler.protocol.errors import InternalServerError, XrpcError
+from labeler.protocol.errors import InternalServerError, RateLimitExceeded, XrpcError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def error_response(exc: XrpcError, headers: dict[str, str] | None = None) -> JSO
 async def handle_xrpc_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, XrpcError)
     headers = {"WWW-Authenticate": 'Basic realm="labeler"'} if exc.status == 401 else None
+    if isinstance(exc, RateLimitExceeded) and exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
     return error_response(exc, headers)
 
 
@@ -44,6 +46,16 @@ async def handle_http_error(_request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": name, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
 
+async def handle_client_disconnect(request: Request, _exc: Exception) -> Response:
+    """A client closed its connection before its body was complete (a cancelled upload, a truncated request):
+    nothing went wrong here, and anyone can do it, so INFO without a traceback. The response goes nowhere."""
+    client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+    log.info("%s closed the connection before sending all of its %s %s body", client, request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered 500, and the connection closed after it (whatever the failure
+    left half done belongs to no later request on that connection)."""
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(InternalServerError("internal error"))
+    return error_response(InternalServerError("internal error"), {"Connection": "close"})

@@ -47,6 +47,7 @@ from labeler.protocol.errors import AuthRequired, InvalidRequest, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.body import parse_json
 from labeler.xrpc.errors import error_response
+from labeler.xrpc.failed_logins import FailureLimiter
 from labeler.xrpc.upload_body import read_upload
 
 HASH_PATH: Final = "/api/v1/hash"
@@ -184,12 +185,16 @@ def _authorize(request: Request) -> Labeler:
         raise AuthRequired("the upload API is disabled: set LABELER_UPLOAD_TOKENS")
     if scheme.lower() != "bearer" or not given.strip():
         raise AuthRequired("send Authorization: Bearer <upload token>")
+    failed_logins: FailureLimiter = request.app.state.failed_logins
+    client = failed_logins.check_client(request)  # a token is a password: guesses are limited per client
     digest = hashlib.sha256(given.strip().encode()).digest()
     ok = False
     for token in tokens:  # every token compared, equal-length digests: no early exit to time
         ok |= hmac.compare_digest(digest, hashlib.sha256(token.encode()).digest())
     if not ok:
+        failed_logins.failed(client)
         raise AuthRequired("invalid upload token")
+    failed_logins.succeeded(client)
     return labeler
 
 

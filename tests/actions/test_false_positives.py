@@ -153,7 +153,7 @@ def test_false_positive_and_entry_commands(
     assert f"{BANK} {entry}: disabled" in ok("entries", "list") and "by cli" in ok("entries", "list")
     assert "review-only" in ok("entries", "review-only", BANK, entry, "--reason", "looks at it later")
     assert "matching as usual" in ok("entries", "clear", BANK, entry)
-    assert ok("entries", "list") == ""
+    assert ok("entries", "list") == "no entries held back (none disabled or review-only)\n"
     assert shell("entries", "clear", BANK, entry).exit_code == 1
 
 

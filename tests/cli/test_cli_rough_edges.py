@@ -111,3 +111,17 @@ def test_declare_on_our_own_did_web_fails_before_asking_for_a_password(
         result = runner.invoke(cli, ["declare"], input="secret\n")
     assert result.exit_code == 1 and "names no PDS" in result.output and "link-pds" in result.output, result.output
     assert "password" not in result.output.lower()
+
+
+@pytest.mark.parametrize(
+    ("public_url", "port"),
+    [("http://labels.test:2590", 2590), ("https://labels.test", 8080), ("https://labels.test:8443", 8080)],
+)
+def test_serve_listens_where_init_says(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, public_url: str, port: int
+) -> None:
+    """A plain-http public URL is served by `labeler serve` itself, on its port; behind HTTPS the proxy forwards."""
+    for name in ("LABELER_DATABASE_URL", "LABELER_KEYS_DIR", "LABELER_DID"):
+        monkeypatch.delenv(name)
+    ok(runner, "init", "--no-input", "--did-method", "web", "--public-url", public_url)
+    assert load_settings().port == port

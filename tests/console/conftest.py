@@ -1,9 +1,10 @@
 """A real `labeler serve` (a subprocess on loopback) with review items the pipeline made, for the console's tests.
 
-The pipeline runs first, in this process, against a fake PLC and PDS: three posts whose images are 12, 15 and
-18 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule reviews matches
-up to distance 31 and labels none without a person). Then `labeler serve` starts on the same SQLite file, with one
-pipeline worker and the PDS still up, so the console fetches the images as it would from a real PDS.
+The pipeline runs first, in this process, against a fake PLC and PDS: five posts whose images are 12, 15, 18,
+20 and 22 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule labels at once up
+to distance 10 and sends 11-31 to a person); two accounts are reported. Then `labeler serve` starts on the same
+SQLite file, with one pipeline worker and the PDS still up, so the console fetches the images as it would from a
+real PDS.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pipeline.blob_server import PdsWorld
 from pipeline.conftest import FAST_PIPELINE
 from pipeline.corpus import encode, flip_bits, structured_rgb
 from pipeline.harness import all_done
-from support.fake_plc import running_fake_plc
+from support.fake_plc import new_plc_did, running_fake_plc
 from support.server import free_port
 
 from labeler.config import Settings, load_settings
@@ -37,10 +38,11 @@ from labeler.service import Labeler
 
 ADMIN_PASSWORD = "test-admin-password"
 LABELER_DID = "did:plc:labelertestlabelertest1"
+VIOLATION = "com.atproto.moderation.defs#reasonViolation"
 T = TypeVar("T")
 
 #: Name → (image seed, bits from the banked hash). Closer matches come first in the queue.
-POSTS = {"confirm": (31, 12), "false-positive": (32, 15), "keyboard": (33, 18)}
+POSTS = {"confirm": (31, 12), "false-positive": (32, 15), "keyboard": (33, 18), "bulk-1": (34, 20), "bulk-2": (35, 22)}
 
 
 @dataclass
@@ -48,26 +50,21 @@ class Served:
     """The running console and what the test needs to check it: item ids and subjects by name, the images."""
 
     url: str
-    env: dict[str, str]
     settings: Settings
     world: PdsWorld
     items: dict[str, int] = field(default_factory=dict)
+    reported: dict[str, str] = field(default_factory=dict)  # name → reported account
     specs: dict[str, JobSpec] = field(default_factory=dict)
     images: dict[str, bytes] = field(default_factory=dict)
 
-    def cli(self, *args: str, input: str | None = None) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "labeler", *args], env=self.env, capture_output=True, text=True, input=input,
-            timeout=120, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    async def labeler(self) -> Labeler:
-        """A second Labeler on the database (no stream hub, so not exclusive): to add jobs, read state."""
+    async def with_labeler(self, work: Callable[[Labeler], Awaitable[T]]) -> T:
+        """`work` on a second Labeler on the database (no stream hub, so not exclusive), as the CLI runs."""
         labeler = Labeler(self.settings, with_hub=False)
         await labeler.start(create_dev_key=False)
-        return labeler
+        try:
+            return await work(labeler)
+        finally:
+            await labeler.aclose()
 
 
 def run_async(work: Callable[[], Awaitable[T]]) -> T:
@@ -106,6 +103,15 @@ async def _queue_items(served: Served) -> None:
             banked = flip_bits(hash_image(data).hash, bits, seed=seed)
             await labeler.pipeline.banks.add_entries("NEAR", [EntryInput(banked, external_id=f"case-{name}")])
             served.images[name], served.specs[name] = data, spec
+            record = {"$type": "app.bsky.feed.post", "text": f"post {name} <b>", "createdAt": "2026-12-01T00:00:00Z"}
+            served.world.pds.records[spec.subject_uri] = (spec.subject_cid, record)
+        reporter = new_plc_did()
+        for name in ("acknowledge", "label"):
+            account = served.reported[name] = new_plc_did()
+            subject = {"$type": "com.atproto.admin.defs#repoRef", "did": account}
+            await labeler.reports.submit(
+                {"reasonType": VIOLATION, "subject": subject, "reason": f"{name} me"}, reporter
+            )
         await labeler.pipeline.jobs.enqueue(list(served.specs.values()))
         await all_done(labeler, len(POSTS))
         for item in await labeler.pipeline.reviews.list():
@@ -142,7 +148,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         (workdir / "labeler.toml").write_text(_toml(FAST_PIPELINE))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
         env.update({f"LABELER_{k.upper()}": v for k, v in values.items()}, LABELER_CONFIG=str(workdir / "labeler.toml"))
-        served = Served(f"http://127.0.0.1:{port}", env, settings, world)
+        served = Served(f"http://127.0.0.1:{port}", settings, world)
         with world.pds_running():
             run_async(lambda: _queue_items(served))
             log = (workdir / "serve.log").open("wb")

@@ -9,7 +9,6 @@ if set, else `build/console-screenshots` in the checkout.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,9 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from labeler.console.moderators import ModeratorStore
 from labeler.pipeline.jobs import JobSpec
+from labeler.service import Labeler
 
-from .conftest import ADMIN_PASSWORD, Served, run_async
+from .conftest import ADMIN_PASSWORD, POSTS, Served, run_async
 
 IN_CI = os.environ.get("CI") == "true"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -124,8 +125,11 @@ def test_a_page_without_a_session_goes_to_sign_in_and_a_wrong_credential_is_refu
 
 
 def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page, served: Served) -> None:
-    assert "added moderator alice" in served.cli("moderators", "add", "alice", "--password", "alice-credential-1")
-    assert "alice" in served.cli("moderators", "list")
+    run_async(
+        lambda: served.with_labeler(
+            lambda lab: ModeratorStore(lab.engine).add("alice", "alice-credential-1", actor="test")
+        )
+    )
     sign_in(page, served, "alice", "alice-credential-1")
     item = served.items["confirm"]
     card = page.locator(f"#item-{item}")
@@ -133,6 +137,7 @@ def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page
     expect(card.locator(".bank")).to_have_text("NEAR")
     expect(card.locator(".distance")).to_have_text("12")
     expect(card.locator(".entry")).to_contain_text("case-confirm")
+    expect(card.locator(".post-text")).to_have_text("post confirm <b>")  # from the PDS, escaped
     expect(page.locator(".card").first).to_have_id(f"item-{item}")  # the closest match comes first
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     assert "blur" in image.evaluate("img => getComputedStyle(img).filter")
@@ -159,7 +164,14 @@ def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page
     assert (decided["status"], decided["decided_by"], decided["decision_note"]) == (
         "confirmed", "moderator:alice", "matches case file".replace("matches", "matches the"),
     )  # fmt: skip
-    served.cli("moderators", "remove", "alice")
+    card_history = f"{served.url}/console/history?uri={uri}"
+    page.goto(card_history)
+    shot(page, "history")
+    expect(page.locator("tr.review")).to_contain_text("moderator:alice")
+    expect(page.locator("tr.review")).to_contain_text("matches the case file")
+    expect(page.locator("tr.event")).to_contain_text("+csam-hash-match")
+    expect(page.locator("tr.action", has_text="label apply")).to_contain_text("moderator:alice")
+    run_async(lambda: served.with_labeler(lambda lab: ModeratorStore(lab.engine).remove("alice")))
     page.reload()  # a removed moderator's session ends at the next request
     expect(page).to_have_url(f"{served.url}/console/login")
 
@@ -175,33 +187,35 @@ def test_rejecting_as_a_false_positive_disables_the_entry_and_the_image_no_longe
     decided = api(served, f"/api/v1/review/{item}")
     assert (decided["status"], decided["decided_by"]) == ("rejected", "admin")
     entry = decided["evidence"]["match"]["entry_id"]
-    states = json.loads(served.cli("entries", "list", "--json"))
-    assert [(s["bank"], s["entry_id"], s["mode"]) for s in states] == [("NEAR", entry, "disabled")]
+    states = run_async(lambda: served.with_labeler(lambda lab: lab.pipeline.screen.states()))
+    assert [(s.bank, s.entry_id, s.mode, s.actor) for s in states] == [("NEAR", entry, "disabled", "admin")]
 
     # The same image in a new post: the serve process's worker matches it, the disabled entry queues nothing.
     original = served.specs["false-positive"]
     again = JobSpec("firehose", original.subject_uri + "again", original.image.blob_cid, original.image)
 
-    async def enqueue_and_wait() -> list[str]:
-        labeler = await served.labeler()
-        try:
-            await labeler.pipeline.jobs.enqueue([again])
-            for _ in range(300):
-                [job] = await labeler.pipeline.jobs.for_subject(again.subject_uri)
-                if job.status == "done":
-                    return [
-                        i.status
-                        for i in await labeler.pipeline.reviews.list(status=None, subject_uri=again.subject_uri)
-                    ]
-                await asyncio.sleep(0.1)
-            raise AssertionError(f"the job for {again.subject_uri} is still {job.status}")
-        finally:
-            await labeler.aclose()
+    async def enqueue_and_wait(labeler: Labeler) -> list[str]:
+        await labeler.pipeline.jobs.enqueue([again])
+        for _ in range(300):
+            [job] = await labeler.pipeline.jobs.for_subject(again.subject_uri)
+            if job.status == "done":
+                items = await labeler.pipeline.reviews.list(status=None, subject_uri=again.subject_uri)
+                return [i.status for i in items]
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the job for {again.subject_uri} is still {job.status}")
 
-    assert run_async(enqueue_and_wait) == []
+    assert run_async(lambda: served.with_labeler(enqueue_and_wait)) == []
     page.reload()
-    expect(page.locator(".card")).to_have_count(1)  # only the keyboard item is left
+    expect(page.locator(".card", has_text=again.subject_uri)).to_have_count(0)
     assert labels_on(served, again.subject_uri) == []
+
+    page.click("nav >> text=Banks")
+    row = page.locator("table.states tr", has_text=f"false positive: review item {item} rejected by admin")
+    expect(row.locator(".mode")).to_have_text("disabled")
+    shot(page, "banks")
+    row.locator("button", has_text="Match again").click()
+    expect(page.locator("table.states")).to_contain_text("None.")
+    assert run_async(lambda: served.with_labeler(lambda lab: lab.pipeline.screen.states())) == []
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_sign_out_ends_the_session(page: Page, served: Served) -> None:
@@ -216,8 +230,12 @@ def test_a_post_without_the_csrf_token_is_refused_and_sign_out_ends_the_session(
     )
     assert wrong.status == 403
     assert api(served, f"/api/v1/review/{item}")["status"] == "pending"
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "labeler_console"]
     page.click("#sign-out")
     expect(page).to_have_url(f"{served.url}/console/login")
+    # A copy of the signed-out cookie is refused too.
+    copied = httpx.get(f"{served.url}/console/queue", headers={"cookie": f"labeler_console={cookie['value']}"})
+    assert copied.status_code == 303 and copied.headers["location"] == "/console/login"
     page.goto(f"{served.url}/console/queue")
     expect(page).to_have_url(f"{served.url}/console/login")
     after = page.request.post(f"{served.url}/console/items/{item}/decide", form={"decision": "confirm"})
@@ -249,3 +267,69 @@ def test_the_whole_review_flow_from_the_keyboard(page: Page, served: Served) -> 
     shot(page, "keyboard-after-reject")
     decided = api(served, f"/api/v1/review/{item}")
     assert (decided["status"], decided["decision_note"]) == ("rejected", "not the same picture")
+
+
+def test_reports_are_acknowledged_and_labelled_and_a_label_is_negated(page: Page, served: Served) -> None:
+    sign_in(page, served)
+    page.click("nav >> text=Reports")
+    acknowledged, labelled = served.reported["acknowledge"], served.reported["label"]
+    shot(page, "reports")
+    report = page.locator("article.report", has_text=acknowledged)
+    expect(report).to_contain_text("reasonViolation")
+    report.locator("input[name=comment]").fill("looked, nothing to do")
+    report.locator("button[value=acknowledge]").click()
+    expect(page.locator("#flash")).to_have_text("acknowledge done.")
+    expect(page.locator("article.report", has_text=acknowledged)).to_have_count(0)
+
+    report = page.locator("article.report", has_text=labelled)
+    report.locator("input[name=labels]").fill("spam")
+    report.locator("input[name=comment]").fill("a spam account")
+    report.locator("button[value=label]").click()
+    expect(page.locator("#flash")).to_have_text("label done.")
+    expect(page.locator("article.report")).to_have_count(0)
+    assert labels_on(served, labelled) == ["spam"]
+    statuses = {
+        s["subject"]["did"]: s["reviewState"]
+        for s in api(served, "/xrpc/tools.ozone.moderation.queryStatuses")["subjectStatuses"]
+    }
+    assert statuses[acknowledged] == statuses[labelled] == "tools.ozone.moderation.defs#reviewClosed"
+
+    page.click("nav >> text=Labels")
+    page.fill("#q", labelled)
+    page.keyboard.press("Enter")
+    row = page.locator("tr.label", has_text="spam")
+    row.locator("input[name=comment]").fill("appeal upheld")
+    shot(page, "labels")
+    row.locator("button", has_text="Negate").click()
+    expect(page.locator("#flash")).to_have_text("spam negated.")
+    served_labels = api(served, f"/xrpc/com.atproto.label.queryLabels?uriPatterns={labelled}")["labels"]
+    assert [(label["val"], label.get("neg", False)) for label in served_labels] == [("spam", True)]
+
+    page.click("nav >> text=Audit log")
+    shot(page, "audit")
+    events = page.locator("tr.event")
+    expect(events.first).to_contain_text("modEventLabel")
+    expect(events.first).to_contain_text("(admin)")
+    expect(events.first).to_contain_text("appeal upheld")
+    expect(page.locator("tr.event", has_text="modEventAcknowledge")).to_contain_text("looked, nothing to do")
+
+    page.click("nav >> text=Banks")
+    expect(page.locator("table.banks tr", has_text="NEAR").locator(".entries")).to_have_text(str(len(POSTS)))
+
+
+def test_selected_items_are_rejected_together(page: Page, served: Served) -> None:
+    sign_in(page, served)
+    first, second = served.items["bulk-1"], served.items["bulk-2"]
+    page.locator(f"#item-{first} input.select").check()
+    page.locator(f"#item-{second}").click(position={"x": 5, "y": 5})  # make it the current card
+    page.keyboard.press("x")
+    expect(page.locator(f"#item-{second} input.select")).to_be_checked()
+    page.locator("#bulk input[name=note]").fill("a blank frame, not abuse")
+    page.select_option("#bulk-decision", "disable-entry")
+    shot(page, "queue-bulk-selected")
+    page.click("#bulk-submit")
+    expect(page.locator("#flash")).to_have_text("2 selected item(s): disable-entry done.")
+    for item in (first, second):
+        decided = api(served, f"/api/v1/review/{item}")
+        assert (decided["status"], decided["decision_note"]) == ("rejected", "a blank frame, not abuse")
+        expect(page.locator(f"#item-{item}")).to_have_count(0)

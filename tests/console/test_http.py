@@ -3,15 +3,18 @@ address rules, no-store), sign-in rate limiting, and moderator credentials."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 from pipeline.blob_server import PdsWorld
 from pipeline.corpus import encode, flip_bits, structured_rgb
 from pipeline.harness import Harness, all_done
 
+from labeler.cli import cli
 from labeler.config import Settings
 from labeler.console.moderators import ModeratorError, ModeratorStore
 from labeler.pipeline.hasher import hash_image
@@ -41,16 +44,21 @@ async def queue_one(harness: Harness, settings: Settings) -> int:
     return item.id
 
 
-async def fetch_image(settings: Settings, item_id: int) -> httpx.Response:
+async def signed_in_get(settings: Settings, path: str) -> httpx.Response:
+    """GET `path` from a labeler with `settings`, first without a session (sent to sign in), then signed in."""
     labeler = Labeler(settings)
     await labeler.start()
     try:
         async with serve_labeler(labeler) as live, httpx.AsyncClient(base_url=live.url, timeout=30) as http:
-            assert (await http.get(f"/console/items/{item_id}/image")).status_code == 303  # no session
+            assert (await http.get(path)).status_code == 303  # no session
             assert (await sign_in(http)).status_code == 303
-            return await http.get(f"/console/items/{item_id}/image")
+            return await http.get(path)
     finally:
         await labeler.aclose()
+
+
+async def fetch_image(settings: Settings, item_id: int) -> httpx.Response:
+    return await signed_in_get(settings, f"/console/items/{item_id}/image")
 
 
 async def test_the_image_route_fetches_like_the_pipeline_and_keeps_no_copy(
@@ -73,6 +81,13 @@ async def test_the_image_route_fetches_like_the_pipeline_and_keeps_no_copy(
         too_large = await fetch_image(harness.settings(max_image_bytes=len(IMAGE) - 1), item_id)
         assert too_large.status_code == 404 and "too-large" in too_large.text
         assert too_large.headers["cache-control"] == "no-store"
+
+        # The post's text comes from the same PDS; when it cannot, the card says why and the queue still shows.
+        queue = await signed_in_get(settings, "/console/queue")
+        assert queue.status_code == 200 and "not shown: pds-refused" in queue.text  # no such record
+        pds_world.pds.status = 503
+        queue = await signed_in_get(settings, "/console/queue")
+        assert queue.status_code == 200 and "not shown: pds-unavailable" in queue.text
 
 
 async def test_sign_in_is_rate_limited_and_moderators_sign_in_with_their_credential(
@@ -102,3 +117,22 @@ async def test_sign_in_is_rate_limited_and_moderators_sign_in_with_their_credent
             assert (await sign_in(http, "admin", "wrong")).status_code == 401
         limited = await sign_in(http, "admin", ADMIN_PASSWORD)  # even the right password, until the window passes
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+
+
+def test_moderators_from_the_command_line(settings: Settings) -> None:
+    env = {"LABELER_DATABASE_URL": settings.database_url, "LABELER_KEYS_DIR": str(settings.keys_dir)}
+    runner = CliRunner(env=env)
+
+    def run(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(cli, ["moderators", *args], input=input, catch_exceptions=False)
+
+    added = run("add", "carol", input="carol-credential-1\ncarol-credential-1\n")  # prompted, twice, hidden
+    assert added.exit_code == 0 and "added moderator carol" in added.output, added.output
+    assert "carol-credential-1" not in added.output
+    assert run("add", "dave", "--password", "short").exit_code == 1
+    assert "exists already" in run("add", "carol", "--password", "another-credential").output
+    listed = run("list", "--json")
+    assert [m["name"] for m in json.loads(listed.output)] == ["carol"], listed.output
+    assert run("remove", "carol").output == "removed moderator carol\n"
+    gone = run("remove", "carol")
+    assert gone.exit_code == 1 and "no moderator carol" in gone.output

@@ -10,10 +10,19 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from labeler.config import ConfigError, load_settings
-from labeler.logs import REDACTED, UVICORN_LOGGERS, JsonFormatter, TextFormatter, configure_logging, redact
+from labeler.logs import (
+    CHATTY_LOGGERS,
+    REDACTED,
+    UVICORN_LOGGERS,
+    JsonFormatter,
+    TextFormatter,
+    configure_logging,
+    redact,
+)
 
 
 @pytest.fixture
@@ -22,7 +31,10 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     saved_root = (list(root.handlers), root.level)
     saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate) for n in UVICORN_LOGGERS}
+    filters = {n: list(logging.getLogger(n).filters) for n in CHATTY_LOGGERS}
     yield
+    for name, kept in filters.items():
+        logging.getLogger(name).filters[:] = kept
     root.handlers[:] = saved_root[0]
     root.setLevel(saved_root[1])
     for name, (handlers, propagate) in saved.items():
@@ -121,3 +133,18 @@ def test_log_format_setting_is_validated() -> None:
     assert load_settings(env={}).log_format == "text"
     with pytest.raises(ConfigError, match="LABELER_LOG_FORMAT"):
         load_settings(env={"LABELER_LOG_FORMAT": "xml"})
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_httpx_request_lines_are_debug(restore_logging: None, level: str) -> None:
+    """httpx logs every request at INFO (one line per blob fetch); ours shows them only at LABELER_LOG_LEVEL=debug."""
+    stream = io.StringIO()
+    configure_logging(level, "text", stream=stream)
+    with httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200))) as client:
+        client.get("https://pds.example/xrpc/com.atproto.sync.getBlob?did=did:plc:a&cid=b")
+    logging.getLogger("labeler.test").info("what the labeler did")
+    lines = stream.getvalue().splitlines()
+    assert any(" INFO labeler.test: what the labeler did" in line for line in lines)
+    requests = [line for line in lines if "HTTP Request: GET https://pds.example/" in line]
+    assert len(requests) == (0 if level == "info" else 1), lines
+    assert all(" DEBUG httpx: " in line for line in requests)

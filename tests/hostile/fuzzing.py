@@ -27,6 +27,7 @@ MODERATOR: Final = "moderator"  # a configured moderator's service token, for th
 REPORTER: Final = "reporter"  # any account's service token (createReport), for the probe's `lxm`
 UPLOAD: Final = "upload"  # the upload API's bearer token
 CONSOLE: Final = "console"  # a signed-in console session cookie; CSRF_MARK in the body becomes its CSRF token
+CONSOLE_SPARE: Final = "console-spare"  # another signed-in session, for the probes that sign out
 CONSOLE_GUEST: Final = "console-guest"  # the sign-in page's session cookie (no user) and its CSRF token
 NONE: Final = "none"
 GARBAGE: Final = "garbage"  # malformed or wrong credentials of every kind

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import resource
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from labeler.testing import LiveServer, serve_labeler
 from labeler.xrpc.http_protocol import MAX_HEAD_BYTES, MAX_TARGET_BYTES, MAX_UPGRADE_TARGET_BYTES
 from labeler.xrpc.server_options import FD_RESERVE
 
-#: The safety net for "the server closes this connection": far above any limit under test, never the assertion.
-WAIT = 30
+from .raw import WAIT, connection, send_forever, status, until_closed
+
 CAP = 6
 UPGRADE = (
     b"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -43,38 +43,6 @@ def database_url(tmp_path: Path) -> str:
 def settings(make_settings: Any) -> Settings:
     # Short deadlines so that the tests need not wait long for them (what is asserted is the closing, not when).
     return make_settings(header_timeout=1.0, keepalive_timeout=1.0, max_connections=CAP, client_stall_timeout=1.0)
-
-
-@contextlib.asynccontextmanager
-async def connection(server: LiveServer) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-
-
-async def until_closed(reader: asyncio.StreamReader) -> bytes:
-    """Everything the server sends until it closes the connection (a reset counts as closing)."""
-    data = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := await asyncio.wait_for(reader.read(65536), WAIT):
-            data += chunk
-    return data
-
-
-async def send_forever(writer: asyncio.StreamWriter, chunk: bytes, pause: float = 0.0) -> None:
-    """Keep sending `chunk` until the server closes the connection."""
-    with contextlib.suppress(ConnectionError):
-        while True:
-            writer.write(chunk)
-            await writer.drain()
-            await asyncio.sleep(pause)
-    writer.transport.abort()
-
-
-def status(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
 
 
 async def test_a_connection_that_sends_nothing_is_closed(server: LiveServer) -> None:
@@ -220,16 +188,6 @@ async def test_a_client_that_reads_none_of_its_responses_is_cut_off(labeler: Lab
             await asyncio.wait_for(send_forever(writer, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" * 100), WAIT)
         finally:
             writer.close()
-
-
-async def test_a_bad_request_pipelined_after_a_good_one_is_answered_after_it(server: LiveServer) -> None:
-    """The 400 used to be written at once, in place of the earlier request's response (issue #15.19)."""
-    async with connection(server) as (reader, writer):
-        writer.write(b"GET /xrpc/_health HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\x00\r\n\r\n")
-        answer = await until_closed(reader)
-    first, _, second = answer.partition(b"HTTP/1.1 400 ")
-    assert status(first) == 200 and b'"status":"ok"' in first, answer
-    assert second and b"connection: close" in second, answer
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ from labeler.testing import LiveServer
 from labeler.xrpc.app import create_app
 
 from . import fuzzing as fz
-from .callers import ADMIN, UPLOAD_TOKEN, VIOLATION, Callers
+from .callers import ADMIN, POST_CID, UPLOAD_TOKEN, VIOLATION, Callers
 
 SEED: Final = int(os.environ.get("LABELER_FUZZ_SEED", "15"))
 REQUESTS: Final = int(os.environ.get("LABELER_FUZZ_REQUESTS", "1200"))
@@ -141,7 +141,7 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
         lambda rng: {"user": rng.choice(["admin", "alice", ""]), "credential": rng.choice([ADMIN[1], "wrong"])},
         auth=fz.CONSOLE_GUEST,
     ),
-    ("http", "/console/logout"): fz.form_route(lambda rng: {}, auth=fz.CONSOLE),
+    ("http", "/console/logout"): fz.form_route(lambda rng: {}, auth=fz.CONSOLE_SPARE),
     ("http", "/console/queue"): fz.query_route(
         [("done", INT(-1, 5)), ("outcome", fz.choose("confirm", "reject", "disable-entry", "<b>"))], auth=fz.CONSOLE
     ),
@@ -150,8 +150,48 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
         auth=fz.CONSOLE,
         path={"item_id": REVIEW_IDS},
     ),
+    ("http", "/console/items/decide"): fz.form_route(
+        lambda rng: {
+            "decision": rng.choice(["reject", "disable-entry", "allow-list", "confirm"]),
+            "note": "fuzz",
+            **{f"item-{rng.choice(['1', '2', '3', '0', '9' * 19])}": "on" for _ in range(rng.randint(0, 3))},
+        },
+        auth=fz.CONSOLE,
+    ),
     ("http", "/console/items/{item_id}/image"): fz.query_route(auth=fz.CONSOLE, path={"item_id": REVIEW_IDS}),
     ("http", "/console/static/{path}"): fz.query_route(path={"path": STATIC_FILES}),
+    ("http", "/console/reports"): fz.query_route([("done", fz.choose("acknowledge", "label", "x"))], auth=fz.CONSOLE),
+    ("http", "/console/reports/act"): fz.form_route(
+        lambda rng: {
+            "subject": fz.subject_uri(rng),
+            "action": rng.choice(["acknowledge", "resolve-appeal", "comment", "label"]),
+            "labels": rng.choice(["spam", "spam, !hide", ""]),
+            "comment": "fuzz",
+        },
+        auth=fz.CONSOLE,
+    ),
+    ("http", "/console/labels"): fz.query_route(
+        [("q", fz.subject_uri), ("q", fz.choose("*", "did:*", "at://did:plc:*")), ("negated", fz.choose("spam"))],
+        auth=fz.CONSOLE,
+    ),
+    ("http", "/console/labels/negate"): fz.form_route(
+        lambda rng: {"uri": fz.subject_uri(rng), "cid": rng.choice(["", POST_CID]), "val": "spam", "comment": "x"},
+        auth=fz.CONSOLE,
+    ),
+    ("http", "/console/banks"): fz.query_route(auth=fz.CONSOLE),
+    ("http", "/console/banks/entry"): fz.form_route(
+        lambda rng: {
+            "bank": "B",
+            "entry_id": rng.choice(["1", "2"]),
+            "mode": rng.choice(["disabled", "review-only", "clear"]),
+            "reason": "fuzz",
+        },
+        auth=fz.CONSOLE,
+    ),
+    ("http", "/console/history"): fz.query_route(
+        [("uri", fz.subject_uri), ("uri", fz.choose("did:plc:review1"))], auth=fz.CONSOLE
+    ),
+    ("http", "/console/audit"): fz.query_route([("before", INT(-1, 50))], auth=fz.CONSOLE),
 }
 
 
@@ -204,18 +244,22 @@ class ConsoleSession:
     csrf: str
 
 
-async def console_sessions(client: httpx.AsyncClient, base: str) -> tuple[ConsoleSession, ConsoleSession]:
-    """(the sign-in page's session, a signed-in admin session), as a browser gets them."""
+async def console_sessions(client: httpx.AsyncClient, base: str) -> dict[str, ConsoleSession]:
+    """The sign-in page's session, and two signed-in admin sessions (the logout probes sign out their own, so
+    the other probes keep reaching the code behind the session check), as a browser gets them."""
     page = await client.get(f"{base}/console/login")
     guest = ConsoleSession(page.cookies["labeler_console"], _csrf_in(page.text))
-    form = {"user": ADMIN[0], "credential": ADMIN[1], "csrf": guest.csrf}
-    headers = {"cookie": f"labeler_console={guest.cookie}"}
-    signed_in = await client.post(f"{base}/console/login", data=form, headers=headers)
-    assert signed_in.status_code == 303, signed_in.text
-    cookie = signed_in.cookies["labeler_console"]
-    queue = await client.get(f"{base}/console/queue", headers={"cookie": f"labeler_console={cookie}"})
-    assert queue.status_code == 200, queue.text
-    return guest, ConsoleSession(cookie, _csrf_in(queue.text))
+    sessions = {fz.CONSOLE_GUEST: guest}
+    for name in (fz.CONSOLE, fz.CONSOLE_SPARE):
+        form = {"user": ADMIN[0], "credential": ADMIN[1], "csrf": guest.csrf}
+        headers = {"cookie": f"labeler_console={guest.cookie}"}
+        signed_in = await client.post(f"{base}/console/login", data=form, headers=headers)
+        assert signed_in.status_code == 303, signed_in.text
+        cookie = signed_in.cookies["labeler_console"]
+        queue = await client.get(f"{base}/console/queue", headers={"cookie": f"labeler_console={cookie}"})
+        assert queue.status_code == 200, queue.text
+        sessions[name] = ConsoleSession(cookie, _csrf_in(queue.text))
+    return sessions
 
 
 def _csrf_in(html: str) -> str:
@@ -233,7 +277,7 @@ class Fuzzer:
         self.server = server
         self.client = client
         self.callers = callers
-        self.console = console  # fz.CONSOLE and fz.CONSOLE_GUEST → session
+        self.console = console  # fz.CONSOLE, fz.CONSOLE_SPARE and fz.CONSOLE_GUEST → session
         self.failures: list[str] = []
         self.statuses: Counter[str] = Counter()
 
@@ -339,8 +383,7 @@ async def test_no_input_gets_a_server_error_and_the_server_works_afterwards(
     todo = probes(REQUESTS)
     # The client keeps no cookies: a probe carries a console session only when its `auth` says so.
     async with httpx.AsyncClient(timeout=60, cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[]))) as client:
-        guest, signed_in = await console_sessions(client, server.url)
-        fuzzer = Fuzzer(server, client, callers, {fz.CONSOLE: signed_in, fz.CONSOLE_GUEST: guest})
+        fuzzer = Fuzzer(server, client, callers, await console_sessions(client, server.url))
 
         async def worker(first: int) -> None:
             for n in range(first, len(todo), CONCURRENCY):
@@ -355,6 +398,9 @@ async def test_no_input_gets_a_server_error_and_the_server_works_afterwards(
         assert not unhandled, f"seed {SEED}: logged errors: {unhandled[:10]}"
         assert fuzzer.statuses["2xx"] > len(todo) // 10, fuzzer.statuses  # the probes got past validation too
         await assert_alive_and_working(server, client, labeler, callers)
+        # The console session the probes used still works (only the logout probes' own session was signed out).
+        cookie = {"cookie": f"labeler_console={fuzzer.console[fz.CONSOLE].cookie}"}
+        assert (await client.get(f"{server.url}/console/queue", headers=cookie)).status_code == 200
 
 
 async def assert_alive_and_working(

@@ -124,6 +124,10 @@ class HmaStandin:
             for content_id in [c.id for c in self._content.values() if c.bank == name]:
                 del self._content[content_id]
 
+    def delete_content(self, content_id: int) -> None:
+        with self._lock:
+            self._content.pop(content_id, None)
+
     def add_signal(self, bank: str, value: str, note: str | None = None, *, signal_type: str = "pdq") -> int:
         return self.add_content(bank, {signal_type: value}, note)
 
@@ -311,7 +315,8 @@ class HmaStandin:
         with self._lock:
             if bank not in self._banks:
                 return _message(404, f"bank '{bank}' not found")
-            deleted = self._content.pop(content_id, None) is not None
+            deleted = content_id in self._content
+        self.delete_content(content_id)
         return JSONResponse({"deleted": int(deleted)})
 
 

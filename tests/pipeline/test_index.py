@@ -1,11 +1,14 @@
-"""PdqIndex: exact against brute force (boundaries 31/32), writes, compaction and concurrent use."""
+"""PdqIndex: exact against brute force (boundaries 31/32, random and near queries at 50k), writes against a model,
+compaction and concurrent use."""
 
 from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
+from labeler.pipeline.match import mih
 from labeler.pipeline.match.base import Match
 from labeler.pipeline.match.index import PdqIndex
 
@@ -169,3 +172,122 @@ def test_lookups_in_threads_while_writing_and_compacting() -> None:
         t.join()
     assert not errors, errors[0]
     assert len(index) == 2000 + 6 * (2000 - 667) + 6
+
+
+# -- at scale: the bucket probe against brute force, and writes against a model --
+
+
+def _words(hexes: list[str]) -> np.ndarray:
+    return np.frombuffer(bytes.fromhex("".join(hexes)), np.uint64).reshape(-1, 4)
+
+
+@pytest.fixture(scope="module")
+def big() -> tuple[np.ndarray, list[str], np.ndarray]:
+    """50k random hashes; queries: 150 near ones (0-40 bits from a banked hash) and 150 random ones; and the
+    distance of every query to every hash (brute force)."""
+    hashes = random_hashes(50_000, seed=40)
+    rng = np.random.default_rng(41)
+    anchors = rng.integers(0, 50_000, 150)
+    near = [flip_bits(hashes[int(i)], int(rng.integers(0, 41)), seed=k) for k, i in enumerate(anchors)]
+    queries = near + random_hashes(150, seed=42)
+    words = _words(hashes)
+    distances = np.stack([np.bitwise_count(words ^ q).sum(axis=1, dtype=np.uint16) for q in _words(queries)])
+    return words, queries, distances
+
+
+@pytest.mark.parametrize("bits", ["sized", "full"])
+def test_probe_equals_a_scan_on_random_and_near_queries(
+    big: tuple[np.ndarray, list[str], np.ndarray], bits: str
+) -> None:
+    # "sized" buckets 50k rows by 16 low bits per chunk; "full" by the whole 21-22 bit chunks, as at 10 M.
+    words, queries, distances = big
+    tables = mih.build(words, mih.WIDTHS if bits == "full" else None)
+    assert tables.bits == (mih.WIDTHS if bits == "full" else (16,) * 12)
+    found = 0
+    for max_distance in (11, 12, 23, 24, 31, 35, 36):
+        for q, d in zip(_words(queries), distances, strict=True):
+            rows, dists = mih.probe(tables, words, q, max_distance)
+            expected = np.flatnonzero(d <= max_distance)
+            assert sorted(rows.tolist()) == expected.tolist()
+            assert dists[np.argsort(rows)].tolist() == d[expected].tolist()
+            found += bool(len(expected))
+    assert found > 500  # the near queries find their neighbours at most thresholds
+
+
+def test_index_equals_brute_force_at_50k(big: tuple[np.ndarray, list[str], np.ndarray]) -> None:
+    words, queries, distances = big
+    hashes = [row.tobytes().hex() for row in words]
+    index = PdqIndex.build((h, f"BANK_{i % 5}", str(i)) for i, h in enumerate(hashes))  # a generator will do
+    for q, d in zip(queries, distances, strict=True):
+        expected = {(f"BANK_{r % 5}", str(r), int(d[r])) for r in np.flatnonzero(d <= 31)}
+        assert _got(index.query(q)) == expected
+
+
+def test_writes_against_a_model() -> None:
+    """Adds (new and replacing, duplicates within a batch), removals and bank drops in random order, with and
+    without compaction: every lookup equals brute force over what a dict says the banks hold."""
+    rng = np.random.default_rng(50)
+    pool = random_hashes(400, seed=51)
+    model: dict[tuple[str, str], tuple[str, str | None, str | None]] = {}
+    index = PdqIndex.build([])
+    for step in range(300):
+        op = rng.integers(0, 10)
+        if op < 6:
+            batch = []
+            for _ in range(int(rng.integers(1, 30))):
+                bank, entry_id = f"B{rng.integers(0, 4)}", str(rng.integers(0, 150))
+                h = flip_bits(
+                    pool[int(rng.integers(0, len(pool)))], int(rng.integers(0, 20)), seed=int(rng.integers(1 << 30))
+                )
+                ext = None if rng.integers(0, 2) else f"x{step}"
+                batch.append((h, bank, entry_id, ext, f"n{step}" if rng.integers(0, 3) == 0 else None))
+            index.add_many(batch)
+            for h, bank, entry_id, ext, note in batch:
+                model[(bank, entry_id)] = (h, ext, note)
+        elif op < 8:
+            key = (f"B{rng.integers(0, 4)}", str(rng.integers(0, 150)))
+            assert index.remove(*key) == (model.pop(key, None) is not None)
+        elif op == 8 and rng.integers(0, 4) == 0:
+            bank = f"B{rng.integers(0, 4)}"
+            doomed = [key for key in model if key[0] == bank]
+            assert index.remove_bank(bank) == len(doomed)
+            for key in doomed:
+                del model[key]
+        else:
+            index.compact()
+        assert len(index) == len(model)
+        q = flip_bits(pool[int(rng.integers(0, len(pool)))], int(rng.integers(0, 8)), seed=step)
+        qi = int(q, 16)
+        expected = {
+            Match(bank, entry_id, (int(h, 16) ^ qi).bit_count(), ext, note)
+            for (bank, entry_id), (h, ext, note) in model.items()
+            if (int(h, 16) ^ qi).bit_count() <= 31
+        }
+        assert set(index.query(q)) == expected, step
+    counts: dict[str, int] = {}
+    for bank, _ in model:
+        counts[bank] = counts.get(bank, 0) + 1
+    assert index.banks() == counts
+
+
+def test_build_keeps_the_last_of_repeated_keys() -> None:
+    h1, h2, h3 = random_hashes(3, seed=60)
+    index = PdqIndex.build([(h1, "B", "1"), (h2, "B", "1"), (h3, "B", "2"), (h3, "C", "1")])
+    assert len(index) == 3
+    assert index.query(h1) == []
+    assert index.query(h2) == [Match("B", "1", 0)]
+
+
+def test_strings_round_trip() -> None:
+    h1, h2, h3 = random_hashes(3, seed=61)
+    index = PdqIndex.build([(h1, "B", "é-1", "", "note ✓"), (h2, "B", "2", "ext", "")])
+    index.add(h3, "B", "3")
+    assert index.query(h1) == [Match("B", "é-1", 0, "", "note ✓")]
+    assert index.query(h2) == [Match("B", "2", 0, "ext", "")]
+    assert index.query(h3) == [Match("B", "3", 0, None, None)]
+    assert index.remove("B", "é-1")
+    with pytest.raises(ValueError):
+        index.add(h1, "B", "x" * 70_000)
+    with pytest.raises(ValueError):
+        index.add_many([(h1, "B")])  # type: ignore[list-item]
+    assert len(index) == 2

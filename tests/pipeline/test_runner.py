@@ -264,6 +264,37 @@ async def test_exact_banks_match_any_blob_even_one_that_does_not_decode(
     assert f"image {by_sha256.image.blob_cid}, sha256 {hashlib.sha256(broken).hexdigest()}" in summary(evidence)
 
 
+async def test_an_md5_banked_in_hma_as_video_md5_is_matched(
+    pds_world: PdsWorld, make_settings: Any, hma_standin: RunningStandin
+) -> None:
+    """HMA's exact signal type is `video_md5`; a blob whose MD5 is banked there matches, with its external id."""
+    harness = Harness(pds_world, make_settings, "hma", hma_standin)
+    did = pds_world.account()
+    broken = OTHER[: len(OTHER) // 2]  # no PDQ (does not decode), but a known file
+    spec = harness.post(did, "md5", broken)
+    hma_standin.control.create_bank("FILES")
+    content_id = hma_standin.control.add_content(
+        "FILES", {"video_md5": hashlib.md5(broken).hexdigest()}, '{"external_id": "f-1"}'
+    )
+    with pds_world.pds_running():
+        async with harness.running() as labeler:
+            await labeler.pipeline.jobs.enqueue([spec])
+            await all_done(labeler, 1)
+            job = await job_for(labeler, spec)
+            pipeline = labeler.pipeline
+            report = await explain(labeler.store, pipeline.jobs, pipeline.reviews, spec.subject_uri)
+    assert (job.outcome, job.reason) == ("match", "label"), job.to_json()
+    assert job.result is not None
+    assert job.result["matches"] == [
+        {"bank": "FILES", "entry_id": str(content_id), "distance": 0, "signal_type": "md5"}
+    ]
+    [event] = report["history"]
+    assert event["evidence"]["match"] == {
+        "bank": "FILES", "entry_id": str(content_id), "external_id": "f-1", "note": None, "distance": 0,
+        "signal_type": "md5",
+    }  # fmt: skip
+
+
 def video_post(harness: Harness, did: str, rkey: str, data: bytes) -> JobSpec:
     spec = harness.post(did, rkey, data)
     return replace(spec, image=replace(spec.image, mime_type="video/mp4", media="video"))

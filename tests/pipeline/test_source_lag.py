@@ -116,3 +116,9 @@ def test_a_frame_time_is_read_only_when_it_names_its_zone() -> None:
     assert event_time("2026-01-01T01:00:00+01:00") == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
     for bad in ("2026-01-01T00:00:00", "yesterday", 1767225600, None, "2026-01-01T00:00:00Z" + " " * 100):
         assert event_time(bad) is None
+
+
+async def test_the_doctor_names_a_source_url_it_cannot_follow(make_settings: Any, labeler: Labeler) -> None:
+    found = checks(await lag_findings(make_settings(firehose_url="ftp://relay.example")))
+    assert found["source-lag"].status == "fail" and "LABELER_FIREHOSE_URL" in found["source-lag"].message
+    assert found["job-queue"].status == "ok"

@@ -85,7 +85,7 @@ def test_list_show_resolve(runner: CliRunner, seeded: list[int]) -> None:
         ("dismissed", "cli"),
     ]
     assert rows[0]["note"] == "labelled by hand"
-    assert ok(runner, "reports", "list") == ""
+    assert ok(runner, "reports", "list") == "no open reports\n"
     shown = json.loads(ok(runner, "reports", "show", str(first), "--json"))
     assert shown["subjectStatus"]["reviewState"].endswith("#reviewClosed")
     assert [e["actor"] for e in shown["events"]][-3:] == ["cli", "cli", "cli"]

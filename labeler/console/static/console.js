@@ -75,6 +75,9 @@
       case "n":
         if (card) card.querySelector("textarea").focus();
         break;
+      case "x":
+        if (card) card.querySelector("input.select").click();
+        break;
       case "c":
       case "r":
       case "f":

@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 Followups = Callable[[Action], Sequence[ActionSpec]]
 
 
+def _what_changed(outcome: Outcome) -> str:
+    """The values written or negated, or the outcome's own detail (a review item's id, a PDS's answer)."""
+    result = outcome.result or {}
+    values = result.get("written") or result.get("negated")
+    if values:
+        return ": " + ", ".join(values)
+    return f" ({outcome.detail})" if outcome.detail else ""
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -92,8 +101,8 @@ class Dispatcher:
             outcome = Outcome("failed", "gave-up", f"gave up after {action.attempts} attempts; last: {detail}")
         if outcome.state == "failed":
             log.error("%s failed for good: %s (%s)", what, outcome.detail, outcome.code)
-        else:
-            log.debug("%s: %s (%s)", what, outcome.state, outcome.code)
+        else:  # what was done (a label emitted, a review item queued, a takedown, a report), one line each
+            log.info("%s: %s %s%s", what, outcome.state, outcome.code, _what_changed(outcome))
         finished = replace(
             action, state=outcome.state, outcome=outcome.code, detail=outcome.detail, result=outcome.result
         )

@@ -1,59 +1,50 @@
-"""Exact in-memory PDQ index for the embedded matcher (multi-index hashing, numpy only).
+"""Exact in-memory PDQ index for the embedded matcher: multi-index hashing (`mih`) over compact rows (`rows`).
 
-Why it is exact: split a 256-bit hash into 16 chunks of 16 bits. If two hashes differ in at most 31 bits, some
-chunk differs in at most 1 bit (pigeonhole: 16 chunks × 2 bits = 32). So probing, per chunk, the query's value
-and its 16 one-bit neighbours (272 buckets) finds every hash within 31; each candidate's true distance is then
-checked with popcount. Distances above 31 fall back to a full scan, so any threshold stays exact. At 1 M random
-hashes a probe touches about 4,000 candidates (≈0.7 ms) instead of scanning 1 M rows (≈27 ms).
+Sized for banks of 10 M hashes: ~130 bytes an entry in numpy arrays (no Python object per entry), lookups that
+read a few thousand candidates instead of every row, and the same answers as a brute-force scan at any threshold.
 
 Concurrency: lookups run in worker threads while writes come from the event loop. Readers take the current
-`_Snapshot` (one attribute read) and never lock; rows below a snapshot's `n` are never written again. Writers
-serialise on a lock and append rows past `n`; appended rows form a brute-forced tail until `compact()` folds
-them into the bucket tables. Removal drops an entry's metadata at once (lookups skip it); its row stays as a
-tombstone until the next compaction. `compact()` builds outside the write lock, so adds never wait for it.
+`_Snapshot` (one attribute read) and never lock; rows below a snapshot's `n` are never written again, except
+their bank code, which removal sets to DEAD (readers skip such rows). Writers serialise on a lock and append rows
+past `n`; appended rows form a brute-forced tail until `compact()` folds them into the bucket tables and drops
+the dead rows. `compact()` builds outside the write lock, so adds and removals never wait for it.
+
+Entries are keyed by (bank, entry id): adding a key that is present replaces its row. The indexed rows are found
+by their key hash in `_Snapshot.key_order` (confirmed on the strings), the tail's in a dict.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence, Sized
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
 
 from labeler.pipeline.hasher import validate_pdq_hex
+from labeler.pipeline.match import mih
 from labeler.pipeline.match.base import DEFAULT_MAX_DISTANCE, Match, sort_matches
+from labeler.pipeline.match.rows import DEAD, Rows, parse
 
-_CHUNKS: Final = 16
-_BUCKETS: Final = 1 << 16
-# Largest distance the bucket probe answers exactly (see module docstring).
-_PROBE_EXACT_UP_TO: Final = 2 * _CHUNKS - 1
-_FLIPS: Final = np.concatenate([[0], 1 << np.arange(16)]).astype(np.uint16)
 # Compact once the unindexed tail is longer than this many rows or 1/16 of the indexed rows.
 _MIN_TAIL: Final = 4096
+_BUILD_BATCH: Final = 100_000  # rows parsed at a time by `build`, so a generator's rows need not all exist at once
 
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
-    """What a reader needs, consistent as a whole: rows [0, n) of `words`/`uids`, the first `n_base` indexed."""
+    """What a reader needs, consistent as a whole: rows [0, n), the first `n_base` in `tables`."""
 
-    words: np.ndarray  # (capacity, 4) uint64: the hashes, bytes in hex order
-    uids: np.ndarray  # (capacity,) int64: entry id of each row
+    rows: Rows
     n: int
     n_base: int
-    ids: np.ndarray  # (16 * n_base,) int32: rows sorted by chunk value, one run per chunk
-    offsets: np.ndarray  # (16, 65537) int64: where each (chunk, value) bucket starts in `ids`
+    tables: mih.Tables | None  # None while nothing is indexed
+    key_order: np.ndarray  # (n_base,) int64: indexed rows sorted by key
 
 
-_EMPTY = _Snapshot(
-    words=np.zeros((0, 4), np.uint64),
-    uids=np.zeros(0, np.int64),
-    n=0,
-    n_base=0,
-    ids=np.zeros(0, np.int32),
-    offsets=np.zeros((_CHUNKS, _BUCKETS + 1), np.int64),
-)
+_EMPTY = _Snapshot(Rows.allocate(0, 0), 0, 0, None, np.zeros(0, np.int64))
 
 
 class PdqIndex:
@@ -63,28 +54,41 @@ class PdqIndex:
         self._lock = threading.Lock()  # writers
         self._compact_lock = threading.Lock()  # one compaction at a time
         self._snap = _EMPTY
-        self._meta: dict[int, tuple[str, str, str | None, str | None]] = {}  # uid → bank, entry, ext, note
-        self._keys: dict[tuple[str, str], int] = {}
-        self._bank_uids: dict[str, set[int]] = {}
-        self._bank_names: dict[str, str] = {}  # one str object per bank name instead of one per row
-        self._dead: set[int] = set()  # uids removed but still holding a row
-        self._next_uid = 0
+        self._bank_code: dict[str, int] = {}
+        self._bank_names: list[str] = []  # by code
+        self._live: list[int] = []  # live entries by bank code
+        self._tail: dict[tuple[int, str], int] = {}  # (bank code, entry id) → row, for rows past n_base
+        self._dead = 0  # dead rows below n
 
     @classmethod
     def build(cls, entries: Iterable[Sequence[str | None]]) -> PdqIndex:
-        """An index holding `entries` (see `add_many`), already compacted: the way to load banks at start."""
+        """An index holding `entries` (see `add_many`), already compacted: the way to load banks at start.
+
+        Rows are read in batches into numpy arrays, so the caller may pass a generator of any length; a later
+        row with the same (bank, entry id) as an earlier one replaces it, as with `add_many`."""
         index = cls()
-        index.add_many(entries)
+        if isinstance(entries, Sized):  # room for all of them at once, rather than growing as they come
+            rows = len(entries) + len(entries) // 64 + 1024  # and a little for the adds that follow
+            index._snap = replace(_EMPTY, rows=Rows.allocate(rows, 16 * rows))
+        source = iter(entries)
+        while batch := list(itertools.islice(source, _BUILD_BATCH)):
+            block, _, _ = parse(batch, index._bank_code)
+            with index._lock:
+                index._register_banks()
+                index._append(block)
+        with index._lock:
+            index._kill(_superseded(index._snap.rows, index._snap.n))
+            index._tail.clear()
         index.compact()
         return index
 
     def __len__(self) -> int:
-        return len(self._meta)
+        return sum(self._live)
 
     def banks(self) -> dict[str, int]:
         """Entry count per bank."""
         with self._lock:
-            return {bank: len(uids) for bank, uids in self._bank_uids.items() if uids}
+            return {name: live for name, live in zip(self._bank_names, self._live, strict=True) if live}
 
     def add(
         self, pdq_hex: str, bank: str, entry_id: str, external_id: str | None = None, note: str | None = None
@@ -95,80 +99,81 @@ class PdqIndex:
     def add_many(self, entries: Iterable[Sequence[str | None]]) -> int:
         """Add `(pdq_hex, bank, entry_id[, external_id[, note]])` rows; returns how many were added.
 
-        All hashes are validated before anything changes, so a bad row leaves the index untouched.
-        """
-        parsed: list[tuple[bytes, str, str, str | None, str | None]] = []
-        for row in entries:
-            pdq_hex, bank, entry_id, *rest = row
-            if not isinstance(bank, str) or not isinstance(entry_id, str):
-                raise ValueError(f"bank and entry_id must be strings: {row!r:.120}")
-            external_id = rest[0] if rest else None
-            note = rest[1] if len(rest) > 1 else None
-            raw = bytes.fromhex(validate_pdq_hex(pdq_hex))
-            parsed.append((raw, bank, entry_id, external_id, note))
-        if not parsed:
-            return 0
-        block = np.frombuffer(b"".join(p[0] for p in parsed), dtype=np.uint64).reshape(-1, 4)
-        with self._lock:
-            uids = np.empty(len(parsed), np.int64)
-            for i, (_, bank, entry_id, external_id, note) in enumerate(parsed):
-                self._drop((bank, entry_id))
-                uid = self._next_uid
-                self._next_uid += 1
-                bank = self._bank_names.setdefault(bank, bank)
-                self._meta[uid] = (bank, entry_id, external_id, note)
-                self._keys[(bank, entry_id)] = uid
-                self._bank_uids.setdefault(bank, set()).add(uid)
-                uids[i] = uid
-            self._append(block, uids)
-        return len(parsed)
+        All rows are validated before anything changes, so a bad row leaves the index untouched."""
+        with self._lock:  # parse registers new bank names
+            block, names, ids = parse(entries, self._bank_code)
+            if not len(block.words):
+                return 0
+            self._register_banks()
+            first = self._snap.n
+            replaced = self._indexed_rows(self._snap, names, ids)
+            self._append(block)
+            tail = self._tail
+            for row, key in enumerate(zip(block.banks.tolist(), ids, strict=True), start=first):
+                previous = tail.get(key)
+                if previous is not None:  # an earlier tail row, perhaps of this very block
+                    replaced.append(previous)
+                tail[key] = row
+            self._kill(replaced)
+        return len(block.words)
 
     def remove(self, bank: str, entry_id: str) -> bool:
         """Remove one entry; False if it was not there."""
         with self._lock:
-            return self._drop((bank, entry_id))
+            code = self._bank_code.get(bank)
+            if code is None:
+                return False
+            row = self._tail.pop((code, entry_id), None)
+            found = [row] if row is not None else self._indexed_rows(self._snap, [bank], [entry_id])
+            self._kill(found)
+            return bool(found)
 
     def remove_bank(self, bank: str) -> int:
         """Remove every entry of `bank`; returns how many."""
         with self._lock:
-            uids = self._bank_uids.pop(bank, set())
-            for uid in uids:
-                _, entry_id, _, _ = self._meta.pop(uid)
-                del self._keys[(bank, entry_id)]
-            self._dead |= uids
-            return len(uids)
+            code = self._bank_code.get(bank)
+            if code is None:
+                return 0
+            snap = self._snap
+            rows = np.flatnonzero(snap.rows.banks[: snap.n] == code)
+            self._kill(rows)
+            for key in [key for key in self._tail if key[0] == code]:
+                del self._tail[key]
+            return len(rows)
 
     @property
     def needs_compaction(self) -> bool:
-        """True when the unindexed tail or the tombstones have grown enough to slow lookups."""
+        """True when the unindexed tail or the dead rows have grown enough to slow lookups."""
         snap = self._snap
         tail = snap.n - snap.n_base
-        return tail > max(_MIN_TAIL, snap.n_base // 16) or len(self._dead) > max(_MIN_TAIL, snap.n // 4)
+        return tail > max(_MIN_TAIL, snap.n_base // 16) or self._dead > max(_MIN_TAIL, snap.n // 4)
 
     def compact(self) -> None:
-        """Index the tail and drop tombstones. Safe alongside lookups and writes; O(n) time and memory."""
+        """Index the tail and drop dead rows. Safe alongside lookups and writes; O(n log n) time, O(n) memory."""
         with self._compact_lock:
             with self._lock:
                 snap = self._snap
-                dead = np.fromiter(self._dead, np.int64, len(self._dead))
-            words, uids = snap.words[: snap.n], snap.uids[: snap.n]
-            if dead.size:
-                keep = ~np.isin(uids, dead)
-                words, uids = words[keep], uids[keep]
-            ids, offsets = _build_tables(words)
+                keep = snap.rows.banks[: snap.n] != DEAD
+            m = int(keep.sum())
+            # Nothing to drop: the rows stay where they are and only the tables are new. Else a compact copy.
+            base = snap.rows if m == snap.n else snap.rows.head(snap.n).select(keep, spare=max(1024, m // 64))
+            tables = mih.build(base.words[:m]) if m else None
+            key_order = np.argsort(base.keys[:m])
             with self._lock:
                 current = self._snap
-                extra_words = current.words[snap.n : current.n]
-                extra_uids = current.uids[snap.n : current.n]
-                m = len(words)
-                cap = _capacity(m + len(extra_words))
-                new_words = np.zeros((cap, 4), np.uint64)
-                new_uids = np.full(cap, -1, np.int64)
-                new_words[:m], new_uids[:m] = words, uids
-                new_words[m : m + len(extra_words)] = extra_words
-                new_uids[m : m + len(extra_uids)] = extra_uids
-                self._dead.difference_update(dead.tolist())
-                self._snap = _Snapshot(new_words, new_uids, m + len(extra_words), m, ids, offsets)
+                if base is snap.rows:  # rows added or removed meanwhile are in the current arrays already
+                    self._snap = _Snapshot(current.rows, current.n, m, tables, key_order)
+                    self._tail = {key: row for key, row in self._tail.items() if row >= m}
+                    return
+                # Rows removed while the tables were built, and rows added meanwhile (they stay in the tail).
+                base.banks[np.flatnonzero(current.rows.banks[: snap.n][keep] == DEAD)] = DEAD
+                extra = current.rows.head(current.n).tail_from(snap.n)
+                rows = base.with_room(m, extra)
+                rows.put(m, extra)
+                n = m + len(extra.words)
+                self._tail = {key: m + j for j, key in _live_keys(extra)}
+                self._dead = int((rows.banks[:n] == DEAD).sum())
+                self._snap = _Snapshot(rows, n, m, tables, key_order)
 
     def query(self, pdq_hex: str, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
         """Every entry within `max_distance` bits (inclusive), nearest first. Thread-safe, lock-free."""
@@ -176,91 +181,80 @@ class PdqIndex:
             raise ValueError(f"max_distance must be within 0..256, not {max_distance}")
         q = np.frombuffer(bytes.fromhex(validate_pdq_hex(pdq_hex)), dtype=np.uint64)
         snap = self._snap
-        rows, dists = _scan(snap.words, q, snap.n_base, snap.n, max_distance)
-        if snap.n_base:
-            if max_distance <= _PROBE_EXACT_UP_TO:
-                base = _probe(snap, q, max_distance)
-            else:
-                base = _scan(snap.words, q, 0, snap.n_base, max_distance)
+        words = snap.rows.words
+        rows, dists = mih.scan(words, q, snap.n_base, snap.n, max_distance)
+        if snap.tables is not None:
+            base = mih.probe(snap.tables, words, q, max_distance)
             rows, dists = np.concatenate([base[0], rows]), np.concatenate([base[1], dists])
         matches = []
-        meta = self._meta
-        for uid, distance in zip(snap.uids[rows].tolist(), dists.tolist(), strict=True):
-            found = meta.get(uid)
-            if found is not None:
-                bank, entry_id, external_id, note = found
-                matches.append(Match(bank, entry_id, distance, external_id, note))
+        codes = snap.rows.banks[rows].tolist()
+        names = self._bank_names
+        for row, code, distance in zip(rows.tolist(), codes, dists.tolist(), strict=True):
+            if code != DEAD:
+                entry_id, external_id, note = snap.rows.strings(row)
+                matches.append(Match(names[code], entry_id, distance, external_id, note))
         return sort_matches(matches)
 
     # -- writer internals (self._lock held) --
 
-    def _drop(self, key: tuple[str, str]) -> bool:
-        uid = self._keys.pop(key, None)
-        if uid is None:
-            return False
-        del self._meta[uid]
-        self._bank_uids[key[0]].discard(uid)
-        self._dead.add(uid)
-        return True
+    def _register_banks(self) -> None:
+        """Names for the codes `parse` handed out."""
+        for name in list(self._bank_code)[len(self._bank_names) :]:
+            self._bank_names.append(name)
+            self._live.append(0)
 
-    def _append(self, block: np.ndarray, uids: np.ndarray) -> None:
+    def _append(self, block: Rows) -> None:
         snap = self._snap
-        n, k = snap.n, len(block)
-        words, row_uids = snap.words, snap.uids
-        if n + k > len(words):
-            # Readers keep the old arrays; the new ones get a copy of every published row.
-            cap = _capacity(n + k)
-            words = np.zeros((cap, 4), np.uint64)
-            row_uids = np.full(cap, -1, np.int64)
-            words[:n], row_uids[:n] = snap.words[:n], snap.uids[:n]
-        words[n : n + k] = block
-        row_uids[n : n + k] = uids
-        self._snap = _Snapshot(words, row_uids, n + k, snap.n_base, snap.ids, snap.offsets)
+        rows = snap.rows.with_room(snap.n, block)
+        rows.put(snap.n, block)
+        for code, count in enumerate(np.bincount(block.banks, minlength=len(self._live)).tolist()):
+            self._live[code] += count
+        self._snap = _Snapshot(rows, snap.n + len(block.words), snap.n_base, snap.tables, snap.key_order)
+
+    def _kill(self, rows: Sequence[int] | np.ndarray) -> None:
+        banks = self._snap.rows.banks
+        rows = np.unique(np.asarray(rows, np.int64))
+        rows = rows[banks[rows] != DEAD]
+        codes = banks[rows]
+        banks[rows] = DEAD
+        for code, count in enumerate(np.bincount(codes, minlength=len(self._live)).tolist()):
+            self._live[code] -= count
+        self._dead += len(rows)
+
+    def _indexed_rows(self, snap: _Snapshot, banks: Sequence[str], entry_ids: Sequence[str]) -> list[int]:
+        """Live indexed rows holding any of the (bank, entry id) keys given."""
+        if not snap.n_base:
+            return []
+        wanted = set(zip(banks, entry_ids, strict=True))
+        keys = np.fromiter(map(hash, wanted), np.int64, len(wanted))
+        sorted_keys = snap.rows.keys
+        lo = np.searchsorted(sorted_keys[: snap.n_base], keys, side="left", sorter=snap.key_order)
+        hi = np.searchsorted(sorted_keys[: snap.n_base], keys, side="right", sorter=snap.key_order)
+        found = []
+        for start, stop in zip(lo.tolist(), hi.tolist(), strict=True):
+            for row in snap.key_order[start:stop].tolist():
+                code = int(snap.rows.banks[row])
+                if code != DEAD and (self._bank_names[code], snap.rows.strings(row)[0]) in wanted:
+                    found.append(row)
+        return found
 
 
-def _capacity(rows: int) -> int:
-    return max(1024, rows + rows // 4)
+def _live_keys(block: Rows) -> list[tuple[int, tuple[int, str]]]:
+    """(row, (bank code, entry id)) of the live rows of a block."""
+    return [(i, (code, block.strings(i)[0])) for i, code in enumerate(block.banks.tolist()) if code != DEAD]
 
 
-def _build_tables(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per chunk, the rows sorted by chunk value and the CSR offsets of each of the 65,536 buckets."""
-    n = len(words)
-    chunks = np.ascontiguousarray(words).view(np.uint16).reshape(n, _CHUNKS)
-    ids = np.empty(_CHUNKS * n, np.int32)
-    offsets = np.empty((_CHUNKS, _BUCKETS + 1), np.int64)
-    for c in range(_CHUNKS):
-        keys = chunks[:, c]
-        ids[c * n : (c + 1) * n] = np.argsort(keys, kind="stable")
-        offsets[c, 0] = c * n
-        np.cumsum(np.bincount(keys, minlength=_BUCKETS), out=offsets[c, 1:])
-        offsets[c, 1:] += c * n
-    return ids, offsets
-
-
-def _scan(words: np.ndarray, q: np.ndarray, start: int, stop: int, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force over rows [start, stop): (rows, distances) within max_distance."""
-    if stop <= start:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    d = np.bitwise_count(words[start:stop] ^ q).sum(axis=1, dtype=np.int64)
-    hit = np.flatnonzero(d <= max_distance)
-    return hit + start, d[hit]
-
-
-def _probe(snap: _Snapshot, q: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket probe over the indexed rows (exact for max_distance ≤ 31)."""
-    # ≤ 15 bits apart → some chunk is identical, so the exact bucket alone suffices.
-    flips = _FLIPS[:1] if max_distance < _CHUNKS else _FLIPS
-    keys = (q.view(np.uint16)[:, None] ^ flips[None, :]).astype(np.int64)
-    chunk = np.broadcast_to(np.arange(_CHUNKS)[:, None], keys.shape)
-    starts = snap.offsets[chunk, keys].ravel()
-    lengths = snap.offsets[chunk, keys + 1].ravel() - starts
-    total = int(lengths.sum())
-    if total >= snap.n_base:
-        # Heavily clustered data: the probe would touch more rows than a scan does.
-        return _scan(snap.words, q, 0, snap.n_base, max_distance)
-    ends = np.cumsum(lengths)
-    positions = np.arange(total) + np.repeat(starts - (ends - lengths), lengths)
-    cand = np.unique(snap.ids[positions])
-    d = np.bitwise_count(snap.words[cand] ^ q).sum(axis=1, dtype=np.int64)
-    hit = d <= max_distance
-    return cand[hit].astype(np.int64), d[hit]
+def _superseded(rows: Rows, n: int) -> np.ndarray:
+    """Rows among [0, n) that a later row with the same (bank, entry id) replaces (whole-array, for `build`)."""
+    order = np.argsort(rows.keys[:n])
+    sorted_keys = rows.keys[order]
+    repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    suspects = np.unique(np.concatenate([order[repeated], order[repeated + 1]]))
+    latest: dict[tuple[int, str], int] = {}
+    doomed = []
+    for row in suspects.tolist():  # ascending: a later row replaces an earlier one
+        key = (int(rows.banks[row]), rows.strings(row)[0])
+        if key in latest:
+            doomed.append(latest[key])
+        latest[key] = row
+    return np.array(doomed, np.int64)

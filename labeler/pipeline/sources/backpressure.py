@@ -5,7 +5,7 @@ When workers fall behind (too few, a PDS or the matcher down), a source that kep
 has read (so its cursor covers every job written), stops reading, and resumes when the queue has drained to
 `resume_at`. Nothing is skipped: the stream waits on the socket (the server's buffer, then TCP, hold it back),
 and if the server drops a slow consumer the source reconnects from its saved cursor, as after any closed
-connection. The firehose relays keep days of events; Jetstream hours.
+connection, within the window of past events the server keeps.
 """
 
 from __future__ import annotations

@@ -16,18 +16,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import libipld
-from atproto import AsyncFirehoseSubscribeReposClient
-from atproto_client.models.common import XrpcError
-from atproto_subscription.exceptions import SubscriptionError
-from atproto_subscription.frames import MessageFrame
 
 from labeler.pipeline.jobs import JobSpec
 from labeler.pipeline.sources.base import Cursors, JobSink, StreamSource
 from labeler.pipeline.sources.records import jobs_for_record, wanted_collections
+
+if TYPE_CHECKING:
+    from atproto import AsyncFirehoseSubscribeReposClient
+    from atproto_subscription.frames import MessageFrame
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,12 @@ class FirehoseSource(StreamSource):
         self._client: AsyncFirehoseSubscribeReposClient | None = None
 
     async def _stream(self, cursor: str | None) -> None:
+        # The SDK's client package (~0.5 s to import) is loaded by the first firehose connection, not by every
+        # process that builds the service.
+        from atproto import AsyncFirehoseSubscribeReposClient
+        from atproto_client.models.common import XrpcError
+        from atproto_subscription.exceptions import SubscriptionError
+
         params = {"cursor": int(cursor)} if cursor else None
         client = AsyncFirehoseSubscribeReposClient(params, base_uri=self.base_uri, recv_timeout=self.recv_timeout)
         self._client = client

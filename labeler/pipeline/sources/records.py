@@ -20,19 +20,20 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import libipld
-from atproto_client.models import ids
 
 from labeler.pipeline.jobs import ImageRef, JobSpec
 from labeler.protocol.syntax import check_cid, check_did, check_nsid, check_record_key
 
 log = logging.getLogger(__name__)
 
-POST: Final = ids.AppBskyFeedPost
-PROFILE: Final = ids.AppBskyActorProfile
-EMBED_IMAGES: Final = ids.AppBskyEmbedImages
-EMBED_GALLERY: Final = ids.AppBskyEmbedGallery
-EMBED_VIDEO: Final = ids.AppBskyEmbedVideo
-EMBED_RECORD_WITH_MEDIA: Final = ids.AppBskyEmbedRecordWithMedia
+# Lexicon NSIDs (the SDK's `atproto_client.models.ids` has the same strings, but importing it loads the SDK's
+# whole client package, ~0.5 s, into every process and CLI command that builds the service).
+POST: Final = "app.bsky.feed.post"
+PROFILE: Final = "app.bsky.actor.profile"
+EMBED_IMAGES: Final = "app.bsky.embed.images"
+EMBED_GALLERY: Final = "app.bsky.embed.gallery"
+EMBED_VIDEO: Final = "app.bsky.embed.video"
+EMBED_RECORD_WITH_MEDIA: Final = "app.bsky.embed.recordWithMedia"
 IMAGE: Final = "image"
 VIDEO: Final = "video"
 # A gallery holds at most 20 items, an images embed 4, a profile 2. Anything past this is junk, not work.

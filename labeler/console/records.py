@@ -1,0 +1,93 @@
+"""The console's record pages: the hash banks (with entries switched off or held for review, which it can change
+as `labeler entries` does), the audit log of moderation events (who, through which credential, what, why), and
+one subject's history (as `labeler explain`)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from labeler.console.auth import actor, console_auth
+from labeler.console.web import ConsoleError, Redirect, page, render
+from labeler.pipeline.actions.screen import MODES
+from labeler.pipeline.evidence import explain, summary
+from labeler.protocol.storable import Unstorable, check_text
+from labeler.reports.subject import parse_subject_param
+from labeler.service import Labeler
+from labeler.xrpc.params import get_int
+
+AUDIT_PAGE: Final = 100
+BANKS_PATH: Final = "/console/banks"
+MAX_NAME: Final = 200
+MAX_REASON: Final = 2000
+
+
+@page
+async def banks(request: Request) -> Response:
+    session = await console_auth(request).require(request)
+    labeler: Labeler = request.app.state.labeler
+    context = {
+        "session": session,
+        "actor": actor(session),
+        "banks": await labeler.pipeline.banks.all_banks(),
+        "states": await labeler.pipeline.screen.states(),
+    }
+    return render(request, "banks.html", context)
+
+
+@page
+async def audit(request: Request) -> Response:
+    """Moderation events newest first, 100 a page (`before` = the last id seen)."""
+    session = await console_auth(request).require(request)
+    labeler: Labeler = request.app.state.labeler
+    before = get_int(request.query_params, "before", default=None, minimum=1, maximum=2**62)
+    events = await labeler.reports.store.events(limit=AUDIT_PAGE, cursor=before)
+    context = {
+        "session": session,
+        "actor": actor(session),
+        "events": events,
+        "next": events[-1].id if len(events) == AUDIT_PAGE else None,
+    }
+    return render(request, "audit.html", context)
+
+
+@page
+async def history(request: Request) -> Response:
+    """Why a subject carries labels, as `labeler explain` tells it: current labels, label history with evidence,
+    review items with their decisions, and every action with its outcome and reversal."""
+    session = await console_auth(request).require(request)
+    labeler: Labeler = request.app.state.labeler
+    raw = request.query_params.get("uri", "").strip()
+    if not raw:
+        raise ConsoleError(400, "name a subject: ?uri=<at:// URI or DID>")
+    uri = parse_subject_param(raw)
+    p = labeler.pipeline
+    report = await explain(labeler.store, p.jobs, p.reviews, uri, p.actioner.outbox)
+    context = {"session": session, "actor": actor(session), "report": report, "summary": summary}
+    return render(request, "history.html", context)
+
+
+@page
+async def set_entry_state(request: Request) -> Response:
+    """Switch a bank entry off (`disabled`), to review-only, or back on (`clear`), as `labeler entries` does."""
+    session, form = await console_auth(request).posted(request)
+    labeler: Labeler = request.app.state.labeler
+    bank, entry_id, mode = form.get("bank", "").strip(), form.get("entry_id", "").strip(), form.get("mode", "")
+    reason = form.get("reason", "").strip() or None
+    if mode not in (*MODES, "clear"):
+        raise ConsoleError(400, f"mode must be one of {', '.join(MODES)}, clear")
+    if not (0 < len(bank) <= MAX_NAME and 0 < len(entry_id) <= MAX_NAME) or len(reason or "") > MAX_REASON:
+        raise ConsoleError(400, f"name a bank and an entry (at most {MAX_NAME} characters), and a shorter reason")
+    try:
+        for value, what in ((bank, "bank"), (entry_id, "entry"), (reason or "", "reason")):
+            check_text(value, what)
+    except Unstorable as exc:
+        raise ConsoleError(400, str(exc)) from None
+    screen = labeler.pipeline.screen
+    if mode == "clear":
+        await screen.clear(bank, entry_id)
+    else:
+        await screen.set_state(bank, entry_id, mode, reason=reason, actor=actor(session))
+    raise Redirect(BANKS_PATH)
