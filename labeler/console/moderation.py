@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from labeler.admin.emit_event import apply_label_event
 from labeler.console.auth import actor, console_auth
-from labeler.console.web import ConsoleError, Redirect, page, render
+from labeler.console.web import ConsoleError, Redirect, page, query_text, render
 from labeler.protocol.errors import InvalidRequest
 from labeler.reports.models import EVENT_ACKNOWLEDGE, EVENT_COMMENT, EVENT_LABEL, EVENT_RESOLVE_APPEAL
 from labeler.reports.subject import REPO_REF, STRONG_REF, Subject, parse_subject_ref
@@ -98,7 +98,7 @@ def _values(text: str) -> list[str]:
 async def labels(request: Request) -> Response:
     """Labels on a subject or a `prefix*` pattern, as queryLabels answers them (oldest first, 100 a page)."""
     session = await console_auth(request).require(request)
-    query = request.query_params.get("q", "").strip()
+    query = query_text(request, "q")
     found = []
     if query:
         try:

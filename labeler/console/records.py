@@ -10,10 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from labeler.console.auth import actor, console_auth
-from labeler.console.web import ConsoleError, Redirect, page, render
+from labeler.console.web import ConsoleError, Redirect, page, query_text, render
 from labeler.pipeline.actions.screen import MODES
 from labeler.pipeline.evidence import explain, summary
-from labeler.protocol.storable import Unstorable, check_text
 from labeler.reports.subject import parse_subject_param
 from labeler.service import Labeler
 from labeler.xrpc.params import get_int
@@ -59,7 +58,7 @@ async def history(request: Request) -> Response:
     review items with their decisions, and every action with its outcome and reversal."""
     session = await console_auth(request).require(request)
     labeler: Labeler = request.app.state.labeler
-    raw = request.query_params.get("uri", "").strip()
+    raw = query_text(request, "uri")
     if not raw:
         raise ConsoleError(400, "name a subject: ?uri=<at:// URI or DID>")
     uri = parse_subject_param(raw)
@@ -80,11 +79,6 @@ async def set_entry_state(request: Request) -> Response:
         raise ConsoleError(400, f"mode must be one of {', '.join(MODES)}, clear")
     if not (0 < len(bank) <= MAX_NAME and 0 < len(entry_id) <= MAX_NAME) or len(reason or "") > MAX_REASON:
         raise ConsoleError(400, f"name a bank and an entry (at most {MAX_NAME} characters), and a shorter reason")
-    try:
-        for value, what in ((bank, "bank"), (entry_id, "entry"), (reason or "", "reason")):
-            check_text(value, what)
-    except Unstorable as exc:
-        raise ConsoleError(400, str(exc)) from None
     screen = labeler.pipeline.screen
     if mode == "clear":
         await screen.clear(bank, entry_id)

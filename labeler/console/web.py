@@ -18,6 +18,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labeler.protocol.errors import XrpcError
+from labeler.protocol.storable import Unstorable, check_text
 
 HERE: Final = Path(__file__).resolve().parent
 TEMPLATES: Final = Jinja2Templates(directory=HERE / "templates")  # autoescaping on (Starlette's default)
@@ -102,8 +103,21 @@ async def read_form(request: Request) -> dict[str, str]:
     for name, value in pairs:
         if name in fields:
             raise ConsoleError(400, f"the form field {name[:40]!r} is repeated")
-        fields[name] = value
+        fields[_text(name, "a form field's name")] = _text(value, f"the form field {name[:40]!r}")
     return fields
+
+
+def query_text(request: Request, name: str) -> str:
+    """The query parameter `name`, stripped ("" when absent), refused when it is not storable text: a page looks
+    it up in the database, and PostgreSQL refuses a NUL in any text parameter."""
+    return _text(request.query_params.get(name, "").strip(), f"the parameter {name!r}")
+
+
+def _text(value: str, what: str) -> str:
+    try:
+        return check_text(value, what)
+    except Unstorable as exc:
+        raise ConsoleError(400, str(exc)) from None
 
 
 class SecurityHeaders:

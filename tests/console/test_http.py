@@ -136,3 +136,21 @@ def test_moderators_from_the_command_line(settings: Settings) -> None:
     assert run("remove", "carol").output == "removed moderator carol\n"
     gone = run("remove", "carol")
     assert gone.exit_code == 1 and "no moderator carol" in gone.output
+
+
+async def test_a_nul_in_a_search_or_a_form_is_refused_before_the_database(server: Any) -> None:
+    """The fuzz test's inputs that reached PostgreSQL (which refuses NUL in text) and came back as 500s."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http)).status_code == 303
+        searched = await http.get("/console/labels", params={"q": "at://did:plc:x\x00*"})
+        assert searched.status_code == 400 and "NUL" in searched.text
+        history = await http.get("/console/history", params={"uri": "did:plc:x\x00"})
+        assert history.status_code == 400
+        page = await http.get("/console/reports")
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert found, page.text
+        acted = await http.post(
+            "/console/reports/act", data={"action": "acknowledge", "subject": "\x00", "csrf": found.group(1)}
+        )
+        assert acted.status_code == 400 and "NUL" in acted.text
+        assert (await http.get("/console/labels", params={"q": "at://did:plc:x*"})).status_code == 200
