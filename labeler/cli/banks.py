@@ -21,7 +21,6 @@ from labeler.pipeline.match.base import MatchFailure
 from labeler.pipeline.match.hma import HmaMatcher
 from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
 from labeler.store.engine import create_engine
-from labeler.store.migrate import upgrade
 
 T = TypeVar("T")
 _BATCH = 1000
@@ -34,6 +33,8 @@ def bank() -> None:
 
 def _with_store(settings: Settings, body: Callable[[BankStore], Awaitable[T]]) -> T:
     async def go() -> T:
+        from labeler.store.migrate import upgrade  # Alembic: imported when used (labeler.cli)
+
         engine = create_engine(settings.database_url)
         try:
             await upgrade(engine)
@@ -46,6 +47,8 @@ def _with_store(settings: Settings, body: Callable[[BankStore], Awaitable[T]]) -
 
 def _with_hma(settings: Settings, body: Callable[[HmaBanks], Awaitable[T]]) -> T:
     async def go() -> T:
+        from labeler.store.migrate import upgrade  # Alembic: imported when used (labeler.cli)
+
         engine = create_engine(settings.database_url)
         hma = HmaMatcher(settings.hma_url)
         try:

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from labeler.pipeline.banks import EntryInput
-from labeler.pipeline.hasher import validate_pdq_hex
-from labeler.pipeline.signals import PDQ, SIGNAL_TYPES, VPDQ
+from labeler.pipeline.signals import PDQ, SIGNAL_TYPES, VPDQ, validate_pdq_hex
 from labeler.pipeline.signals.exact import validate_exact
 from labeler.pipeline.signals.vpdq import parse_signal, to_signal
 

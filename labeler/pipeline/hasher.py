@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -33,6 +32,9 @@ from PIL import Image, UnidentifiedImageError
 from labeler.pipeline import jpeg_scans
 from labeler.pipeline.pdq_reduced import hash_from_samples, samples_from_pixels
 from labeler.pipeline.signals import MediaRejected
+from labeler.pipeline.signals import (
+    validate_pdq_hex as validate_pdq_hex,  # re-exported: its callers import it from here
+)
 
 DEFAULT_MAX_BYTES: Final = 16 * 1024 * 1024
 # About 5 bytes/pixel decoded plus ~28 bytes/pixel inside pdqhash (float64 luma, two float32 buffers).
@@ -63,7 +65,6 @@ REASONS: Final = frozenset(
      TOO_MUCH_MEMORY}
 )  # fmt: skip
 
-_PDQ_HEX = re.compile(r"[0-9a-f]{64}")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 _BYTE_DTYPES = frozenset({np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.bool_)})
 
@@ -157,13 +158,6 @@ def _hash_reduced(im: Image.Image, dihedral: bool) -> PdqResult:
     samples = samples_from_pixels(_to_pdq_array(im), (width, height), scale)
     hexes, quality = hash_from_samples(samples, dihedral=dihedral)
     return PdqResult(hexes[0], quality, width, height, scale > 1, hexes if dihedral else None)
-
-
-def validate_pdq_hex(value: object) -> str:
-    """Return `value` if it is a PDQ hash as HMA accepts it (exactly 64 lowercase hex), else raise ValueError."""
-    if not isinstance(value, str) or _PDQ_HEX.fullmatch(value) is None:
-        raise ValueError(f"invalid PDQ hash: {value!r:.80}")
-    return value
 
 
 def hamming_distance(a: str, b: str) -> int:

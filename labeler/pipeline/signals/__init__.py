@@ -11,6 +11,7 @@ images get PDQ and videos vPDQ. A bank holds hashes of one signal type.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 PDQ: Final = "pdq"
@@ -19,6 +20,15 @@ SHA256: Final = "sha256"
 VPDQ: Final = "vpdq"
 EXACT_SIGNALS: Final = (MD5, SHA256)
 SIGNAL_TYPES: Final = (PDQ, MD5, SHA256, VPDQ)
+_PDQ_HEX: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def validate_pdq_hex(value: object) -> str:
+    """Return `value` if it is a PDQ hash as HMA accepts it (exactly 64 lowercase hex), else raise ValueError.
+    Here rather than in `hasher`, so that reading a bank file does not import the imaging libraries."""
+    if not isinstance(value, str) or _PDQ_HEX.fullmatch(value) is None:
+        raise ValueError(f"invalid PDQ hash: {value!r:.80}")
+    return value
 
 
 class MediaRejected(Exception):
