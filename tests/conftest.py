@@ -19,8 +19,9 @@ from labeler.service import Labeler
 from labeler.testing import LiveServer, serve_labeler
 
 IN_CI = os.environ.get("CI") == "true"
-# The suite's own settings (where its PostgreSQL is); every other LABELER_* belongs to the user, not to the tests.
-TEST_VARS_PREFIX = "LABELER_TEST_"
+# The suite's own knobs (where its PostgreSQL and e2e cache are, fuzz seeds); every other LABELER_* is the
+# labeler's configuration, which belongs to the user, not to the tests.
+SUITE_VARS_PREFIXES = ("LABELER_TEST_", "LABELER_E2E_", "LABELER_FUZZ_", "LABELER_BENCH_")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,7 +31,7 @@ def _isolated_from_the_user(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     (session-scoped fixtures included), and subprocesses inherit the clean environment."""
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):
-            if name.startswith("LABELER_") and not name.startswith(TEST_VARS_PREFIX):
+            if name.startswith("LABELER_") and not name.startswith(SUITE_VARS_PREFIXES):
                 patch.delenv(name)
         patch.chdir(tmp_path_factory.mktemp("cwd"))
         yield
