@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from labeler.pipeline.banks import BankChange, BankStore, IndexRow
 from labeler.pipeline.match.base import DEFAULT_MAX_DISTANCE, Match, MatcherError, MatcherUnavailable
@@ -25,6 +25,7 @@ from labeler.pipeline.signals.vpdq import Thresholds, VpdqFeature, parse_signal
 from labeler.store.engine import StoreError
 
 log = logging.getLogger(__name__)
+LOAD_BATCH = 50_000  # PDQ entries read from the database at a time when the banks load
 
 
 class SyncedBanks:
@@ -75,11 +76,10 @@ class SyncedBanks:
             if self._matcher is None:
                 try:
                     seen = await self.store.head()  # read first: later changes are replayed over the rows below
-                    rows = await self.store.index_rows()
+                    index = await _build_index(self.store)
                     signal_rows = await self.store.signal_rows()
                 except StoreError as e:
                     raise MatcherUnavailable(f"loading banks: {e}") from e
-                index = await asyncio.to_thread(PdqIndex.build, rows)
                 matcher = EmbeddedMatcher(index, ExactIndex(), VpdqIndex(self.vpdq))
                 await _add_signal_rows(matcher, signal_rows)
                 self._seen, self._matcher = seen, matcher
@@ -121,6 +121,25 @@ class SyncedBanks:
                 await self.refresh()
             except Exception:
                 log.exception("bank sync failed; retrying in %.1fs", self.poll_interval)
+
+
+async def _build_index(store: BankStore) -> PdqIndex:
+    """`PdqIndex.build` in a worker thread, fed from the database a batch at a time as it consumes the rows, so
+    that the rows of a large bank never all exist as Python objects at once (10M would be ~2.5 GB of tuples)."""
+    loop = asyncio.get_running_loop()
+    batches = store.index_row_batches(size=LOAD_BATCH)
+
+    async def next_batch() -> list[IndexRow] | None:
+        return await anext(batches, None)
+
+    def rows() -> Iterator[IndexRow]:
+        while (batch := asyncio.run_coroutine_threadsafe(next_batch(), loop).result()) is not None:
+            yield from batch
+
+    try:
+        return await asyncio.to_thread(PdqIndex.build, rows())
+    finally:
+        await batches.aclose()
 
 
 async def _add_signal_rows(matcher: EmbeddedMatcher, rows: Sequence[tuple[str, IndexRow]]) -> None:

@@ -11,7 +11,7 @@ reader that has seen id N has seen everything below it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -190,12 +190,19 @@ class BankStore:
 
     async def index_rows(self, bank: str | None = None, first: int = 0, last: int | None = None) -> list[IndexRow]:
         """Entries as PdqIndex rows: every bank, or one bank's entries with ids in [first, last]."""
+        return [row async for batch in self.index_row_batches(bank, first, last) for row in batch]
+
+    async def index_row_batches(
+        self, bank: str | None = None, first: int = 0, last: int | None = None, size: int = 50_000
+    ) -> AsyncGenerator[list[IndexRow]]:
+        """`index_rows`, `size` at a time: loading 10M entries never holds them all as Python objects."""
         query = sa.select(
             bank_entries.c.pdq, hash_banks.c.name, bank_entries.c.id, bank_entries.c.external_id, bank_entries.c.note
         ).join(hash_banks, hash_banks.c.id == bank_entries.c.bank_id)
         async with self.engine.connect() as conn:
             result = await conn.stream(query.where(*_entries_in(bank_entries, bank, first, last)))
-            return [(r[0], r[1], str(r[2]), r[3], r[4]) async for r in result]
+            async for part in result.partitions(size):
+                yield [(r[0], r[1], str(r[2]), r[3], r[4]) for r in part]
 
     async def signal_rows(
         self, bank: str | None = None, first: int = 0, last: int | None = None

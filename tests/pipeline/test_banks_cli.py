@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from labeler.cli import cli
 from labeler.config import Settings
+from labeler.pipeline import bank_sync
 from labeler.pipeline.bank_import import parse_text
 from labeler.pipeline.banks import BankStore, EntryInput
 from labeler.pipeline.hma_banks import CHUNK
@@ -215,4 +216,30 @@ async def test_a_running_matcher_picks_up_bank_changes_made_elsewhere(make_setti
         await eventually(dropped, within=5, what="a dropped bank")
     finally:
         await other.aclose()
+        await labeler.aclose()
+
+
+async def test_the_first_load_streams_the_banks_in_batches(
+    make_settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings: Settings = make_settings()  # type: ignore[operator]
+    labeler = Labeler(settings, with_hub=False)
+    await labeler.start()
+    try:
+        store = BankStore(labeler.engine)
+        await store.create("ONE")
+        await store.create("TWO")
+        await store.add_entries("ONE", [EntryInput(h, f"x{i}") for i, h in enumerate(H[:3])])
+        await store.add_entries("TWO", [EntryInput(H[3], None, "a note")])
+        batches = [batch async for batch in store.index_row_batches(size=2)]
+        assert [len(batch) for batch in batches] == [2, 2]
+        assert [row for batch in batches for row in batch] == await store.index_rows()
+        monkeypatch.setattr(bank_sync, "LOAD_BATCH", 1)
+        synced = bank_sync.SyncedBanks(store)
+        try:
+            assert [m.external_id for m in await synced.lookup(H[2])] == ["x2"]
+            assert [(m.bank, m.note) for m in await synced.lookup(H[3])] == [("TWO", "a note")]
+        finally:
+            await synced.aclose()
+    finally:
         await labeler.aclose()
