@@ -19,10 +19,12 @@ from pipeline.harness import Harness, all_done, eventually
 from support.server import free_port, serve_in_thread
 
 from labeler.config import ConfigError
+from labeler.pipeline.actions.altitude.api import AltitudeApi, AltitudeRefused, AltitudeUnavailable
 from labeler.pipeline.actions.altitude.poller import ACTOR
-from labeler.pipeline.actions.config import load_actions
+from labeler.pipeline.actions.config import check_policy, load_actions
 from labeler.pipeline.actions.model import ActionSpec
 from labeler.pipeline.hasher import hash_image
+from labeler.pipeline.policy import load_policy
 from labeler.service import Labeler
 
 from .altitude_standin import Altitude
@@ -98,7 +100,7 @@ async def test_a_matched_image_becomes_an_altitude_case_and_its_block_confirms_o
             assert (case["target_id"], case["signal_ids"], case["state"]) == (target["id"], [signal["id"]], "ACTIVE")
             [handoff] = await labeler.pipeline.actioner.outbox.list(kind="altitude")
             assert (handoff.state, handoff.outcome, handoff.result) == (
-                "done", "filed", {"review_item": item_id, "case_id": case["id"]},
+                "done", "filed", {"review_item": item_id, "target_id": target["id"], "case_id": case["id"]},
             )  # fmt: skip
 
             poller = labeler.pipeline.altitude_poller
@@ -200,3 +202,35 @@ def test_config_refuses_sending_child_safety_banks_and_unsafe_tokens(token_file:
     assert TOKEN not in str(refused.value)
     config = load(banks=["TERROR"], token_file=token_file).altitude
     assert config.token == TOKEN and TOKEN not in repr(config)
+    wildcard = [{"name": "all", "banks": ["*"], "labels": ["spam"]}]
+    for rules, routed in ((RULES, ["csam"]), (wildcard, ["all"]), (RULES, ["nonesuch"])):
+        policy = load_policy({"policy": {"rules": rules}}, "spam", child_safety_banks=["CSAM"])
+        with pytest.raises(ConfigError, match=r"child-safety|no policy rule"):
+            check_policy(policy, load(rules=routed))
+    check_policy(load_policy({"policy": {"rules": RULES}}, "spam", child_safety_banks=["CSAM"]), load(rules=["terror"]))
+
+
+async def test_altitudes_answers_are_told_apart_for_retrying(altitude: tuple[Altitude, str]) -> None:
+    standin, url = altitude
+    image = encode(structured_rgb(32, 32, seed=5), "PNG")
+    api = AltitudeApi(url, TOKEN, timeout=5.0, max_image_bytes=len(image))
+    stranger = AltitudeApi(url, "not-the-token", timeout=5.0, max_image_bytes=len(image))
+    try:
+        with pytest.raises(AltitudeRefused, match=r"http-400.*Unable to process image data"):
+            await api.create_target(b"not an image", title="t", description="d", client_context="c")
+        with pytest.raises(AltitudeRefused, match="http-401"):
+            await stranger.create_target(image, title="t", description="d", client_context="c")
+        with pytest.raises(AltitudeRefused, match="http-404"):
+            await api.latest_review("65f0000000000000000000ff")
+        standin.fail_next(1, status=503)
+        with pytest.raises(AltitudeUnavailable, match="http-503"):
+            await api.create_signal("HASH_MD5", "0" * 32, author="a")
+        target = await api.create_target(image, title="t", description="d", client_context="c")
+        case = await api.create_case(target, await api.create_signal("HASH_MD5", "0" * 32, author="a"))
+        assert await api.latest_review(case) is None
+        standin.decide(case, "APPROVE", user="x")
+        review = await api.latest_review(case)
+        assert review is not None and (review.decision, review.user) == ("APPROVE", "x")
+    finally:
+        await api.aclose()
+        await stranger.aclose()

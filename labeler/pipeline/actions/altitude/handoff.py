@@ -102,20 +102,21 @@ class AltitudeKind:
         if bank_of(item.evidence) in self.child_safety:  # the second guard: config refuses such routes at start
             return skipped("child-safety", f"review item {item_id} is a child-safety bank's match: never sent")
         try:
-            case_id = await self._file(item)
+            target_id, case_id = await self._file(item)
         except FetchError as exc:
             return (unavailable if exc.retryable else refused)(f"fetch-{exc.reason}", exc.detail)
         except AltitudeError as exc:
             return (unavailable if exc.retryable else refused)(exc.code, exc.detail)
         except ValueError as exc:
             return refused("unsendable", str(exc))
-        return done("filed", f"Altitude case {case_id}", review_item=item_id, case_id=case_id)
+        return done("filed", f"Altitude case {case_id}", review_item=item_id, target_id=target_id, case_id=case_id)
 
     async def reverse(self, action: Action, original: Action) -> Outcome:
         return skipped("not-reversible", "a case filed in Altitude stays there")
 
-    async def _file(self, item: ReviewItem) -> str:
-        """Target, signal and case, each asked for only if an earlier attempt did not get it; the case id."""
+    async def _file(self, item: ReviewItem) -> tuple[str, str]:
+        """Target, signal and case, each asked for only if an earlier attempt did not get it; the target and case
+        ids."""
         have = await self.store.get(item.id)
         target_id = have.target_id if have else None
         if target_id is None:
@@ -131,7 +132,7 @@ class AltitudeKind:
         if case_id is None:
             case_id = await self.api.create_case(target_id, signal_id)
             await self.store.record(item.id, "case_id", case_id)
-        return case_id
+        return target_id, case_id
 
     async def _target(self, item: ReviewItem) -> str:
         image = item.evidence.get("image")
