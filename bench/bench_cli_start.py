@@ -44,10 +44,11 @@ def imported(args: list[str], env: dict[str, str], cwd: Path) -> list[str]:
     code = (
         "import sys\nfrom labeler.cli import cli\n"
         f"try:\n    cli({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+        f"print('imported:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, check=True, capture_output=True, text=True)
-    return [m for m in out.stdout.strip().splitlines()[-1].split(",") if m]
+    line = next(line for line in out.stdout.splitlines() if line.startswith("imported:"))
+    return [m for m in line.removeprefix("imported:").split(",") if m]
 
 
 def main() -> None:
