@@ -21,7 +21,8 @@ from support.server import free_port, serve_in_thread
 from labeler.config import ConfigError
 from labeler.pipeline.actions.altitude.api import AltitudeApi, AltitudeRefused, AltitudeUnavailable
 from labeler.pipeline.actions.altitude.poller import ACTOR
-from labeler.pipeline.actions.config import check_policy, load_actions
+from labeler.pipeline.actions.config import AltitudeConfig, check_policy, load_actions
+from labeler.pipeline.actions.doctor import altitude_finding
 from labeler.pipeline.actions.model import ActionSpec
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.policy import load_policy
@@ -234,3 +235,13 @@ async def test_altitudes_answers_are_told_apart_for_retrying(altitude: tuple[Alt
     finally:
         await api.aclose()
         await stranger.aclose()
+
+
+async def test_doctor_says_whether_altitude_answers_and_takes_our_token(altitude: tuple[Altitude, str]) -> None:
+    _, url = altitude
+    findings = [
+        await altitude_finding(AltitudeConfig(target, token, banks=("TERROR",)))
+        for target, token in ((url, TOKEN), (url, "wrong"), (f"http://127.0.0.1:{free_port()}/api", TOKEN))
+    ]
+    assert [f.status for f in findings] == ["ok", "fail", "warn"]
+    assert all(TOKEN not in f.message for f in findings)
