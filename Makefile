@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # What serving needs (`make run`), and that plus the test extra (`make test`, `make lint`): a first `make run` does
-# not wait for the test tools (faiss, threatexchange, mypy, hadolint, ...).
+# not wait for the test tools (mypy, hadolint, ...).
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 

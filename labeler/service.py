@@ -9,6 +9,8 @@ import logging
 
 from labeler.config import Settings
 from labeler.declaration import load_declaration
+from labeler.exchanges.schedule import ExchangeCollector, ExchangeScheduler
+from labeler.exchanges.store import ExchangeStore
 from labeler.identity import DidResolver
 from labeler.keys import Keyring
 from labeler.labels.hub import StreamHub
@@ -76,6 +78,14 @@ class Labeler:
             declaration=self.reports.declaration,
         )
         self.reports.on_report(self.pipeline.reports.on_report)
+        # Hash exchanges filling banks: fetched on a schedule where pipeline workers run, shown on /metrics.
+        self.exchanges = ExchangeScheduler(
+            ExchangeStore(self.engine, self.pipeline.banks),
+            keys_dir=settings.keys_dir,
+            allow_private=settings.allow_private_fetch,
+            interval=self.pipeline.options.exchange_fetch_seconds,
+        )
+        self.metrics.registry.register(ExchangeCollector(lambda: self.exchanges.snapshot))
         # Firehose / Jetstream consumers (when configured); they run only when `start(sources=True)`.
         self.sources = Sources.from_settings(settings, self.pipeline.jobs, self.pipeline.cursors)
         self.metrics.registry.register(SourceCollector(lambda: self.sources.sources))
@@ -122,10 +132,13 @@ class Labeler:
         await self.pipeline.start(workers=workers, hashing=hashing, gauges=self.hub is not None)
         if sources:
             self.sources.start()
+        if workers or self.hub is not None:
+            self.exchanges.start(fetching=workers > 0)
 
     async def aclose(self) -> None:
         try:
             await self.sources.aclose()  # saves pending jobs and cursors while the database is still open
+            await self.exchanges.aclose()  # a fetch stopped mid-page resumes from its checkpoint
             await self.pipeline.aclose()  # in-flight jobs still write through the writer
             await self.writer.aclose()
             if self.hub is not None:

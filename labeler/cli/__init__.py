@@ -21,6 +21,7 @@ COMMANDS: Final = {
     "did": "labeler.cli.did:did",
     "doctor": "labeler.cli.doctor:doctor",
     "entries": "labeler.cli.entries:entries",
+    "exchange": "labeler.cli.exchanges:exchange",
     "explain": "labeler.cli.explain:explain",
     "ingest": "labeler.cli.sources:ingest",
     "init": "labeler.cli.init:init",

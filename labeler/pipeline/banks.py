@@ -144,6 +144,17 @@ class BankStore:
                 await self._log(conn, name, "remove", entry_id, entry_id, signal_type)
         return removed
 
+    async def find_entry(self, name: str, value: str) -> tuple[int, str | None] | None:
+        """(id, note) of bank `name`'s entry holding `value` (validated for its signal type), or None."""
+        async with self.engine.connect() as conn:
+            bank_id, signal_type = await self._bank(conn, name)
+            table = _entry_table(signal_type)
+            column = "pdq" if signal_type == PDQ else "value_key"
+            key = _stored(signal_type, value)[column]
+            query = sa.select(table.c.id, table.c.note).where(table.c.bank_id == bank_id, table.c[column] == key)
+            found = (await conn.execute(query)).first()
+        return None if found is None else (int(found.id), found.note)
+
     async def signal_type(self, name: str) -> str:
         """The signal type of bank `name`; BankError if there is none."""
         async with self.engine.connect() as conn:

@@ -20,6 +20,7 @@ class PipelineOptions:
     poll_seconds: float = 1.0  # idle workers look for due jobs this often (new jobs in-process wake them at once)
     bank_poll_seconds: float = 2.0  # embedded banks: how soon another process's bank change is picked up
     stop_timeout_seconds: float = 30.0  # graceful stop waits this long for in-flight jobs
+    exchange_fetch_seconds: float = 3600.0  # workers fetch each hash exchange this often (0: only on demand)
 
     def processes_for(self, workers: int) -> int:
         if self.hash_processes > 0:

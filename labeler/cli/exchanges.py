@@ -1,0 +1,148 @@
+"""`labeler exchange …`: hash exchanges that fill a bank (`labeler.exchanges`). Credentials go to a 0600 file in
+the keys directory; no command prints them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from labeler.cli._common import echo_json, echo_lines, run, settings_or_exit
+from labeler.config import Settings
+from labeler.exchanges import IMPLEMENTED, PLANNED
+from labeler.exchanges.credentials import Credentials, remove_credentials, write_credentials
+from labeler.exchanges.errors import ExchangeError
+from labeler.exchanges.fetch import FetchReport, http_client
+from labeler.exchanges.schedule import fetch_leased, process_owner
+from labeler.exchanges.store import Exchange, ExchangeStore, check_exchange_name
+from labeler.pipeline.banks import BankStore
+from labeler.pipeline.options import load_options
+from labeler.store.engine import create_engine
+
+T = TypeVar("T")
+
+
+@click.group("exchange")
+def exchange() -> None:
+    """Hash exchanges that fill a bank by themselves (implemented: NCMEC hash sharing)."""
+
+
+def _with_store(settings: Settings, body: Callable[[ExchangeStore], Awaitable[T]]) -> T:
+    async def go() -> T:
+        from labeler.store.migrate import upgrade  # Alembic: imported when used (labeler.cli)
+
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            return await body(ExchangeStore(engine, BankStore(engine)))
+        finally:
+            await engine.dispose()
+
+    try:
+        return run(go)
+    except ExchangeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@exchange.command("add")
+@click.argument("name")
+@click.option("--type", "type_", type=click.Choice(IMPLEMENTED + PLANNED), required=True, help="The exchange.")
+@click.option("--bank", required=True, help="The bank it fills (created beforehand with `labeler bank create`).")
+@click.option(
+    "--environment", default="Industry", show_default=True,
+    help="NCMEC: which database, as python-threatexchange names them (Industry, NGO, test_Industry, …).",
+)  # fmt: skip
+@click.option("--url", help="NCMEC: the environment's base URL instead of --environment's (a proxy, a test server).")
+@click.option("--user", required=True, help="The user name the exchange gave you.")
+@click.password_option("--password", confirmation_prompt=False, help="Prompted when not given (never echoed).")
+def exchange_add(name: str, type_: str, bank: str, environment: str, url: str | None, user: str, password: str) -> None:
+    """Add exchange NAME feeding BANK; its credentials go to a 0600 file in the keys directory."""
+    settings = settings_or_exit()
+    if type_ not in IMPLEMENTED:
+        raise click.ClickException(f"{type_} is not implemented yet (implemented: {', '.join(IMPLEMENTED)})")
+    from labeler.exchanges.ncmec import ENVIRONMENTS  # python-threatexchange loads only for this command
+
+    if environment not in ENVIRONMENTS:
+        raise click.ClickException(f"--environment must be one of {', '.join(sorted(ENVIRONMENTS))}")
+    base = url or ENVIRONMENTS[environment]
+    if not base.startswith(("https://", "http://")):
+        raise click.ClickException("--url must be an http(s) URL")
+    try:
+        check_exchange_name(name)
+    except ExchangeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def body(store: ExchangeStore) -> Exchange:
+        added = await store.add(name, type_, bank, {"url": base})
+        write_credentials(settings.keys_dir, name, Credentials(user, password))
+        return added
+
+    added = _with_store(settings, body)
+    click.echo(f"exchange {added.name} ({added.type}, {added.options['url']}) fills bank {added.bank}")
+
+
+@exchange.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def exchange_list(as_json: bool) -> None:
+    """Exchanges with their bank, entries, last successful fetch and errors."""
+    found = _with_store(settings_or_exit(), lambda store: store.all())
+    if as_json:
+        echo_json([_shown(e) for e in found])
+        return
+    echo_lines(
+        (
+            f"{e.name}\t{e.type}\t{e.bank}\t{e.entries} entries\tlast fetched {e.last_success_at or 'never'}"
+            f"\t{e.fetch_errors} errors{f' (last: {e.last_error})' if e.last_error else ''}"
+            for e in found
+        ),
+        none="no exchanges",
+    )
+
+
+@exchange.command("fetch")
+@click.argument("names", nargs=-1)
+def exchange_fetch(names: tuple[str, ...]) -> None:
+    """Fetch NAMES (every exchange when none is named) now, from where the last fetch stopped."""
+    settings = settings_or_exit()
+
+    interval = load_options(settings).exchange_fetch_seconds or None
+
+    async def body(store: ExchangeStore) -> list[FetchReport]:
+        wanted = list(names) or [e.name for e in await store.all()]
+        reports = []
+        async with http_client(allow_private=settings.allow_private_fetch) as http:
+            for name in wanted:
+                await store.get(name)  # an unknown name is an error, not "busy"
+                report = await fetch_leased(
+                    store, owner=process_owner(), keys_dir=settings.keys_dir, http=http, name=name, interval=interval
+                )
+                busy = "being fetched by another process; try again when it is done"
+                reports.append(report or FetchReport(name, error=busy))
+        return reports
+
+    reports = _with_store(settings, body)
+    for report in reports:
+        click.echo(
+            f"{report.name}: {report.pages} pages, {report.added} added, {report.removed} removed, "
+            f"{len(report.skipped)} skipped" + (f"; stopped: {report.error}" if report.error else "")
+        )
+    if any(r.error for r in reports):
+        raise SystemExit(1)
+
+
+@exchange.command("remove")
+@click.argument("name")
+def exchange_remove(name: str) -> None:
+    """Forget exchange NAME and delete its credentials; its bank keeps the entries (`labeler bank remove` clears)."""
+    settings = settings_or_exit()
+    had = _with_store(settings, lambda store: store.remove(name))
+    remove_credentials(settings.keys_dir, name)
+    click.echo(f"removed exchange {name} (its bank keeps the {had} entries it fetched)")
+
+
+def _shown(e: Exchange) -> dict[str, Any]:
+    return {
+        "name": e.name, "type": e.type, "bank": e.bank, "url": e.options.get("url"), "entries": e.entries,
+        "last_success_at": e.last_success_at, "fetch_errors": e.fetch_errors, "last_error": e.last_error,
+    }  # fmt: skip

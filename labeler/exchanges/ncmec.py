@@ -1,0 +1,176 @@
+"""NCMEC's hash-sharing API (v2): pages of entries between two times, read with python-threatexchange's parser.
+
+The wire format is pytx's `NCMECHashAPI` (`threatexchange.exchanges.clients.ncmec.hash_api`): HTTP basic auth, GET
+`<environment>/v2/entries?from=…&to=…` answering XML (`queryResult` with `images` and `videos`, entries and
+`deleted…` tombstones, and `paging/next`, a path with `start`, `size` and `max` to append to the environment URL).
+Its client sends with `requests` to fixed hosts; ours sends through `labeler.outbound` (public addresses only,
+checked after resolving; bounded bodies) with httpx, and hands each entry to pytx's `NCMECEntryUpdate.from_xml`.
+
+Entries are parsed one by one, so an entry pytx cannot read is skipped and logged rather than losing its page; a
+page that is not a readable result at all is skipped by its paging parameters (`start` + `size`), which
+`paging/next` carries for every page but the first. As in pytx's `NCMECCheckpoint`, a window's `next` link is
+resumed only with the window's own `from`/`to`, and only within 12 hours (NCMEC asks not to keep paging links
+longer); an older one restarts the window, which re-applying makes harmless. Entries are not in time order, so a
+window counts as fetched only once its last page is in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.parse
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+from threatexchange.exchanges.clients.ncmec import hash_api
+
+from labeler.exchanges.credentials import Credentials
+from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
+from labeler.exchanges.store import ExchangeUpdate
+from labeler.outbound import RefusedAddress
+
+log = logging.getLogger(__name__)
+
+ENVIRONMENTS: Final = {env.name: env.value for env in hash_api.NCMECEnvironment}
+_DATE: Final = "%Y-%m-%dT%H:%M:%SZ"  # pytx's format, written in UTC
+_PAGING_VALID_SECONDS: Final = 12 * 60 * 60
+_SETTLE_SECONDS: Final = 5  # the window ends a little before now: entries still landing are fetched next time
+_MAX_PAGE_BYTES: Final = 64 * 1024 * 1024
+_NEXT_PREFIX: Final = "/v2/entries?"
+_SIGNALS: Final = {"pdq": "pdq", "md5": "md5"}  # NCMEC fingerprint tag → our signal type
+
+
+class MalformedPage(ValueError):
+    """A page that is not a readable `queryResult`."""
+
+
+@dataclass(frozen=True)
+class Page:
+    updates: list[ExchangeUpdate]
+    next: str  # the paging link, "" after the last page
+    checkpoint: dict[str, Any]  # where to resume once this page is applied
+    problem: str | None = None  # why (part of) the page was skipped
+
+
+class NcmecClient:
+    """GETs of one NCMEC environment with one member's credentials."""
+
+    def __init__(self, base_url: str, credentials: Credentials, http: httpx.AsyncClient) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._auth = httpx.BasicAuth(credentials.user, credentials.password)
+        self._http = http
+
+    def first_url(self, start: int, end: int) -> str:
+        query = urllib.parse.urlencode({"from": _date(start), "to": _date(end)})
+        return f"{self.base_url}/v2/entries?{query}"
+
+    def next_url(self, next_: str) -> str:
+        return self.base_url + next_
+
+    async def get(self, url: str) -> bytes:
+        try:
+            async with self._http.stream("GET", url, auth=self._auth) as response:
+                if response.status_code in (401, 403):
+                    raise ExchangeAuthError(
+                        f"NCMEC refused the credentials (HTTP {response.status_code}): check the user name and "
+                        "password given to `labeler exchange add`, and that NCMEC has enabled API access for them"
+                    )
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise ExchangeUnavailable(f"NCMEC answered HTTP {response.status_code}; will resume")
+                if response.status_code != 200:
+                    raise ExchangeError(f"NCMEC answered HTTP {response.status_code} for {_path_of(url)}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _MAX_PAGE_BYTES:
+                        raise ExchangeUnavailable(f"NCMEC page larger than {_MAX_PAGE_BYTES} bytes")
+                return bytes(body)
+        except RefusedAddress as exc:
+            raise ExchangeError(f"{exc} (LABELER_ALLOW_PRIVATE_FETCH allows it, for tests)") from None
+        except httpx.HTTPError as exc:
+            raise ExchangeUnavailable(f"NCMEC unreachable: {type(exc).__name__}; will resume") from None
+
+
+async def pages(
+    client: NcmecClient, checkpoint: dict[str, Any] | None, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Page]:
+    """The pages still to fetch after `checkpoint`, each with the checkpoint that follows it. Auth failures and
+    outages raise (the caller's checkpoint stays at the last applied page)."""
+    checkpoint = checkpoint or {}
+    start = int(checkpoint.get("from", 0))
+    next_ = str(checkpoint.get("next") or "")
+    if next_ and clock() - float(checkpoint.get("paged_at", 0)) <= _PAGING_VALID_SECONDS:
+        end = int(checkpoint["to"])
+    else:
+        next_, end = "", int(clock()) - _SETTLE_SECONDS
+    while True:
+        body = await client.get(client.next_url(next_) if next_ else client.first_url(start, end))
+        try:
+            updates, following = parse_page(body)
+            problem = None
+        except MalformedPage as exc:
+            skipped_to = _skip_past(next_)
+            if skipped_to is None:
+                raise ExchangeError(
+                    f"NCMEC's first page since {_date(start)} is malformed ({exc}); will retry"
+                ) from None
+            updates, following, problem = [], skipped_to, f"skipped a malformed NCMEC page ({next_}): {exc}"
+        paged = {"from": start, "to": end, "next": following, "paged_at": clock()}
+        after = paged if following else {"from": end}
+        yield Page(updates, following, after, problem)
+        if not following:
+            return
+        next_ = following
+
+
+def parse_page(body: bytes) -> tuple[list[ExchangeUpdate], str]:
+    """A page's updates and its `paging/next` link; entries pytx cannot read are logged and skipped."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise MalformedPage(f"not XML: {exc}") from None
+    for element in root.iter():  # namespaces add nothing here (pytx strips them too)
+        element.tag = element.tag.rpartition("}")[2]
+    if root.tag != "queryResult":
+        raise MalformedPage(f"<{root.tag}> where <queryResult> was expected")
+    updates: list[ExchangeUpdate] = []
+    for group in (root.find("images"), root.find("videos")):
+        for element in group if group is not None else ():
+            try:
+                entry = hash_api.NCMECEntryUpdate.from_xml(hash_api._XMLWrapper(element))
+            except (IndexError, ValueError, TypeError, AssertionError) as exc:
+                log.warning("skipped an NCMEC entry pytx cannot read (<%s>): %s", element.tag, type(exc).__name__)
+                continue
+            tags = {tag.lower(): value for tag, value in entry.fingerprints.items()}
+            signals = {ours: tags[tag] for tag, ours in _SIGNALS.items() if tag in tags}
+            updates.append(ExchangeUpdate(entry.id, entry.deleted, signals))
+    following = (root.findtext("paging/next") or "").strip()
+    if following and not following.startswith(_NEXT_PREFIX):
+        raise MalformedPage(f"paging link outside {_NEXT_PREFIX}")
+    return updates, following
+
+
+def _skip_past(next_: str) -> str | None:
+    """The paging link after the page `next_` names ("" when it was the last), by its `start`/`size`/`max`; None
+    for the first page of a window, which has no paging parameters."""
+    info = hash_api.GetEntriesNextInfo.from_next(urllib.parse.urlsplit(next_).query) if next_ else None
+    if info is None:
+        return None
+    if info.start + info.size > info.max:
+        return ""
+    params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(next_).query))
+    params["start"] = str(info.start + info.size)
+    return _NEXT_PREFIX + urllib.parse.urlencode(params)
+
+
+def _date(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime(_DATE)
+
+
+def _path_of(url: str) -> str:
+    """A URL without its query, for messages."""
+    return urllib.parse.urlsplit(url).path

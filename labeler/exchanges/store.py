@@ -1,0 +1,241 @@
+"""Configured exchanges, their checkpoints, and applying a fetched page to the exchange's bank.
+
+A page is applied in an order that makes applying it again harmless, so a crash anywhere in between (before the
+checkpoint moved past the page) costs nothing but the repeat: first the bank entries of hashes the exchange
+withdrew or changed are removed, then the new hashes are added (a known hash is skipped), then the record of
+what the exchange holds (`exchange_entries`) is written. A bank entry is removed only when no entry of any
+exchange feeding the bank still carries its hash, and only if an exchange put it there (its note), so a hash
+also imported by hand stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from labeler.exchanges.errors import ExchangeError
+from labeler.pipeline.banks import BankError, BankStore, EntryInput
+from labeler.pipeline.signals import PDQ, validate_pdq_hex
+from labeler.pipeline.signals.exact import validate_exact
+from labeler.protocol import syntax
+from labeler.store.engine import is_sqlite, write_transaction
+from labeler.store.exchange_schema import exchange_entries, exchanges
+
+log = logging.getLogger(__name__)
+
+EXCHANGE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+SIGNAL_TYPES: Final = {"ncmec": (PDQ, "md5")}  # what each exchange type carries that we can bank
+_MAX_ERROR: Final = 500
+
+
+@dataclass(frozen=True)
+class ExchangeUpdate:
+    """One entry as an exchange reports it: its id there, whether it was deleted, its hashes by our signal type."""
+
+    remote_id: str
+    deleted: bool
+    signals: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    type: str
+    bank: str
+    options: dict[str, Any]
+    checkpoint: dict[str, Any] | None
+    created_at: str
+    last_success_at: str | None
+    last_error: str | None
+    fetch_errors: int
+    entries: int = 0
+
+
+@dataclass
+class Applied:
+    added: int = 0
+    removed: int = 0
+    invalid: list[str] = field(default_factory=list)  # remote ids whose hash was not well formed
+
+
+def check_exchange_name(name: str) -> str:
+    if EXCHANGE_NAME.fullmatch(name) is None:
+        raise ExchangeError(f"exchange names are lowercase letters, digits, '-' and '_' (≤ 63): {name!r}")
+    return name
+
+
+def entry_note(name: str) -> str:
+    """The note of bank entries exchange `name` added: how a removal tells them from hashes imported by hand."""
+    return f"exchange:{name}"
+
+
+class ExchangeStore:
+    def __init__(self, engine: AsyncEngine, banks: BankStore) -> None:
+        self.engine = engine
+        self.banks = banks
+
+    async def add(self, name: str, type_: str, bank: str, options: dict[str, Any]) -> Exchange:
+        check_exchange_name(name)
+        try:
+            signal_type = await self.banks.signal_type(bank)
+        except BankError as exc:
+            raise ExchangeError(str(exc)) from None
+        if signal_type not in SIGNAL_TYPES[type_]:
+            carried = ", ".join(SIGNAL_TYPES[type_])
+            raise ExchangeError(f"bank {bank!r} holds {signal_type} hashes; {type_} carries {carried}")
+        async with write_transaction(self.engine, "exchange add") as conn:
+            if (await conn.execute(sa.select(exchanges.c.name).where(exchanges.c.name == name))).first():
+                raise ExchangeError(f"exchange {name!r} already exists")
+            values = {"name": name, "type": type_, "bank": bank, "options": options, "created_at": syntax.now()}
+            await conn.execute(exchanges.insert().values(**values))
+        return await self.get(name)
+
+    async def all(self) -> list[Exchange]:
+        counts = sa.select(exchange_entries.c.exchange, sa.func.count()).group_by(exchange_entries.c.exchange)
+        async with self.engine.connect() as conn:
+            per_exchange = {str(n): int(c) for n, c in await conn.execute(counts)}
+            rows = await conn.execute(sa.select(exchanges).order_by(exchanges.c.name))
+            return [_exchange(r, per_exchange.get(r.name, 0)) for r in rows]
+
+    async def get(self, name: str) -> Exchange:
+        for exchange in await self.all():
+            if exchange.name == name:
+                return exchange
+        raise ExchangeError(f"no exchange named {name!r}")
+
+    async def remove(self, name: str) -> int:
+        """Forget exchange `name` and its record of entries (its bank keeps them); returns how many it had."""
+        async with write_transaction(self.engine, "exchange remove") as conn:
+            had = (await conn.execute(sa.select(exchanges.c.name).where(exchanges.c.name == name))).first()
+            if had is None:
+                raise ExchangeError(f"no exchange named {name!r}")
+            mine = exchange_entries.c.exchange == name
+            removed = (await conn.execute(exchange_entries.delete().where(mine))).rowcount
+            await conn.execute(exchanges.delete().where(exchanges.c.name == name))
+        return int(removed)
+
+    async def save_checkpoint(self, name: str, checkpoint: dict[str, Any], *, complete: bool) -> None:
+        """Move the checkpoint past a page; `complete` when the fetch reached the exchange's end."""
+        values: dict[str, Any] = {"checkpoint": checkpoint}
+        if complete:
+            values |= {"last_success_at": syntax.now(), "last_error": None}
+        async with write_transaction(self.engine, "exchange checkpoint") as conn:
+            await conn.execute(exchanges.update().where(exchanges.c.name == name).values(**values))
+
+    async def record_error(self, name: str, message: str) -> None:
+        values = {"last_error": message[:_MAX_ERROR], "fetch_errors": exchanges.c.fetch_errors + 1}
+        async with write_transaction(self.engine, "exchange error") as conn:
+            await conn.execute(exchanges.update().where(exchanges.c.name == name).values(**values))
+
+    async def claim(self, owner: str, now: float, lease_seconds: float, *, name: str | None = None) -> str | None:
+        """Take the lease of exchange `name` (any exchange that is due when None) unless another process holds
+        it; returns the exchange's name, or None when there is nothing to take. One conditional UPDATE, so two
+        processes never both win."""
+        free = sa.or_(exchanges.c.lease_expires_at.is_(None), exchanges.c.lease_expires_at < now)
+        if name is None:
+            due = sa.or_(exchanges.c.next_fetch_at.is_(None), exchanges.c.next_fetch_at <= now)
+            async with self.engine.connect() as conn:
+                query = sa.select(exchanges.c.name).where(free, due).order_by(exchanges.c.next_fetch_at).limit(1)
+                name = (await conn.execute(query)).scalar_one_or_none()
+            if name is None:
+                return None
+        lease = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
+        async with write_transaction(self.engine, "exchange lease") as conn:
+            taken = await conn.execute(exchanges.update().where(exchanges.c.name == name, free).values(**lease))
+        return name if taken.rowcount == 1 else None
+
+    async def renew(self, name: str, owner: str, until: float) -> None:
+        mine = sa.and_(exchanges.c.name == name, exchanges.c.lease_owner == owner)
+        async with write_transaction(self.engine, "exchange lease") as conn:
+            await conn.execute(exchanges.update().where(mine).values(lease_expires_at=until))
+
+    async def release(self, name: str, owner: str, next_fetch_at: float | None) -> None:
+        """Give the lease back; the schedule fetches the exchange again at `next_fetch_at` (None: unchanged)."""
+        values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+        if next_fetch_at is not None:
+            values["next_fetch_at"] = next_fetch_at
+        mine = sa.and_(exchanges.c.name == name, exchanges.c.lease_owner == owner)
+        async with write_transaction(self.engine, "exchange lease") as conn:
+            await conn.execute(exchanges.update().where(mine).values(**values))
+
+    async def apply(self, exchange: Exchange, signal_type: str, updates: Sequence[ExchangeUpdate]) -> Applied:
+        """Apply one page of updates to the exchange's bank (see the module docstring for the order)."""
+        applied = Applied()
+        wanted: dict[str, str | None] = {}  # remote id → the hash it now carries, None when it carries none
+        for update in updates:
+            raw = None if update.deleted else update.signals.get(signal_type)
+            try:
+                wanted[update.remote_id] = None if raw is None else _validated(signal_type, raw)
+            except ValueError:
+                applied.invalid.append(update.remote_id)
+                wanted[update.remote_id] = None
+        if not wanted:
+            return applied
+        mine = exchange_entries.c.exchange == exchange.name
+        async with self.engine.connect() as conn:
+            known = sa.select(exchange_entries.c.remote_id, exchange_entries.c.value)
+            held = dict((await conn.execute(known.where(mine, exchange_entries.c.remote_id.in_(wanted)))).all())
+            changed = {rid: value for rid, value in wanted.items() if held.get(rid) != value}
+            withdrawn = {held[rid] for rid in changed if rid in held} - {v for v in wanted.values() if v}
+            still_held = await self._held_elsewhere(conn, exchange.bank, withdrawn, exclude=(exchange.name, changed))
+        for value in withdrawn - still_held:
+            found = await self.banks.find_entry(exchange.bank, value)
+            if found is not None and found[1] == entry_note(exchange.name):
+                applied.removed += await self.banks.remove_entry(exchange.bank, found[0])
+        new = {value: rid for rid, value in changed.items() if value is not None}
+        if new:
+            note = entry_note(exchange.name)
+            entries = [EntryInput(value, external_id=rid, note=note) for value, rid in new.items()]
+            applied.added = await self.banks.add_entries(exchange.bank, entries)
+        await self._record(exchange.name, wanted)
+        return applied
+
+    async def _held_elsewhere(
+        self, conn: Any, bank: str, values: set[str], *, exclude: tuple[str, dict[str, str | None]]
+    ) -> set[str]:
+        """Which of `values` an entry of an exchange feeding `bank` still carries, other than the entries of this
+        page that change (`exclude`: this exchange's name and the changing remote ids)."""
+        if not values:
+            return set()
+        name, changing = exclude
+        query = (
+            sa.select(exchange_entries.c.value)
+            .join(exchanges, exchanges.c.name == exchange_entries.c.exchange)
+            .where(exchanges.c.bank == bank, exchange_entries.c.value.in_(values))
+            .where(sa.not_(sa.and_(exchange_entries.c.exchange == name, exchange_entries.c.remote_id.in_(changing))))
+        )
+        return {str(v) for v in (await conn.execute(query)).scalars()}
+
+    async def _record(self, name: str, wanted: dict[str, str | None]) -> None:
+        stamp = syntax.now()
+        insert = sqlite.insert if is_sqlite(self.engine) else postgresql.insert
+        gone = [rid for rid, value in wanted.items() if value is None]
+        rows = [{"exchange": name, "remote_id": rid, "value": v, "fetched_at": stamp} for rid, v in wanted.items() if v]
+        async with write_transaction(self.engine, "exchange entries") as conn:
+            if gone:
+                mine = exchange_entries.c.exchange == name
+                await conn.execute(exchange_entries.delete().where(mine, exchange_entries.c.remote_id.in_(gone)))
+            if rows:
+                stmt = insert(exchange_entries).values(rows)
+                excluded = stmt.excluded
+                update = {"value": excluded.value, "fetched_at": excluded.fetched_at}
+                await conn.execute(stmt.on_conflict_do_update(index_elements=["exchange", "remote_id"], set_=update))
+
+
+def _validated(signal_type: str, value: str) -> str:
+    normalised = value.strip().lower()
+    return validate_pdq_hex(normalised) if signal_type == PDQ else validate_exact(signal_type, normalised)
+
+
+def _exchange(row: Any, entries: int) -> Exchange:
+    return Exchange(
+        row.name, row.type, row.bank, dict(row.options), row.checkpoint, row.created_at, row.last_success_at,
+        row.last_error, int(row.fetch_errors), entries,
+    )  # fmt: skip

@@ -1,0 +1,127 @@
+"""A stand-in for NCMEC's hash-sharing API v2 (`GET /v2/entries`, `GET /v2/status`) speaking its wire format as
+python-threatexchange's client reads it (`threatexchange.exchanges.clients.ncmec.hash_api` and its test data):
+HTTP basic auth (401 otherwise), `from`/`to` as `%Y-%m-%dT%H:%M:%SZ`, a namespaced `queryResult` with `images` /
+`videos` groups carrying `maxTimestamp`, entries (`image`, `video`) and tombstones (`deletedImage`,
+`deletedVideo`), and `paging/next`: a path under the environment URL with the window's `from`/`to` and
+`start` (1-based), `size` and `max`. Entries come in id order, not time order, as NCMEC's do.
+
+An entry is listed in a window when its last change (`changed`) falls in [from, to): an entry changed later shows
+its current state there, a deleted one as a tombstone. Test controls: `page_size`, `malformed` (the `start`
+values of pages answered with a truncated body), `fail_after` (after that many requests to `/v2/entries` every one
+answers 503: an outage mid-fetch) and `requests` (every query string seen, in order).
+"""
+
+from __future__ import annotations
+
+import base64
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+NS = "https://hashsharing.ncmec.org/hashsharing/v2"
+DATE = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass
+class Entry:
+    id: str
+    changed: int  # epoch seconds of its last change
+    fingerprints: dict[str, str]  # NCMEC tag (pdq, md5, sha1, …) → value
+    kind: str = "image"  # image | video
+    deleted: bool = False
+    member: int = 42
+    broken: bool = False  # sent without its <id>, which pytx cannot read
+
+
+@dataclass
+class NcmecStandin:
+    user: str = "esp-user"
+    password: str = "esp-password"
+    page_size: int = 2
+    entries: list[Entry] = field(default_factory=list)
+    malformed: set[int] = field(default_factory=set)
+    fail_after: int | None = None
+    requests: list[dict[str, str]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v2/entries", self._entries), Route("/v2/status", self._status)])
+
+    def _authorized(self, request: Request) -> bool:
+        expected = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        return request.headers.get("authorization") == f"Basic {expected}"
+
+    async def _status(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _unauthorized()
+        root = ET.Element("status", xmlns=NS)
+        ET.SubElement(root, "member", id="42").text = "Example Member"
+        return _xml(root)
+
+    async def _entries(self, request: Request) -> Response:
+        query = dict(request.query_params)
+        self.requests.append(query)
+        if not self._authorized(request):
+            return _unauthorized()
+        if self.fail_after is not None and len(self.requests) > self.fail_after:
+            return Response("Service Unavailable", status_code=503)
+        try:
+            start_ts, end_ts = (_epoch(query[k]) for k in ("from", "to"))
+            start, size = int(query.get("start", "1")), int(query.get("size", str(self.page_size)))
+        except (KeyError, ValueError):
+            return Response("bad request", status_code=400)
+        window = sorted((e for e in self.entries if start_ts <= e.changed < end_ts), key=lambda e: e.id)
+        if start in self.malformed:
+            return Response(f'<?xml version="1.0"?><queryResult xmlns="{NS}"><images count="', media_type="text/xml")
+        page = window[start - 1 : start - 1 + size]
+        root = ET.Element("queryResult", xmlns=NS)
+        for kind in ("image", "video"):
+            group = [e for e in page if e.kind == kind]
+            element = ET.SubElement(root, f"{kind}s", count=str(len(group)))
+            if group:
+                element.set("maxTimestamp", _date(max(e.changed for e in group)))
+            for entry in group:
+                _entry(element, entry)
+        if start - 1 + size < len(window):
+            paging = {"from": query["from"], "to": query["to"], "start": start + size, "size": size}
+            ET.SubElement(ET.SubElement(root, "paging"), "next").text = "/v2/entries?" + urlencode(
+                paging | {"max": len(window)}
+            )
+        return _xml(root)
+
+
+def _entry(group: ET.Element, entry: Entry) -> None:
+    element = ET.SubElement(group, f"deleted{entry.kind.title()}" if entry.deleted else entry.kind)
+    ET.SubElement(element, "member", id=str(entry.member)).text = "Example Member"
+    ET.SubElement(element, "timestamp").text = _date(entry.changed)
+    if not entry.broken:
+        ET.SubElement(element, "id").text = entry.id
+    if entry.deleted:
+        return
+    ET.SubElement(element, "classification").text = "A1"
+    prints = ET.SubElement(element, "fingerprints")
+    for tag, value in entry.fingerprints.items():
+        ET.SubElement(prints, tag).text = value
+    ET.SubElement(element, "feedback")
+
+
+def _xml(root: ET.Element) -> Response:
+    body = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + ET.tostring(root)
+    return Response(body, media_type="application/xml")
+
+
+def _unauthorized() -> Response:
+    return Response("Unauthorized", status_code=401, headers={"www-authenticate": 'Basic realm="hashsharing"'})
+
+
+def _date(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime(DATE)
+
+
+def _epoch(text: str) -> int:
+    return int(datetime.strptime(text.replace(".000Z", "Z"), DATE).replace(tzinfo=UTC).timestamp())

@@ -1,0 +1,353 @@
+"""NCMEC hash sharing filling a bank, against a stand-in speaking NCMEC's wire format over real HTTP on loopback:
+first and incremental fetches, deletions and updates, malformed pages and entries, auth failures, an outage
+mid-fetch, and a fetched hash matched through the upload API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from pipeline.corpus import random_hashes
+from pipeline.harness import eventually
+from support.server import serve_in_thread
+
+from labeler.cli import cli
+from labeler.config import Settings
+from labeler.exchanges.credentials import Credentials, credentials_path, write_credentials
+from labeler.exchanges.fetch import FetchReport, fetch_exchange, http_client
+from labeler.exchanges.schedule import fetch_leased
+from labeler.exchanges.store import ExchangeStore, entry_note
+from labeler.pipeline.banks import BankStore, EntryInput
+from labeler.service import Labeler
+from labeler.store.engine import create_engine
+from labeler.store.exchange_schema import exchange_entries
+from labeler.store.migrate import upgrade
+from labeler.testing import serve_labeler
+
+from .ncmec_standin import Entry, NcmecStandin
+
+H = random_hashes(8, seed=21)
+T0 = 1_700_000_000  # the stand-in's entries were changed around then
+MD5 = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1"
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class World:
+    standin: NcmecStandin
+    url: str
+    stores: ExchangeStore
+    keys_dir: Path
+    clock: Clock
+
+    async def fetch(self, name: str = "nc") -> FetchReport:
+        async with http_client(allow_private=True) as http:
+            return await fetch_exchange(self.stores, name, keys_dir=self.keys_dir, http=http, clock=self.clock)
+
+    async def banked(self, bank: str = "NCMEC") -> dict[str, tuple[str | None, str | None]]:
+        """The bank's entries: hash → (external id, note)."""
+        rows = await self.stores.banks.index_rows(bank)
+        return {pdq: (external_id, note) for pdq, _bank, _id, external_id, note in rows}
+
+
+@pytest.fixture
+def standin() -> Iterator[tuple[NcmecStandin, str]]:
+    standin = NcmecStandin(
+        entries=[
+            Entry("image1", T0 + 10, {"md5": "a1" * 16, "pdq": H[0], "sha1": "a1" * 20}),
+            Entry("image2", T0 + 20, {"pdq": H[1]}),
+            Entry("image3", T0 + 30, {"pdq": H[2]}),
+            Entry("video1", T0 + 40, {"md5": MD5}, kind="video"),
+            Entry("image4", T0 + 50, {"pdq": H[3]}),
+        ]
+    )
+    with serve_in_thread(standin.app()) as server:
+        yield standin, server.url
+
+
+@pytest.fixture
+async def world(standin: tuple[NcmecStandin, str], database_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    banks = BankStore(engine)
+    await banks.create("NCMEC")
+    stores = ExchangeStore(engine, banks)
+    await stores.add("nc", "ncmec", "NCMEC", {"url": standin[1]})
+    keys_dir = tmp_path / "keys"
+    write_credentials(keys_dir, "nc", Credentials(standin[0].user, standin[0].password))
+    try:
+        yield World(standin[0], standin[1], stores, keys_dir, Clock(T0 + 100))
+    finally:
+        await engine.dispose()
+
+
+async def test_first_fetch_pages_through_and_records_each_entry(world: World) -> None:
+    report = await world.fetch()
+    assert (report.error, report.complete, report.pages, report.added, report.skipped) == (None, True, 3, 4, [])
+    note = entry_note("nc")
+    assert await world.banked() == {
+        H[0]: ("image1", note),
+        H[1]: ("image2", note),
+        H[2]: ("image3", note),
+        H[3]: ("image4", note),
+    }  # fmt: skip  (video1 carries only an MD5: not for a PDQ bank)
+    pages = world.standin.requests
+    assert [q.get("start") for q in pages] == [None, "3", "5"]
+    assert (pages[0]["from"], pages[0]["to"]) == ("1970-01-01T00:00:00Z", "2023-11-14T22:14:55Z")  # T0 + 95
+    assert all((q["from"], q["to"]) == (pages[0]["from"], pages[0]["to"]) for q in pages)  # the window's own
+    async with world.stores.engine.connect() as conn:
+        recorded = (await conn.execute(sa.select(exchange_entries).order_by(exchange_entries.c.remote_id))).all()
+    assert [(r.exchange, r.remote_id, r.value) for r in recorded] == [
+        ("nc", "image1", H[0]), ("nc", "image2", H[1]), ("nc", "image3", H[2]), ("nc", "image4", H[3])
+    ]  # fmt: skip
+    assert all(r.fetched_at for r in recorded)
+    [exchange] = await world.stores.all()
+    assert exchange.last_success_at and exchange.fetch_errors == 0 and exchange.entries == 4
+    assert exchange.checkpoint == {"from": T0 + 95}  # the window ended 5 s before "now"
+
+
+async def test_incremental_fetch_reads_only_the_new_window(world: World) -> None:
+    await world.fetch()
+    world.standin.entries.append(Entry("image5", T0 + 200, {"pdq": H[4]}))
+    world.standin.requests.clear()
+    world.clock.now = T0 + 300
+    report = await world.fetch()
+    assert (report.error, report.pages, report.added) == (None, 1, 1)
+    [query] = world.standin.requests
+    assert (query["from"], query["to"]) == ("2023-11-14T22:14:55Z", "2023-11-14T22:18:15Z")  # T0+95, T0+295
+    assert H[4] in await world.banked() and len(await world.banked()) == 5
+
+
+async def test_deleted_and_updated_entries_change_the_bank(world: World) -> None:
+    await world.fetch()
+    entries = {e.id: e for e in world.standin.entries}
+    entries["image2"].deleted, entries["image2"].changed = True, T0 + 200
+    entries["image3"].fingerprints, entries["image3"].changed = {"pdq": H[5]}, T0 + 210
+    world.clock.now = T0 + 300
+    report = await world.fetch()
+    assert (report.error, report.added, report.removed) == (None, 1, 2)
+    banked = await world.banked()
+    assert set(banked) == {H[0], H[3], H[5]} and banked[H[5]][0] == "image3"
+    [exchange] = await world.stores.all()
+    assert exchange.entries == 3
+
+
+async def test_a_hash_also_imported_by_hand_stays_when_the_exchange_deletes_it(world: World) -> None:
+    await world.stores.banks.add_entries("NCMEC", [EntryInput(H[1], external_id="ours")])
+    await world.fetch()
+    entries = {e.id: e for e in world.standin.entries}
+    entries["image2"].deleted, entries["image2"].changed = True, T0 + 200
+    world.clock.now = T0 + 300
+    assert (await world.fetch()).removed == 0
+    assert (await world.banked())[H[1]] == ("ours", None)
+
+
+async def test_malformed_pages_and_entries_are_skipped_and_logged(world: World, caplog: Any) -> None:
+    world.standin.malformed = {3}  # the second page
+    world.standin.entries[0].broken = True  # image1 without its <id>
+    report = await world.fetch()
+    assert report.error is None and report.complete
+    assert set(await world.banked()) == {H[1]}  # image1 unreadable, image3 and image4 on the skipped page
+    assert len(report.skipped) == 1 and "malformed NCMEC page" in report.skipped[0]
+    assert "start=3" in report.skipped[0]
+    assert "skipped an NCMEC entry" in caplog.text
+    [exchange] = await world.stores.all()
+    assert exchange.fetch_errors == 1 and exchange.last_success_at is not None
+
+
+async def test_a_malformed_first_page_is_an_error_retried_next_time(world: World) -> None:
+    world.standin.malformed = {1}
+    report = await world.fetch()
+    assert report.error is not None and "first page" in report.error and not report.complete
+    assert await world.banked() == {}
+    world.standin.malformed = set()
+    assert (await world.fetch()).added == 4
+
+
+async def test_an_auth_failure_is_a_clear_error_without_the_password(world: World) -> None:
+    write_credentials(world.keys_dir, "nc", Credentials(world.standin.user, "not-the-password"))
+    report = await world.fetch()
+    assert report.error is not None and "refused the credentials (HTTP 401)" in report.error
+    assert "not-the-password" not in report.error
+    [exchange] = await world.stores.all()
+    assert exchange.fetch_errors == 1 and exchange.last_error == report.error and exchange.checkpoint is None
+    assert await world.banked() == {}
+
+
+async def test_an_outage_mid_fetch_resumes_at_the_next_page_without_duplicates(world: World) -> None:
+    world.standin.fail_after = 1  # the first page, then 503s
+    report = await world.fetch()
+    assert report.error is not None and "HTTP 503" in report.error and report.pages == 1
+    [exchange] = await world.stores.all()
+    assert exchange.checkpoint is not None and "start=3" in exchange.checkpoint["next"]
+    assert set(await world.banked()) == {H[0], H[1]}
+    world.standin.fail_after = None
+    world.standin.requests.clear()
+    world.clock.now += 60  # later, within NCMEC's 12 hours for a paging link
+    report = await world.fetch()
+    assert (report.error, report.pages, report.added) == (None, 2, 2)
+    assert [q.get("start") for q in world.standin.requests] == ["3", "5"]
+    assert len(await world.banked()) == 4
+    async with world.stores.engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(exchange_entries))).scalar_one() == 4
+
+
+async def test_a_stale_paging_link_restarts_its_window(world: World) -> None:
+    world.standin.fail_after = 1
+    await world.fetch()
+    world.standin.fail_after = None
+    world.standin.requests.clear()
+    world.clock.now += 13 * 3600
+    report = await world.fetch()
+    assert report.error is None and report.added == 2
+    assert world.standin.requests[0].get("start") is None  # the window again, from its first page
+    assert world.standin.requests[0]["from"] == "1970-01-01T00:00:00Z"
+
+
+async def test_an_md5_bank_takes_ncmecs_md5s(world: World) -> None:
+    await world.stores.banks.create("NCMEC_MD5", signal_type="md5")
+    await world.stores.add("nc-md5", "ncmec", "NCMEC_MD5", {"url": world.url})
+    write_credentials(world.keys_dir, "nc-md5", Credentials(world.standin.user, world.standin.password))
+    report = await world.fetch("nc-md5")
+    assert (report.error, report.added) == (None, 2)
+    rows = await world.stores.banks.signal_rows("NCMEC_MD5")
+    assert sorted((signal, row[0], row[3]) for signal, row in rows) == [
+        ("md5", "a1" * 16, "image1"),
+        ("md5", MD5, "video1"),
+    ]
+
+
+@pytest.fixture
+def upload_settings(make_settings: Any, standin: tuple[NcmecStandin, str]) -> Settings:
+    settings: Settings = make_settings(
+        upload_tokens="tok", allow_private_fetch=True, extra={"pipeline": {"bank_poll_seconds": 0.1}}
+    )
+    return settings
+
+
+def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_api(
+    upload_settings: Settings, standin: tuple[NcmecStandin, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("LABELER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LABELER_DATABASE_URL", upload_settings.database_url)
+    monkeypatch.setenv("LABELER_KEYS_DIR", str(upload_settings.keys_dir))
+    monkeypatch.setenv("LABELER_ALLOW_PRIVATE_FETCH", "true")
+    runner = CliRunner()
+    server, url = standin
+
+    def invoke(*args: str, input: str | None = None) -> Any:
+        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    assert invoke("bank", "create", "NCMEC").exit_code == 0
+    refused = invoke("exchange", "add", "st", "--type", "stopncii", "--bank", "NCMEC", "--user", "u", "--password", "p")
+    assert refused.exit_code != 0 and "not implemented yet" in refused.output
+    nowhere = invoke("exchange", "add", "x", "--type", "ncmec", "--bank", "NCMEC", "--environment", "Nowhere",
+                     "--user", "u", "--password", "p")  # fmt: skip
+    assert nowhere.exit_code != 0 and "--environment must be one of" in nowhere.output and "NGO" in nowhere.output
+    added = invoke("exchange", "add", "nc", "--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", server.user,
+                   input=f"{server.password}\n")  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert server.password not in added.output
+    path = credentials_path(upload_settings.keys_dir, "nc")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    fetched = invoke("exchange", "fetch")
+    assert fetched.exit_code == 0 and "nc: 3 pages, 4 added, 0 removed, 0 skipped" in fetched.output
+    listed = invoke("exchange", "list")
+    assert "nc\tncmec\tNCMEC\t4 entries" in listed.output and server.password not in listed.output
+
+    async def matched() -> None:
+        labeler = Labeler(upload_settings)
+        await labeler.start()
+        try:
+            async with serve_labeler(labeler) as live, httpx.AsyncClient(base_url=live.url) as client:
+
+                async def found() -> bool:
+                    response = await client.post(
+                        "/api/v1/match", json={"hash": H[2]}, headers={"authorization": "Bearer tok"}
+                    )
+                    assert response.status_code == 200, response.text
+                    return [(m["bank"], m["external_id"]) for m in response.json()["matches"]] == [("NCMEC", "image3")]
+
+                await eventually(found, within=5, what="a fetched NCMEC hash matched over the upload API")
+        finally:
+            await labeler.aclose()
+
+    asyncio.run(matched())
+    removed = invoke("exchange", "remove", "nc")
+    assert removed.exit_code == 0 and not path.exists()
+    assert "no exchanges" in invoke("exchange", "list").output
+    bad = invoke("exchange", "add", "nc", "--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", "u",
+                 "--password", "wrong")  # fmt: skip
+    assert bad.exit_code == 0
+    failed = invoke("exchange", "fetch", "nc")
+    assert (
+        failed.exit_code == 1 and "refused the credentials (HTTP 401)" in failed.output and "wrong" not in failed.output
+    )
+
+
+async def test_one_process_at_a_time_fetches_an_exchange(world: World) -> None:
+    assert await world.stores.claim("elsewhere/1", world.clock.now, 300, name="nc") == "nc"
+    async with http_client(allow_private=True) as http:
+
+        async def fetch() -> FetchReport | None:
+            return await fetch_leased(
+                world.stores, owner="here/2", keys_dir=world.keys_dir, http=http, name="nc", clock=world.clock
+            )
+
+        assert await fetch() is None and world.standin.requests == []
+        world.clock.now += 301  # the other process died: its lease expired
+        report = await fetch()
+        assert report is not None and report.added == 4
+    assert await world.stores.claim("elsewhere/1", world.clock.now, 300, name="nc") == "nc"  # released
+
+
+async def test_workers_fetch_due_exchanges_on_schedule_and_metrics_show_them(
+    make_settings: Any, standin: tuple[NcmecStandin, str]
+) -> None:
+    server, url = standin
+    settings: Settings = make_settings(
+        allow_private_fetch=True, extra={"pipeline": {"exchange_fetch_seconds": 0.2, "bank_poll_seconds": 0.1}}
+    )
+    labeler = Labeler(settings)
+    await labeler.start(workers=1)
+    try:
+        store = labeler.exchanges.store
+        await store.banks.create("NCMEC")
+        write_credentials(settings.keys_dir, "nc", Credentials(server.user, server.password))
+        await store.add("nc", "ncmec", "NCMEC", {"url": url})
+
+        async def fetched_twice() -> bool:
+            return len(server.requests) > 3  # the first fetch's three pages, then the next round's window
+
+        await eventually(fetched_twice, within=10, what="two scheduled fetches")
+        assert server.requests[3]["from"] == server.requests[0]["to"]  # the next window starts where one ended
+
+        async def shown() -> bool:
+            return b'labeler_exchange_entries{bank="NCMEC",exchange="nc",type="ncmec"} 4.0' in labeler.metrics.render()
+
+        await eventually(shown, within=10, what="the exchange on /metrics")
+        text = labeler.metrics.render().decode()
+        assert 'labeler_exchange_fetch_errors_total{bank="NCMEC",exchange="nc",type="ncmec"} 0.0' in text
+        assert 'labeler_exchange_last_success_timestamp_seconds{bank="NCMEC",exchange="nc",type="ncmec"}' in text
+        [hit] = await labeler.pipeline.matcher.lookup(H[0])
+        assert (hit.bank, hit.external_id) == ("NCMEC", "image1")
+    finally:
+        await labeler.aclose()
