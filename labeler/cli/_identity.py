@@ -16,7 +16,7 @@ from labeler.cli._common import run
 from labeler.config import Settings
 from labeler.identity.declare import DeclarationError
 from labeler.identity.pds_client import PdsAccount, PdsError
-from labeler.identity.pds_route import link_via_pds
+from labeler.identity.pds_route import BeforeSubmit, link_via_pds
 from labeler.identity.plc import PlcState
 from labeler.identity.plc_directory import PlcDirectory, update_did
 from labeler.identity.resolver import DidResolver, IdentityError, ResolutionError
@@ -133,7 +133,12 @@ def rotation_key(settings: Settings, path: Path | None) -> SigningKey:
 
 
 async def publish_with_rotation_key(
-    settings: Settings, rotation: SigningKey, label_did_key: str, *, handle: str | None = None
+    settings: Settings,
+    rotation: SigningKey,
+    label_did_key: str,
+    *,
+    handle: str | None = None,
+    before_submit: BeforeSubmit | None = None,
 ) -> None:
     """A PLC update of our did:plc signed by the operator's rotation key: our key and endpoint (and handle)."""
 
@@ -142,11 +147,17 @@ async def publish_with_rotation_key(
         return replace(state, also_known_as=(f"at://{handle}",)) if handle else state
 
     async with PlcDirectory(settings.plc_url) as directory:
-        await update_did(directory, settings.did, rotation, change)
+        await update_did(directory, settings.did, rotation, change, before_submit=before_submit)
 
 
 async def publish_via_pds(
-    settings: Settings, account: PdsAccount, label_did_key: str, *, token: str | None, expect_did: str | None
+    settings: Settings,
+    account: PdsAccount,
+    label_did_key: str,
+    *,
+    token: str | None,
+    expect_did: str | None,
+    before_submit: BeforeSubmit | None = None,
 ) -> str:
     """Our key and endpoint added to the account's did:plc through its PDS; returns the DID."""
     async with PlcDirectory(settings.plc_url) as directory:
@@ -158,6 +169,7 @@ async def publish_via_pds(
             token=token,
             ask_token=prompt_token,
             expect_did=expect_did,
+            before_submit=before_submit,
         )
 
 

@@ -21,12 +21,15 @@ from labeler.cli._identity import (
     run_identity,
 )
 from labeler.config import Settings
-from labeler.identity.rotation import DEFAULT_CONFIRM_TIMEOUT, Rotation, rotate_label_key
+from labeler.identity.rotation import DEFAULT_CONFIRM_TIMEOUT, Publish, Rotation, rotate_label_key
 from labeler.key_formats import KeyFormatError, parse_private_key
 from labeler.keys import ROTATION_KEY_FILE, KeyInfo, Keyring, KeyringError, write_key_file
 from labeler.labels.resign import resign_backlog
 from labeler.protocol.crypto import Curve, SigningKey
+from labeler.store.engine import create_engine
 from labeler.store.label_stats import count_stale
+from labeler.store.migrate import upgrade
+from labeler.store.signing_state import SigningHold
 
 _MAX_KEY_TEXT = 4096
 
@@ -172,7 +175,7 @@ def _publisher(
     via_pds: bool,
     rotation_key_file: Path | None,
     pds: tuple[str | None, str | None, str | None, str | None],
-) -> Callable[[str], Awaitable[None]] | None:
+) -> Publish | None:
     """How the new key gets into the DID document: None for our own did:web (activating publishes it)."""
     if settings.did.startswith("did:web:"):
         if not settings.serves_did_web:
@@ -185,13 +188,17 @@ def _publisher(
         pds_url, identifier, password, token = pds
         password = ask_password(password, full=True)
 
-        async def through_pds(did_key: str) -> None:
+        async def through_pds(did_key: str, before_submit: Callable[[], Awaitable[None]]) -> None:
             account = await pds_account(settings, pds_url, identifier, password)
-            await publish_via_pds(settings, account, did_key, token=token, expect_did=settings.did)
+            await publish_via_pds(
+                settings, account, did_key, token=token, expect_did=settings.did, before_submit=before_submit
+            )
 
         return through_pds
     rotation = rotation_key(settings, rotation_key_file)
-    return lambda did_key: publish_with_rotation_key(settings, rotation, did_key)
+    return lambda did_key, before_submit: publish_with_rotation_key(
+        settings, rotation, did_key, before_submit=before_submit
+    )
 
 
 @keys.command("rotate")
@@ -225,16 +232,22 @@ def keys_rotate(
     publish = _publisher(settings, via_pds, rotation_key_file, (pds_url, identifier, password, token))
 
     async def body() -> Rotation:
-        async with resolver_for(settings) as resolver:
-            return await rotate_label_key(
-                ring,
-                settings.did,
-                resolver,
-                publish=publish,
-                curve=Curve(curve),
-                key_id=key_id,
-                confirm_timeout=confirm_timeout,
-            )
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)  # the signing hold's table
+            async with resolver_for(settings) as resolver:
+                return await rotate_label_key(
+                    ring,
+                    settings.did,
+                    resolver,
+                    publish=publish,
+                    hold=SigningHold(engine),
+                    curve=Curve(curve),
+                    key_id=key_id,
+                    confirm_timeout=confirm_timeout,
+                )
+        finally:
+            await engine.dispose()
 
     rotation = run_identity(body)
     old = f"{rotation.old.id} (retired) → " if rotation.old else ""

@@ -16,6 +16,8 @@ from labeler.identity.plc_directory import PlcDirectory
 
 #: Called after the PDS has emailed the token; returns what the operator types (or a test reads from the mail).
 AskToken = Callable[[], Awaitable[str]]
+#: Runs just before the signed operation is submitted (a key rotation holds signing there).
+BeforeSubmit = Callable[[], Awaitable[None]]
 
 
 def _plain(value: Any) -> Any:
@@ -31,6 +33,7 @@ async def link_via_pds(
     token: str | None = None,
     ask_token: AskToken | None = None,
     expect_did: str | None = None,
+    before_submit: BeforeSubmit | None = None,
 ) -> str:
     """Add or replace `atproto_label` and `atproto_labeler` on the account's DID; returns the DID.
 
@@ -74,6 +77,8 @@ async def link_via_pds(
             )
         operation = _plain(signed.operation)
         _check_signed(operation, wanted)
+        if before_submit is not None:
+            await before_submit()
         async with pds_step("submitPlcOperation"):
             await identity.submit_plc_operation(models.ComAtprotoIdentitySubmitPlcOperation.Data(operation=operation))
     return did

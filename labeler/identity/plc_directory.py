@@ -7,7 +7,7 @@ a message that says which directory and what it answered.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import httpx
@@ -87,13 +87,22 @@ async def create_did(directory: PlcDirectory, state: PlcState, rotation_key: Sig
 
 
 async def update_did(
-    directory: PlcDirectory, did: str, rotation_key: SigningKey, change: Callable[[PlcState], PlcState]
+    directory: PlcDirectory,
+    did: str,
+    rotation_key: SigningKey,
+    change: Callable[[PlcState], PlcState],
+    *,
+    before_submit: Callable[[], Awaitable[None]] | None = None,
 ) -> PlcState:
-    """Apply `change` to the DID's current state, signed by `rotation_key` after the last operation."""
+    """Apply `change` to the DID's current state, signed by `rotation_key` after the last operation.
+    `before_submit` runs just before the operation is submitted (a key rotation holds signing there)."""
     current = await directory.data(did)
     if rotation_key.did_key not in current.rotation_keys:
         raise PlcError(f"{rotation_key.did_key} is not a rotation key of {did} (it has {list(current.rotation_keys)})")
     prev = operation_cid(await directory.last_operation(did))
     wanted = change(current)
-    await directory.submit(did, sign_operation(wanted.operation(prev=prev), rotation_key))
+    operation = sign_operation(wanted.operation(prev=prev), rotation_key)
+    if before_submit is not None:
+        await before_submit()
+    await directory.submit(did, operation)
     return wanted

@@ -6,6 +6,11 @@ whatever is queued (up to `max_batch` labels) into one transaction, which is wha
 While one transaction commits (in the database's thread or server), the event loop signs the next labels; so
 that there are next labels, many callers queued at once are committed as two halves (`_first_batch_limit`).
 
+A key rotation holds signing for every process (`labeler.store.signing_state`): the store refuses to commit while
+it holds, and the committer waits; once the new key is active the store refuses labels signed under the old key
+generation, and the committer re-reads the keyring and re-signs them before committing. So no label signed by a
+key the DID document no longer names is committed after the document changed.
+
 Signing stays on the event loop on purpose (measured with bench/bench_writer.py on 2 vCPUs): a signer thread
 (libsecp256k1 releases the GIL) took ~40 µs a label off the loop but cost more than that in GIL hand-offs, one
 per signature; a signer process with batched round trips, and signing and committing as two pipelined stages,
@@ -21,7 +26,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from labeler.keys import Keyring
@@ -29,10 +34,12 @@ from labeler.protocol import syntax
 from labeler.protocol.label import InvalidLabel, Label
 from labeler.protocol.storable import Unstorable, check_json, check_text
 from labeler.store.labels import CommitResult, LabelAction, LabelStore, StoredLabel
+from labeler.store.signing_state import SigningHeld, SigningRotated, current_generation
 
 log = logging.getLogger(__name__)
 
 SPLIT_MIN = 16  # fewer labels queued while the committer was idle always commit together (_first_batch_limit)
+HOLD_POLL = 0.05  # seconds between commit attempts while a key rotation holds signing
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +101,13 @@ class LabelWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._queued_at = 0.0  # when the first label queued since the committer last waited
+        self._generation: int | None = None  # the key generation our labels are signed under (signing_state)
 
     async def start(self) -> None:
         if self._task is None:
+            # The generation first, then the keyring: a rotation in between shows as a newer generation.
+            self._generation = await current_generation(self.store.engine)
+            self.keyring.reload_if_changed(force=True)
             self._task = asyncio.create_task(self._run(), name="label-writer")
 
     async def aclose(self) -> None:
@@ -199,12 +210,37 @@ class LabelWriter:
             return self.max_batch
         return min(self.max_batch, queued // 2)
 
+    async def _commit_current(self, batch: list[_Pending]) -> CommitResult:
+        """`store.commit`, waiting out a signing hold, and re-signing with the key now active after a rotation."""
+        while True:
+            try:
+                return await self.store.commit([a for p in batch for a in p.actions], self._generation)
+            except SigningHeld:
+                await asyncio.sleep(HOLD_POLL)
+            except SigningRotated as exc:
+                self.keyring.reload_if_changed(force=True)
+                self._generation = exc.generation
+                # Everything signed so far is in this batch or queued behind it (a caller signs and queues in one
+                # turn of the event loop): all of it is re-signed, since none of it is committed yet.
+                self._resign([*batch, *self._pending])
+
+    def _resign(self, pending: list[_Pending]) -> None:
+        info, key = self.keyring.active()
+        count = 0
+        for item in pending:
+            count += sum(1 for a in item.actions if a.key_id != info.id)
+            item.actions = [
+                a if a.key_id == info.id else replace(a, label=a.label.signed(key), key_id=info.id)
+                for a in item.actions
+            ]
+        log.info("the label key is now %s; re-signed %d labels not committed yet", info.id, count)
+
     async def _commit(self, batch: list[_Pending]) -> None:
         """Commit the batch; if it fails, each caller's labels are retried alone, so that whatever failed it (a
         database error no check foresaw) fails only its own caller. In an outage that is one failed attempt per
         caller, each answered as soon as its own attempt fails."""
         try:
-            result = await self.store.commit([a for p in batch for a in p.actions])
+            result = await self._commit_current(batch)
         except Exception as exc:
             if len(batch) > 1:
                 log.warning("a label commit of %d requests failed (%s); committing them one by one", len(batch), exc)

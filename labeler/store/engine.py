@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from weakref import WeakKeyDictionary
 
 import sqlalchemy as sa
@@ -16,6 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from labeler.store.errors import StoreError as StoreError  # re-exported: the store's callers import it from here
+
+#: PostgreSQL's transaction-level advisory lock that serialises label commits (seq order = commit order) and the
+#: signing hold's changes (`labeler.store.labels`, `labeler.store.signing_state`).
+PG_LABEL_SEQUENCE_LOCK: Final = 0x6C61626C  # "labl"
 
 
 def normalise_url(url: str) -> str:

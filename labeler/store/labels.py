@@ -29,13 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from labeler.protocol import syntax
 from labeler.protocol.label import Label
-from labeler.store.engine import StoreError, configure_sqlite_connection, is_sqlite
+from labeler.store import signing_state
+from labeler.store.engine import PG_LABEL_SEQUENCE_LOCK, StoreError, configure_sqlite_connection, is_sqlite
 from labeler.store.notify import CHANNEL, new_token, payload
 from labeler.store.schema import label_events, labels
 
 T = TypeVar("T")
 
-_PG_SEQUENCE_LOCK: Final = 0x6C61626C  # "labl"
 # The read connection maps the file rather than copying each page it reads into its own cache (SQLite caps this
 # at its compile-time maximum, 2 GiB by default); address space only, the OS page cache holds the pages.
 _READER_MMAP_BYTES: Final = 1 << 30
@@ -282,7 +282,7 @@ class _SqliteCommitter:
         self._max_rows = 1
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-commit")
 
-    async def commit(self, actions: Sequence[LabelAction]) -> CommitResult:
+    async def commit(self, actions: Sequence[LabelAction], generation: int | None) -> CommitResult:
         label_params: list[Any] = []
         event_params: list[Any] = []
         add_label, add_event = label_params.extend, event_params.extend
@@ -292,7 +292,7 @@ class _SqliteCommitter:
         loop = asyncio.get_running_loop()
         try:
             previous, first = await loop.run_in_executor(
-                self._thread, self._commit, len(actions), label_params, event_params
+                self._thread, self._commit, len(actions), label_params, event_params, generation
             )
         except sqlite3.Error as exc:
             raise StoreError(f"label commit failed: {type(exc).__name__}") from exc
@@ -317,12 +317,14 @@ class _SqliteCommitter:
         self._conn = conn
         return conn
 
-    def _commit(self, count: int, label_params: list[Any], event_params: list[Any]) -> tuple[int, int]:
+    def _commit(
+        self, count: int, label_params: list[Any], event_params: list[Any], generation: int | None
+    ) -> tuple[int, int]:
         """In the commit thread: (head before, first new seq)."""
         conn = self._conn or self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            (previous,) = conn.execute("SELECT coalesce(max(seq), 0) FROM labels").fetchone()
+            previous = signing_state.check(conn.execute(signing_state.HEAD_AND_STATE_SQL).fetchone(), generation)
             first = max(previous + 1, time.time_ns() // 1000)
             label_width, event_width = len(_SQLITE_LABEL_COLUMNS), len(_SQLITE_EVENT_COLUMNS)
             done = 0
@@ -443,32 +445,36 @@ class LabelStore:
         async with self.engine.connect() as conn:
             return int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(labels.c.seq), 0)))).scalar_one())
 
-    async def commit(self, actions: Sequence[LabelAction]) -> CommitResult:
-        """Sequence and commit `actions` in one transaction; returns only after the commit is durable."""
+    async def commit(self, actions: Sequence[LabelAction], generation: int | None = None) -> CommitResult:
+        """Sequence and commit `actions` in one transaction; returns only after the commit is durable.
+
+        Refused with `SigningHeld` while a key rotation holds signing, and with `SigningRotated` when `generation`
+        (the key generation the labels were signed under; None: not checked) is not the current one
+        (`labeler.store.signing_state`)."""
         if self._sqlite:
             committer = self._committer.get(self.engine)
             if committer is not None:
-                return await committer.commit(actions)
+                return await committer.commit(actions, generation)
         try:
             if self._sqlite:  # a database that is not a plain file: through the engine's own connection
                 async with self.engine.connect() as raw:
                     conn = await raw.execution_options(sqlite_begin="IMMEDIATE")
                     async with conn.begin():
-                        return await self._commit_locked(conn, actions)
+                        return await self._commit_locked(conn, actions, generation)
             async with self.engine.connect() as conn:
-                return await self._commit_pg(await conn.get_raw_connection(), actions)
+                return await self._commit_pg(await conn.get_raw_connection(), actions, generation)
         except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"label commit failed: {type(exc).__name__}") from exc
 
-    async def _commit_pg(self, raw: Any, actions: Sequence[LabelAction]) -> CommitResult:
+    async def _commit_pg(self, raw: Any, actions: Sequence[LabelAction], generation: int | None) -> CommitResult:
         """The PostgreSQL commit on the pooled connection's asyncpg driver in a transaction of its own: the five
         statements through SQLAlchemy's statement, result and adapter layers cost the event loop more per commit
         than the rows did. The advisory lock is a statement of its own, before the head is read, so the head's
         snapshot is taken under the lock (READ COMMITTED: one snapshot per statement)."""
         driver = raw.driver_connection
         async with driver.transaction():
-            await driver.execute("SELECT pg_advisory_xact_lock($1)", _PG_SEQUENCE_LOCK)
-            previous = await driver.fetchval(f"SELECT coalesce(max(seq), 0) FROM {labels.name}")
+            await driver.execute("SELECT pg_advisory_xact_lock($1)", PG_LABEL_SEQUENCE_LOCK)
+            previous = signing_state.check(await driver.fetchrow(signing_state.HEAD_AND_STATE_SQL), generation)
             result, rows, events = _sequence(int(previous), actions)
             if rows:
                 upsert, insert_events = _bulk_insert_sql("numeric_dollar")
@@ -478,8 +484,11 @@ class LabelStore:
                 await driver.execute("SELECT pg_notify($1, $2)", CHANNEL, payload(self.notify_token, rows[-1][0]))
         return result
 
-    async def _commit_locked(self, conn: AsyncConnection, actions: Sequence[LabelAction]) -> CommitResult:
-        previous = int((await conn.execute(sa.select(sa.func.coalesce(sa.func.max(labels.c.seq), 0)))).scalar_one())
+    async def _commit_locked(
+        self, conn: AsyncConnection, actions: Sequence[LabelAction], generation: int | None
+    ) -> CommitResult:
+        row = (await conn.exec_driver_sql(signing_state.HEAD_AND_STATE_SQL)).one()
+        previous = signing_state.check(row, generation)
         result, rows, events = _sequence(previous, actions)
         if rows:
             upsert, insert_events = _bulk_insert_sql(conn.dialect.paramstyle)

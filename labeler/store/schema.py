@@ -130,3 +130,13 @@ service_token_uses = sa.Table(
     sa.PrimaryKeyConstraint("iss", "token_id", name="service_token_uses_pkey"),
     sa.Index("service_token_uses_expires_at", "expires_at"),
 )
+
+# One row (id 1): the signing hold and the key generation every label commit checks under the sequencing lock
+# (labeler.store.signing_state). No row means no hold and generation 0.
+signing_state = sa.Table(
+    "signing_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("held_until", sa.Float, nullable=True),  # Unix seconds; NULL: signing is not held
+    sa.Column("generation", sa.BigInteger, nullable=False, server_default="0"),  # bumped by each key switch
+)

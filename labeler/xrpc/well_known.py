@@ -32,6 +32,9 @@ async def did_json(request: Request) -> JSONResponse:
     labeler: Labeler = request.app.state.labeler
     if not labeler.settings.serves_did_web:
         raise NotFound("this labeler's DID is not a did:web of this host")
+    # The keyring as it is now (one stat), not as of the last periodic reload: a rotation's new key is in the
+    # document from the moment it is active, since other processes' labels are signed by it from then on.
+    labeler.keyring.reload_if_changed(force=True)
     info, _ = labeler.keyring.active()
     return JSONResponse(did_document(labeler.settings, info.multikey))
 

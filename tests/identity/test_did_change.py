@@ -5,6 +5,7 @@ former DID's labels again under the current one."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from support.memory_plc import MemoryPlc, labeler_did
@@ -20,6 +21,7 @@ from labeler.labels.resign import resign_backlog
 from labeler.labels.writer import LabelRequest
 from labeler.protocol.crypto import SigningKey
 from labeler.service import Labeler
+from labeler.store.signing_state import SigningHold
 from labeler.testing import serve_labeler
 
 ENDPOINT = "https://labeler.example.com"
@@ -62,10 +64,17 @@ async def test_labels_of_a_former_did_keep_verifying_after_a_rotation(
     try:
         await labeler.writer.write(requests("subjecta", 30) + requests("subjectb", 10))
 
-        async def publish(did_key: str) -> None:
-            await update_did(directory, new, account_rotation, lambda s: s.with_labeler(did_key, ENDPOINT))
+        async def publish(did_key: str, before_submit: Callable[[], Awaitable[None]]) -> None:
+            await update_did(
+                directory,
+                new,
+                account_rotation,
+                lambda s: s.with_labeler(did_key, ENDPOINT),
+                before_submit=before_submit,
+            )
 
-        rotation = await rotate_label_key(labeler.keyring, new, resolver, publish=publish)
+        hold = SigningHold(labeler.engine)
+        rotation = await rotate_label_key(labeler.keyring, new, resolver, publish=publish, hold=hold)
         assert await resolver.label_key(old_did, force_refresh=True) == k1.did_key != rotation.new.did_key
         last = await labeler.writer.write(requests("subjectc", 10))
         async with serve_labeler(labeler) as live:

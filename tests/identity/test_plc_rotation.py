@@ -7,6 +7,7 @@ document, resolved afresh, names it. Each failure below leaves the old key activ
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,11 @@ async def test_rotation_activates_only_after_the_document_shows_the_key(
     old, rotation = ring.active()[0], SigningKey.generate()
     did = await new_did(directory, rotation, old.did_key)
 
-    async def publish(did_key: str) -> None:
+    async def publish(did_key: str, before_submit: Callable[[], Awaitable[None]]) -> None:
         assert ring.active_id == old.id  # nothing activated before the document changes
-        await update_did(directory, did, rotation, lambda s: s.with_labeler(did_key, ENDPOINT))
+        await update_did(
+            directory, did, rotation, lambda s: s.with_labeler(did_key, ENDPOINT), before_submit=before_submit
+        )
 
     result = await rotate_label_key(ring, did, resolver, publish=publish)
     assert result.old == old and ring.active_id == result.new.id != old.id
@@ -91,8 +94,10 @@ async def test_refused_update_leaves_the_new_key_inactive_and_retry_works(
     old, rotation = ring.active()[0], SigningKey.generate()
     did = await new_did(directory, rotation, old.did_key)
 
-    async def publish(did_key: str) -> None:
-        await update_did(directory, did, rotation, lambda s: s.with_labeler(did_key, ENDPOINT))
+    async def publish(did_key: str, before_submit: Callable[[], Awaitable[None]]) -> None:
+        await update_did(
+            directory, did, rotation, lambda s: s.with_labeler(did_key, ENDPOINT), before_submit=before_submit
+        )
 
     plc.refuse = "Invalid signature"
     with pytest.raises(RotationError, match=r"Invalid signature.*NOT activated.*--key") as failed:
@@ -112,7 +117,7 @@ async def test_unconfirmed_update_is_not_activated(
     old, rotation = ring.active()[0], SigningKey.generate()
     did = await new_did(directory, rotation, old.did_key)
 
-    async def publish_nothing(did_key: str) -> None:
+    async def publish_nothing(did_key: str, before_submit: Callable[[], Awaitable[None]]) -> None:
         return None
 
     with pytest.raises(RotationError, match="still does not name"):
@@ -123,7 +128,7 @@ async def test_unconfirmed_update_is_not_activated(
 async def test_directory_down_is_a_clear_rotation_error(resolver: DidResolver, ring: Keyring) -> None:
     old = ring.active()[0]
 
-    async def publish(did_key: str) -> None:
+    async def publish(did_key: str, before_submit: Callable[[], Awaitable[None]]) -> None:
         async with PlcDirectory(closed_port_url()) as down:
             await update_did(down, "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", SigningKey.generate(), lambda s: s)
 
@@ -135,3 +140,46 @@ async def test_directory_down_is_a_clear_rotation_error(resolver: DidResolver, r
 async def test_rotating_to_the_active_key_is_refused(resolver: DidResolver, ring: Keyring) -> None:
     with pytest.raises(RotationError, match="already the active key"):
         await rotate_label_key(ring, "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", resolver, publish=None, key_id=ring.active_id)
+
+
+class RecordingHold:
+    """What the rotation asks of the signing hold, and what the keyring and the document were at each step."""
+
+    def __init__(self, ring: Keyring, plc: MemoryPlc, did: str) -> None:
+        self.ring, self.plc, self.did = ring, plc, did
+        self.calls: list[tuple[str, bool | None, str | None, str]] = []
+
+    def _note(self, what: str, rotated: bool | None) -> None:
+        named = self.plc.state(self.did).verification_methods["atproto_label"]
+        self.calls.append((what, rotated, self.ring.active_id, named))
+
+    async def start(self, seconds: float) -> None:
+        assert seconds > 0
+        self._note("start", None)
+
+    async def end(self, *, rotated: bool) -> None:
+        self._note("end", rotated)
+
+
+async def test_signing_is_held_from_submission_until_activation(
+    directory: PlcDirectory, resolver: DidResolver, ring: Keyring, plc: MemoryPlc
+) -> None:
+    old, rotation = ring.active()[0], SigningKey.generate()
+    did = await new_did(directory, rotation, old.did_key)
+    hold = RecordingHold(ring, plc, did)
+
+    async def publish(did_key: str, before_submit: Callable[[], Awaitable[None]]) -> None:
+        await update_did(
+            directory, did, rotation, lambda s: s.with_labeler(did_key, ENDPOINT), before_submit=before_submit
+        )
+
+    result = await rotate_label_key(ring, did, resolver, publish=publish, hold=hold)
+    # Held while the old key is active and still named; released once the new key is both named and active.
+    assert hold.calls == [("start", None, old.id, old.did_key), ("end", True, result.new.id, result.new.did_key)]
+
+    hold.calls.clear()
+    plc.refuse = "Invalid signature"
+    with pytest.raises(RotationError):
+        await rotate_label_key(ring, did, resolver, publish=publish, hold=hold)
+    current = result.new
+    assert hold.calls == [("start", None, current.id, current.did_key), ("end", False, current.id, current.did_key)]

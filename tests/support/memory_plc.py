@@ -4,12 +4,14 @@
 operation itself for genesis), names the last operation's CID as `prev`, and (genesis) hashes to the DID.
 `GET /{did}`, `/{did}/data`, `/{did}/log/last` answer like plc.directory (Multikey documents). `refuse` makes
 every submission fail with that message, to test how callers cope with a directory that says no.
+`before_update`, if set, is awaited before an update (not a genesis) is applied, e.g. to let a consumer finish
+what it received under the old document.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -49,6 +51,7 @@ class MemoryPlc:
     def __init__(self) -> None:
         self.logs: dict[str, list[dict[str, Any]]] = {}
         self.refuse: str | None = None
+        self.before_update: Callable[[str], Awaitable[None]] | None = None
         self.app = Starlette(
             routes=[
                 Route("/{did}/data", self._data),
@@ -76,6 +79,8 @@ class MemoryPlc:
             signers = log[-1]["rotationKeys"]
         if not any(verify_operation(op, key) for key in signers):
             return _error("invalid signature")
+        if log is not None and self.before_update is not None:
+            await self.before_update(did)
         self.logs.setdefault(did, []).append(op)
         return Response(status_code=200)
 

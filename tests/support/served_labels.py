@@ -4,6 +4,7 @@ against the `#atproto_label` key of its own `src` DID document, resolved afresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import httpx
@@ -59,3 +60,43 @@ async def rejected(resolver: DidResolver, labels: list[dict[str, Any]]) -> list[
         if key is None or not verify_received(label, key):
             bad.append(label)
     return bad
+
+
+class StrictSubscriber:
+    """A consumer as strict as they come: subscribeLabels, and for every label the `src` DID resolved afresh
+    (no cache) and the signature checked against the key the document names at that moment."""
+
+    def __init__(self, ws_url: str, resolver: DidResolver, cursor: int = 0) -> None:
+        self.url = f"{ws_url}{SUBSCRIBE}?cursor={cursor}"
+        self.resolver = resolver
+        self.verified_seq = 0  # the seq of the last label checked
+        self.rejected: list[dict[str, Any]] = []
+        self.keys: dict[str, int] = {}  # did:key → labels it verified
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async with connect(self.url, max_size=None) as ws:
+            async for data in ws:
+                assert isinstance(data, bytes)
+                header, body = decode_frame(data)
+                assert header == {"op": 1, "t": "#labels"}, body
+                for label in body["labels"]:
+                    key = await self.resolver.label_key(label["src"], force_refresh=True)
+                    if key is not None and verify_received(label, key):
+                        self.keys[key] = self.keys.get(key, 0) + 1
+                    else:
+                        self.rejected.append(label)
+                self.verified_seq = body["seq"]
+
+    async def until(self, seq: int) -> None:
+        """Wait until every label up to `seq` has been checked."""
+        while self.verified_seq < seq:
+            if self.task.done():
+                self.task.result()
+                raise AssertionError("the subscriber stopped")
+            await asyncio.sleep(0.01)
+
+    async def aclose(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task

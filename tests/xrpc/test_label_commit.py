@@ -73,9 +73,9 @@ async def _commit_sizes_of_concurrent_writes(labeler: Labeler, callers: int) -> 
     sizes: list[int] = []
     commit = labeler.store.commit
 
-    async def observed(actions: Any) -> Any:
+    async def observed(actions: Any, generation: int | None = None) -> Any:
         sizes.append(len(actions))
-        return await commit(actions)
+        return await commit(actions, generation)
 
     labeler.store.commit = observed  # type: ignore[method-assign]
     requests = [LabelRequest(uri=f"did:plc:concurrent{i:014d}", val="spam") for i in range(callers)]
