@@ -21,6 +21,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 from support.memory_plc import MemoryPlc, labeler_did
 from support.serve_process import ServeProcess
 from support.served_labels import StrictSubscriber
@@ -79,6 +80,7 @@ async def until(condition: Callable[[], bool], tasks: list[asyncio.Task[None]]) 
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.slow
 async def test_no_old_key_label_after_the_document_changes(
     database_url: str,
     tmp_path: Path,
