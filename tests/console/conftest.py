@@ -1,10 +1,10 @@
 """A real `labeler serve` (a subprocess on loopback) with review items the pipeline made, for the console's tests.
 
 The pipeline runs first, in this process, against a fake PLC and PDS: five posts whose images are 12, 15, 18,
-20 and 22 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule labels at once up
-to distance 10 and sends 11-31 to a person); two accounts are reported. Then `labeler serve` starts on the same
-SQLite file, with one pipeline worker and the PDS still up, so the console fetches the images as it would from a
-real PDS.
+20 and 22 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule labels at
+once up to distance 10 and sends 11-31 to a person); two accounts are reported and a third appeals. Then
+`labeler serve` starts on the same SQLite file, with one pipeline worker and the PDS still up, so the console
+fetches the images and posts as it would from a real PDS.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from labeler.service import Labeler
 ADMIN_PASSWORD = "test-admin-password"
 LABELER_DID = "did:plc:labelertestlabelertest1"
 VIOLATION = "com.atproto.moderation.defs#reasonViolation"
+APPEAL = "com.atproto.moderation.defs#reasonAppeal"
 T = TypeVar("T")
 
 #: Name → (image seed, bits from the banked hash). Closer matches come first in the queue.
@@ -112,6 +113,9 @@ async def _queue_items(served: Served) -> None:
             await labeler.reports.submit(
                 {"reasonType": VIOLATION, "subject": subject, "reason": f"{name} me"}, reporter
             )
+        appellant = served.reported["appeal"] = new_plc_did()  # an account contesting our labels on itself
+        subject = {"$type": "com.atproto.admin.defs#repoRef", "did": appellant}
+        await labeler.reports.submit({"reasonType": APPEAL, "subject": subject, "reason": "not spam"}, appellant)
         await labeler.pipeline.jobs.enqueue(list(served.specs.values()))
         await all_done(labeler, len(POSTS))
         for item in await labeler.pipeline.reviews.list():

@@ -252,8 +252,12 @@ def test_the_whole_review_flow_from_the_keyboard(page: Page, served: Served) -> 
     expect(page).to_have_url(f"{served.url}/console/queue")
     item = served.items["keyboard"]
     card = page.locator(f"#item-{item}")
-    while "current" not in (card.get_attribute("class") or ""):
+    expect(page.locator(".card.current")).to_have_count(1)  # the script is running: the first card is current
+    for _ in range(len(POSTS)):
+        if "current" in (card.get_attribute("class") or ""):
+            break
         page.keyboard.press("j")
+    expect(card).to_have_class("card current")
     page.keyboard.press("v")
     expect(card).to_have_class("card current revealed")
     shot(page, "keyboard-revealed")
@@ -286,13 +290,19 @@ def test_reports_are_acknowledged_and_labelled_and_a_label_is_negated(page: Page
     report.locator("input[name=comment]").fill("a spam account")
     report.locator("button[value=label]").click()
     expect(page.locator("#flash")).to_have_text("label done.")
+    expect(page.locator("article.report", has_text=labelled)).to_have_count(0)
+    appeal = page.locator("article.report", has_text=served.reported["appeal"])
+    expect(appeal.locator(".appealed")).to_contain_text("1 open appeal")
+    appeal.locator("button[value=resolve-appeal]").click()
+    expect(page.locator("#flash")).to_have_text("resolve-appeal done.")
     expect(page.locator("article.report")).to_have_count(0)
     assert labels_on(served, labelled) == ["spam"]
     statuses = {
         s["subject"]["did"]: s["reviewState"]
         for s in api(served, "/xrpc/tools.ozone.moderation.queryStatuses")["subjectStatuses"]
     }
-    assert statuses[acknowledged] == statuses[labelled] == "tools.ozone.moderation.defs#reviewClosed"
+    closed = "tools.ozone.moderation.defs#reviewClosed"
+    assert statuses[acknowledged] == statuses[labelled] == statuses[served.reported["appeal"]] == closed
 
     page.click("nav >> text=Labels")
     page.fill("#q", labelled)
