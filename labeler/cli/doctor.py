@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from labeler.cli._common import echo_json, settings_or_exit
 from labeler.cli._identity import resolver_for, run_identity
 from labeler.config import Settings
+from labeler.exchanges.doctor import exchange_findings
 from labeler.identity.doctor import DEFAULT_WS_WAIT, WINDOW, Finding, LocalFacts, diagnose, healthy
 from labeler.identity.doctor.appview import PUBLIC_APPVIEW, check_appview
 from labeler.keys import Keyring, KeyringError
@@ -73,7 +74,7 @@ def doctor(as_json: bool, pds_url: str | None, wait: float, appview_url: str | N
         async with resolver_for(settings) as resolver, httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False) as http:
             findings = await diagnose(facts, resolver, http, pds_url=pds_url, ws_wait=wait)
             findings += await action_findings(settings, http) + await lag_findings(settings)
-            findings += await matcher_findings(settings)
+            findings += await matcher_findings(settings) + await exchange_findings(settings)
         if appview_url:
             transport = public_transport(allow_private=settings.allow_private_fetch)
             async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, transport=transport, trust_env=False) as outbound:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from support.server import serve_in_thread
 from labeler.cli import cli
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, credentials_path, write_credentials
+from labeler.exchanges.doctor import exchange_findings
 from labeler.exchanges.fetch import FetchReport, fetch_exchange, http_client
 from labeler.exchanges.schedule import fetch_leased
 from labeler.exchanges.store import ExchangeStore, entry_note
@@ -351,3 +353,21 @@ async def test_workers_fetch_due_exchanges_on_schedule_and_metrics_show_them(
         assert (hit.bank, hit.external_id) == ("NCMEC", "image1")
     finally:
         await labeler.aclose()
+
+
+async def test_doctor_warns_of_an_exchange_not_fetched_for_two_rounds(world: World, make_settings: Any) -> None:
+    settings: Settings = make_settings(extra={"pipeline": {"exchange_fetch_seconds": 3600}})
+    [never] = await exchange_findings(settings)
+    assert (never.check, never.status) == ("exchanges", "ok") and "never fetched fully" in never.message
+    await world.fetch()
+    [fresh] = await exchange_findings(settings)
+    assert fresh.status == "ok" and "4 entries" in fresh.message
+    [stale] = await exchange_findings(settings, clock=lambda: time.time() + 2 * 3600 + 60)
+    assert stale.status == "warn" and stale.fix and "more than twice exchange_fetch_seconds" in stale.message
+    write_credentials(world.keys_dir, "nc", Credentials(world.standin.user, "wrong"))
+    await world.fetch()
+    [failing] = await exchange_findings(settings, clock=lambda: time.time() + 2 * 3600 + 60)
+    assert failing.status == "warn" and "refused the credentials (HTTP 401)" in failing.message
+    on_demand = make_settings(extra={"pipeline": {"exchange_fetch_seconds": 0}})
+    [manual] = await exchange_findings(on_demand, clock=lambda: time.time() + 10 * 3600)
+    assert manual.status == "ok" and "on demand only" in manual.message
