@@ -28,7 +28,6 @@ from labeler.labels.resign import resign_backlog
 from labeler.protocol.crypto import Curve, SigningKey
 from labeler.store.engine import create_engine
 from labeler.store.label_stats import count_stale
-from labeler.store.migrate import upgrade
 from labeler.store.signing_state import SigningHold
 
 _MAX_KEY_TEXT = 4096
@@ -232,6 +231,8 @@ def keys_rotate(
     publish = _publisher(settings, via_pds, rotation_key_file, (pds_url, identifier, password, token))
 
     async def body() -> Rotation:
+        from labeler.store.migrate import upgrade  # Alembic: imported when used (labeler.cli)
+
         engine = create_engine(settings.database_url)
         try:
             await upgrade(engine)  # the signing hold's table
