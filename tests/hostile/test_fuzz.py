@@ -313,6 +313,9 @@ class Fuzzer:
         except httpx.InvalidURL:
             self.statuses["client refused the URL"] += 1
             return
+        except httpx.TransportError as exc:  # the server dropped the connection: name the probe that met it
+            self.fail(probe, f"no answer: {exc!r}")
+            return
         status = response.status_code
         self.statuses[f"{status // 100}xx"] += 1
         if status < 400 or probe.method == "HEAD":
