@@ -47,7 +47,7 @@ from typing import Any
 try:
     from bench import _harness as h
     from bench import _photos
-    from bench.bench_jobs import BENCH_ACCOUNT, _cid, _cpu_seconds, _free_port, _serve_world, _wait_for_port
+    from bench.bench_jobs import BENCH_ACCOUNT, _cid, _cpu_seconds, _free_port, blob_world
 except ImportError:  # run as a script: bench/ is sys.path[0]
     import _harness as h  # type: ignore[no-redef]
     import _photos  # type: ignore[no-redef]
@@ -56,8 +56,7 @@ except ImportError:  # run as a script: bench/ is sys.path[0]
         _cid,
         _cpu_seconds,
         _free_port,
-        _serve_world,
-        _wait_for_port,
+        blob_world,
     )
 
 from labeler.pipeline.banks import EntryInput
@@ -352,24 +351,11 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{args.events} events, {images} images ({images / args.events:.3f} per event)", flush=True)
     rows: list[list[Any]] = []
     async with h.bench_env(args) as env:
-        blob_dir = env.workdir / "blobs"
-        blob_dir.mkdir()
-        for data in args.images:
-            (blob_dir / _cid(data)).write_bytes(data)
-        world_port = _free_port()
-        world = multiprocessing.get_context("spawn").Process(
-            target=_serve_world, args=(world_port, str(blob_dir)), daemon=True
-        )
-        world.start()
-        try:
-            _wait_for_port(world_port)
+        with blob_world(env.workdir / "blobs", args.images) as (world_port, world_pid):
             runs = [kind for _ in range(args.rounds) for kind in args.sources]
             for run, kind in enumerate(runs):
-                rows.append(await run_once(env, args, kind, run, world_port, world.pid or 0))
+                rows.append(await run_once(env, args, kind, run, world_port, world_pid))
                 print(" | ".join(map(str, rows[-1])), flush=True)
-        finally:
-            world.terminate()
-            world.join(5)
     h.print_table(
         f"ingest ({env.db}): realistic frames from a relay stand-in; jobs fetched from a PDS stand-in",
         ["load", "source", "workers", "events", "events/s", "jobs/s queued", "CPU µs/event", "CPU (read)",

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import socket
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,24 @@ def _wait_for_port(port: int) -> None:
     raise RuntimeError("the PLC/PDS stand-in did not start")
 
 
+@contextlib.contextmanager
+def blob_world(blob_dir: Path, blobs: Iterable[bytes] = ()) -> Iterator[tuple[int, int]]:
+    """The PLC + PDS stand-in in its own process, serving every file of `blob_dir` by its CID (`blobs` are written
+    there first): its port and pid."""
+    blob_dir.mkdir(exist_ok=True)
+    for data in blobs:
+        (blob_dir / _cid(data)).write_bytes(data)
+    port = _free_port()
+    process = multiprocessing.get_context("spawn").Process(target=_serve_world, args=(port, str(blob_dir)), daemon=True)
+    process.start()
+    try:
+        _wait_for_port(port)
+        yield port, process.pid or 0
+    finally:
+        process.terminate()
+        process.join(5)
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of live processes (the hashing processes), from /proc/<pid>/stat."""
     total = 0
@@ -153,24 +172,11 @@ async def main(args: argparse.Namespace) -> None:
     args.banked = [hash_image(d, reduced_decode=True).hash for d in args.images[::2]]
     rows: list[list[Any]] = []
     async with h.bench_env(args) as env:
-        blob_dir = env.workdir / "blobs"
-        blob_dir.mkdir()
-        for data in args.images:
-            (blob_dir / _cid(data)).write_bytes(data)
-        port = _free_port()
-        world = multiprocessing.get_context("spawn").Process(
-            target=_serve_world, args=(port, str(blob_dir)), daemon=True
-        )
-        world.start()
-        try:
-            _wait_for_port(port)
+        with blob_world(env.workdir / "blobs", args.images) as (port, _):
             runs = [(w, m) for _ in range(args.rounds) for w in args.workers for m in args.modes]
             for run, (workers, mode) in enumerate(runs):
                 rows.append(await run_once(env, args, workers, mode, run, port))
                 print(" | ".join(map(str, rows[-1])), flush=True)
-        finally:
-            world.terminate()
-            world.join(5)
     h.print_table(
         "image jobs end to end (1–4 MP JPEG photos, embedded matcher, half banked)",
         ["db", "hashing", "workers", "hash procs", "jobs", "seconds", "jobs/s", "labeler CPU ms/job",

@@ -23,25 +23,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
-import multiprocessing
 import os
 import resource
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 try:
     from bench import _harness as h
     from bench import _photos
-    from bench.bench_jobs import BENCH_ACCOUNT, _cid, _free_port, _serve_world, _wait_for_port
+    from bench.bench_jobs import BENCH_ACCOUNT, _cid, blob_world
 except ImportError:  # run as a script: bench/ is sys.path[0]
     import _harness as h  # type: ignore[no-redef]
     import _photos  # type: ignore[no-redef]
-    from bench_jobs import BENCH_ACCOUNT, _cid, _free_port, _serve_world, _wait_for_port  # type: ignore
+    from bench_jobs import BENCH_ACCOUNT, _cid, blob_world  # type: ignore
 
 import libipld
 
@@ -69,20 +66,6 @@ def _cpu() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-@contextlib.contextmanager
-def world(blob_dir: Path) -> Iterator[int]:
-    """The PLC + PDS stand-in of bench_jobs, serving every file of `blob_dir` by its CID, in its own process."""
-    port = _free_port()
-    process = multiprocessing.get_context("spawn").Process(target=_serve_world, args=(port, str(blob_dir)), daemon=True)
-    process.start()
-    try:
-        _wait_for_port(port)
-        yield port
-    finally:
-        process.terminate()
-        process.join(5)
-
-
 def ffmpeg_clip(path: Path, seconds: float, size: str = "1280x720") -> bytes:
     """A camera-like clip: a moving test pattern with grain, H.264 at about 3 Mbit/s, 30 frames/s."""
     if not path.exists():
@@ -105,7 +88,7 @@ async def bench_digest(args: argparse.Namespace, workdir: Path) -> None:
     chunk = os.urandom(MB)
     cid = _write_blob(blob_dir, chunk, args.blob_mb)
     rows = []
-    with world(blob_dir) as port:
+    with blob_world(blob_dir) as (port, _):
         async with DidResolver(plc_url=f"http://127.0.0.1:{port}") as resolver:
             fetcher = BlobFetcher(
                 resolver, max_bytes=MB, timeout=60, max_video_bytes=size, video_timeout=600, allow_private=True
@@ -217,7 +200,7 @@ async def bench_mix(args: argparse.Namespace) -> None:
                     ImageRef(BENCH_ACCOUNT, _cid(data), None, media))
             for n, (data, media) in enumerate(blobs)
         ]  # fmt: skip
-        with world(blob_dir) as port:
+        with blob_world(blob_dir) as (port, _):
             settings = env.settings(
                 plc_url=f"http://127.0.0.1:{port}",
                 allow_private_fetch=True,
