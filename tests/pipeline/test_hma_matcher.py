@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from support.server import free_port
@@ -193,6 +195,19 @@ async def test_first_lookup_adds_the_filler_for_a_hash_banked_elsewhere(hma_stan
         assert status == HmaStatus(
             "I-AM-ALIVE", True, [HmaBank("ELSEWHERE", 1.0), HmaBank(FILLER_BANK, 0.0)], {"pdq": 2, "video_md5": 0}
         )
+    finally:
+        await matcher.aclose()
+
+
+async def test_lookups_made_while_the_filler_goes_in_wait_for_it(hma_standin: RunningStandin) -> None:
+    """Jobs look up concurrently: a lookup that did not wait for the first one's filler met a one-hash index."""
+    h = random_hashes(1, seed=49)[0]
+    hma_standin.control.create_bank("ELSEWHERE")
+    content_id = hma_standin.control.add_signal("ELSEWHERE", h)
+    matcher = HmaMatcher(hma_standin.url)
+    try:
+        found = await asyncio.gather(*(matcher.lookup(h) for _ in range(4)))
+        assert found == [[Match("ELSEWHERE", str(content_id), 0)]] * 4
     finally:
         await matcher.aclose()
 

@@ -81,6 +81,7 @@ class HmaMatcher:
         self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
         self._filler_checked = False
         self._filler_tried = False
+        self._filler_lock = asyncio.Lock()
 
     async def lookup(self, pdq_hex: str, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
         """Bank matches within `max_distance` (HMA's own threshold is 31; tighter ones are applied here)."""
@@ -116,11 +117,15 @@ class HmaMatcher:
         HMA are not missed either (HMA #1318); an HMA without the curator role is only warned about."""
         if self._filler_checked or self._filler_tried:
             return
-        self._filler_tried = True  # one try: a matcher-only HMA would fail every time
-        try:
-            await self.ensure_filler()
-        except MatchFailure as e:
-            log.warning("HMA: cannot check the reserved filler bank %s (HMA #1318): %s", FILLER_BANK, e)
+        async with self._filler_lock:  # lookups made meanwhile wait: before the filler they could miss (#1318)
+            if self._filler_checked or self._filler_tried:
+                return
+            try:
+                await self.ensure_filler()
+            except MatchFailure as e:
+                log.warning("HMA: cannot check the reserved filler bank %s (HMA #1318): %s", FILLER_BANK, e)
+            finally:
+                self._filler_tried = True  # one try: a matcher-only HMA would fail every time
 
     async def status(self) -> HmaStatus:
         """HMA's readiness, banks and stored index sizes; MatcherUnavailable when it cannot be reached."""
