@@ -12,31 +12,54 @@ from typing import Final
 
 import click
 
-#: command name → "module:attribute" of its click command
+#: command name → ("module:attribute" of its click command, its one-line help as `labeler --help` lists it). The
+#: line is kept here so that listing the commands imports none of them (tests/cli/test_cli_start.py holds it to
+#: each command's own docstring).
 COMMANDS: Final = {
-    "actions": "labeler.cli.actions:actions",
-    "bank": "labeler.cli.banks:bank",
-    "db": "labeler.cli.db:db",
-    "declare": "labeler.cli.declare:declare",
-    "did": "labeler.cli.did:did",
-    "doctor": "labeler.cli.doctor:doctor",
-    "entries": "labeler.cli.entries:entries",
-    "exchange": "labeler.cli.exchanges:exchange",
-    "explain": "labeler.cli.explain:explain",
-    "ingest": "labeler.cli.sources:ingest",
-    "init": "labeler.cli.init:init",
-    "keys": "labeler.cli.keys:keys",
-    "label": "labeler.cli.labels:label",
-    "moderators": "labeler.cli.moderators:moderators",
-    "reports": "labeler.cli.reports:reports",
-    "review": "labeler.cli.review:review",
-    "serve": "labeler.cli.serve:serve",
-    "worker": "labeler.cli.worker:worker",
+    "actions": (
+        "labeler.cli.actions:actions",
+        "Actions taken after matches (labels, reviews, takedowns, reports, webhooks) and their reversals.",
+    ),
+    "bank": ("labeler.cli.banks:bank", 'Hash banks (embedded, or HMA\'s with matcher = "hma").'),
+    "db": ("labeler.cli.db:db", "Database schema."),
+    "declare": (
+        "labeler.cli.declare:declare",
+        "Validate the declaration ([declaration] in the config) and put it in the labeler account's repo.",
+    ),
+    "did": ("labeler.cli.did:did", "The labeler's DID and its document."),
+    "doctor": (
+        "labeler.cli.doctor:doctor",
+        "Resolve our DID as an AppView would and check key, endpoint, stream, declaration and label values; and "
+        "that no child-safety match is labelled descriptively in public, and the takedown PDS accepts our admin "
+        "password.",
+    ),
+    "entries": ("labeler.cli.entries:entries", "Bank entries that are disabled or review-only."),
+    "exchange": (
+        "labeler.cli.exchanges:exchange",
+        "Hash exchanges that fill a bank by themselves (implemented: NCMEC hash sharing).",
+    ),
+    "explain": ("labeler.cli.explain:explain", "Explain the labels on URI (an at:// URI or a DID)."),
+    "ingest": (
+        "labeler.cli.sources:ingest",
+        "Queue image jobs from LABELER_FIREHOSE_URL and/or LABELER_JETSTREAM_URL until stopped.",
+    ),
+    "init": ("labeler.cli.init:init", "Write labeler.toml, generate the label key, and print the next steps."),
+    "keys": ("labeler.cli.keys:keys", "Label signing keys."),
+    "label": ("labeler.cli.labels:label", "Labels."),
+    "moderators": ("labeler.cli.moderators:moderators", "Console moderators."),
+    "reports": ("labeler.cli.reports:reports", "Reports received through createReport, and the moderation queue."),
+    "review": ("labeler.cli.review:review", "Review queue."),
+    "serve": ("labeler.cli.serve:serve", "Serve queryLabels, subscribeLabels, emitEvent and the DID document."),
+    "worker": (
+        "labeler.cli.worker:worker",
+        "Process image jobs until stopped (SIGINT/SIGTERM finish the jobs in hand first).",
+    ),
 }
 
 
 class LazyGroup(click.Group):
-    """Click's documented pattern for lazily loaded subcommands: the group knows names, not modules."""
+    """Click's documented pattern for lazily loaded subcommands: the group knows names, not modules; `--help` lists
+    them from `COMMANDS` without importing any."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMANDS})
@@ -44,9 +67,20 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return super().get_command(ctx, cmd_name)
-        module, attribute = COMMANDS[cmd_name].split(":")
+        module, attribute = COMMANDS[cmd_name][0].split(":")
         command: click.Command = getattr(importlib.import_module(module), attribute)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        width = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
+        rows = [
+            (name, click.utils.make_default_short_help(COMMANDS[name][1], width))
+            if name in COMMANDS
+            else (name, self.commands[name].get_short_help_str(width))
+            for name in self.list_commands(ctx)
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

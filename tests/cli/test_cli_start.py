@@ -24,6 +24,7 @@ def test_every_listed_command_loads_under_its_name() -> None:
     for name in COMMANDS:
         command = cli.get_command(context, name)
         assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=10_000) == COMMANDS[name][1]  # what --help lists without loading it
 
 
 def imported_by(args: list[str], cwd: Path) -> set[str]:
@@ -42,5 +43,11 @@ def test_help_and_keys_list_do_not_build_the_service(args: list[str], tmp_path: 
     assert imported_by(args, tmp_path) & {"labeler.service", *SERVER_AND_SDK, *MIGRATIONS_AND_IMAGING} == set()
 
 
-def test_label_list_builds_the_service_without_the_server_or_the_sdk_client(tmp_path: Path) -> None:
-    assert imported_by(["label", "list"], tmp_path) & set(SERVER_AND_SDK) == set()
+def test_help_loads_no_command_module(tmp_path: Path) -> None:
+    assert {m for m in imported_by(["--help"], tmp_path) if m.startswith("labeler.cli.")} == set()
+
+
+def test_label_list_reads_the_store_without_the_service(tmp_path: Path) -> None:
+    imported = imported_by(["label", "list"], tmp_path)
+    assert imported & {"labeler.service", *SERVER_AND_SDK, *MIGRATIONS_AND_IMAGING} == set()
+    assert not (tmp_path / "l.db").exists()  # nothing labelled here: no empty database left behind
