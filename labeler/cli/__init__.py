@@ -11,6 +11,7 @@ import importlib
 from typing import Final
 
 import click
+from click.utils import make_default_short_help
 
 #: command name → ("module:attribute" of its click command, its one-line help as `labeler --help` lists it). The
 #: line is kept here so that listing the commands imports none of them (tests/cli/test_cli_start.py holds it to
@@ -74,7 +75,7 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         width = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
         rows = [
-            (name, click.utils.make_default_short_help(COMMANDS[name][1], width))
+            (name, make_default_short_help(COMMANDS[name][1], width))
             if name in COMMANDS
             else (name, self.commands[name].get_short_help_str(width))
             for name in self.list_commands(ctx)
