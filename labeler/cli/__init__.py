@@ -11,7 +11,6 @@ import importlib
 from typing import Final
 
 import click
-from click.utils import make_default_short_help
 
 #: command name → ("module:attribute" of its click command, its one-line help as `labeler --help` lists it). The
 #: line is kept here so that listing the commands imports none of them (tests/cli/test_cli_start.py holds it to
@@ -74,12 +73,8 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         width = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
-        rows = [
-            (name, make_default_short_help(COMMANDS[name][1], width))
-            if name in COMMANDS
-            else (name, self.commands[name].get_short_help_str(width))
-            for name in self.list_commands(ctx)
-        ]
+        listed = {name: click.Command(name, help=line) for name, (_, line) in COMMANDS.items()}
+        rows = [(name, {**self.commands, **listed}[name].get_short_help_str(width)) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
