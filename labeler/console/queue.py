@@ -1,8 +1,8 @@
 """The review queue as the console shows it: pending items in priority order, each with its evidence laid out.
 
-Priority: the closest match first (distance 0 for exact signals), then by bank name, then oldest first. The
-queue table is read in id order, so up to `SCAN` pending items are read and sorted here; a longer queue shows
-its oldest `SCAN` (the page says so).
+Priority: items queued by a rule with a higher `priority` (a policy option, default 0) first; then the closest
+match (distance 0 for exact signals), then by bank name, then oldest first. The queue table is read in id order,
+so up to `SCAN` pending items are read and sorted here; a longer queue shows its oldest `SCAN` (the page says so).
 """
 
 from __future__ import annotations
@@ -40,11 +40,16 @@ class Card:
         return self.media == "image" and bool(self.item.evidence.get("image", {}).get("blob_cid"))
 
 
-def priority(item: ReviewItem) -> tuple[float, str, str, int]:
+def priority(item: ReviewItem) -> tuple[float, float, str, str, int]:
     match = _dict(item.evidence.get("match"))
-    distance = match.get("distance")
-    closeness = float(distance) if isinstance(distance, int | float) and not isinstance(distance, bool) else 1e9
-    return closeness, str(match.get("bank", "")), item.created_at, item.id
+    rank = _number(_dict(item.evidence.get("rule")).get("priority"), 0.0)
+    closeness = _number(match.get("distance"), 1e9)
+    return -rank, closeness, str(match.get("bank", "")), item.created_at, item.id
+
+
+def _number(value: Any, default: float) -> float:
+    """A number from evidence (JSON, so anything): `default` for what is not one."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
 async def pending(reviews: ReviewQueue) -> tuple[list[Card], int]:

@@ -15,6 +15,7 @@ Configured in `labeler.toml` (README "Policy"):
     report_reason = "tools.ozone.report.defs#reasonChildSafetyCSAM"
     webhook_distance = 31          # ≤ this → each action's outcome is POSTed to the webhook; absent: never
     subject = "post"               # what labels and reports are about: post (uri + cid) | account (author DID)
+    priority = 0                   # review queue order: higher first, before distance (-1000 … 1000)
 
 A person confirming a review item makes the rule do everything it does for a certain match: its labels, and its
 takedown and report when the rule has them. Without rules the default is conservative: every bank → the first
@@ -48,6 +49,7 @@ KINDS: Final = ("label", "review", "takedown", "report", "webhook")
 GLOBAL_VALUES: Final = frozenset({"!hide", "!warn"})
 CSAM_REASON: Final = "tools.ozone.report.defs#reasonChildSafetyCSAM"
 _OPTIONAL: Final = ("takedown_distance", "report_distance", "webhook_distance")
+MAX_PRIORITY: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Rule:
     report_reason: str = REASON_OTHER
     webhook_distance: int | None = None
     signals: tuple[str, ...] = SIGNAL_TYPES
+    priority: int = 0  # the console's review queue shows items of higher-priority rules first
     exclude_banks: tuple[str, ...] = ()  # default rules only: banks another default rule covers
 
     def covers(self, match: Match) -> bool:
@@ -110,6 +113,8 @@ class Rule:
             out["takedown_subject"] = self.takedown_subject
         if self.report_distance is not None:
             out["report_reason"] = self.report_reason
+        if self.priority:
+            out["priority"] = self.priority
         if self.exclude_banks:
             out["exclude_banks"] = list(self.exclude_banks)
         return out
@@ -215,7 +220,7 @@ def load_policy(
 
 _KEYS: Final = frozenset(
     {"name", "banks", "labels", "label_distance", "review_distance", "subject", "signals", "takedown_subject"}
-    | {"report_reason", *_OPTIONAL}
+    | {"report_reason", "priority", *_OPTIONAL}
 )
 
 
@@ -254,10 +259,14 @@ def _rule(position: int, raw: Any) -> Rule:
     signals = raw.get("signals", list(SIGNAL_TYPES))
     if not _strings(signals) or not set(signals) <= set(SIGNAL_TYPES):
         raise ConfigError(f"{where}: signals must be a non-empty list of {', '.join(SIGNAL_TYPES)}")
+    priority = raw.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > MAX_PRIORITY:
+        raise ConfigError(f"{where}: priority must be an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}")
     return Rule(
         str(name),
         tuple(banks),
         tuple(labels),
+        priority=priority,
         subject=subject,
         signals=tuple(signals),
         takedown_subject=takedown_subject,

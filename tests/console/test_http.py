@@ -18,6 +18,7 @@ from labeler.cli import cli
 from labeler.config import Settings
 from labeler.console.moderators import ModeratorError, ModeratorStore
 from labeler.pipeline.hasher import hash_image
+from labeler.pipeline.policy import Rule
 from labeler.service import Labeler
 from labeler.testing import serve_labeler
 
@@ -154,3 +155,22 @@ async def test_a_nul_in_a_search_or_a_form_is_refused_before_the_database(server
         )
         assert acted.status_code == 400 and "NUL" in acted.text
         assert (await http.get("/console/labels", params={"q": "at://did:plc:x*"})).status_code == 200
+
+
+async def test_a_higher_priority_rule_puts_its_items_first_although_their_match_is_further(
+    labeler: Labeler, server: Any
+) -> None:
+    """The queue's order: the rule's `priority` (recorded in the evidence), then distance."""
+    reviews = labeler.pipeline.reviews
+    ordinary, urgent = Rule("ordinary", ("*",), ("x",)), Rule("urgent", ("*",), ("x",), priority=5)
+    near, _ = await reviews.add(1, "at://did:plc:a/app.bsky.feed.post/near", None, ["x"], _evidence(ordinary, 12))
+    far, _ = await reviews.add(2, "at://did:plc:b/app.bsky.feed.post/far", None, ["x"], _evidence(urgent, 30))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http)).status_code == 303
+        page = await http.get("/console/queue")
+    shown = [int(i) for i in re.findall(r'<article class="card" id="item-(\d+)"', page.text)]
+    assert shown == [far, near], page.text
+
+
+def _evidence(rule: Rule, distance: int) -> dict[str, Any]:
+    return {"match": {"bank": "NEAR", "distance": distance, "signal_type": "pdq"}, "rule": rule.to_json()}

@@ -89,6 +89,8 @@ def test_rules_can_name_signal_types() -> None:
         ({"labels": ["x"], "takedown_subject": "blob"}, "takedown_subject"),
         ({"labels": ["x"], "report_reason": "#reasonSpam"}, "report_reason"),
         ({"labels": ["x"], "report_reason": "com.atproto.moderation.defs#reasonAppeal"}, "report_reason"),
+        ({"labels": ["x"], "priority": 1001}, "priority"),
+        ({"labels": ["x"], "priority": "high"}, "priority"),
     ],
 )
 def test_bad_rules_are_config_errors(rule: dict[str, object], message: str) -> None:
@@ -147,6 +149,8 @@ def test_child_safety_banks_get_a_default_with_no_public_label_before_confirmati
 def test_rules_round_trip_through_evidence() -> None:
     rule = load_policy({}, "x", child_safety_banks=["A"], takedown=True, report=True).rules[0]
     assert Rule.from_json(rule.to_json()) == rule
+    [urgent] = load_policy({"policy": {"rules": [{"labels": ["x"], "priority": 5}]}}, "x").rules
+    assert (urgent.priority, Rule.from_json(urgent.to_json())) == (5, urgent)
     old = {
         "name": "default",
         "banks": ["*"],
