@@ -137,7 +137,7 @@ def bank_remove(name: str, entry_id: int | None, yes: bool) -> None:
         _with_hma(settings, lambda banks: banks.drop(name))
         click.echo(f"removed bank {name}")
     else:
-        removed_entries = _with_store(settings, lambda store: store.drop(name))
+        removed_entries = _with_store(settings, lambda store: store.drop(name, actor="cli"))
         click.echo(f"removed bank {name} ({removed_entries} entries)")
 
 

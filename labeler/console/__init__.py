@@ -35,6 +35,7 @@ def console_mount() -> Mount:
             Route("/labels/negate", moderation.negate_label, methods=["POST"]),
             Route("/banks", records.banks),
             Route("/banks/entry", records.set_entry_state, methods=["POST"]),
+            Route("/banks/remove", records.remove_bank, methods=["POST"]),
             Route("/audit", records.audit),
             Route("/history", records.history),
             Mount("/static", StaticFiles(directory=STATIC_DIR)),

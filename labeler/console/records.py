@@ -1,17 +1,19 @@
 """The console's record pages: the hash banks (with entries switched off or held for review, which it can change
-as `labeler entries` does), the audit log of moderation events (who, through which credential, what, why), and
-one subject's history (as `labeler explain`)."""
+as `labeler entries` does, and removing a bank as `labeler bank remove` does), the audit log of moderation events
+(who, through which credential, what, why), and one subject's history (as `labeler explain`)."""
 
 from __future__ import annotations
 
 from typing import Final
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from labeler.console.auth import actor, console_auth
+from labeler.console.auth import ADMIN, actor, console_auth
 from labeler.console.web import ConsoleError, Redirect, page, query_text, render
 from labeler.pipeline.actions.screen import MODES
+from labeler.pipeline.banks import BankError
 from labeler.pipeline.evidence import explain, summary
 from labeler.reports.subject import parse_subject_param
 from labeler.service import Labeler
@@ -32,6 +34,8 @@ async def banks(request: Request) -> Response:
         "actor": actor(session),
         "banks": await labeler.pipeline.banks.all_banks(),
         "states": await labeler.pipeline.screen.states(),
+        "is_admin": session.user == ADMIN,
+        "removed": query_text(request, "removed")[:MAX_NAME],
     }
     return render(request, "banks.html", context)
 
@@ -85,3 +89,23 @@ async def set_entry_state(request: Request) -> Response:
     else:
         await screen.set_state(bank, entry_id, mode, reason=reason, actor=actor(session))
     raise Redirect(BANKS_PATH)
+
+
+@page
+async def remove_bank(request: Request) -> Response:
+    """Remove a bank and all its entries, as `labeler bank remove` does; the operator only, who types the bank's
+    name again to confirm. The bank change log keeps who removed it."""
+    session, form = await console_auth(request).posted(request)
+    if session.user != ADMIN:
+        raise ConsoleError(403, "only the operator (admin) removes banks")
+    bank, typed = form.get("bank", "").strip(), form.get("confirm", "").strip()
+    if not 0 < len(bank) <= MAX_NAME:
+        raise ConsoleError(400, f"name a bank (at most {MAX_NAME} characters)")
+    if typed != bank:
+        raise ConsoleError(400, "type the bank's name to confirm its removal")
+    labeler: Labeler = request.app.state.labeler
+    try:
+        await labeler.pipeline.banks.drop(bank, actor=actor(session))
+    except BankError as exc:
+        raise ConsoleError(404, str(exc)) from None
+    raise Redirect(f"{BANKS_PATH}?removed={quote(bank, safe='')}")

@@ -93,9 +93,23 @@ class BankStore:
         return int(found.id), str(found.signal_type)
 
     async def _log(
-        self, conn: AsyncConnection, bank: str, op: str, first: int | None, last: int | None, signal_type: str = PDQ
+        self,
+        conn: AsyncConnection,
+        bank: str,
+        op: str,
+        first: int | None,
+        last: int | None,
+        signal_type: str = PDQ,
+        actor: str | None = None,
     ) -> None:
-        values = {"bank": bank, "op": op, "first_id": first, "last_id": last, "created_at": syntax.now()}
+        values = {
+            "bank": bank,
+            "op": op,
+            "first_id": first,
+            "last_id": last,
+            "created_at": syntax.now(),
+            "actor": actor,
+        }
         await conn.execute(bank_changes.insert().values(**values, signal_type=signal_type))
 
     async def create(self, name: str, note: str | None = None, *, signal_type: str = PDQ) -> Bank:
@@ -124,14 +138,14 @@ class BankStore:
             rows = await conn.execute(sa.select(hash_banks).order_by(hash_banks.c.name))
             return [Bank(r.name, counts.get(r.id, 0), r.created_at, r.note, r.signal_type) for r in rows]
 
-    async def drop(self, name: str) -> int:
-        """Delete a bank and its entries; returns how many entries went with it."""
+    async def drop(self, name: str, *, actor: str) -> int:
+        """Delete a bank and its entries; returns how many entries went with it. The change log keeps `actor`."""
         async with self._change() as conn:
             bank_id, signal_type = await self._bank(conn, name)
             table = _entry_table(signal_type)
             removed = (await conn.execute(table.delete().where(table.c.bank_id == bank_id))).rowcount
             await conn.execute(hash_banks.delete().where(hash_banks.c.id == bank_id))
-            await self._log(conn, name, "drop", None, None, signal_type)
+            await self._log(conn, name, "drop", None, None, signal_type, actor)
         return int(removed)
 
     async def remove_entry(self, name: str, entry_id: int) -> bool:

@@ -110,6 +110,7 @@ bank_changes = sa.Table(
     sa.Column("last_id", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("signal_type", sa.Text, nullable=False, server_default="pdq"),  # whose table first_id..last_id are in
+    sa.Column("actor", sa.Text, nullable=True),  # who dropped the bank (cli, admin); NULL for other changes
     sqlite_autoincrement=True,
 )
 

@@ -225,7 +225,7 @@ async def test_skips_and_unknown_kinds_are_recorded(labeler: Labeler) -> None:
 
 
 async def test_migration_matches_table_definitions(labeler: Labeler) -> None:
-    mine = ("actions", "entry_states", "entry_hits", "review_items", "altitude_cases")
+    mine = ("actions", "entry_states", "entry_hits", "review_items", "altitude_cases", "bank_changes")
 
     def diff(conn: Any) -> list[Any]:
         context = MigrationContext.configure(conn, opts={"compare_type": True})

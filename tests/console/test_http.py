@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from pipeline.blob_server import PdsWorld
 from pipeline.corpus import encode, flip_bits, structured_rgb
@@ -17,9 +18,11 @@ from pipeline.harness import Harness, all_done
 from labeler.cli import cli
 from labeler.config import Settings
 from labeler.console.moderators import ModeratorError, ModeratorStore
+from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.policy import Rule
 from labeler.service import Labeler
+from labeler.store.pipeline_schema import bank_changes
 from labeler.testing import serve_labeler
 
 from .conftest import ADMIN_PASSWORD
@@ -174,3 +177,40 @@ async def test_a_higher_priority_rule_puts_its_items_first_although_their_match_
 
 def _evidence(rule: Rule, distance: int) -> dict[str, Any]:
     return {"match": {"bank": "NEAR", "distance": distance, "signal_type": "pdq"}, "rule": rule.to_json()}
+
+
+async def test_the_operator_removes_a_bank_after_typing_its_name_and_the_change_log_keeps_who(
+    labeler: Labeler, server: Any
+) -> None:
+    banks = labeler.pipeline.banks
+    await banks.create("GONE")
+    await banks.add_entries("GONE", [EntryInput(flip_bits(hash_image(IMAGE).hash, 3, seed=1))])
+    await ModeratorStore(labeler.engine).add("bob", "bob-credential-1", actor="test")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http, "bob", "bob-credential-1")).status_code == 303
+        page = await http.get("/console/banks")
+        assert "/console/banks/remove" not in page.text  # the form is the operator's alone
+        refused = await http.post("/console/banks/remove", data={"bank": "GONE", "confirm": "GONE", **_csrf(page)})
+        assert refused.status_code == 403
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http)).status_code == 303
+        page = await http.get("/console/banks")
+        assert 'action="/console/banks/remove"' in page.text
+        mistyped = await http.post("/console/banks/remove", data={"bank": "GONE", "confirm": "GONE_", **_csrf(page)})
+        assert mistyped.status_code == 400 and [b.name for b in await banks.all_banks()] == ["GONE"]
+        unknown = await http.post("/console/banks/remove", data={"bank": "NONE", "confirm": "NONE", **_csrf(page)})
+        assert unknown.status_code == 404
+        assert (await http.post("/console/banks/remove", data={"bank": "GONE", "confirm": "GONE"})).status_code == 403
+        removed = await http.post("/console/banks/remove", data={"bank": "GONE", "confirm": "GONE", **_csrf(page)})
+        assert removed.status_code == 303 and removed.headers["location"] == "/console/banks?removed=GONE"
+        assert "Removed bank GONE" in (await http.get(removed.headers["location"])).text
+    assert await banks.all_banks() == []
+    async with labeler.engine.connect() as conn:
+        drops = (await conn.execute(sa.select(bank_changes).where(bank_changes.c.op == "drop"))).all()
+    assert [(d.bank, d.actor) for d in drops] == [("GONE", "admin")]
+
+
+def _csrf(page: httpx.Response) -> dict[str, str]:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return {"csrf": found.group(1)}

@@ -178,7 +178,10 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
         lambda rng: {"uri": fz.subject_uri(rng), "cid": rng.choice(["", POST_CID]), "val": "spam", "comment": "x"},
         auth=fz.CONSOLE,
     ),
-    ("http", "/console/banks"): fz.query_route(auth=fz.CONSOLE),
+    ("http", "/console/banks"): fz.query_route([("removed", fz.choose("B", "<b>"))], auth=fz.CONSOLE),
+    ("http", "/console/banks/remove"): fz.form_route(
+        lambda rng: {"bank": "B", "confirm": rng.choice(["B", "b", ""])}, auth=fz.CONSOLE
+    ),
     ("http", "/console/banks/entry"): fz.form_route(
         lambda rng: {
             "bank": "B",

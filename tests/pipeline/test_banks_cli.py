@@ -208,7 +208,7 @@ async def test_a_running_matcher_picks_up_bank_changes_made_elsewhere(make_setti
             return len(await labeler.pipeline.matcher.lookup(H[1])) == 1
 
         await eventually(added, within=5, what="an added entry")
-        await elsewhere.drop("LIVE")
+        await elsewhere.drop("LIVE", actor="cli")
 
         async def dropped() -> bool:
             return await labeler.pipeline.matcher.lookup(H[0]) == []

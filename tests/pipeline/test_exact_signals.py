@@ -105,7 +105,7 @@ async def test_exact_banks_are_matched_and_follow_changes_made_elsewhere(make_se
         await eventually(removed, within=5, what="a removed exact entry")
         banks = {bank.name: (bank.signal_type, bank.entries) for bank in await elsewhere.all_banks()}
         assert banks == {"FILES": ("sha256", 1), "IMAGES": ("pdq", 0)}
-        assert await elsewhere.drop("FILES") == 1
+        assert await elsewhere.drop("FILES", actor="cli") == 1
 
         async def dropped() -> bool:
             return await matcher.lookup_exact("sha256", b) == []
