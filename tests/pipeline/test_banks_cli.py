@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from labeler.cli import cli
@@ -24,6 +25,8 @@ from labeler.pipeline.hma_banks import CHUNK
 from labeler.pipeline.match.base import Match
 from labeler.pipeline.match.hma import HmaMatcher
 from labeler.service import Labeler
+from labeler.store.engine import create_engine
+from labeler.store.pipeline_schema import bank_changes
 
 from .conftest import RunningStandin
 from .corpus import random_hashes
@@ -63,6 +66,16 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         yield standin
 
 
+async def _drops(database_url: str) -> list[tuple[str, str]]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            query = sa.select(bank_changes.c.bank, bank_changes.c.actor).where(bank_changes.c.op == "drop")
+            return [(row.bank, row.actor) for row in await conn.execute(query)]
+    finally:
+        await engine.dispose()
+
+
 def _entry_id(backend: HmaStandin | None, bank: str, pdq: str) -> str:
     """The id `bank remove --entry` takes: our entry id, or HMA's content id."""
     if backend is None:
@@ -71,7 +84,7 @@ def _entry_id(backend: HmaStandin | None, bank: str, pdq: str) -> str:
 
 
 def test_bank_commands_answer_alike_on_both_matchers(
-    runner: CliRunner, tmp_path: Path, backend: HmaStandin | None
+    runner: CliRunner, tmp_path: Path, backend: HmaStandin | None, database_url: str
 ) -> None:
     csv_file = tmp_path / "hashes.csv"
     csv_file.write_text(
@@ -105,6 +118,8 @@ def test_bank_commands_answer_alike_on_both_matchers(
     assert f"removed entry {entry} from NCMEC_TEST" in invoke(runner, "bank", "remove", "NCMEC_TEST", "--entry", entry)
     assert "has no entry 999" in invoke(runner, "bank", "remove", "NCMEC_TEST", "--entry", "999", code=1)
     assert "removed bank OTHER" in invoke(runner, "bank", "remove", "OTHER", "--yes")
+    if backend is None:  # the embedded bank change log keeps who dropped a bank
+        assert asyncio.run(_drops(database_url)) == [("OTHER", "cli")]
     assert "no bank named 'NO_SUCH_BANK'" in invoke(runner, "bank", "remove", "NO_SUCH_BANK", "--yes", code=1)
     assert [b["name"] for b in json.loads(invoke(runner, "bank", "list", "--json"))] == ["NCMEC_TEST"]
     assert "already exists" in invoke(runner, "bank", "create", "NCMEC_TEST", code=1)
