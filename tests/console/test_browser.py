@@ -343,3 +343,18 @@ def test_selected_items_are_rejected_together(page: Page, served: Served) -> Non
         decided = api(served, f"/api/v1/review/{item}")
         assert (decided["status"], decided["decision_note"]) == ("rejected", "a blank frame, not abuse")
         expect(page.locator(f"#item-{item}")).to_have_count(0)
+
+
+def test_the_operator_removes_a_bank_after_typing_its_name(page: Page, served: Served) -> None:
+    run_async(lambda: served.with_labeler(lambda lab: lab.pipeline.banks.create("SPARE")))
+    sign_in(page, served)
+    page.click("nav >> text=Banks")
+    expect(page.locator("table.banks tr", has_text="SPARE")).to_have_count(1)
+    form = page.locator("form.remove-bank")
+    form.locator("select[name=bank]").select_option("SPARE")
+    form.locator("input[name=confirm]").fill("SPARE")
+    shot(page, "banks-remove")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#flash")).to_have_text("Removed bank SPARE.")
+    expect(page.locator("table.banks tr", has_text="SPARE")).to_have_count(0)
+    expect(page.locator("table.banks tr", has_text="NEAR")).to_have_count(1)
