@@ -73,8 +73,8 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         width = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
-        listed = {name: click.Command(name, help=line) for name, (_, line) in COMMANDS.items()}
-        rows = [(name, {**self.commands, **listed}[name].get_short_help_str(width)) for name in self.list_commands(ctx)]
+        commands = {**self.commands, **{name: click.Command(name, help=line) for name, (_, line) in COMMANDS.items()}}
+        rows = [(name, commands[name].get_short_help_str(width)) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
