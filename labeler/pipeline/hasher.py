@@ -31,7 +31,15 @@ from PIL import Image, UnidentifiedImageError
 
 from labeler.pipeline import jpeg_scans
 from labeler.pipeline.pdq_reduced import hash_from_samples, samples_from_pixels
-from labeler.pipeline.signals import MediaRejected
+from labeler.pipeline.signals import (
+    CORRUPT,
+    TOO_MANY_PIXELS,
+    TOO_MUCH_MEMORY,
+    TOO_SLOW,
+    TRUNCATED,
+    UNSUPPORTED,
+    MediaRejected,
+)
 from labeler.pipeline.signals import (
     validate_pdq_hex as validate_pdq_hex,  # re-exported: its callers import it from here
 )
@@ -49,17 +57,10 @@ REDUCED_MIN_SIDE: Final = 384
 # PDQ hashes nothing smaller (MIN_HASHABLE_DIM): such an image gets the all-zero hash with quality 0.
 _MIN_HASHABLE_SIDE: Final = 5
 
-# Stable reason codes for ImageRejected.
+# Stable reason codes for ImageRejected, beside the ones shared with videos (`labeler.pipeline.signals`).
 TOO_LARGE: Final = "too-large"
-TOO_MANY_PIXELS: Final = "too-many-pixels"
 NOT_AN_IMAGE: Final = "not-an-image"
-TRUNCATED: Final = "truncated"
-UNSUPPORTED: Final = "unsupported"
-CORRUPT: Final = "corrupt"
 TOO_MANY_SCANS: Final = "too-many-scans"
-# Set by the process running the hasher (`hashing`), never by this module.
-TOO_SLOW: Final = "too-slow"
-TOO_MUCH_MEMORY: Final = "too-much-memory"
 REASONS: Final = frozenset(
     {TOO_LARGE, TOO_MANY_PIXELS, NOT_AN_IMAGE, TRUNCATED, UNSUPPORTED, CORRUPT, TOO_MANY_SCANS, TOO_SLOW,
      TOO_MUCH_MEMORY}

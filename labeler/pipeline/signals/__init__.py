@@ -31,6 +31,16 @@ def validate_pdq_hex(value: object) -> str:
     return value
 
 
+# Reason codes for MediaRejected that images and videos share (each module adds its own beside them).
+TOO_MANY_PIXELS: Final = "too-many-pixels"
+TRUNCATED: Final = "truncated"
+UNSUPPORTED: Final = "unsupported"
+CORRUPT: Final = "corrupt"
+# Set by the process pool running the hashers (`hashing`), never by the hashers themselves.
+TOO_SLOW: Final = "too-slow"  # over the wall-time limit
+TOO_MUCH_MEMORY: Final = "too-much-memory"  # over the address-space limit
+
+
 class MediaRejected(Exception):
     """A blob cannot be hashed perceptually; `reason` is a stable code, `detail` is for humans and logs. Its exact
     hashes are still matched. Subclasses: `hasher.ImageRejected`, `video.VideoRejected`."""

@@ -14,7 +14,7 @@ from typing import Any
 from labeler.pipeline.fetcher import FetchedBlob
 from labeler.pipeline.hasher import PdqResult
 from labeler.pipeline.hashing import JOB_PRIORITY, HashPool
-from labeler.pipeline.signals import EXACT_SIGNALS, VPDQ, MediaRejected
+from labeler.pipeline.signals import CORRUPT, EXACT_SIGNALS, VPDQ, MediaRejected
 from labeler.pipeline.signals.exact import ExactDigests
 from labeler.pipeline.signals.video import VideoHash, VideoRejected
 from labeler.pipeline.signals.vpdq import VpdqFeature, parse_signal, prepared
@@ -57,7 +57,7 @@ async def hash_blob(
     try:
         if media == VIDEO:
             if blob.path is None:
-                raise VideoRejected("corrupt", "no file to read")  # only a caller's bug gets here
+                raise VideoRejected(CORRUPT, "no file to read")  # only a caller's bug gets here
             video = await hasher.hash_video(blob.path, priority=priority, max_wait=max_wait)
             return BlobSignals(blob.digests, video=video)
         return BlobSignals(blob.digests, pdq=await hasher.hash(blob.data, priority=priority, max_wait=max_wait))

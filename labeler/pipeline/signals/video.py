@@ -35,7 +35,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
-from labeler.pipeline.signals import MediaRejected
+from labeler.pipeline.signals import (
+    CORRUPT,
+    TOO_MANY_PIXELS,
+    TOO_MUCH_MEMORY,
+    TOO_SLOW,
+    TRUNCATED,
+    UNSUPPORTED,
+    MediaRejected,
+)
 from labeler.pipeline.signals.vpdq import VpdqFeature
 
 FFPROBE: Final = "ffprobe"
@@ -50,17 +58,11 @@ MIN_SIDE: Final = 5
 MIN_MEMORY_MB: Final = 512
 PROBE_CPU_SECONDS: Final = 30
 
-# Stable reason codes for VideoRejected (the image hasher's where they mean the same).
+# Stable reason codes for VideoRejected, beside the ones shared with images (`labeler.pipeline.signals`).
 EMPTY: Final = "empty"
 NOT_A_VIDEO: Final = "not-a-video"
-UNSUPPORTED: Final = "unsupported"
-TRUNCATED: Final = "truncated"
-CORRUPT: Final = "corrupt"
-TOO_MANY_PIXELS: Final = "too-many-pixels"
 TOO_LONG: Final = "too-long"
 TOO_MANY_FRAMES: Final = "too-many-frames"
-TOO_SLOW: Final = "too-slow"  # from the process pool: over the wall-time limit (as for images)
-TOO_MUCH_MEMORY: Final = "too-much-memory"  # from the process pool: over the address-space limit
 CRASHED: Final = "crashed"  # from the process pool: decoding it killed the process
 REASONS: Final = frozenset(
     {EMPTY, NOT_A_VIDEO, UNSUPPORTED, TRUNCATED, CORRUPT, TOO_MANY_PIXELS, TOO_LONG, TOO_MANY_FRAMES, TOO_SLOW,
