@@ -30,17 +30,18 @@ class Resigner:
         self.src = src
 
     async def current_rows(self, rows: Sequence[Any]) -> Sequence[Any]:
-        """`current` for plain rows (`LabelStore.query_rows`); the common case, every row signed by the active
-        key, costs one comparison per row."""
-        active_id = self.keyring.active()[0].id
-        if all(row[9] == active_id for row in rows):
+        """`current` for plain rows (`LabelStore.query_rows`: row[1] is src, row[9] the key id); the common case,
+        every row signed by the active key or issued under a former DID (never re-signed), costs a comparison or
+        two per row."""
+        active_id, src = self.keyring.active()[0].id, self.src
+        if all(row[9] == active_id or row[1] != src for row in rows):
             return rows
         return stored_to_rows(await self.current(rows_to_stored(rows)))
 
     async def current(self, rows: Sequence[StoredLabel]) -> list[StoredLabel]:
         active_info, key = self.keyring.active()
-        if all(row.key_id == active_info.id for row in rows):
-            return list(rows)
+        if all(row.key_id == active_info.id or row.label.src != self.src for row in rows):
+            return list(rows)  # nothing `_stale` could pick: no keyring reload, no conversion
         self.keyring.reload_if_changed(force=True)
         active_info, key = self.keyring.active()
         out: list[StoredLabel] = []
