@@ -97,18 +97,21 @@ class ExchangeStore:
             await conn.execute(exchanges.insert().values(**values))
         return await self.get(name)
 
-    async def all(self) -> list[Exchange]:
+    async def all(self, name: str | None = None) -> list[Exchange]:
+        """Every exchange, or only `name`'s (its entries alone counted, not the whole table's)."""
         counts = sa.select(exchange_entries.c.exchange, sa.func.count()).group_by(exchange_entries.c.exchange)
+        rows = sa.select(exchanges).order_by(exchanges.c.name)
+        if name is not None:
+            counts, rows = counts.where(exchange_entries.c.exchange == name), rows.where(exchanges.c.name == name)
         async with self.engine.connect() as conn:
             per_exchange = {str(n): int(c) for n, c in await conn.execute(counts)}
-            rows = await conn.execute(sa.select(exchanges).order_by(exchanges.c.name))
-            return [_exchange(r, per_exchange.get(r.name, 0)) for r in rows]
+            return [_exchange(r, per_exchange.get(r.name, 0)) for r in await conn.execute(rows)]
 
     async def get(self, name: str) -> Exchange:
-        for exchange in await self.all():
-            if exchange.name == name:
-                return exchange
-        raise ExchangeError(f"no exchange named {name!r}")
+        found = await self.all(name)
+        if not found:
+            raise ExchangeError(f"no exchange named {name!r}")
+        return found[0]
 
     async def remove(self, name: str) -> int:
         """Forget exchange `name` and its record of entries (its bank keeps them); returns how many it had."""
