@@ -44,6 +44,15 @@ class RefusedAddress(Exception):
     """The host is not public (or resolves to an address that is not); nothing was sent to it."""
 
 
+def is_ip_literal(host: str) -> bool:
+    """Whether `host` (a URL's host name) is an IP address rather than a name: PDSes refuse to proxy to one."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def is_public_address(address: str | IPAddress) -> bool:
     """True if a connection to `address` reaches the public internet, never us or our private network."""
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address

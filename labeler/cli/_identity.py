@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from labeler.identity.plc_directory import PlcDirectory, update_did
 from labeler.identity.resolver import DidResolver, IdentityError, ResolutionError
 from labeler.identity.rotation import wait_for_label_key
 from labeler.keys import ROTATION_KEY_FILE, KeyInfo, Keyring, KeyringError, read_key_file
+from labeler.outbound import is_ip_literal
 from labeler.protocol.crypto import SigningKey
 
 #: Seconds a command waits for a changed DID document to resolve with our key.
@@ -51,10 +51,7 @@ def resolver_for(settings: Settings) -> DidResolver:
 def publishable_endpoint(settings: Settings) -> str:
     """`public_url`, refused when its host is an IP address: PDSes will not proxy to one ("Invalid hostname"), so a
     DID document naming it hides every label from the app (`labeler doctor` fails it too)."""
-    host = urlsplit(settings.public_url).hostname or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
+    if not is_ip_literal(urlsplit(settings.public_url).hostname or ""):
         return settings.public_url
     raise click.ClickException(
         f"public_url {settings.public_url} is an IP address, which PDSes refuse to proxy to; serve the labeler "

@@ -7,7 +7,6 @@ clients accept.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -24,6 +23,7 @@ from labeler.identity.resolver import (
     IdentityError,
     verification_key,
 )
+from labeler.outbound import is_ip_literal
 
 
 async def check_document(run: Run) -> DidDocument | None:
@@ -89,7 +89,7 @@ def check_endpoint(run: Run, document: DidDocument) -> str | None:
     if url.scheme not in ("http", "https") or not host:
         run.add("labeler-endpoint", "fail", f"{endpoint!r} is not an http(s) URL", fix)
         return None
-    if _is_ip(host):
+    if is_ip_literal(host):
         run.add(
             "labeler-endpoint", "fail",
             f"{endpoint} uses an IP address; PDSes refuse to proxy to it (\"Invalid hostname\")",
@@ -109,14 +109,6 @@ def check_endpoint(run: Run, document: DidDocument) -> str | None:
     else:
         run.add("labeler-endpoint", "ok", f"#atproto_labeler is {endpoint}")
     return endpoint.rstrip("/")
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 async def check_reachable(run: Run, endpoint: str) -> bool:
