@@ -145,14 +145,17 @@ async def _build_index(store: BankStore) -> PdqIndex:
 async def _add_signal_rows(matcher: EmbeddedMatcher, rows: Sequence[tuple[str, IndexRow]]) -> None:
     """Entries of exact and vPDQ banks into their indexes. A stored vPDQ value that no longer parses (it was
     validated on import) is logged and skipped rather than stopping the whole load."""
+    exact: dict[str, list[IndexRow]] = {}
     videos = []
     for signal_type, (value, bank, entry_id, external_id, note) in rows:
         if signal_type != VPDQ:
-            await matcher.add_exact(signal_type, [(value, bank, entry_id, external_id, note)])
+            exact.setdefault(signal_type, []).append((value, bank, entry_id, external_id, note))
             continue
         try:
             videos.append((parse_signal(value), bank, entry_id, external_id, note))
         except ValueError as exc:
             log.warning("bank %s entry %s: unreadable vPDQ hash skipped (%s)", bank, entry_id, exc)
+    for signal_type, entries in exact.items():  # one call per type (a bank holds one type: order per entry kept)
+        await matcher.add_exact(signal_type, entries)
     if videos:
         await matcher.add_videos(videos)
