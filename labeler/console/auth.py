@@ -74,9 +74,17 @@ class ConsoleAuth:
         """The credential tag a session of `user` must carry now; None if `user` cannot sign in."""
         if user == ADMIN:
             password = self.settings.admin_password
-            return self.codec.tag("admin\x00" + password) if password else None
+            return self._admin_tag(password) if password else None
         stored = await self.moderators.credential_hash(user)
-        return self.codec.tag("moderator\x00" + stored) if stored else None
+        return self._moderator_tag(stored) if stored else None
+
+    def _admin_tag(self, password: str) -> str:
+        """What an admin session carries: it stops verifying when the admin password changes."""
+        return self.codec.tag("admin\x00" + password)
+
+    def _moderator_tag(self, stored_hash: str) -> str:
+        """What a moderator's session carries: it stops verifying when their credential changes or is removed."""
+        return self.codec.tag("moderator\x00" + stored_hash)
 
     async def session(self, request: Request) -> Session | None:
         """The request's signed-in session, or None (no cookie, forged, expired, or its credential changed)."""
@@ -146,11 +154,11 @@ class ConsoleAuth:
         if user == ADMIN:
             password = self.settings.admin_password
             ok = bool(password) and hmac.compare_digest(credential.encode(), password.encode())
-            return self.codec.tag("admin\x00" + password) if ok else None
+            return self._admin_tag(password) if ok else None
         stored = await self.moderators.credential_hash(user) if len(user) <= 64 else None
         if not await verify_secret_async(credential, stored or DECOY_HASH) or stored is None:
             return None
-        return self.codec.tag("moderator\x00" + stored)
+        return self._moderator_tag(stored)
 
     def set_cookie(self, request: Request, response: Response, session: Session) -> None:
         response.set_cookie(
