@@ -20,12 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from labeler.pipeline.signals import IMAGE, VIDEO
 from labeler.protocol import syntax
 from labeler.store.engine import is_sqlite, write_transaction
 from labeler.store.pipeline_schema import image_jobs
 
 SOURCES: Final = frozenset({"firehose", "jetstream", "report", "upload", "manual"})
-MEDIA: Final = ("image", "video")
+MEDIA: Final = (IMAGE, VIDEO)
 OUTCOMES: Final = ("no-match", "match", "rejected", "error")
 _MAX_URI: Final = 8192
 _INSERT_CHUNK: Final = 500

@@ -38,8 +38,8 @@ from labeler.config import Settings
 from labeler.pipeline.hasher import validate_pdq_hex
 from labeler.pipeline.hashing import HasherBusy, HasherCrashed
 from labeler.pipeline.match.base import MatcherUnavailable, MatchFailure, lookup_signals
-from labeler.pipeline.signals import EXACT_SIGNALS, VPDQ
-from labeler.pipeline.signals.blob import VIDEO, BlobSignals, lookup_from
+from labeler.pipeline.signals import EXACT_SIGNALS, VIDEO, VPDQ
+from labeler.pipeline.signals.blob import BlobSignals, lookup_from
 from labeler.pipeline.signals.exact import validate_exact
 from labeler.pipeline.signals.video import VideoRejected
 from labeler.pipeline.signals.vpdq import parse_signal, to_signal

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from labeler.pipeline.fetcher import FetchedBlob
-from labeler.pipeline.signals.blob import IMAGE, VIDEO
+from labeler.pipeline.signals import IMAGE, VIDEO
 from labeler.pipeline.signals.exact import StreamDigests
 from labeler.pipeline.signals.video import SNIFF_BYTES, looks_like_video
 from labeler.protocol.errors import InvalidRequest, PayloadTooLarge

@@ -19,6 +19,9 @@ MD5: Final = "md5"
 SHA256: Final = "sha256"
 VPDQ: Final = "vpdq"
 EXACT_SIGNALS: Final = (MD5, SHA256)
+# What a blob is, as a record says and a job keeps (`image_jobs.media`): an image gets PDQ, a video vPDQ.
+IMAGE: Final = "image"
+VIDEO: Final = "video"
 SIGNAL_TYPES: Final = (PDQ, MD5, SHA256, VPDQ)
 _PDQ_HEX: Final = re.compile(r"[0-9a-f]{64}")
 

@@ -14,13 +14,10 @@ from typing import Any
 from labeler.pipeline.fetcher import FetchedBlob
 from labeler.pipeline.hasher import PdqResult
 from labeler.pipeline.hashing import JOB_PRIORITY, HashPool
-from labeler.pipeline.signals import CORRUPT, EXACT_SIGNALS, VPDQ, MediaRejected
+from labeler.pipeline.signals import CORRUPT, EXACT_SIGNALS, VIDEO, VPDQ, MediaRejected
 from labeler.pipeline.signals.exact import ExactDigests
 from labeler.pipeline.signals.video import VideoHash, VideoRejected
 from labeler.pipeline.signals.vpdq import VpdqFeature, parse_signal, prepared
-
-IMAGE = "image"
-VIDEO = "video"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any, Final
 import libipld
 
 from labeler.pipeline.jobs import ImageRef, JobSpec
+from labeler.pipeline.signals import IMAGE, VIDEO
 from labeler.protocol.syntax import check_cid, check_did, check_nsid, check_record_key
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,6 @@ EMBED_IMAGES: Final = "app.bsky.embed.images"
 EMBED_GALLERY: Final = "app.bsky.embed.gallery"
 EMBED_VIDEO: Final = "app.bsky.embed.video"
 EMBED_RECORD_WITH_MEDIA: Final = "app.bsky.embed.recordWithMedia"
-IMAGE: Final = "image"
-VIDEO: Final = "video"
 # A gallery holds at most 20 items, an images embed 4, a profile 2. Anything past this is junk, not work.
 MAX_IMAGES_PER_RECORD: Final = 20
 _MAX_MIME: Final = 100
