@@ -10,22 +10,23 @@ import click
 
 from labeler.cli._common import echo_json, echo_lines, run, settings_or_exit
 from labeler.config import Settings
-from labeler.exchanges import IMPLEMENTED, PLANNED
 from labeler.exchanges.credentials import Credentials, remove_credentials, write_credentials
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.fetch import FetchReport, http_client
 from labeler.exchanges.schedule import fetch_leased, process_owner
 from labeler.exchanges.store import Exchange, ExchangeStore, check_exchange_name
+from labeler.exchanges.types import PLANNED, TYPE_NAMES, ExchangeType, exchange_type
 from labeler.pipeline.banks import BankStore
 from labeler.pipeline.options import load_options
 from labeler.store.engine import create_engine
 
 T = TypeVar("T")
+_CREDENTIAL_OPTIONS = ("user", "password")  # exchange add's options that are credentials (of some type)
 
 
 @click.group("exchange")
 def exchange() -> None:
-    """Hash exchanges that fill a bank by themselves (implemented: NCMEC hash sharing)."""
+    """Hash exchanges that fill a bank by themselves."""
 
 
 def _with_store(settings: Settings, body: Callable[[ExchangeStore], Awaitable[T]]) -> T:
@@ -47,39 +48,57 @@ def _with_store(settings: Settings, body: Callable[[ExchangeStore], Awaitable[T]
 
 @exchange.command("add")
 @click.argument("name")
-@click.option("--type", "type_", type=click.Choice(IMPLEMENTED + PLANNED), required=True, help="The exchange.")
+@click.option("--type", "type_", type=click.Choice(TYPE_NAMES + PLANNED), required=True, help="The exchange.")
 @click.option("--bank", required=True, help="The bank it fills (created beforehand with `labeler bank create`).")
+@click.option("--url", help="The exchange's base URL instead of its usual one (a proxy, a test server).")
 @click.option(
-    "--environment", default="Industry", show_default=True,
+    "--environment",
     help="NCMEC: which database, as python-threatexchange names them (Industry, NGO, test_Industry, …).",
-)  # fmt: skip
-@click.option("--url", help="NCMEC: the environment's base URL instead of --environment's (a proxy, a test server).")
-@click.option("--user", required=True, help="The user name the exchange gave you.")
-@click.password_option("--password", confirmation_prompt=False, help="Prompted when not given (never echoed).")
-def exchange_add(name: str, type_: str, bank: str, environment: str, url: str | None, user: str, password: str) -> None:
-    """Add exchange NAME feeding BANK; its credentials go to a 0600 file in the keys directory."""
+)
+@click.option("--user", help="NCMEC, Tech Against Terrorism: the user name the exchange gave you.")
+@click.option("--password", help="NCMEC, Tech Against Terrorism: prompted for when not given (never echoed).")
+def exchange_add(name: str, type_: str, bank: str, **given: str | None) -> None:
+    """Add exchange NAME feeding BANK; its credentials go to a 0600 file in the keys directory. Secret values
+    not given as options are prompted for, without echo."""
     settings = settings_or_exit()
-    if type_ not in IMPLEMENTED:
-        raise click.ClickException(f"{type_} is not implemented yet (implemented: {', '.join(IMPLEMENTED)})")
-    from labeler.exchanges.ncmec import ENVIRONMENTS  # python-threatexchange loads only for this command
-
-    if environment not in ENVIRONMENTS:
-        raise click.ClickException(f"--environment must be one of {', '.join(sorted(ENVIRONMENTS))}")
-    base = url or ENVIRONMENTS[environment]
-    if not base.startswith(("https://", "http://")):
-        raise click.ClickException("--url must be an http(s) URL")
     try:
         check_exchange_name(name)
+        kind = exchange_type(type_)
+        options = kind.options(given)
     except ExchangeError as exc:
         raise click.ClickException(str(exc)) from None
+    url = options.get("url")
+    if url is not None and not str(url).startswith(("https://", "http://")):
+        raise click.ClickException("--url must be an http(s) URL")
+    credentials = Credentials(_credential_values(kind, given))
 
     async def body(store: ExchangeStore) -> Exchange:
-        added = await store.add(name, type_, bank, {"url": base})
-        write_credentials(settings.keys_dir, name, Credentials(user, password))
+        added = await store.add(name, type_, bank, options, carries=kind.signal_types)
+        write_credentials(settings.keys_dir, name, credentials)
         return added
 
     added = _with_store(settings, body)
-    click.echo(f"exchange {added.name} ({added.type}, {added.options['url']}) fills bank {added.bank}")
+    where = f", {added.options['url']}" if "url" in added.options else ""
+    click.echo(f"exchange {added.name} ({added.type}{where}) fills bank {added.bank}")
+
+
+def _credential_values(kind: ExchangeType, given: dict[str, str | None]) -> dict[str, str]:
+    """The type's credential values from the options given, secrets prompted for when missing; an option the
+    type does not take is refused rather than silently dropped."""
+    unused = sorted(set(_CREDENTIAL_OPTIONS) - {f.key for f in kind.credentials})
+    refused = [k for k in unused if given.get(k) is not None]
+    if refused:
+        raise click.ClickException(f"{kind.name} takes no {', '.join('--' + k.replace('_', '-') for k in refused)}")
+    values: dict[str, str] = {}
+    for f in kind.credentials:
+        value = given.get(f.key)
+        if value is None and f.secret and f.required:
+            value = click.prompt(f.key.replace("_", " "), hide_input=True)
+        if value is None and f.required:
+            raise click.ClickException(f"{kind.name} needs {f.option}")
+        if value is not None:
+            values[f.key] = value
+    return values
 
 
 @exchange.command("list")

@@ -18,6 +18,7 @@ import httpx
 from labeler.exchanges.credentials import read_credentials
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.store import ExchangeStore
+from labeler.exchanges.types import Fetching, exchange_type
 from labeler.outbound import public_transport
 from labeler.pipeline.banks import BankError
 
@@ -51,14 +52,13 @@ async def fetch_exchange(
     clock: Callable[[], float] = time.time,
 ) -> FetchReport:
     """Fetch exchange `name` from its checkpoint to the exchange's end (or until an error stops it)."""
-    from labeler.exchanges import ncmec  # python-threatexchange (and requests) load only when fetching
-
     report = FetchReport(name)
     exchange = await store.get(name)
     try:
+        kind = exchange_type(exchange.type)
         signal_type = await store.banks.signal_type(exchange.bank)
-        client = ncmec.NcmecClient(exchange.options["url"], read_credentials(keys_dir, name), http)
-        async for page in ncmec.pages(client, exchange.checkpoint, clock=clock):
+        fetching = Fetching(exchange.options, read_credentials(keys_dir, name), exchange.checkpoint, http, clock)
+        async for page in kind.pages(fetching):
             if page.problem is not None:
                 log.warning("exchange %s: %s", name, page.problem)
                 report.skipped.append(page.problem)
@@ -68,7 +68,7 @@ async def fetch_exchange(
                 why = f"entries with a malformed {signal_type} hash: {', '.join(applied.invalid[:5])}"
                 log.warning("exchange %s: skipped %d %s", name, len(applied.invalid), why)
                 report.skipped.append(why)
-            await store.save_checkpoint(name, page.checkpoint, complete=not page.next)
+            await store.save_checkpoint(name, page.checkpoint, complete=page.last)
             report.pages += 1
             report.added += applied.added
             report.removed += applied.removed

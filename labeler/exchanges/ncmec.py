@@ -20,8 +20,7 @@ import logging
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -31,7 +30,9 @@ from threatexchange.exchanges.clients.ncmec import hash_api
 from labeler.exchanges.credentials import Credentials
 from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
 from labeler.exchanges.store import ExchangeUpdate
+from labeler.exchanges.types import CredentialField, ExchangeType, Fetching, Page
 from labeler.outbound import RefusedAddress
+from labeler.pipeline.signals import MD5, PDQ
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +42,11 @@ _PAGING_VALID_SECONDS: Final = 12 * 60 * 60
 _SETTLE_SECONDS: Final = 5  # the window ends a little before now: entries still landing are fetched next time
 _MAX_PAGE_BYTES: Final = 64 * 1024 * 1024
 _NEXT_PREFIX: Final = "/v2/entries?"
-_SIGNALS: Final = {"pdq": "pdq", "md5": "md5"}  # NCMEC fingerprint tag → our signal type
+_SIGNALS: Final = {"pdq": PDQ, "md5": MD5}  # NCMEC fingerprint tag → our signal type
 
 
 class MalformedPage(ValueError):
     """A page that is not a readable `queryResult`."""
-
-
-@dataclass(frozen=True)
-class Page:
-    updates: list[ExchangeUpdate]
-    next: str  # the paging link, "" after the last page
-    checkpoint: dict[str, Any]  # where to resume once this page is applied
-    problem: str | None = None  # why (part of) the page was skipped
 
 
 class NcmecClient:
@@ -61,7 +54,7 @@ class NcmecClient:
 
     def __init__(self, base_url: str, credentials: Credentials, http: httpx.AsyncClient) -> None:
         self.base_url = base_url.rstrip("/")
-        self._auth = httpx.BasicAuth(credentials.user, credentials.password)
+        self._auth = httpx.BasicAuth(credentials["user"], credentials["password"])
         self._http = http
 
     def first_url(self, start: int, end: int) -> str:
@@ -121,10 +114,29 @@ async def pages(
             updates, following, problem = [], skipped_to, f"skipped a malformed NCMEC page ({next_}): {exc}"
         paged = {"from": start, "to": end, "next": following, "paged_at": clock()}
         after = paged if following else {"from": end}
-        yield Page(updates, following, after, problem)
+        yield Page(updates, after, not following, problem)
         if not following:
             return
         next_ = following
+
+
+class NcmecType(ExchangeType):
+    name = "ncmec"
+    signal_types = (PDQ, MD5)
+    credentials = (CredentialField("user", secret=False), CredentialField("password"))
+
+    def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:
+        environment = given.get("environment") or "Industry"
+        if environment not in ENVIRONMENTS:
+            raise ExchangeError(f"--environment must be one of {', '.join(sorted(ENVIRONMENTS))}")
+        return {"url": given.get("url") or ENVIRONMENTS[environment]}
+
+    def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
+        client = NcmecClient(fetch.options["url"], fetch.credentials, fetch.http)
+        return pages(client, fetch.checkpoint, clock=fetch.clock)
+
+
+TYPE: Final = NcmecType()
 
 
 def parse_page(body: bytes) -> tuple[list[ExchangeUpdate], str]:

@@ -31,7 +31,6 @@ from labeler.store.exchange_schema import exchange_entries, exchanges
 log = logging.getLogger(__name__)
 
 EXCHANGE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-SIGNAL_TYPES: Final = {"ncmec": (PDQ, "md5")}  # what each exchange type carries that we can bank
 _MAX_ERROR: Final = 500
 
 
@@ -81,14 +80,17 @@ class ExchangeStore:
         self.engine = engine
         self.banks = banks
 
-    async def add(self, name: str, type_: str, bank: str, options: dict[str, Any]) -> Exchange:
+    async def add(
+        self, name: str, type_: str, bank: str, options: dict[str, Any], *, carries: Sequence[str]
+    ) -> Exchange:
+        """Add exchange `name` of type `type_` (which carries the signal types `carries`) feeding `bank`."""
         check_exchange_name(name)
         try:
             signal_type = await self.banks.signal_type(bank)
         except BankError as exc:
             raise ExchangeError(str(exc)) from None
-        if signal_type not in SIGNAL_TYPES[type_]:
-            carried = ", ".join(SIGNAL_TYPES[type_])
+        if signal_type not in carries:
+            carried = ", ".join(carries)
             raise ExchangeError(f"bank {bank!r} holds {signal_type} hashes; {type_} carries {carried}")
         async with write_transaction(self.engine, "exchange add") as conn:
             if (await conn.execute(sa.select(exchanges.c.name).where(exchanges.c.name == name))).first():

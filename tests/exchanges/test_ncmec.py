@@ -26,6 +26,7 @@ from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, credentials_path, write_credentials
 from labeler.exchanges.doctor import exchange_findings
 from labeler.exchanges.fetch import FetchReport, fetch_exchange, http_client
+from labeler.exchanges.ncmec import TYPE as NCMEC
 from labeler.exchanges.schedule import fetch_leased
 from labeler.exchanges.store import ExchangeStore, entry_note
 from labeler.pipeline.banks import BankStore, EntryInput
@@ -90,9 +91,9 @@ async def world(standin: tuple[NcmecStandin, str], database_url: str, tmp_path: 
     banks = BankStore(engine)
     await banks.create("NCMEC")
     stores = ExchangeStore(engine, banks)
-    await stores.add("nc", "ncmec", "NCMEC", {"url": standin[1]})
+    await stores.add("nc", "ncmec", "NCMEC", {"url": standin[1]}, carries=NCMEC.signal_types)
     keys_dir = tmp_path / "keys"
-    write_credentials(keys_dir, "nc", Credentials(standin[0].user, standin[0].password))
+    write_credentials(keys_dir, "nc", Credentials({"user": standin[0].user, "password": standin[0].password}))
     try:
         yield World(standin[0], standin[1], stores, keys_dir, Clock(T0 + 100))
     finally:
@@ -183,7 +184,7 @@ async def test_a_malformed_first_page_is_an_error_retried_next_time(world: World
 
 
 async def test_an_auth_failure_is_a_clear_error_without_the_password(world: World) -> None:
-    write_credentials(world.keys_dir, "nc", Credentials(world.standin.user, "not-the-password"))
+    write_credentials(world.keys_dir, "nc", Credentials({"user": world.standin.user, "password": "not-the-password"}))
     report = await world.fetch()
     assert report.error is not None and "refused the credentials (HTTP 401)" in report.error
     assert "not-the-password" not in report.error
@@ -224,8 +225,10 @@ async def test_a_stale_paging_link_restarts_its_window(world: World) -> None:
 
 async def test_an_md5_bank_takes_ncmecs_md5s(world: World) -> None:
     await world.stores.banks.create("NCMEC_MD5", signal_type="md5")
-    await world.stores.add("nc-md5", "ncmec", "NCMEC_MD5", {"url": world.url})
-    write_credentials(world.keys_dir, "nc-md5", Credentials(world.standin.user, world.standin.password))
+    await world.stores.add("nc-md5", "ncmec", "NCMEC_MD5", {"url": world.url}, carries=NCMEC.signal_types)
+    write_credentials(
+        world.keys_dir, "nc-md5", Credentials({"user": world.standin.user, "password": world.standin.password})
+    )
     report = await world.fetch("nc-md5")
     assert (report.error, report.added) == (None, 2)
     rows = await world.stores.banks.signal_rows("NCMEC_MD5")
@@ -333,8 +336,8 @@ async def test_workers_fetch_due_exchanges_on_schedule_and_metrics_show_them(
     try:
         store = labeler.exchanges.store
         await store.banks.create("NCMEC")
-        write_credentials(settings.keys_dir, "nc", Credentials(server.user, server.password))
-        await store.add("nc", "ncmec", "NCMEC", {"url": url})
+        write_credentials(settings.keys_dir, "nc", Credentials({"user": server.user, "password": server.password}))
+        await store.add("nc", "ncmec", "NCMEC", {"url": url}, carries=NCMEC.signal_types)
 
         async def fetched_twice() -> bool:
             return len(server.requests) > 3  # the first fetch's three pages, then the next round's window
@@ -364,7 +367,7 @@ async def test_doctor_warns_of_an_exchange_not_fetched_for_two_rounds(world: Wor
     assert fresh.status == "ok" and "4 entries" in fresh.message
     [stale] = await exchange_findings(settings, clock=lambda: time.time() + 2 * 3600 + 60)
     assert stale.status == "warn" and stale.fix and "more than twice exchange_fetch_seconds" in stale.message
-    write_credentials(world.keys_dir, "nc", Credentials(world.standin.user, "wrong"))
+    write_credentials(world.keys_dir, "nc", Credentials({"user": world.standin.user, "password": "wrong"}))
     await world.fetch()
     [failing] = await exchange_findings(settings, clock=lambda: time.time() + 2 * 3600 + 60)
     assert failing.status == "warn" and "refused the credentials (HTTP 401)" in failing.message
