@@ -1,4 +1,5 @@
-"""What every command needs: settings (with a readable error), a running Labeler, async entry, JSON output."""
+"""What every command needs: settings (with a readable error), a migrated engine or a running Labeler, async entry,
+JSON output."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from labeler.keys import KeyringError
 from labeler.store.errors import StoreError
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from labeler.service import Labeler
 
 T = TypeVar("T")
@@ -37,6 +40,23 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 
 async def _as_coroutine(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
+
+
+@asynccontextmanager
+async def migrated_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on the configured database with every migration applied, disposed on leaving: for commands that
+    need a store or two but not the whole service (`running_labeler`), and may be the first to touch the database.
+
+    SQLAlchemy and Alembic are imported here, when a command runs, not with the CLI."""
+    from labeler.store.engine import create_engine
+    from labeler.store.migrate import upgrade
+
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 @asynccontextmanager

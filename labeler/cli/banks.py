@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from labeler.cli._common import echo_json, echo_lines, run, settings_or_exit
+from labeler.cli._common import echo_json, echo_lines, migrated_engine, run, settings_or_exit
 from labeler.config import Settings
 from labeler.pipeline.bank_import import FORMATS, parse_file
 from labeler.pipeline.banks import BankError, BankStore, EntryInput, check_bank_name
@@ -20,7 +20,6 @@ from labeler.pipeline.hma_banks import DEFAULT_CONCURRENCY, HmaBanks, ImportRepo
 from labeler.pipeline.match.base import MatchFailure
 from labeler.pipeline.match.hma import HmaMatcher
 from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
-from labeler.store.engine import create_engine
 
 T = TypeVar("T")
 _BATCH = 1000
@@ -33,30 +32,20 @@ def bank() -> None:
 
 def _with_store(settings: Settings, body: Callable[[BankStore], Awaitable[T]]) -> T:
     async def go() -> T:
-        from labeler.store.migrate import upgrade  # Alembic: imported when used (labeler.cli)
-
-        engine = create_engine(settings.database_url)
-        try:
-            await upgrade(engine)
+        async with migrated_engine(settings) as engine:
             return await body(BankStore(engine))
-        finally:
-            await engine.dispose()
 
     return _run(go)
 
 
 def _with_hma(settings: Settings, body: Callable[[HmaBanks], Awaitable[T]]) -> T:
     async def go() -> T:
-        from labeler.store.migrate import upgrade  # Alembic: imported when used (labeler.cli)
-
-        engine = create_engine(settings.database_url)
-        hma = HmaMatcher(settings.hma_url)
-        try:
-            await upgrade(engine)
-            return await body(HmaBanks(hma, engine))
-        finally:
-            await hma.aclose()
-            await engine.dispose()
+        async with migrated_engine(settings) as engine:
+            hma = HmaMatcher(settings.hma_url)
+            try:
+                return await body(HmaBanks(hma, engine))
+            finally:
+                await hma.aclose()
 
     return _run(go)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from labeler.cli._common import run, settings_or_exit
+from labeler.cli._common import migrated_engine, run, settings_or_exit
 from labeler.store.engine import create_engine
 
 
@@ -17,15 +17,11 @@ def db() -> None:
 def db_upgrade() -> None:
     """Apply all migrations (also done on `serve`)."""
     settings = settings_or_exit()
-    from labeler.store.migrate import current_revision, upgrade  # Alembic: imported when used (labeler.cli)
+    from labeler.store.migrate import current_revision  # Alembic: imported when used (labeler.cli)
 
     async def body() -> str | None:
-        engine = create_engine(settings.database_url)
-        try:
-            await upgrade(engine)
+        async with migrated_engine(settings) as engine:
             return await current_revision(engine)
-        finally:
-            await engine.dispose()
 
     click.echo(f"database at revision {run(body)}")
 

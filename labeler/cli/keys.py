@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from labeler.cli._activation import activate_named_key
-from labeler.cli._common import echo_json, run, running_labeler, settings_or_exit
+from labeler.cli._common import echo_json, migrated_engine, run, running_labeler, settings_or_exit
 from labeler.cli._identity import (
     ask_password,
     pds_account,
@@ -26,7 +26,6 @@ from labeler.key_formats import KeyFormatError, parse_private_key
 from labeler.keys import ROTATION_KEY_FILE, KeyInfo, Keyring, KeyringError, write_key_file
 from labeler.labels.resign import resign_backlog
 from labeler.protocol.crypto import Curve, SigningKey
-from labeler.store.engine import create_engine
 from labeler.store.label_stats import count_stale
 from labeler.store.signing_state import SigningHold
 
@@ -231,24 +230,18 @@ def keys_rotate(
     publish = _publisher(settings, via_pds, rotation_key_file, (pds_url, identifier, password, token))
 
     async def body() -> Rotation:
-        from labeler.store.migrate import upgrade  # Alembic: imported when used (labeler.cli)
-
-        engine = create_engine(settings.database_url)
-        try:
-            await upgrade(engine)  # the signing hold's table
-            async with resolver_for(settings) as resolver:
-                return await rotate_label_key(
-                    ring,
-                    settings.did,
-                    resolver,
-                    publish=publish,
-                    hold=SigningHold(engine),
-                    curve=Curve(curve),
-                    key_id=key_id,
-                    confirm_timeout=confirm_timeout,
-                )
-        finally:
-            await engine.dispose()
+        # Migrated: the signing hold's table may be new.
+        async with migrated_engine(settings) as engine, resolver_for(settings) as resolver:
+            return await rotate_label_key(
+                ring,
+                settings.did,
+                resolver,
+                publish=publish,
+                hold=SigningHold(engine),
+                curve=Curve(curve),
+                key_id=key_id,
+                confirm_timeout=confirm_timeout,
+            )
 
     rotation = run_identity(body)
     old = f"{rotation.old.id} (retired) → " if rotation.old else ""
