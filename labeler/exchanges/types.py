@@ -62,10 +62,26 @@ class Fetching:
     clock: Callable[[], float] = time.time
 
 
+@dataclass(frozen=True)
+class FeedbackCall:
+    """A moderator's verdict on a match against one exchange entry, to be sent back to the exchange: whether its
+    hash was really what the exchange says (confirmed) or a false positive (rejected)."""
+
+    options: Mapping[str, Any]  # the exchange's, as `ExchangeType.options` made them
+    credentials: Credentials
+    http: httpx.AsyncClient  # public addresses only (unless allowed), bounded
+    remote_id: str  # the entry's id at the exchange (its bank entry's external_id)
+    signal_type: str  # ours (`pdq`, `md5`, …) of the hash that matched
+    value: str  # the hash that matched, as the bank holds it
+    confirmed: bool  # True: the moderator confirmed the match; False: rejected it
+    note: str | None = None  # the moderator's note, if any
+
+
 class ExchangeType(abc.ABC):
     name: str
     signal_types: tuple[str, ...]  # what it carries that a bank can hold
     credentials: tuple[CredentialField, ...]
+    has_feedback: bool = False  # whether `send_feedback` is implemented (the exchange takes verdicts back)
 
     @abc.abstractmethod
     def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:
@@ -78,6 +94,13 @@ class ExchangeType(abc.ABC):
         ExchangeAuthError and outages ExchangeUnavailable; the caller's checkpoint stays at the last applied
         page, so the next fetch resumes there. A page that cannot be read is yielded empty with its `problem`
         and a checkpoint past it where the exchange's paging allows; otherwise raise ExchangeError."""
+
+    async def send_feedback(self, call: FeedbackCall) -> None:
+        """Tell the exchange the moderator's verdict on one of its entries (types with `has_feedback`). Raise
+        ExchangeUnavailable when sending again later may work (outage, 429, 5xx: the caller retries with backoff),
+        ExchangeAuthError when the credentials are refused, ExchangeError when the exchange refused this call for
+        good (the caller records it and does not retry); returning means the exchange took it."""
+        raise ExchangeError(f"exchanges of type {self.name} take no feedback")
 
 
 def exchange_type(name: str) -> ExchangeType:
