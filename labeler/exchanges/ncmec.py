@@ -12,6 +12,13 @@ page that is not a readable result at all is skipped by its paging parameters (`
 resumed only with the window's own `from`/`to`, and only within 12 hours (NCMEC asks not to keep paging links
 longer); an older one restarts the window, which re-applying makes harmless. Entries are not in time order, so a
 window counts as fetched only once its last page is in.
+
+A first fetch covers the exchange's whole history, millions of entries: one window over all of it could not be
+paged through within those 12 hours, and would restart for ever. So windows are sized by what they list (the
+`max` of the first page's paging link): a window listing more than `WINDOW_ENTRIES` is narrowed before its pages
+are read, a window listing few widens the next, and the checkpoint moves to a window's end once it is read, so
+even a long first fetch makes lasting progress. (pytx's `NCMECSignalExchangeAPI.fetch_iter` adapts its windows
+for the same reason; this sizes them from the count the first page states.)
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ log = logging.getLogger(__name__)
 ENVIRONMENTS: Final = {env.name: env.value for env in hash_api.NCMECEnvironment}
 _DATE: Final = "%Y-%m-%dT%H:%M:%SZ"  # pytx's format, written in UTC
 _PAGING_VALID_SECONDS: Final = 12 * 60 * 60
+WINDOW_ENTRIES: Final = 200_000  # a window listing more is narrowed: paging through it must end within 12 hours
 _SETTLE_SECONDS: Final = 5  # the window ends a little before now: entries still landing are fetched next time
 _MAX_PAGE_BYTES: Final = 64 * 1024 * 1024
 _NEXT_PREFIX: Final = "/v2/entries?"
@@ -89,18 +97,27 @@ class NcmecClient:
 
 
 async def pages(
-    client: NcmecClient, checkpoint: dict[str, Any] | None, *, clock: Callable[[], float] = time.time
+    client: NcmecClient,
+    checkpoint: dict[str, Any] | None,
+    *,
+    clock: Callable[[], float] = time.time,
+    window_entries: int = WINDOW_ENTRIES,
 ) -> AsyncIterator[Page]:
-    """The pages still to fetch after `checkpoint`, each with the checkpoint that follows it. Auth failures and
-    outages raise (the caller's checkpoint stays at the last applied page)."""
+    """The pages still to fetch after `checkpoint`, window after window, each with the checkpoint that follows it.
+    Auth failures and outages raise (the caller's checkpoint stays at the last applied page)."""
     checkpoint = checkpoint or {}
     start = int(checkpoint.get("from", 0))
+    span = _span(checkpoint.get("span"))
     next_ = str(checkpoint.get("next") or "")
+    until = int(clock()) - _SETTLE_SECONDS  # this fetch's end: what lands meanwhile is fetched next time
     if next_ and clock() - float(checkpoint.get("paged_at", 0)) <= _PAGING_VALID_SECONDS:
         end = int(checkpoint["to"])
+        until = max(until, end)
     else:
-        next_, end = "", int(clock()) - _SETTLE_SECONDS
+        next_ = ""
     while True:
+        if not next_:
+            end = until if span is None else min(until, start + span)
         body = await client.get(client.next_url(next_) if next_ else client.first_url(start, end))
         try:
             updates, following = parse_page(body)
@@ -112,12 +129,37 @@ async def pages(
                     f"NCMEC's first page since {_date(start)} is malformed ({exc}); will retry"
                 ) from None
             updates, following, problem = [], skipped_to, f"skipped a malformed NCMEC page ({next_}): {exc}"
-        paged = {"from": start, "to": end, "next": following, "paged_at": clock()}
-        after = paged if following else {"from": end}
-        yield Page(updates, after, not following, problem)
-        if not following:
+        listed = _window_size(next_, following, len(updates))
+        if not next_ and listed > window_entries and end - start > 1:
+            span = max(1, (end - start) * window_entries // listed // 2)  # too big to page through: narrow it
+            log.info("NCMEC window from %s lists %d entries; narrowing to %d s", _date(start), listed, span)
+            continue
+        if following:
+            paged = {"from": start, "to": end, "next": following, "paged_at": clock(), "span": span}
+            yield Page(updates, paged, False, problem)
+            next_ = following
+            continue
+        if span is not None and listed < window_entries // 4:
+            span *= 2  # a small window: the next one may be wider
+        done = end >= until
+        after = {"from": end} if done or span is None else {"from": end, "span": span}
+        yield Page(updates, after, done, problem)
+        if done:
             return
-        next_ = following
+        start, next_ = end, ""
+
+
+def _window_size(next_: str, following: str, listed: int) -> int:
+    """How many entries the window being read lists, by the `max` of its paging link: known from its first page
+    (only a window that fits on one page has none, and then it lists what the page holds)."""
+    info = hash_api.GetEntriesNextInfo.from_next(urllib.parse.urlsplit(following).query) if following else None
+    if next_ or info is None:
+        return listed
+    return info.max
+
+
+def _span(value: Any) -> int | None:
+    return None if value is None else max(1, int(value))
 
 
 class NcmecType(ExchangeType):

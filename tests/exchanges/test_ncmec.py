@@ -10,6 +10,7 @@ import stat
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from labeler.exchanges.credentials import Credentials, credentials_path, write_c
 from labeler.exchanges.doctor import exchange_findings
 from labeler.exchanges.fetch import FetchReport, fetch_exchange, http_client
 from labeler.exchanges.ncmec import TYPE as NCMEC
+from labeler.exchanges.ncmec import NcmecClient, pages
 from labeler.exchanges.schedule import fetch_leased
 from labeler.exchanges.store import ExchangeStore, entry_note
 from labeler.pipeline.banks import BankStore, EntryInput
@@ -36,7 +38,7 @@ from labeler.store.exchange_schema import exchange_entries
 from labeler.store.migrate import upgrade
 from labeler.testing import serve_labeler
 
-from .ncmec_standin import Entry, NcmecStandin
+from .ncmec_standin import DATE, Entry, NcmecStandin
 
 H = random_hashes(8, seed=21)
 T0 = 1_700_000_000  # the stand-in's entries were changed around then
@@ -204,11 +206,55 @@ async def test_an_outage_mid_fetch_resumes_at_the_next_page_without_duplicates(w
     world.standin.requests.clear()
     world.clock.now += 60  # later, within NCMEC's 12 hours for a paging link
     report = await world.fetch()
-    assert (report.error, report.pages, report.added) == (None, 2, 2)
-    assert [q.get("start") for q in world.standin.requests] == ["3", "5"]
+    assert (report.error, report.pages, report.added) == (None, 3, 2)
+    resumed, last, caught_up = world.standin.requests
+    assert (resumed.get("start"), last.get("start"), caught_up.get("start")) == ("3", "5", None)
+    assert (caught_up["from"], caught_up["to"]) == (
+        resumed["to"],
+        datetime.fromtimestamp(int(world.clock.now) - 5, UTC).strftime(DATE),
+    )  # then on to now
     assert len(await world.banked()) == 4
     async with world.stores.engine.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(exchange_entries))).scalar_one() == 4
+
+
+async def test_a_long_history_is_read_in_windows_narrowed_to_what_they_list(world: World) -> None:
+    """A first fetch over years of entries: each window lists at most `window_entries`, the checkpoint moves to a
+    window's end once it is read, and a fetch stopped part way resumes at that window without losing any entry."""
+    world.standin.entries = [Entry(f"e{i:03}", T0 + 100 * i, {"pdq": "00" * 32}) for i in range(40)]
+    world.clock.now = T0 + 4100
+    client = NcmecClient(world.url, Credentials({"user": world.standin.user, "password": world.standin.password}),
+                         http := http_client(allow_private=True))  # fmt: skip
+    async with http:
+        seen: set[str] = set()
+        checkpoints: list[dict[str, Any]] = []
+        async for page in pages(client, None, clock=world.clock, window_entries=6):
+            seen |= {u.remote_id for u in page.updates}
+            checkpoints.append(page.checkpoint)
+            if len(checkpoints) == 12:
+                break  # the process dies here
+        resumed_from = next(c for c in reversed(checkpoints) if "next" not in c)  # the last window read whole
+        async for page in pages(client, resumed_from, clock=world.clock, window_entries=6):
+            seen |= {u.remote_id for u in page.updates}
+            last = page
+    assert seen == {e.id for e in world.standin.entries}
+    assert last.last and last.checkpoint == {"from": T0 + 4095}
+    windows = {(q["from"], q["to"]) for q in world.standin.requests}
+    listed = [sum(1 for e in world.standin.entries if _in(e.changed, w)) for w in windows]
+    read_through = [n for w, n in zip(windows, listed, strict=True) if _paged(world.standin.requests, w)]
+    assert read_through and max(read_through) <= 6  # no window was paged through that listed more
+    starts = [c["from"] for c in checkpoints if "next" not in c]
+    assert starts == sorted(starts) and len(starts) > 1  # progress lasts window by window
+
+
+def _in(changed: int, window: tuple[str, str]) -> bool:
+    start, end = (datetime.strptime(t, DATE).replace(tzinfo=UTC).timestamp() for t in window)
+    return start <= changed < end
+
+
+def _paged(requests: list[dict[str, str]], window: tuple[str, str]) -> bool:
+    """Whether the fetch read past a window's first page."""
+    return any((q["from"], q["to"]) == window and "start" in q for q in requests)
 
 
 async def test_a_stale_paging_link_restarts_its_window(world: World) -> None:
