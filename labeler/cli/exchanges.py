@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from labeler.cli._common import echo_json, echo_lines, run, settings_or_exit
+from labeler.cli._common import echo_json, echo_lines, migrated_engine, run, settings_or_exit
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, remove_credentials, write_credentials
 from labeler.exchanges.errors import ExchangeError
@@ -18,7 +18,6 @@ from labeler.exchanges.store import Exchange, ExchangeStore, check_exchange_name
 from labeler.exchanges.types import PLANNED, TYPE_NAMES, ExchangeType, exchange_type
 from labeler.pipeline.banks import BankStore
 from labeler.pipeline.options import load_options
-from labeler.store.engine import create_engine
 
 T = TypeVar("T")
 _CREDENTIAL_OPTIONS = ("user", "password")  # exchange add's options that are credentials (of some type)
@@ -31,14 +30,8 @@ def exchange() -> None:
 
 def _with_store(settings: Settings, body: Callable[[ExchangeStore], Awaitable[T]]) -> T:
     async def go() -> T:
-        from labeler.store.migrate import upgrade  # Alembic: imported when used (labeler.cli)
-
-        engine = create_engine(settings.database_url)
-        try:
-            await upgrade(engine)
+        async with migrated_engine(settings) as engine:
             return await body(ExchangeStore(engine, BankStore(engine)))
-        finally:
-            await engine.dispose()
 
     try:
         return run(go)
