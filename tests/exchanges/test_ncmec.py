@@ -4,71 +4,38 @@ mid-fetch, and a fetched hash matched through the upload API."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 from pipeline.corpus import random_hashes
 from pipeline.harness import eventually
 from support.server import serve_in_thread
 
-from labeler.cli import cli
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, credentials_path, write_credentials
 from labeler.exchanges.doctor import exchange_findings
-from labeler.exchanges.fetch import FetchReport, fetch_exchange, http_client
+from labeler.exchanges.fetch import FetchReport, http_client
 from labeler.exchanges.ncmec import TYPE as NCMEC
 from labeler.exchanges.ncmec import NcmecClient, pages
 from labeler.exchanges.schedule import fetch_leased
-from labeler.exchanges.store import ExchangeStore, entry_note
-from labeler.pipeline.banks import BankStore, EntryInput
+from labeler.exchanges.store import entry_note
+from labeler.pipeline.banks import EntryInput
 from labeler.service import Labeler
-from labeler.store.engine import create_engine
 from labeler.store.exchange_schema import exchange_entries
-from labeler.store.migrate import upgrade
-from labeler.testing import serve_labeler
 
+from .harness import World, assert_matched_over_upload_api, cli_invoker
+from .harness import world as exchange_world
 from .ncmec_standin import DATE, Entry, NcmecStandin
 
 H = random_hashes(8, seed=21)
 T0 = 1_700_000_000  # the stand-in's entries were changed around then
 MD5 = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class World:
-    standin: NcmecStandin
-    url: str
-    stores: ExchangeStore
-    keys_dir: Path
-    clock: Clock
-
-    async def fetch(self, name: str = "nc") -> FetchReport:
-        async with http_client(allow_private=True) as http:
-            return await fetch_exchange(self.stores, name, keys_dir=self.keys_dir, http=http, clock=self.clock)
-
-    async def banked(self, bank: str = "NCMEC") -> dict[str, tuple[str | None, str | None]]:
-        """The bank's entries: hash → (external id, note)."""
-        rows = await self.stores.banks.index_rows(bank)
-        return {pdq: (external_id, note) for pdq, _bank, _id, external_id, note in rows}
 
 
 @pytest.fixture
@@ -88,18 +55,12 @@ def standin() -> Iterator[tuple[NcmecStandin, str]]:
 
 @pytest.fixture
 async def world(standin: tuple[NcmecStandin, str], database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    engine = create_engine(database_url)
-    await upgrade(engine)
-    banks = BankStore(engine)
-    await banks.create("NCMEC")
-    stores = ExchangeStore(engine, banks)
-    await stores.add("nc", "ncmec", "NCMEC", {"url": standin[1]}, carries=NCMEC.signal_types)
-    keys_dir = tmp_path / "keys"
-    write_credentials(keys_dir, "nc", Credentials({"user": standin[0].user, "password": standin[0].password}))
-    try:
-        yield World(standin[0], standin[1], stores, keys_dir, Clock(T0 + 100))
-    finally:
-        await engine.dispose()
+    server, url = standin
+    async with exchange_world(
+        database_url, tmp_path / "keys", standin=server, url=url, type_="ncmec", carries=NCMEC.signal_types,
+        credentials={"user": server.user, "password": server.password}, name="nc", bank="NCMEC", now=T0 + 100,
+    ) as made:  # fmt: skip
+        yield made
 
 
 async def test_first_fetch_pages_through_and_records_each_entry(world: World) -> None:
@@ -295,18 +256,8 @@ def upload_settings(make_settings: Any, standin: tuple[NcmecStandin, str]) -> Se
 def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_api(
     upload_settings: Settings, standin: tuple[NcmecStandin, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith("LABELER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LABELER_DATABASE_URL", upload_settings.database_url)
-    monkeypatch.setenv("LABELER_KEYS_DIR", str(upload_settings.keys_dir))
-    monkeypatch.setenv("LABELER_ALLOW_PRIVATE_FETCH", "true")
-    runner = CliRunner()
+    invoke = cli_invoker(upload_settings, monkeypatch)
     server, url = standin
-
-    def invoke(*args: str, input: str | None = None) -> Any:
-        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
-
     assert invoke("bank", "create", "NCMEC").exit_code == 0
     refused = invoke("exchange", "add", "st", "--type", "stopncii", "--bank", "NCMEC", "--user", "u", "--password", "p")
     assert refused.exit_code != 0 and "not implemented yet" in refused.output
@@ -324,24 +275,7 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     listed = invoke("exchange", "list")
     assert "nc\tncmec\tNCMEC\t4 entries" in listed.output and server.password not in listed.output
 
-    async def matched() -> None:
-        labeler = Labeler(upload_settings)
-        await labeler.start()
-        try:
-            async with serve_labeler(labeler) as live, httpx.AsyncClient(base_url=live.url) as client:
-
-                async def found() -> bool:
-                    response = await client.post(
-                        "/api/v1/match", json={"hash": H[2]}, headers={"authorization": "Bearer tok"}
-                    )
-                    assert response.status_code == 200, response.text
-                    return [(m["bank"], m["external_id"]) for m in response.json()["matches"]] == [("NCMEC", "image3")]
-
-                await eventually(found, within=5, what="a fetched NCMEC hash matched over the upload API")
-        finally:
-            await labeler.aclose()
-
-    asyncio.run(matched())
+    assert_matched_over_upload_api(upload_settings, H[2], [("NCMEC", "image3")])
     removed = invoke("exchange", "remove", "nc")
     assert removed.exit_code == 0 and not path.exists()
     assert "no exchanges" in invoke("exchange", "list").output

@@ -1,0 +1,134 @@
+"""What the tests of every exchange type share: a controllable clock, a bank fed by one exchange whose stand-in
+runs on loopback (`World`), the environment `labeler exchange …` runs in, and the check that a fetched hash is
+matchable over the upload API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from pipeline.harness import eventually
+
+from labeler.cli import cli
+from labeler.config import Settings
+from labeler.exchanges.credentials import Credentials, write_credentials
+from labeler.exchanges.fetch import FetchReport, fetch_exchange, http_client
+from labeler.exchanges.store import ExchangeStore
+from labeler.pipeline.banks import BankStore
+from labeler.service import Labeler
+from labeler.store.engine import create_engine
+from labeler.store.migrate import upgrade
+from labeler.testing import serve_labeler
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class World:
+    """Exchange `name` feeding bank `bank`, its stand-in at `url`, its credentials under `keys_dir`."""
+
+    standin: Any
+    url: str
+    stores: ExchangeStore
+    keys_dir: Path
+    clock: Clock
+    name: str
+    bank: str
+
+    async def fetch(self, name: str | None = None) -> FetchReport:
+        async with http_client(allow_private=True) as http:
+            return await fetch_exchange(
+                self.stores, name or self.name, keys_dir=self.keys_dir, http=http, clock=self.clock
+            )
+
+    async def banked(self, bank: str | None = None) -> dict[str, tuple[str | None, str | None]]:
+        """The bank's entries: hash → (external id, note)."""
+        rows = await self.stores.banks.index_rows(bank or self.bank)
+        return {value: (external_id, note) for value, _bank, _id, external_id, note in rows}
+
+    def credentials(self, values: Mapping[str, str], name: str | None = None) -> None:
+        write_credentials(self.keys_dir, name or self.name, Credentials(values))
+
+
+@asynccontextmanager
+async def world(
+    database_url: str,
+    keys_dir: Path,
+    *,
+    standin: Any,
+    url: str,
+    type_: str,
+    carries: Sequence[str],
+    credentials: Mapping[str, str],
+    name: str,
+    bank: str,
+    now: float,
+) -> AsyncIterator[World]:
+    """A migrated database with `bank` and exchange `name` of `type_` feeding it from `url`."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    banks = BankStore(engine)
+    await banks.create(bank)
+    stores = ExchangeStore(engine, banks)
+    await stores.add(name, type_, bank, {"url": url}, carries=carries)
+    made = World(standin, url, stores, keys_dir, Clock(now), name, bank)
+    made.credentials(credentials)
+    try:
+        yield made
+    finally:
+        await engine.dispose()
+
+
+def cli_invoker(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """`labeler …` in this process against `settings`' database and keys, private addresses allowed; the
+    returned function takes the arguments and, as `input`, what is typed at prompts."""
+    for name in list(os.environ):
+        if name.startswith("LABELER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LABELER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LABELER_KEYS_DIR", str(settings.keys_dir))
+    monkeypatch.setenv("LABELER_ALLOW_PRIVATE_FETCH", "true")
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def assert_matched_over_upload_api(settings: Settings, value: str, expected: list[tuple[str, str]]) -> None:
+    """A labeler started on `settings` (upload token `tok`) answers `/api/v1/match` for `value` with the
+    (bank, external id) pairs `expected` within seconds, as the bank change log makes new entries matchable."""
+
+    async def matched() -> None:
+        labeler = Labeler(settings)
+        await labeler.start()
+        try:
+            async with serve_labeler(labeler) as live, httpx.AsyncClient(base_url=live.url) as client:
+
+                async def found() -> bool:
+                    response = await client.post(
+                        "/api/v1/match", json={"hash": value}, headers={"authorization": "Bearer tok"}
+                    )
+                    assert response.status_code == 200, response.text
+                    return [(m["bank"], m["external_id"]) for m in response.json()["matches"]] == expected
+
+                await eventually(found, within=5, what="a fetched hash matched over the upload API")
+        finally:
+            await labeler.aclose()
+
+    asyncio.run(matched())
