@@ -22,8 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from labeler.exchanges.errors import ExchangeError
 from labeler.pipeline.banks import BankError, BankStore, EntryInput
-from labeler.pipeline.signals import PDQ, validate_pdq_hex
-from labeler.pipeline.signals.exact import validate_exact
+from labeler.pipeline.signals.values import normalised_hash
 from labeler.protocol import syntax
 from labeler.store.engine import is_sqlite, write_transaction
 from labeler.store.exchange_schema import exchange_entries, exchanges
@@ -177,7 +176,7 @@ class ExchangeStore:
         for update in updates:
             raw = None if update.deleted else update.signals.get(signal_type)
             try:
-                wanted[update.remote_id] = None if raw is None else _validated(signal_type, raw)
+                wanted[update.remote_id] = None if raw is None else normalised_hash(signal_type, raw)
             except ValueError:
                 applied.invalid.append(update.remote_id)
                 wanted[update.remote_id] = None
@@ -232,11 +231,6 @@ class ExchangeStore:
                 excluded = stmt.excluded
                 update = {"value": excluded.value, "fetched_at": excluded.fetched_at}
                 await conn.execute(stmt.on_conflict_do_update(index_elements=["exchange", "remote_id"], set_=update))
-
-
-def _validated(signal_type: str, value: str) -> str:
-    normalised = value.strip().lower()
-    return validate_pdq_hex(normalised) if signal_type == PDQ else validate_exact(signal_type, normalised)
 
 
 def _exchange(row: Any, entries: int) -> Exchange:

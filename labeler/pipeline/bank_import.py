@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Final
 
 from labeler.pipeline.banks import EntryInput
-from labeler.pipeline.signals import PDQ, SIGNAL_TYPES, VPDQ, validate_pdq_hex
-from labeler.pipeline.signals.exact import validate_exact
-from labeler.pipeline.signals.vpdq import parse_signal, to_signal
+from labeler.pipeline.signals import PDQ, SIGNAL_TYPES, VPDQ
+from labeler.pipeline.signals.values import normalised_hash
 
 FORMATS: Final = ("csv", "tsv", "text")
 _HEADER_NAMES: Final = {
@@ -78,13 +77,7 @@ def parse_text(text: str, fmt: str, signal_type: str = PDQ) -> ParsedFile:
 
 
 def _entry(named: dict[str, str], signal_type: str) -> EntryInput:
-    value = named.get("hash", "").strip()
-    if signal_type == VPDQ:
-        value = to_signal(parse_signal(value))  # stored as pytx writes it
-    elif signal_type == PDQ:
-        value = validate_pdq_hex(value.lower())
-    else:
-        value = validate_exact(signal_type, value.lower())
+    value = normalised_hash(signal_type, named.get("hash", ""))
     external_id = named.get("external_id", "").strip() or None
     note = named.get("note", "").strip() or None
     for text in (external_id, note):

@@ -35,14 +35,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from labeler.config import Settings
-from labeler.pipeline.hasher import validate_pdq_hex
 from labeler.pipeline.hashing import HasherBusy, HasherCrashed
 from labeler.pipeline.match.base import MatcherUnavailable, MatchFailure, lookup_signals
-from labeler.pipeline.signals import EXACT_SIGNALS, VIDEO, VPDQ
+from labeler.pipeline.signals import EXACT_SIGNALS, PDQ, VIDEO, VPDQ
 from labeler.pipeline.signals.blob import BlobSignals, lookup_from
-from labeler.pipeline.signals.exact import validate_exact
+from labeler.pipeline.signals.values import normalised_hash
 from labeler.pipeline.signals.video import VideoRejected
-from labeler.pipeline.signals.vpdq import parse_signal, to_signal
 from labeler.protocol.errors import AuthRequired, InvalidRequest, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.body import parse_json
@@ -269,14 +267,8 @@ def _hashes_from_json(raw: bytes) -> dict[str, str]:
         raise InvalidRequest(f"expected {_JSON_SHAPE}")
     hashes = {}
     for key, given in value.items():
-        normalised = given.strip().lower() if isinstance(given, str) else given
         try:
-            if key == VPDQ:
-                hashes[key] = to_signal(parse_signal(given))
-            elif key == "hash":
-                hashes[key] = validate_pdq_hex(normalised)
-            else:
-                hashes[key] = validate_exact(key, normalised)
+            hashes[key] = normalised_hash(PDQ if key == "hash" else key, given)
         except ValueError:
             raise InvalidRequest(f"{key}: not a well-formed hash; expected {_JSON_SHAPE}") from None
     return hashes
