@@ -43,12 +43,9 @@ def _write(request: LabelRequest, *, force: bool = False) -> StoredLabel:
 
 async def _current(store: LabelStore, src: str, request: LabelRequest) -> StoredLabel | None:
     """Our current label (or negation) of `request.val` on exactly this subject and version, if any."""
-    cursor = 0
-    while rows := await store.query([request.uri], [src], cursor, 250):
-        for row in rows:
-            if row.label.val == request.val and row.label.cid == request.cid:
-                return row
-        cursor = rows[-1].seq
+    async for row in store.iter_query([request.uri], [src], page=250):
+        if row.label.val == request.val and row.label.cid == request.cid:
+            return row
     return None
 
 

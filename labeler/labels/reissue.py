@@ -38,12 +38,8 @@ async def reissue(
     progress: Callable[[int], None] | None = None,
 ) -> Reissued:
     """Re-issue `former`'s labels under `writer.src`, in seq order and batches."""
-    counts, after = Reissued(), 0
-    while True:
-        rows = await store.query(["*"], [former], after, batch)
-        if not rows:
-            return counts
-        after = rows[-1].seq
+    counts = Reissued()
+    async for rows in store.query_pages(["*"], [former], page=batch):
         in_force = [row for row in rows if _in_force(row)]
         counts.not_in_force += len(rows) - len(in_force)
         carried = await _carried(store, writer.src, [row.label.uri for row in in_force])
@@ -54,6 +50,7 @@ async def reissue(
         counts.written += len(todo)
         if progress is not None:
             progress(len(rows))
+    return counts
 
 
 def _in_force(row: StoredLabel) -> bool:
@@ -63,16 +60,9 @@ def _in_force(row: StoredLabel) -> bool:
 
 async def _carried(store: LabelStore, src: str, uris: list[str]) -> set[tuple[str, str | None, str]]:
     """(uri, cid, val) of every current label of `src` on these subjects, negations included."""
-    out: set[tuple[str, str | None, str]] = set()
-    patterns = sorted(set(uris))
-    cursor = 0
-    while patterns:
-        rows = await store.query(patterns, [src], cursor, 1000)
-        out.update((r.label.uri, r.label.cid, r.label.val) for r in rows)
-        if len(rows) < 1000:
-            return out
-        cursor = rows[-1].seq
-    return out
+    if not uris:
+        return set()  # no patterns would be no condition at all
+    return {(r.label.uri, r.label.cid, r.label.val) async for r in store.iter_query(sorted(set(uris)), [src])}
 
 
 def _request(row: StoredLabel, former: str) -> LabelRequest:

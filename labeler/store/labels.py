@@ -16,7 +16,7 @@ import json
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -513,6 +513,27 @@ class LabelStore:
         Patterns are expected validated (a `*` only at the end); a bare `*` matches everything.
         """
         return rows_to_stored(await self.query_rows(patterns, sources, cursor, limit))
+
+    async def query_pages(
+        self, patterns: Sequence[str], sources: Sequence[str], *, after: int = 0, page: int = 1000
+    ) -> AsyncIterator[list[StoredLabel]]:
+        """Every label `query` matches past seq `after`, a page of at most `page` at a time, in seq order: for
+        callers that need all of them (a page short of `page` is the last, so no empty query ends the walk)."""
+        while True:
+            rows = await self.query(patterns, sources, after, page)
+            if rows:
+                yield rows
+            if len(rows) < page:
+                return
+            after = rows[-1].seq
+
+    async def iter_query(
+        self, patterns: Sequence[str], sources: Sequence[str], *, page: int = 1000
+    ) -> AsyncIterator[StoredLabel]:
+        """`query_pages`, one label at a time: a caller that stops early reads no further pages."""
+        async for rows in self.query_pages(patterns, sources, page=page):
+            for row in rows:
+                yield row
 
     async def query_rows(self, patterns: Sequence[str], sources: Sequence[str], cursor: int, limit: int) -> list[Any]:
         """`query` as plain rows of `_LABEL_COLUMNS` (cid '' when absent), for callers that encode them directly.

@@ -121,6 +121,21 @@ async def test_pattern_and_source_combinations_match_a_plain_filter(labeler: Lab
                 assert [r.seq for r in got] == expected(patterns, sources, cursor, limit), (patterns, sources)
 
 
+async def test_query_pages_walks_every_match_in_seq_order_in_bounded_pages(labeler: Labeler) -> None:
+    # 7 matches among 10 labels: pages of 3 are 3, 3, 1; pages of 7 are one full page and no empty one after it.
+    await _seed(labeler, [f"{POST}a{i}" for i in range(7)] + ["did:plc:alice", "did:plc:bob", f"{POST}b1"])
+    matching = [r.seq for r in await labeler.store.query([f"{POST}a*"], [], 0, 100)]
+    assert len(matching) == 7
+    for page, sizes in ((3, [3, 3, 1]), (7, [7]), (100, [7])):
+        pages = [[r.seq for r in rows] async for rows in labeler.store.query_pages([f"{POST}a*"], [], page=page)]
+        assert [len(p) for p in pages] == sizes
+        assert [seq for p in pages for seq in p] == matching
+        assert [r.seq async for r in labeler.store.iter_query([f"{POST}a*"], [], page=page)] == matching
+    after = [r.seq async for rows in labeler.store.query_pages([f"{POST}a*"], [], after=matching[2]) for r in rows]
+    assert after == matching[3:]
+    assert [rows async for rows in labeler.store.query_pages(["did:plc:nobody"], [])] == []
+
+
 async def test_no_query_shape_walks_the_labels_table_on_sqlite(labeler: Labeler) -> None:
     """Every shape reads an index (bare `*` the table's own, in seq order from the cursor): a URI or a source with
     no labels costs a seek, never a walk over every label (SQLite has no statistics to choose by)."""
