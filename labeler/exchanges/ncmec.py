@@ -35,10 +35,10 @@ import httpx
 from threatexchange.exchanges.clients.ncmec import hash_api
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
+from labeler.exchanges.errors import ExchangeAuthError, ExchangeError
+from labeler.exchanges.http import send
 from labeler.exchanges.store import ExchangeUpdate
 from labeler.exchanges.types import CredentialField, ExchangeType, Fetching, Page
-from labeler.outbound import RefusedAddress
 from labeler.pipeline.signals import MD5, PDQ
 
 log = logging.getLogger(__name__)
@@ -73,27 +73,15 @@ class NcmecClient:
         return self.base_url + next_
 
     async def get(self, url: str) -> bytes:
-        try:
-            async with self._http.stream("GET", url, auth=self._auth) as response:
-                if response.status_code in (401, 403):
-                    raise ExchangeAuthError(
-                        f"NCMEC refused the credentials (HTTP {response.status_code}): check the user name and "
-                        "password given to `labeler exchange add`, and that NCMEC has enabled API access for them"
-                    )
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise ExchangeUnavailable(f"NCMEC answered HTTP {response.status_code}; will resume")
-                if response.status_code != 200:
-                    raise ExchangeError(f"NCMEC answered HTTP {response.status_code} for {_path_of(url)}")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > _MAX_PAGE_BYTES:
-                        raise ExchangeUnavailable(f"NCMEC page larger than {_MAX_PAGE_BYTES} bytes")
-                return bytes(body)
-        except RefusedAddress as exc:
-            raise ExchangeError(f"{exc} (LABELER_ALLOW_PRIVATE_FETCH allows it, for tests)") from None
-        except httpx.HTTPError as exc:
-            raise ExchangeUnavailable(f"NCMEC unreachable: {type(exc).__name__}; will resume") from None
+        status, body = await send(self._http, "GET", url, who="NCMEC", max_bytes=_MAX_PAGE_BYTES, auth=self._auth)
+        if status in (401, 403):
+            raise ExchangeAuthError(
+                f"NCMEC refused the credentials (HTTP {status}): check the user name and password given to "
+                "`labeler exchange add`, and that NCMEC has enabled API access for them"
+            )
+        if status != 200:
+            raise ExchangeError(f"NCMEC answered HTTP {status} for {_path_of(url)}")
+        return body
 
 
 async def pages(
