@@ -35,11 +35,16 @@ _RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, 
 _SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|authori[sz]ation|cookie|credential|private|api_?key|jwt", re.I)
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@", re.I)
 _AUTH_VALUE = re.compile(r"(?P<scheme>\b(?:bearer|basic))\s+[A-Za-z0-9._~+/=-]{8,}", re.I)
+# A URL's query parameter named like a credential: Graph API tokens travel as `?access_token=appid|secret`, and
+# httpx's DEBUG lines hold whole URLs.
+_QUERY_SECRET = re.compile(r"(?P<head>[?&][\w.-]*(?:token|secret|passw(?:or)?d|api_?key)[\w.-]*=)[^&\s#\"']+", re.I)
 
 
 def redact(text: str) -> str:
-    """Scrub credentials that can hide inside free text: `scheme://user:PASSWORD@host` and `Bearer TOKEN`."""
+    """Scrub credentials that can hide inside free text: `scheme://user:PASSWORD@host`, `Bearer TOKEN` and
+    `?access_token=TOKEN`."""
     text = _URL_PASSWORD.sub(rf"\g<head>{REDACTED}@", text)
+    text = _QUERY_SECRET.sub(rf"\g<head>{REDACTED}", text)
     return _AUTH_VALUE.sub(rf"\g<scheme> {REDACTED}", text)
 
 

@@ -85,6 +85,11 @@ def test_uvicorn_access_lines_get_request_fields() -> None:
         ("postgresql+asyncpg://u:p%40ss@h/db failed", "p%40ss"),
         ("authorization: Bearer eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJ4In0.c2ln", "eyJhbGci"),
         ("header Basic YWRtaW46c2VjcmV0", "YWRtaW46c2VjcmV0"),
+        (
+            "HTTP Request: GET https://graph.facebook.com/v26.0/1/threat_updates/?limit=100"
+            '&access_token=1234567890%7Csecretvalue0123456789 "HTTP/1.1 200 OK"',
+            "secretvalue0123456789",
+        ),
     ],
 )
 def test_secrets_in_messages_are_redacted(text: str, secret: str) -> None:
