@@ -36,7 +36,7 @@ COMMANDS: Final = {
     "entries": ("labeler.cli.entries:entries", "Bank entries that are disabled or review-only."),
     "exchange": (
         "labeler.cli.exchanges:exchange",
-        "Hash exchanges that fill a bank by themselves (implemented: NCMEC hash sharing).",
+        "Hash exchanges that fill a bank by themselves.",
     ),
     "explain": ("labeler.cli.explain:explain", "Explain the labels on URI (an at:// URI or a DID)."),
     "ingest": (
