@@ -20,7 +20,7 @@ from labeler.pipeline.banks import BankStore
 from labeler.pipeline.options import load_options
 
 T = TypeVar("T")
-_CREDENTIAL_OPTIONS = ("user", "password")  # exchange add's options that are credentials (of some type)
+_CREDENTIAL_OPTIONS = ("user", "password", "token")  # exchange add's options that are credentials (of some type)
 
 
 @click.group("exchange")
@@ -48,8 +48,15 @@ def _with_store(settings: Settings, body: Callable[[ExchangeStore], Awaitable[T]
     "--environment",
     help="NCMEC: which database, as python-threatexchange names them (Industry, NGO, test_Industry, …).",
 )
+@click.option(
+    "--privacy-group",
+    help="ThreatExchange: the numeric ID of the privacy group to fetch (GIFCT's hash-sharing database is one).",
+)
 @click.option("--user", help="NCMEC, Tech Against Terrorism: the user name the exchange gave you.")
 @click.option("--password", help="NCMEC, Tech Against Terrorism: prompted for when not given (never echoed).")
+@click.option(
+    "--token", help="ThreatExchange: the app token, `appid|secret`; prompted for when not given (never echoed)."
+)
 def exchange_add(name: str, type_: str, bank: str, **given: str | None) -> None:
     """Add exchange NAME feeding BANK; its credentials go to a 0600 file in the keys directory. Secret values
     not given as options are prompted for, without echo."""

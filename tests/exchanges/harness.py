@@ -77,14 +77,16 @@ async def world(
     name: str,
     bank: str,
     now: float,
+    options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[World]:
-    """A migrated database with `bank` and exchange `name` of `type_` feeding it from `url`."""
+    """A migrated database with `bank` and exchange `name` of `type_` feeding it from `url` (with the type's other
+    `options`)."""
     engine = create_engine(database_url)
     await upgrade(engine)
     banks = BankStore(engine)
     await banks.create(bank)
     stores = ExchangeStore(engine, banks)
-    await stores.add(name, type_, bank, {"url": url}, carries=carries)
+    await stores.add(name, type_, bank, {"url": url, **(options or {})}, carries=carries)
     made = World(standin, url, stores, keys_dir, Clock(now), name, bank)
     made.credentials(credentials)
     try:

@@ -245,14 +245,6 @@ async def test_an_md5_bank_takes_ncmecs_md5s(world: World) -> None:
     ]
 
 
-@pytest.fixture
-def upload_settings(make_settings: Any, standin: tuple[NcmecStandin, str]) -> Settings:
-    settings: Settings = make_settings(
-        upload_tokens="tok", allow_private_fetch=True, extra={"pipeline": {"bank_poll_seconds": 0.1}}
-    )
-    return settings
-
-
 def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_api(
     upload_settings: Settings, standin: tuple[NcmecStandin, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,304 @@
+"""Meta's ThreatExchange filling a bank, against a stand-in speaking the Graph API's wire format over real HTTP on
+loopback: first and incremental fetches, tombstones and changed indicators, malformed pages and records, a bad
+token and an unknown privacy group, an outage mid-fetch, paging links to another host, and a fetched hash matched
+through the upload API."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pipeline.corpus import random_hashes
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from support.server import serve_in_thread
+from threatexchange.exchanges.clients.fb_threatexchange.threat_updates import ThreatUpdateJSON
+
+from labeler.config import Settings
+from labeler.exchanges.credentials import credentials_path
+from labeler.exchanges.store import entry_note
+from labeler.exchanges.threatexchange import TYPE as THREATEXCHANGE
+from labeler.logs import TextFormatter
+from labeler.store.exchange_schema import exchange_entries
+
+from .harness import World, assert_matched_over_upload_api, cli_invoker
+from .harness import world as exchange_world
+from .threatexchange_standin import VERSION, Descriptor, Indicator, ThreatExchangeStandin
+
+H = random_hashes(8, seed=22)
+T0 = 1_700_000_000  # the stand-in's indicators were last updated around then
+VIDEO_MD5 = "b1" * 16
+TAGGED_MD5 = "d1" * 16  # HASH_MD5 tagged media_type_video: pytx reads it as a video MD5
+UNTAGGED_MD5 = "c1" * 16  # HASH_MD5 without the tag: any file's MD5, which pytx leaves alone
+OTHER_APP = "5550001234"
+
+
+def _shared(descriptor_id: str, *tags: str) -> list[Descriptor]:
+    return [Descriptor(descriptor_id, OTHER_APP, tags=list(tags))]
+
+
+@pytest.fixture
+def standin() -> Iterator[tuple[ThreatExchangeStandin, str]]:
+    standin = ThreatExchangeStandin(
+        indicators=[
+            Indicator("1001", "HASH_PDQ", H[0], T0 + 10, _shared("2001")),
+            Indicator("1002", "HASH_PDQ", H[1], T0 + 20, _shared("2002")),
+            Indicator("1003", "HASH_VIDEO_MD5", VIDEO_MD5, T0 + 30, _shared("2003")),
+            Indicator("1004", "HASH_PDQ", H[2], T0 + 40, _shared("2004")),
+            Indicator("1005", "URI", "https://example.com/", T0 + 50, _shared("2005")),
+            Indicator("1006", "HASH_MD5", UNTAGGED_MD5, T0 + 60, _shared("2006")),
+            Indicator("1007", "HASH_MD5", TAGGED_MD5, T0 + 70, _shared("2007", "media_type_video")),
+            Indicator("1008", "HASH_PDQ", H[3], T0 + 80, _shared("2008")),
+        ]
+    )
+    with serve_in_thread(standin.app()) as server:
+        yield standin, server.url + VERSION
+
+
+@pytest.fixture
+async def world(standin: tuple[ThreatExchangeStandin, str], database_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    server, url = standin
+    async with exchange_world(
+        database_url, tmp_path / "keys", standin=server, url=url, type_="threatexchange",
+        carries=THREATEXCHANGE.signal_types, credentials={"token": server.token}, name="te", bank="TE",
+        now=T0 + 100, options={"privacy_group": server.privacy_group},
+    ) as made:  # fmt: skip
+        yield made
+
+
+async def entry_count(world: World) -> int:
+    async with world.stores.engine.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(exchange_entries))).scalar_one())
+
+
+async def md5_banked(world: World) -> dict[str, str | None]:
+    """Bank TE_MD5's entries: hash → external id."""
+    return {row[0]: row[3] for _signal, row in await world.stores.banks.signal_rows("TE_MD5")}
+
+
+async def test_first_fetch_pages_through_and_records_each_indicator(world: World) -> None:
+    report = await world.fetch()
+    assert (report.error, report.complete, report.pages, report.added, report.skipped) == (None, True, 4, 4, [])
+    note = entry_note("te")
+    assert await world.banked() == {
+        H[0]: ("1001", note),
+        H[1]: ("1002", note),
+        H[2]: ("1004", note),
+        H[3]: ("1008", note),
+    }  # fmt: skip  (the MD5s are not for a PDQ bank; the URI was not asked for)
+    first, *following = world.standin.requests
+    assert first["access_token"] == world.standin.token and "start_time" not in first and "after" not in first
+    assert first["fields"] == ",".join(ThreatUpdateJSON.te_threat_updates_fields())  # pytx's own selection
+    assert (first["limit"], first["types"]) == ("100", "HASH_MD5,HASH_PDQ,HASH_VIDEO_MD5")
+    assert len(following) == 3 and all("after" in q and q["access_token"] == world.standin.token for q in following)
+    [exchange] = await world.stores.all()
+    assert exchange.checkpoint == {"update_time": T0 + 80, "last_fetch_time": T0 + 100}  # pytx's update_time
+    assert exchange.last_success_at and exchange.fetch_errors == 0 and exchange.entries == 4
+
+
+async def test_incremental_fetch_resumes_at_the_last_update_time(world: World) -> None:
+    await world.fetch()
+    world.standin.indicators.append(Indicator("1009", "HASH_PDQ", H[4], T0 + 200, _shared("2009")))
+    world.standin.requests.clear()
+    world.clock.now = T0 + 300
+    report = await world.fetch()
+    assert (report.error, report.pages, report.added) == (None, 1, 1)  # 1008 again (its second), and 1009
+    [query] = world.standin.requests
+    assert query["start_time"] == str(T0 + 80)
+    assert H[4] in await world.banked() and len(await world.banked()) == 5
+    [exchange] = await world.stores.all()
+    assert exchange.checkpoint == {"update_time": T0 + 200, "last_fetch_time": T0 + 300}
+
+
+async def test_tombstones_and_changed_indicators_change_the_bank(world: World) -> None:
+    await world.stores.banks.create("TE_MD5", signal_type="md5")
+    await world.stores.add(
+        "te-md5", "threatexchange", "TE_MD5", {"url": world.url, "privacy_group": world.standin.privacy_group},
+        carries=THREATEXCHANGE.signal_types,
+    )  # fmt: skip
+    world.credentials({"token": world.standin.token}, name="te-md5")
+    await world.fetch()
+    assert (await world.fetch("te-md5")).added == 2
+    assert await md5_banked(world) == {VIDEO_MD5: "1003", TAGGED_MD5: "1007"}  # not the untagged HASH_MD5
+    indicators = {i.id: i for i in world.standin.indicators}
+    indicators["1002"].deleted, indicators["1002"].last_updated = True, T0 + 200  # withdrawn
+    indicators["1003"].descriptors, indicators["1003"].last_updated = [], T0 + 201  # no descriptor left: pytx drops it
+    indicators["1007"].descriptors, indicators["1007"].last_updated = _shared("2007"), T0 + 202  # untagged now
+    indicators["1006"].descriptors, indicators["1006"].last_updated = _shared("2006", "media_type_video"), T0 + 203
+    world.clock.now = T0 + 300
+    report = await world.fetch()
+    assert (report.error, report.added, report.removed) == (None, 0, 1)
+    assert set(await world.banked()) == {H[0], H[2], H[3]}
+    report = await world.fetch("te-md5")
+    assert (report.error, report.added, report.removed) == (None, 1, 2)
+    assert await md5_banked(world) == {UNTAGGED_MD5: "1006"}
+    assert [(e.name, e.entries) for e in await world.stores.all()] == [("te", 3), ("te-md5", 1)]
+
+
+async def test_malformed_pages_and_records_are_skipped_and_logged(world: World, caplog: Any) -> None:
+    world.standin.malformed = {2: "data"}  # the second page: its data garbled, its paging intact
+    world.standin.indicators[0].broken = True  # 1001 without its indicator
+    report = await world.fetch()
+    assert report.error is None and report.complete
+    assert set(await world.banked()) == {H[1], H[3]}  # 1001 unreadable, 1003 and 1004 on the skipped page
+    assert report.skipped == [
+        "skipped 1 ThreatExchange record(s) pytx cannot read",
+        "skipped a malformed ThreatExchange page (its `data` is not a list)",
+    ]
+    assert "skipped a ThreatExchange record pytx cannot read: KeyError" in caplog.text
+    [exchange] = await world.stores.all()
+    assert exchange.fetch_errors == 2 and exchange.last_success_at is not None
+
+
+async def test_an_unreadable_page_stops_the_fetch_and_the_next_resumes_before_it(world: World) -> None:
+    world.standin.malformed = {2: "truncated"}  # no paging link to go on with
+    report = await world.fetch()
+    assert report.error is not None and "HTTP 200 without a readable body" in report.error
+    assert report.pages == 1 and set(await world.banked()) == {H[0], H[1]}
+    world.standin.malformed = {}
+    world.standin.requests.clear()
+    report = await world.fetch()
+    assert (report.error, report.added) == (None, 2)
+    assert world.standin.requests[0]["start_time"] == str(T0 + 20)
+
+
+async def test_a_bad_token_is_a_clear_error_without_the_token(world: World) -> None:
+    wrong = f"{world.standin.app_id}|not-the-secret-but-long-enough"
+    world.credentials({"token": wrong})
+    report = await world.fetch()
+    assert report.error is not None
+    assert "HTTP 400 (OAuthException code 190: Invalid OAuth access token signature.)" in report.error
+    assert "check the app token" in report.error and "not-the-secret" not in report.error
+    [exchange] = await world.stores.all()
+    assert exchange.fetch_errors == 1 and exchange.last_error == report.error and exchange.checkpoint is None
+    assert await world.banked() == {}
+    world.credentials({"token": "a-user-token-not-an-app-token"})
+    report = await world.fetch()
+    assert report.error is not None and "not an app token" in report.error and "a-user-token" not in report.error
+    assert len(world.standin.requests) == 1  # refused before sending it anywhere
+
+
+async def test_an_unknown_privacy_group_is_a_clear_error(world: World) -> None:
+    world.standin.privacy_group = "999"
+    report = await world.fetch()
+    assert report.error is not None and "GraphMethodException code 100" in report.error
+    assert "does not exist, cannot be loaded due to missing permissions" in report.error
+    assert world.standin.token not in report.error
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        ("outage", "ThreatExchange answered HTTP 500; will resume"),
+        ("throttled", "HTTP 400 (OAuthException code 4: (#4) Application request limit reached); will resume"),
+    ],
+)
+async def test_an_outage_mid_fetch_resumes_at_the_update_time_without_duplicates(
+    world: World, failure: str, said: str
+) -> None:
+    world.standin.fail_after, world.standin.failure = 2, failure  # two pages, then failures
+    report = await world.fetch()
+    assert report.error is not None and said in report.error
+    assert report.pages == 2
+    [exchange] = await world.stores.all()
+    assert exchange.checkpoint == {"update_time": T0 + 40, "last_fetch_time": T0 + 100}
+    assert set(await world.banked()) == {H[0], H[1], H[2]}
+    world.standin.fail_after = None
+    world.standin.requests.clear()
+    world.clock.now += 60
+    report = await world.fetch()
+    assert (report.error, report.added) == (None, 1)
+    assert world.standin.requests[0]["start_time"] == str(T0 + 40) and "after" not in world.standin.requests[0]
+    assert len(await world.banked()) == 4 and await entry_count(world) == 4
+
+
+async def test_a_paging_link_to_another_host_is_not_followed(world: World) -> None:
+    """Graph's `next` links are absolute URLs carrying the token; one naming another host (or path) is refused
+    before anything is sent there."""
+    elsewhere: list[str] = []
+
+    async def collect(request: Request) -> Response:
+        elsewhere.append(str(request.url))
+        return Response("{}", media_type="application/json")
+
+    with serve_in_thread(Starlette(routes=[Route("/{path:path}", collect)])) as other:
+        world.standin.next_base = other.url
+        report = await world.fetch()
+    assert report.error is not None and f"refused ThreatExchange's paging link to {other.url}{VERSION}" in report.error
+    assert world.standin.token not in report.error
+    assert elsewhere == [] and len(world.standin.requests) == 1
+    assert report.pages == 0 and await world.banked() == {}  # the page that named it is not applied either
+
+
+async def test_a_checkpoint_older_than_85_days_reads_the_group_again(world: World) -> None:
+    await world.fetch()
+    world.clock.now += 86 * 24 * 3600
+    world.standin.requests.clear()
+    report = await world.fetch()
+    assert report.error is None and "start_time" not in world.standin.requests[0]
+    assert len(report.skipped) == 1 and "more than 85 days ago" in report.skipped[0]
+    assert report.added == 0 and len(await world.banked()) == 4
+
+
+async def test_the_token_is_kept_out_of_logs_and_the_database(world: World) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    root = logging.getLogger()
+    before = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        await world.fetch()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+    logged = stream.getvalue()
+    assert "access_token=[redacted]" in logged and world.standin.secret not in logged  # httpx's request lines
+    async with world.stores.engine.connect() as conn:
+        rows = [json.dumps(list(r), default=str) for r in await conn.execute(sa.text("SELECT * FROM exchanges"))]
+    assert rows and not any(world.standin.secret in r for r in rows)
+
+
+def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_api(
+    upload_settings: Settings, standin: tuple[ThreatExchangeStandin, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, url = standin
+    invoke = cli_invoker(upload_settings, monkeypatch)
+    assert invoke("bank", "create", "GIFCT").exit_code == 0
+    no_group = invoke("exchange", "add", "te", "--type", "threatexchange", "--bank", "GIFCT", "--token", server.token)
+    assert no_group.exit_code != 0 and "needs --privacy-group" in no_group.output
+    assert server.secret not in no_group.output
+    wrong = invoke("exchange", "add", "te", "--type", "threatexchange", "--bank", "GIFCT", "--privacy-group", "1",
+                   "--user", "u", "--token", server.token)  # fmt: skip
+    assert wrong.exit_code != 0 and "threatexchange takes no --user" in wrong.output
+    added = invoke("exchange", "add", "te", "--type", "threatexchange", "--bank", "GIFCT", "--url", url,
+                   "--privacy-group", server.privacy_group, input=f"{server.token}\n")  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert server.secret not in added.output
+    path = credentials_path(upload_settings.keys_dir, "te")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and json.loads(path.read_text()) == {"token": server.token}
+    fetched = invoke("exchange", "fetch")
+    assert fetched.exit_code == 0 and "te: 4 pages, 4 added, 0 removed, 0 skipped" in fetched.output
+    listed = invoke("exchange", "list", "--json")
+    [shown] = json.loads(listed.output)
+    assert (shown["type"], shown["bank"], shown["entries"], shown["url"]) == ("threatexchange", "GIFCT", 4, url)
+    assert server.secret not in listed.output
+    assert_matched_over_upload_api(upload_settings, H[2], [("GIFCT", "1004")])
+    removed = invoke("exchange", "remove", "te")
+    assert removed.exit_code == 0 and not path.exists()
+    wrong_token = f"{server.app_id}|wrong-secret-of-twenty-chars"
+    bad = invoke("exchange", "add", "te", "--type", "threatexchange", "--bank", "GIFCT", "--url", url,
+                 "--privacy-group", server.privacy_group, "--token", wrong_token)  # fmt: skip
+    assert bad.exit_code == 0
+    failed = invoke("exchange", "fetch", "te")
+    assert failed.exit_code == 1 and "OAuthException code 190" in failed.output and "wrong-secret" not in failed.output
