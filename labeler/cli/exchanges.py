@@ -20,7 +20,8 @@ from labeler.pipeline.banks import BankStore
 from labeler.pipeline.options import load_options
 
 T = TypeVar("T")
-_CREDENTIAL_OPTIONS = ("user", "password", "token")  # exchange add's options that are credentials (of some type)
+# exchange add's options that are credentials (of some type)
+_CREDENTIAL_OPTIONS = ("user", "password", "token", "subscription_key", "fetch_key", "feedback_key")
 
 
 @click.group("exchange")
@@ -57,6 +58,9 @@ def _with_store(settings: Settings, body: Callable[[ExchangeStore], Awaitable[T]
 @click.option(
     "--token", help="ThreatExchange: the app token, `appid|secret`; prompted for when not given (never echoed)."
 )
+@click.option("--subscription-key", help="StopNCII: the API Management subscription key (prompted for, never echoed).")
+@click.option("--fetch-key", help="StopNCII: the FetchHashes function key (prompted for, never echoed).")
+@click.option("--feedback-key", help="StopNCII: the SubmitFeedback function key, to send moderators' verdicts back.")
 def exchange_add(name: str, type_: str, bank: str, **given: str | None) -> None:
     """Add exchange NAME feeding BANK; its credentials go to a 0600 file in the keys directory. Secret values
     not given as options are prompted for, without echo."""

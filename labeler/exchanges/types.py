@@ -21,8 +21,12 @@ from labeler.exchanges.credentials import Credentials
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.store import ExchangeUpdate
 
-_MODULES: Final = {"ncmec": "labeler.exchanges.ncmec", "threatexchange": "labeler.exchanges.threatexchange"}
-PLANNED: Final = ("stopncii", "tat")  # named on the command line, refused until built
+_MODULES: Final = {
+    "ncmec": "labeler.exchanges.ncmec",
+    "stopncii": "labeler.exchanges.stopncii",
+    "threatexchange": "labeler.exchanges.threatexchange",
+}
+PLANNED: Final = ("tat",)  # named on the command line, refused until built
 TYPE_NAMES: Final = tuple(_MODULES)
 
 

@@ -251,7 +251,7 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     invoke = cli_invoker(upload_settings, monkeypatch)
     server, url = standin
     assert invoke("bank", "create", "NCMEC").exit_code == 0
-    refused = invoke("exchange", "add", "st", "--type", "stopncii", "--bank", "NCMEC", "--user", "u", "--password", "p")
+    refused = invoke("exchange", "add", "st", "--type", "tat", "--bank", "NCMEC", "--user", "u", "--password", "p")
     assert refused.exit_code != 0 and "not implemented yet" in refused.output
     nowhere = invoke("exchange", "add", "x", "--type", "ncmec", "--bank", "NCMEC", "--environment", "Nowhere",
                      "--user", "u", "--password", "p")  # fmt: skip
