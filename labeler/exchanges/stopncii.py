@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 _PAGE_SIZE: Final = 800  # pytx's
 _MAX_PAGE_BYTES: Final = 32 * 1024 * 1024
 _MAX_HASH_CHARS: Final = 256  # far beyond any hash StopNCII carries; a longer value is a malformed record
+_MAX_TOKEN_CHARS: Final = 8192  # a page token is kept in the checkpoint: a longer one is a malformed page
 _TOKEN_VALID_SECONDS: Final = 15 * 60  # pytx: "not valid over long periods of time"; an older one restarts the set
 _MAX_SKIPS: Final = 6  # per fetch: 1 + 2 + … + 32 = 63 seconds of changes at most
 _SIGNALS: Final = {api.StopNCIISignalType.ImagePDQ: PDQ, api.StopNCIISignalType.VideoMD5: MD5}
@@ -250,6 +251,8 @@ def parse_page(body: bytes) -> api.FetchHashesResponse:
         raise MalformedPage(f"unreadable paging fields: {type(exc).__name__}") from None
     if page.hasMoreRecords and not page.nextPageToken:
         raise MalformedPage("more records but no nextPageToken")
+    if len(page.nextPageToken or "") > _MAX_TOKEN_CHARS:
+        raise MalformedPage(f"a nextPageToken longer than {_MAX_TOKEN_CHARS} characters")
     page.hashRecords = [r for r in map(_record, document.get("hashRecords", [])) if r is not None]
     return page
 

@@ -23,6 +23,7 @@ from labeler.exchanges.credentials import Credentials, credentials_path
 from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
 from labeler.exchanges.fetch import http_client
 from labeler.exchanges.stopncii import TYPE as STOPNCII
+from labeler.exchanges.stopncii import MalformedPage, parse_page
 from labeler.exchanges.store import entry_note
 from labeler.exchanges.types import FeedbackCall
 from labeler.store.exchange_schema import exchange_entries
@@ -149,6 +150,22 @@ async def test_unreadable_records_are_skipped_and_a_corrupt_page_costs_only_its_
     assert exchange.fetch_errors == len(report.skipped) and exchange.last_success_at is not None
     pages_asked = {q.get("pageSize") for q in world.standin.requests}
     assert pages_asked == {"800", "1"}  # read again one record a page after the corrupt one
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (b'{"count": 1, "hashRecords": [{"lastMod', "not JSON"),
+        (b"[]", "not a FetchHashes answer"),
+        (b'{"count": 0, "nextSetTimestamp": "soon", "hasMoreRecords": false}', "unreadable paging fields"),
+        (b'{"count": 0, "nextSetTimestamp": 5, "hasMoreRecords": true, "nextPageToken": null}', "no nextPageToken"),
+        (json.dumps({"count": 0, "nextSetTimestamp": 5, "hasMoreRecords": True, "nextPageToken": "t" * 9000}).encode(),
+         "longer than 8192"),
+    ],
+)  # fmt: skip
+def test_what_makes_a_page_malformed(answer: bytes, why: str) -> None:
+    with pytest.raises(MalformedPage, match=why):
+        parse_page(answer)
 
 
 def _span(problem: str) -> tuple[int, int]:
