@@ -11,8 +11,8 @@ indicator types to signal types decides what it carries: `HASH_PDQ` is PDQ, `HAS
 tagged `media_type_video` are MD5; other types (URLs, other file hashes) are not asked for.
 
 The remote id is the indicator's id, which tombstones (`should_delete`, or no visible descriptor) carry too; the
-descriptors, which reactions act on, are looked up when feedback is sent (`labeler.exchanges.threatexchange_feedback`)
-so that nothing beyond the id has to be kept. As in pytx, the checkpoint is the highest `last_updated` applied
+descriptors, which feedback reactions act on, are looked up when it is sent (`threatexchange_feedback`), so nothing
+beyond the id has to be kept. As in pytx, the checkpoint is the highest `last_updated` applied
 (`update_time`): records are ordered by it, so a fetch resumes with `start_time` there (re-reading the records of
 that second, which re-applying makes harmless) rather than keeping a paging link, which would carry the token.
 
@@ -48,7 +48,7 @@ from labeler.exchanges.credentials import Credentials
 from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
 from labeler.exchanges.http import send
 from labeler.exchanges.store import ExchangeUpdate
-from labeler.exchanges.types import CredentialField, ExchangeType, Fetching, Page
+from labeler.exchanges.types import CredentialField, ExchangeType, FeedbackCall, Fetching, Page
 from labeler.pipeline.signals import MD5, PDQ
 
 log = logging.getLogger(__name__)
@@ -227,6 +227,7 @@ class ThreatExchangeType(ExchangeType):
     name = "threatexchange"
     signal_types = (PDQ, MD5)
     credentials = (CredentialField("token"),)
+    has_feedback = True
 
     def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:
         if given.get("environment") is not None:
@@ -239,6 +240,11 @@ class ThreatExchangeType(ExchangeType):
     def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
         client = GraphClient(fetch.options["url"], fetch.credentials, fetch.http)
         return pages(client, str(fetch.options["privacy_group"]), fetch)
+
+    async def send_feedback(self, call: FeedbackCall) -> None:
+        from labeler.exchanges.threatexchange_feedback import send_reactions  # it builds on this module
+
+        await send_reactions(GraphClient(call.options["url"], call.credentials, call.http), call)
 
 
 TYPE: Final = ThreatExchangeType()

@@ -22,17 +22,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 from support.server import serve_in_thread
 from threatexchange.exchanges.clients.fb_threatexchange.threat_updates import ThreatUpdateJSON
+from threatexchange.exchanges.fetch_state import SignalOpinionCategory
+from threatexchange.exchanges.impl.fb_threatexchange_api import FBThreatExchangeIndicatorRecord
 
 from labeler.config import Settings
-from labeler.exchanges.credentials import credentials_path
+from labeler.exchanges.credentials import Credentials, credentials_path
+from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
+from labeler.exchanges.fetch import http_client
 from labeler.exchanges.store import entry_note
 from labeler.exchanges.threatexchange import TYPE as THREATEXCHANGE
+from labeler.exchanges.types import FeedbackCall
 from labeler.logs import TextFormatter
 from labeler.store.exchange_schema import exchange_entries
 
 from .harness import World, assert_matched_over_upload_api, cli_invoker
 from .harness import world as exchange_world
-from .threatexchange_standin import VERSION, Descriptor, Indicator, ThreatExchangeStandin
+from .threatexchange_standin import VERSION, Descriptor, Indicator, ThreatExchangeStandin, record
 
 H = random_hashes(8, seed=22)
 T0 = 1_700_000_000  # the stand-in's indicators were last updated around then
@@ -302,3 +307,67 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     assert bad.exit_code == 0
     failed = invoke("exchange", "fetch", "te")
     assert failed.exit_code == 1 and "OAuthException code 190" in failed.output and "wrong-secret" not in failed.output
+
+
+def feedback_call(standin: tuple[ThreatExchangeStandin, str], http: Any, remote_id: str, **given: Any) -> FeedbackCall:
+    server, url = standin
+    values = {"confirmed": True, "token": server.token} | given
+    return FeedbackCall(
+        {"url": url, "privacy_group": server.privacy_group}, Credentials({"token": values["token"]}), http,
+        remote_id, "pdq", H[2], values["confirmed"], "a moderator's note",
+    )  # fmt: skip
+
+
+def opinion_of(server: ThreatExchangeStandin, indicator_id: str) -> SignalOpinionCategory | None:
+    """Our app's opinion of an indicator as python-threatexchange reads it from threat_updates' reactions."""
+    [indicator] = [i for i in server.indicators if i.id == indicator_id]
+    raw = record(indicator, {"indicator", "type", "last_updated", "should_delete", "descriptors"})
+    read = FBThreatExchangeIndicatorRecord.from_threatexchange_json(int(server.app_id), ThreatUpdateJSON(raw))
+    assert read is not None
+    mine = [o.category for o in read.opinions if o.owner_app_id == int(server.app_id)]
+    return mine[0] if mine else None
+
+
+async def test_feedback_reacts_to_the_other_members_descriptors_as_pytx_reads_reactions(
+    standin: tuple[ThreatExchangeStandin, str],
+) -> None:
+    server, _url = standin
+    [indicator] = [i for i in server.indicators if i.id == "1004"]
+    indicator.descriptors += [Descriptor("2104", server.app_id), Descriptor("2204", "5550009999")]  # ours, another's
+    assert THREATEXCHANGE.has_feedback
+    async with http_client(allow_private=True) as http:
+        await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1004"))
+        assert server.reacted == [("2004", "HELPFUL", "DISAGREE_WITH_TAGS"), ("2204", "HELPFUL", "DISAGREE_WITH_TAGS")]
+        server.reacted.clear()
+        await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1002"))
+        assert server.reacted == [("2002", "HELPFUL", "DISAGREE_WITH_TAGS")]
+        assert opinion_of(server, "1002") is SignalOpinionCategory.POSITIVE_CLASS
+        await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1002", confirmed=False))  # reversed
+        assert server.reacted[1:] == [("2002", "DISAGREE_WITH_TAGS", "HELPFUL")]
+        assert opinion_of(server, "1002") is SignalOpinionCategory.NEGATIVE_CLASS  # HELPFUL gone, or it would win
+        await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1002", confirmed=False))  # sent again
+        assert opinion_of(server, "1002") is SignalOpinionCategory.NEGATIVE_CLASS
+        assert [d.reactions for d in server.indicators[1].descriptors] == [
+            {"HELPFUL": [], "DISAGREE_WITH_TAGS": [server.app_id]}
+        ]
+
+
+async def test_feedback_refusals_and_outages(standin: tuple[ThreatExchangeStandin, str]) -> None:
+    server, _url = standin
+    async with http_client(allow_private=True) as http:
+        with pytest.raises(ExchangeError, match="does not exist, cannot be loaded") as gone:
+            await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "4242"))
+        assert not isinstance(gone.value, ExchangeUnavailable | ExchangeAuthError)  # for good: not retried
+        server.indicators[0].descriptors = [Descriptor("2001", server.app_id)]
+        with pytest.raises(ExchangeError, match="no descriptor of another member"):
+            await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1001"))
+        with pytest.raises(ExchangeError, match="not a ThreatExchange indicator id"):
+            await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "../1001"))
+        wrong = f"{server.app_id}|not-the-secret-but-long-enough"
+        with pytest.raises(ExchangeAuthError, match="code 190") as refused:
+            await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1004", token=wrong))
+        assert "not-the-secret" not in str(refused.value)
+        server.down = True
+        with pytest.raises(ExchangeUnavailable):
+            await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1004"))
+    assert server.reacted == []

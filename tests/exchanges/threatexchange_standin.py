@@ -15,7 +15,13 @@ Test controls: `page_size`; `malformed` (offset into the window → "data": that
 its paging intact; "truncated": the body is cut short); `fail_after` (after that many threat_updates requests
 every one fails: Graph's transient 500, an outage mid-fetch, or with `failure` "throttled" its rate-limit 400);
 `next_base` (the scheme and host its `next` links name instead of its own); `requests` (every threat_updates
-query, in order).
+query, in order); `down` (indicator and descriptor requests answer a transient 500); `reacted` (every reaction
+POST, in order).
+
+Feedback: `GET /v26.0/<indicator id>?fields=descriptors{…}` answers the indicator with its `descriptors` edge (Graph
+leaves the edge out when nothing is in it); `POST /v26.0/<descriptor id>/` with `reactions` and
+`reactions_to_remove` (in the query, as pytx sends them, or the form) adds and removes this app's reactions and
+answers `{"success": true}`; a reaction Graph does not know is a 400 (code 100).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 VERSION: Final = "/v26.0"  # python-threatexchange's ThreatExchangeAPI._TE_BASE_URL
+# Graph's ReactionType values (https://developers.facebook.com/docs/threat-exchange/reference/apis/reaction-type/)
+REACTIONS: Final = ("HELPFUL", "NOT_HELPFUL", "OUTDATED", "SAW_THIS_TOO", "WANT_MORE_INFO", "DISAGREE_WITH_TAGS")
 
 
 @dataclass
@@ -68,17 +76,21 @@ class ThreatExchangeStandin:
     failure: str = "outage"  # or "throttled": Graph's rate limit (HTTP 400, code 4)
     next_base: str | None = None
     requests: list[dict[str, str]] = field(default_factory=list)
+    down: bool = False  # every indicator and descriptor request answers Graph's transient 500
+    reacted: list[tuple[str, str, str]] = field(default_factory=list)  # (descriptor, reactions, reactions_to_remove)
 
     @property
     def token(self) -> str:
         return f"{self.app_id}|{self.secret}"
 
     def app(self) -> Starlette:
-        updates = self._threat_updates
+        updates, node = self._threat_updates, self._node
         return Starlette(
             routes=[
                 Route(VERSION + "/{group}/threat_updates", updates),
                 Route(VERSION + "/{group}/threat_updates/", updates),
+                Route(VERSION + "/{node}", node, methods=["GET", "POST"]),
+                Route(VERSION + "/{node}/", node, methods=["GET", "POST"]),
             ]
         )
 
@@ -128,7 +140,7 @@ class ThreatExchangeStandin:
         )  # fmt: skip
         page = window[offset : offset + limit]
         wanted = _top_fields(query.get("fields", ""))
-        answer: dict[str, Any] = {"data": [_record(i, wanted) for i in page]}
+        answer: dict[str, Any] = {"data": [record(i, wanted) for i in page]}
         paging: dict[str, Any] = {"cursors": {"before": _cursor(offset), "after": _cursor(offset + len(page))}}
         if offset + limit < len(window):
             base = self.next_base or f"{request.url.scheme}://{request.url.netloc}"
@@ -142,9 +154,45 @@ class ThreatExchangeStandin:
             answer["data"] = "internal error"
         return JSONResponse(answer)
 
+    async def _node(self, request: Request) -> Response:
+        """GET an indicator (its `descriptors` edge) or POST reactions to a descriptor."""
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        if self.down:
+            return graph_error(500, "An unknown error occurred", "OAuthException", 1, transient=True)
+        node = request.path_params["node"]
+        if request.method == "GET":
+            found = next((i for i in self.indicators if i.id == node and not i.deleted), None)
+            if found is None:
+                return unknown_object(node)
+            answer: dict[str, Any] = {"id": found.id}
+            if "descriptors" in _top_fields(request.query_params.get("fields", "")) and found.descriptors:
+                shown = [{"id": d.id, "owner": {"id": d.owner}} for d in found.descriptors]
+                answer["descriptors"] = {"data": shown, "paging": {"cursors": {"before": "QVFI", "after": "QVFI"}}}
+            return JSONResponse(answer)
+        descriptor = next((d for i in self.indicators for d in i.descriptors if d.id == node), None)
+        if descriptor is None:
+            return unknown_object(node)
+        form = dict(urllib.parse.parse_qsl((await request.body()).decode("utf-8", "replace")))
+        given = {k: request.query_params.get(k) or form.get(k) or "" for k in ("reactions", "reactions_to_remove")}
+        if any(r and r not in REACTIONS for r in given.values()):
+            return graph_error(
+                400, "(#100) Param reactions must be one of " + ", ".join(REACTIONS), "OAuthException", 100
+            )
+        self.reacted.append((descriptor.id, given["reactions"], given["reactions_to_remove"]))
+        removed = descriptor.reactions.get(given["reactions_to_remove"], [])
+        if self.app_id in removed:
+            removed.remove(self.app_id)
+        added = descriptor.reactions.setdefault(given["reactions"], []) if given["reactions"] else [self.app_id]
+        if self.app_id not in added:  # a reaction is one per app
+            added.append(self.app_id)
+        return JSONResponse({"success": True})
 
-def _record(indicator: Indicator, wanted: set[str]) -> dict[str, Any]:
-    record: dict[str, Any] = {
+
+def record(indicator: Indicator, wanted: set[str]) -> dict[str, Any]:
+    """The threat_updates record of `indicator` with the top-level `wanted` fields (and `id`)."""
+    shown: dict[str, Any] = {
         "id": indicator.id,
         "indicator": indicator.indicator,
         "type": indicator.type,
@@ -152,19 +200,19 @@ def _record(indicator: Indicator, wanted: set[str]) -> dict[str, Any]:
         "should_delete": indicator.deleted,
     }
     if not indicator.deleted:
-        record["descriptors"] = {
+        shown["descriptors"] = {
             "data": [_descriptor(d) for d in indicator.descriptors],
             "paging": {"cursors": {"before": "QVFI", "after": "QVFI"}},
         }
     if indicator.broken:
-        del record["indicator"]
-    return {k: v for k, v in record.items() if k == "id" or k in wanted}
+        del shown["indicator"]
+    return {k: v for k, v in shown.items() if k == "id" or k in wanted}
 
 
 def _descriptor(descriptor: Descriptor) -> dict[str, Any]:
     return {
         "id": descriptor.id,
-        "reactions": [{"key": k, "value": ",".join(apps)} for k, apps in descriptor.reactions.items()],
+        "reactions": [{"key": k, "value": ",".join(apps)} for k, apps in descriptor.reactions.items() if apps],
         "my_reactions": [],
         "owner": {"id": descriptor.owner},
         "tags": list(descriptor.tags),
