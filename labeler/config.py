@@ -42,6 +42,8 @@ class Settings:
     # head (from connecting or from its previous response), seconds an idle keep-alive connection is kept.
     max_connections: int = 10_000
     header_timeout: float = 10.0
+    # Seconds a client has to send a request body after its head, plus one per MB it declares.
+    body_timeout: float = 60.0
     keepalive_timeout: float = 5.0
     # subscribeLabels: frames buffered per subscriber before it is cut off with ConsumerTooSlow.
     subscriber_buffer: int = 5000
@@ -131,7 +133,7 @@ class Settings:
             "max_body_bytes", "subscriber_buffer", "backfill_page_size", "writer_max_batch",
             "max_image_bytes", "max_image_pixels", "max_subscribers", "max_subscribers_per_client",
             "max_jpeg_scans", "hash_timeout", "upload_max_wait",
-            "max_token_lifetime", "max_connections", "header_timeout", "keepalive_timeout",
+            "max_token_lifetime", "max_connections", "header_timeout", "body_timeout", "keepalive_timeout",
             "max_login_failures", "login_failure_window",
             "max_video_bytes", "max_video_seconds", "max_video_pixels", "video_fetch_timeout", "video_hash_timeout",
         ):  # fmt: skip

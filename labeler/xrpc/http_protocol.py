@@ -15,6 +15,10 @@ accepted until the process runs out of file descriptors, after which nothing, `/
 - a connection cap: past `max_connections` open connections a new one is answered 503 with `Retry-After` and
   closed at once, so its file descriptor is released (`labeler.xrpc.server_options` keeps the cap below the
   process's descriptor limit);
+- a body deadline: a request body must arrive within `body_timeout` seconds of its head, plus a second per MB its
+  `Content-Length` declares (a 300 MB video over a 1 MB/s link fits), else 408 (or, if the response is already
+  sent, the connection is closed); time when the server itself is not reading (a pipelined request waiting its
+  turn, a handler that has not asked for the body yet, `Expect: 100-continue` not yet answered) does not count;
 - a peer that stops reading a response is cut off (`WriteStallGuard`);
 - a malformed request is answered in the XRPC error shape and logged at INFO (anyone can send one), and only after
   the responses to the requests pipelined before it, instead of in their place.
@@ -45,6 +49,8 @@ MAX_UPGRADE_TARGET_BYTES: Final = MAX_LINE_LENGTH - len("GET  HTTP/1.1\r\n")
 MAX_HEAD_BYTES: Final = 32 * 1024
 #: Most header fields in one request (websockets refuses more than 128).
 MAX_HEADERS: Final = 100
+#: Bytes a second of body deadline is added for, on top of `body_timeout`.
+BODY_BYTES_PER_SECOND: Final = 1_000_000
 #: Seconds a client refused for the connection cap is asked to wait.
 RETRY_AFTER_S: Final = 1
 #: The connection cap's refusals are logged at most this often (seconds): they come in floods.
@@ -58,6 +64,7 @@ class LabelerHttpProtocol(WriteStallGuard, HttpToolsProtocol):
     Configure it with `configured(...)`: uvicorn builds one instance per connection from the class."""
 
     head_timeout: ClassVar[float] = 10.0
+    body_timeout: ClassVar[float] = 60.0
     max_connections: ClassVar[int] = 10_000
 
     # Per connection: the head being received (since the connection opened or the previous message ended).
@@ -65,15 +72,19 @@ class LabelerHttpProtocol(WriteStallGuard, HttpToolsProtocol):
     _awaiting_head = True
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
     # A refusal waiting for the responses to earlier pipelined requests: (status, message).
     _refusal: tuple[int, str] | None = None
 
     @classmethod
     def configured(
-        cls, *, head_timeout: float, max_connections: int, stall_timeout: float
+        cls, *, head_timeout: float, body_timeout: float, max_connections: int, stall_timeout: float
     ) -> type[LabelerHttpProtocol]:
         """A subclass with these limits, for uvicorn's `http` option."""
-        limits = {"head_timeout": head_timeout, "max_connections": max_connections, "stall_timeout": stall_timeout}
+        limits = {
+            "head_timeout": head_timeout, "body_timeout": body_timeout, "max_connections": max_connections,
+            "stall_timeout": stall_timeout,
+        }  # fmt: skip
         return type(cls.__name__, (cls,), limits)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -86,6 +97,7 @@ class LabelerHttpProtocol(WriteStallGuard, HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -118,9 +130,13 @@ class LabelerHttpProtocol(WriteStallGuard, HttpToolsProtocol):
         if refusal is not None:
             raise _HeadTooLarge(*refusal)  # stops the parser; data_received answers it
         super().on_headers_complete()
+        declared = self._declared_body()
+        if declared is not None and not self.parser.should_upgrade():
+            self._arm_body_timer(self.body_timeout + declared / BODY_BYTES_PER_SECOND)
 
     def on_message_complete(self) -> None:
         self._awaiting_head, self._head_bytes = True, 0
+        self._cancel_body_timer()
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -169,6 +185,41 @@ class LabelerHttpProtocol(WriteStallGuard, HttpToolsProtocol):
             head.append(b"retry-after: %d" % RETRY_AFTER_S)
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         self.transport.close()
+
+    def _declared_body(self) -> int | None:
+        """The bytes of body the request head announces (0 for a chunked one: only the base time), None if none."""
+        fields = dict(self.headers)
+        if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+            return 0
+        try:
+            length = int(fields.get(b"content-length", b"0"))
+        except ValueError:
+            return None  # llhttp refuses such a head before this is asked
+        return length or None
+
+    def _arm_body_timer(self, seconds: float) -> None:
+        self._cancel_body_timer()
+        self._body_timer = self.loop.call_later(seconds, self._body_timed_out)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None:
+            return
+        if self.flow.read_paused or cycle.waiting_for_100_continue:  # we are not reading: not the client's time
+            self._arm_body_timer(self.body_timeout)
+            return
+        if cycle.response_started:  # answered already (a refusal before reading): stop taking the rest
+            self.transport.close()
+            return
+        message = f"the request body did not arrive within {self.body_timeout:g} s (plus 1 s per MB)"
+        log.info("refused a request from %s: 408 %s", peer_name(self.transport), message)
+        self._answer(408, message)  # now, in place of the response its handler cannot give without the body
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

@@ -24,6 +24,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # uvicorn's httptools protocol plus deadlines, size limits and a connection cap (labeler.xrpc.http_protocol).
         "http": LabelerHttpProtocol.configured(
             head_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
             max_connections=connection_cap(settings),
             stall_timeout=settings.client_stall_timeout,
         ),

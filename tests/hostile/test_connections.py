@@ -8,6 +8,7 @@ what it said. The connection layer is below the database, so these run on SQLite
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import resource
 import socket
@@ -24,6 +25,7 @@ from labeler.testing import LiveServer, serve_labeler
 from labeler.xrpc.http_protocol import MAX_HEAD_BYTES, MAX_TARGET_BYTES, MAX_UPGRADE_TARGET_BYTES
 from labeler.xrpc.server_options import FD_RESERVE
 
+from .callers import ADMIN
 from .raw import WAIT, connection, send_forever, status, until_closed
 
 CAP = 6
@@ -42,7 +44,9 @@ def database_url(tmp_path: Path) -> str:
 @pytest.fixture
 def settings(make_settings: Any) -> Settings:
     # Short deadlines so that the tests need not wait long for them (what is asserted is the closing, not when).
-    return make_settings(header_timeout=1.0, keepalive_timeout=1.0, max_connections=CAP, client_stall_timeout=1.0)
+    return make_settings(
+        header_timeout=1.0, body_timeout=1.0, keepalive_timeout=1.0, max_connections=CAP, client_stall_timeout=1.0
+    )
 
 
 async def test_a_connection_that_sends_nothing_is_closed(server: LiveServer) -> None:
@@ -59,6 +63,25 @@ async def test_a_head_sent_a_byte_at_a_time_is_answered_408_and_closed(server: L
         trickle.cancel()
     assert status(answer) == 408, answer
     assert b"connection: close" in answer and b'"error": "InvalidRequest"' in answer
+
+
+@pytest.mark.parametrize(
+    "framing", [b"Content-Length: 2000\r\n", b"Transfer-Encoding: chunked\r\n"], ids=["length", "chunked"]
+)
+async def test_a_body_sent_a_byte_at_a_time_is_answered_408_and_closed(server: LiveServer, framing: bytes) -> None:
+    """Slowloris on the body: a complete head, then a body that never ends; the (authorized) handler waits on it
+    meanwhile. (A handler that answers without reading, as an unauthorized one does, closes the connection.)"""
+    async with connection(server) as (reader, writer):
+        writer.write(
+            b"POST /xrpc/tools.ozone.moderation.emitEvent HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Basic " + base64.b64encode(":".join(ADMIN).encode()) + b"\r\n"
+            b"Content-Type: application/json\r\n" + framing + b"\r\n" + (b"7d0\r\n" if b"chunked" in framing else b"")
+        )
+        trickle = asyncio.create_task(send_forever(writer, b" ", pause=0.05))
+        answer = await until_closed(reader)
+        trickle.cancel()
+    assert status(answer) == 408, answer
+    assert b"request body did not arrive" in answer and b"connection: close" in answer
 
 
 async def test_a_keep_alive_connection_is_closed_when_idle_and_when_trickling_after_a_response(
