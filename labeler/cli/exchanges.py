@@ -15,7 +15,7 @@ from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.fetch import FetchReport, http_client
 from labeler.exchanges.schedule import fetch_leased, process_owner
 from labeler.exchanges.store import Exchange, ExchangeStore, check_exchange_name
-from labeler.exchanges.types import PLANNED, TYPE_NAMES, ExchangeType, exchange_type
+from labeler.exchanges.types import TYPE_NAMES, ExchangeType, exchange_type
 from labeler.pipeline.banks import BankStore
 from labeler.pipeline.options import load_options
 
@@ -42,7 +42,7 @@ def _with_store(settings: Settings, body: Callable[[ExchangeStore], Awaitable[T]
 
 @exchange.command("add")
 @click.argument("name")
-@click.option("--type", "type_", type=click.Choice(TYPE_NAMES + PLANNED), required=True, help="The exchange.")
+@click.option("--type", "type_", type=click.Choice(TYPE_NAMES), required=True, help="The exchange.")
 @click.option("--bank", required=True, help="The bank it fills (created beforehand with `labeler bank create`).")
 @click.option("--url", help="The exchange's base URL instead of its usual one (a proxy, a test server).")
 @click.option(

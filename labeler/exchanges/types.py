@@ -24,9 +24,9 @@ from labeler.exchanges.store import ExchangeUpdate
 _MODULES: Final = {
     "ncmec": "labeler.exchanges.ncmec",
     "stopncii": "labeler.exchanges.stopncii",
+    "tat": "labeler.exchanges.tat",
     "threatexchange": "labeler.exchanges.threatexchange",
 }
-PLANNED: Final = ("tat",)  # named on the command line, refused until built
 TYPE_NAMES: Final = tuple(_MODULES)
 
 
@@ -109,7 +109,6 @@ class ExchangeType(abc.ABC):
 
 def exchange_type(name: str) -> ExchangeType:
     if name not in _MODULES:
-        planned = " (not implemented yet)" if name in PLANNED else ""
-        raise ExchangeError(f"unknown exchange type {name!r}{planned}; implemented: {', '.join(TYPE_NAMES)}")
+        raise ExchangeError(f"unknown exchange type {name!r}; implemented: {', '.join(TYPE_NAMES)}")
     kind: ExchangeType = importlib.import_module(_MODULES[name]).TYPE
     return kind

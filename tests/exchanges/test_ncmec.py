@@ -251,8 +251,8 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     invoke = cli_invoker(upload_settings, monkeypatch)
     server, url = standin
     assert invoke("bank", "create", "NCMEC").exit_code == 0
-    refused = invoke("exchange", "add", "st", "--type", "tat", "--bank", "NCMEC", "--user", "u", "--password", "p")
-    assert refused.exit_code != 0 and "not implemented yet" in refused.output
+    unknown = invoke("exchange", "add", "x", "--type", "nowhere", "--bank", "NCMEC", "--user", "u", "--password", "p")
+    assert unknown.exit_code != 0 and "'nowhere' is not one of" in unknown.output
     nowhere = invoke("exchange", "add", "x", "--type", "ncmec", "--bank", "NCMEC", "--environment", "Nowhere",
                      "--user", "u", "--password", "p")  # fmt: skip
     assert nowhere.exit_code != 0 and "--environment must be one of" in nowhere.output and "NGO" in nowhere.output
