@@ -1,15 +1,16 @@
 """One request to an exchange, with the rules every exchange type shares: the body is read up to a bound (an
 exchange is a remote party like any other), an overloaded or failing exchange (429, 5xx) and an unreachable one are
 outages the next fetch resumes after, and an address the outbound rules refuse is named with the setting that
-allows it. What a 401, a 403 or any other status means differs between exchanges, so the caller decides."""
+allows it. Which statuses refuse our credentials differs between exchanges and calls, so `accepted` is told."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import httpx
 
-from labeler.exchanges.errors import ExchangeError, ExchangeUnavailable
+from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
 from labeler.outbound import RefusedAddress
 
 
@@ -33,3 +34,16 @@ async def send(
         raise ExchangeError(f"{exc} (LABELER_ALLOW_PRIVATE_FETCH allows it, for tests)") from None
     except httpx.HTTPError as exc:
         raise ExchangeUnavailable(f"{who} unreachable: {type(exc).__name__}; will resume") from None
+
+
+def accepted(
+    answer: tuple[int, bytes], *, who: str, asked: str, refused: Collection[int], refusal: str, fix: str
+) -> bytes:
+    """The body of a 200 answer to `asked` (what was asked, for messages); a status in `refused` is an auth error
+    ("`who` refused `refusal`", then how to `fix` it), any other an ExchangeError."""
+    status, body = answer
+    if status in refused:
+        raise ExchangeAuthError(f"{who} refused {refusal} (HTTP {status}): {fix}")
+    if status != 200:
+        raise ExchangeError(f"{who} answered HTTP {status} for {asked}")
+    return body

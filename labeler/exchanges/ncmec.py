@@ -35,8 +35,8 @@ import httpx
 from threatexchange.exchanges.clients.ncmec import hash_api
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeAuthError, ExchangeError
-from labeler.exchanges.http import send
+from labeler.exchanges.errors import ExchangeError
+from labeler.exchanges.http import accepted, send
 from labeler.exchanges.store import ExchangeUpdate
 from labeler.exchanges.types import CredentialField, ExchangeType, Fetching, Page
 from labeler.pipeline.signals import MD5, PDQ
@@ -73,15 +73,12 @@ class NcmecClient:
         return self.base_url + next_
 
     async def get(self, url: str) -> bytes:
-        status, body = await send(self._http, "GET", url, who="NCMEC", max_bytes=_MAX_PAGE_BYTES, auth=self._auth)
-        if status in (401, 403):
-            raise ExchangeAuthError(
-                f"NCMEC refused the credentials (HTTP {status}): check the user name and password given to "
-                "`labeler exchange add`, and that NCMEC has enabled API access for them"
-            )
-        if status != 200:
-            raise ExchangeError(f"NCMEC answered HTTP {status} for {_path_of(url)}")
-        return body
+        return accepted(
+            await send(self._http, "GET", url, who="NCMEC", max_bytes=_MAX_PAGE_BYTES, auth=self._auth),
+            who="NCMEC", asked=_path_of(url), refused=(401, 403), refusal="the credentials",
+            fix="check the user name and password given to `labeler exchange add`, and that NCMEC has enabled API "
+            "access for them",
+        )  # fmt: skip
 
 
 async def pages(

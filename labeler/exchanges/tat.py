@@ -33,8 +33,8 @@ import httpx
 from threatexchange.exchanges.clients.techagainstterrorism import api
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeAuthError, ExchangeError
-from labeler.exchanges.http import send
+from labeler.exchanges.errors import ExchangeError
+from labeler.exchanges.http import accepted, send
 from labeler.exchanges.store import ExchangeUpdate
 from labeler.exchanges.types import CredentialField, ExchangeType, Fetching, Page
 from labeler.pipeline.signals import MD5, PDQ, SHA256
@@ -69,14 +69,9 @@ class TatClient:
     async def login(self) -> None:
         form = {"username": self._credentials["user"], "password": self._credentials["password"], "resend": "False"}
         url = self.base_url + api.TATEndpoint.authenticate.value
-        status, body = await send(self._http, "POST", url, who=WHO, max_bytes=_MAX_LOGIN_BYTES, data=form)
-        if status in _REFUSED:
-            raise ExchangeAuthError(
-                f"{WHO} refused the credentials (HTTP {status}): check the user name and password given to "
-                "`labeler exchange add`, and that the account is on-boarded for the hash list"
-            )
-        if status != 200:
-            raise ExchangeError(f"{WHO} answered HTTP {status} to the login")
+        answer = await send(self._http, "POST", url, who=WHO, max_bytes=_MAX_LOGIN_BYTES, data=form)
+        fix = "check the user name and password given to `labeler exchange add`"
+        body = accepted(answer, who=WHO, asked="the login", refused=_REFUSED, refusal="the credentials", fix=fix)
         self._token = _token(body)
 
     async def hash_list(self, after: str) -> bytes:
@@ -85,19 +80,14 @@ class TatClient:
         fresh = self._token is None
         if fresh:
             await self.login()
-        status, body = await self._get(after)
-        if status in (401, 403) and not fresh:
-            log.info("%s refused the token (HTTP %d); logging in again", WHO, status)
+        answer = await self._get(after)
+        if answer[0] in (401, 403) and not fresh:
+            log.info("%s refused the token (HTTP %d); logging in again", WHO, answer[0])
             await self.login()
-            status, body = await self._get(after)
-        if status in (401, 403):
-            raise ExchangeAuthError(
-                f"{WHO} refused the hash list to a fresh token (HTTP {status}): check that the account given to "
-                "`labeler exchange add` is on-boarded for the hash list"
-            )
-        if status != 200:
-            raise ExchangeError(f"{WHO} answered HTTP {status} for the hash list")
-        return body
+            answer = await self._get(after)
+        fix = "check that the account given to `labeler exchange add` is on-boarded for the hash list"
+        refusal = "the hash list to a fresh token"
+        return accepted(answer, who=WHO, asked="the hash list", refused=(401, 403), refusal=refusal, fix=fix)
 
     async def _get(self, after: str) -> tuple[int, bytes]:
         url = self.base_url + api.TATEndpoint.hash_list.value
