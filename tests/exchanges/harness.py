@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import stat
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,11 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 from pipeline.harness import eventually
+from support.server import serve_in_thread
 
 from labeler.cli import cli
 from labeler.config import Settings
-from labeler.exchanges.credentials import Credentials, write_credentials
+from labeler.exchanges.credentials import Credentials, credentials_path, write_credentials
 from labeler.exchanges.fetch import FetchReport, fetch_exchange, http_client
 from labeler.exchanges.store import ExchangeStore
 from labeler.pipeline.banks import BankStore
@@ -64,6 +66,13 @@ class World:
         write_credentials(self.keys_dir, name or self.name, Credentials(values))
 
 
+def served(standin: Any) -> Iterator[tuple[Any, str]]:
+    """A stand-in (anything with a Starlette `app()`) and its URL while it runs on loopback: `yield from` it in a
+    fixture."""
+    with serve_in_thread(standin.app()) as server:
+        yield standin, server.url
+
+
 @asynccontextmanager
 async def world(
     database_url: str,
@@ -73,14 +82,16 @@ async def world(
     url: str,
     type_: str,
     carries: Sequence[str],
-    credentials: Mapping[str, str],
     name: str,
     bank: str,
     now: float,
     options: Mapping[str, Any] | None = None,
+    credentials: Mapping[str, str] | None = None,
 ) -> AsyncIterator[World]:
     """A migrated database with `bank` and exchange `name` of `type_` feeding it from `url` (with the type's other
-    `options`)."""
+    `options`), and `credentials` (by default the stand-in's `user` and `password`)."""
+    if credentials is None:
+        credentials = {"user": standin.user, "password": standin.password}
     engine = create_engine(database_url)
     await upgrade(engine)
     banks = BankStore(engine)
@@ -134,3 +145,41 @@ def assert_matched_over_upload_api(settings: Settings, value: str, expected: lis
             await labeler.aclose()
 
     asyncio.run(matched())
+
+
+def check_cli_lifecycle(
+    invoke: Callable[..., Result],
+    settings: Settings,
+    *,
+    add: Sequence[str],
+    typed: str,
+    fetched: str,
+    listed: str,
+    match: tuple[str, list[tuple[str, str]]],
+    wrong: Sequence[str],
+    refused: str,
+    secrets: Sequence[str],
+) -> None:
+    """`labeler exchange add` with arguments `add` (NAME first, the secret `typed` at its prompt) writes the
+    credentials 0600 in a 0700 folder, `exchange fetch NAME` says `fetched`, `exchange list` says `listed`, a fetched
+    hash (`match`: the hash, the bank and external id pairs expected) is matchable over the upload API, and `exchange
+    remove` deletes the credentials; added again with `wrong` (everything after `add`'s NAME), a fetch fails saying
+    `refused`. None of `secrets` is ever printed."""
+    name = add[0]
+    added = invoke("exchange", "add", *add, input=f"{typed}\n")
+    assert added.exit_code == 0, added.output
+    path = credentials_path(settings.keys_dir, name)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    done = invoke("exchange", "fetch", name)
+    assert done.exit_code == 0 and fetched in done.output, done.output
+    shown = invoke("exchange", "list")
+    assert listed in shown.output
+    assert_matched_over_upload_api(settings, *match)
+    removed = invoke("exchange", "remove", name)
+    assert removed.exit_code == 0 and not path.exists()
+    assert "no exchanges" in invoke("exchange", "list").output
+    assert invoke("exchange", "add", name, *wrong).exit_code == 0
+    failed = invoke("exchange", "fetch", name)
+    assert failed.exit_code == 1 and refused in failed.output, failed.output
+    printed = added.output + done.output + shown.output + failed.output + invoke("exchange", "list").output
+    assert not [secret for secret in secrets if secret in printed]

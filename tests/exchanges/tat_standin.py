@@ -61,10 +61,10 @@ class Record:
 
 @dataclass
 class TatStandin:
+    records: list[Record] = field(default_factory=list)
     user: str = "platform-user"
     password: str = "platform-password"
     page_size: int = 2
-    records: list[Record] = field(default_factory=list)
     token_uses: int | None = None
     list_access: bool = True
     fail_after: int | None = None

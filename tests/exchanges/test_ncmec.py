@@ -4,7 +4,6 @@ mid-fetch, and a fetched hash matched through the upload API."""
 
 from __future__ import annotations
 
-import stat
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from pipeline.harness import eventually
 from support.server import serve_in_thread
 
 from labeler.config import Settings
-from labeler.exchanges.credentials import Credentials, credentials_path, write_credentials
+from labeler.exchanges.credentials import Credentials, write_credentials
 from labeler.exchanges.doctor import exchange_findings
 from labeler.exchanges.fetch import FetchReport, http_client
 from labeler.exchanges.ncmec import TYPE as NCMEC
@@ -29,7 +28,7 @@ from labeler.pipeline.banks import EntryInput
 from labeler.service import Labeler
 from labeler.store.exchange_schema import exchange_entries
 
-from .harness import World, assert_matched_over_upload_api, cli_invoker
+from .harness import World, check_cli_lifecycle, cli_invoker
 from .harness import world as exchange_world
 from .ncmec_standin import DATE, Entry, NcmecStandin
 
@@ -256,28 +255,13 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     nowhere = invoke("exchange", "add", "x", "--type", "ncmec", "--bank", "NCMEC", "--environment", "Nowhere",
                      "--user", "u", "--password", "p")  # fmt: skip
     assert nowhere.exit_code != 0 and "--environment must be one of" in nowhere.output and "NGO" in nowhere.output
-    added = invoke("exchange", "add", "nc", "--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", server.user,
-                   input=f"{server.password}\n")  # fmt: skip
-    assert added.exit_code == 0, added.output
-    assert server.password not in added.output
-    path = credentials_path(upload_settings.keys_dir, "nc")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    fetched = invoke("exchange", "fetch")
-    assert fetched.exit_code == 0 and "nc: 3 pages, 4 added, 0 removed, 0 skipped" in fetched.output
-    listed = invoke("exchange", "list")
-    assert "nc\tncmec\tNCMEC\t4 entries" in listed.output and server.password not in listed.output
-
-    assert_matched_over_upload_api(upload_settings, H[2], [("NCMEC", "image3")])
-    removed = invoke("exchange", "remove", "nc")
-    assert removed.exit_code == 0 and not path.exists()
-    assert "no exchanges" in invoke("exchange", "list").output
-    bad = invoke("exchange", "add", "nc", "--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", "u",
-                 "--password", "wrong")  # fmt: skip
-    assert bad.exit_code == 0
-    failed = invoke("exchange", "fetch", "nc")
-    assert (
-        failed.exit_code == 1 and "refused the credentials (HTTP 401)" in failed.output and "wrong" not in failed.output
-    )
+    check_cli_lifecycle(
+        invoke, upload_settings, add=["nc", "--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", server.user],
+        typed=server.password, fetched="nc: 3 pages, 4 added, 0 removed, 0 skipped",
+        listed="nc\tncmec\tNCMEC\t4 entries", match=(H[2], [("NCMEC", "image3")]),
+        wrong=["--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", "u", "--password", "not-the-password"],
+        refused="refused the credentials (HTTP 401)", secrets=[server.password, "not-the-password"],
+    )  # fmt: skip
 
 
 async def test_one_process_at_a_time_fetches_an_exchange(world: World) -> None:

@@ -5,7 +5,6 @@ upload API. python-threatexchange's own client reads the stand-in too, so the st
 
 from __future__ import annotations
 
-import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,18 +12,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from pipeline.corpus import random_hashes
-from support.server import serve_in_thread
 from threatexchange.exchanges.clients.techagainstterrorism.api import TATHashListAPI
 from threatexchange.exchanges.impl.techagainstterrorism_api import TATCheckpoint
 
 from labeler.config import Settings
-from labeler.exchanges.credentials import credentials_path
 from labeler.exchanges.store import entry_note
 from labeler.exchanges.tat import TYPE as TAT
 from labeler.pipeline.banks import EntryInput
 from labeler.store.exchange_schema import exchange_entries
 
-from .harness import World, assert_matched_over_upload_api, cli_invoker
+from .harness import World, check_cli_lifecycle, cli_invoker, served
 from .harness import world as exchange_world
 from .tat_standin import Record, TatStandin
 
@@ -47,17 +44,15 @@ def _records() -> list[Record]:
 
 @pytest.fixture
 def standin() -> Iterator[tuple[TatStandin, str]]:
-    standin = TatStandin(records=_records())
-    with serve_in_thread(standin.app()) as server:
-        yield standin, server.url
+    yield from served(TatStandin(records=_records()))
 
 
 @pytest.fixture
 async def world(standin: tuple[TatStandin, str], database_url: str, tmp_path: Path) -> AsyncIterator[World]:
     server, url = standin
     async with exchange_world(
-        database_url, tmp_path / "keys", standin=server, url=url, type_="tat", carries=TAT.signal_types,
-        credentials={"user": server.user, "password": server.password}, name="tat", bank="TAT", now=T0 + 100,
+        database_url, tmp_path / "keys", standin=server, url=url, type_="tat", carries=TAT.signal_types, name="tat",
+        bank="TAT", now=T0 + 100,
     ) as made:  # fmt: skip
         yield made
 
@@ -76,13 +71,14 @@ async def _entries(world: World) -> list[tuple[str, str]]:
 async def test_first_fetch_pages_by_checkpoint_and_records_each_entry(world: World) -> None:
     report = await world.fetch()
     assert (report.error, report.complete, report.pages, report.added, report.skipped) == (None, True, 3, 4, [])
-    note = entry_note("tat")
-    assert await world.banked() == {
-        H[0]: ("101", note),
-        H[1]: ("102", note),
-        H[2]: ("104", note),
-        H[3]: ("106", note),
-    }  # fmt: skip  (103 is an MD5, 105 a SHA512: not for a PDQ bank)
+    banked = await world.banked()
+    assert {value: rid for value, (rid, _note) in banked.items()} == {
+        H[0]: "101",
+        H[1]: "102",
+        H[2]: "104",
+        H[3]: "106",
+    }
+    assert {note for _rid, note in banked.values()} == {entry_note("tat")}  # 103 (MD5) and 105 (SHA512) are not PDQ
     asked = world.standin.requests
     assert [q["after"] for q in asked] == ["", _checkpoint(102), _checkpoint(104)]
     assert all(q["order"] == "asc" and "offset" not in q for q in asked)
@@ -253,24 +249,12 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     refused = invoke("exchange", "add", "x", "--type", "tat", "--bank", "TAT", "--environment", "NGO",
                      "--user", "u", "--password", "p")  # fmt: skip
     assert refused.exit_code != 0 and "tat takes no --environment" in refused.output
-    added = invoke("exchange", "add", "tat", "--type", "tat", "--bank", "TAT", "--url", url, "--user", server.user,
-                   input=f"{server.password}\n")  # fmt: skip
-    assert added.exit_code == 0, added.output
-    assert server.password not in added.output and f"exchange tat (tat, {url}) fills bank TAT" in added.output
-    path = credentials_path(upload_settings.keys_dir, "tat")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    fetched = invoke("exchange", "fetch", "tat")
-    assert fetched.exit_code == 0 and "tat: 3 pages, 4 added, 0 removed, 0 skipped" in fetched.output
-    listed = invoke("exchange", "list")
-    assert "tat\ttat\tTAT\t4 entries" in listed.output and server.password not in listed.output
-    assert_matched_over_upload_api(upload_settings, H[2], [("TAT", "104")])
-    removed = invoke("exchange", "remove", "tat")
-    assert removed.exit_code == 0 and not path.exists()
-    bad = invoke("exchange", "add", "tat", "--type", "tat", "--bank", "TAT", "--url", url, "--user", "u",
-                 "--password", "wrong")  # fmt: skip
-    assert bad.exit_code == 0
-    failed = invoke("exchange", "fetch", "tat")
-    assert failed.exit_code == 1 and "refused the credentials (HTTP 400)" in failed.output
-    assert "wrong" not in failed.output
+    check_cli_lifecycle(
+        invoke, upload_settings, add=["tat", "--type", "tat", "--bank", "TAT", "--url", url, "--user", server.user],
+        typed=server.password, fetched="tat: 3 pages, 4 added, 0 removed, 0 skipped", listed="tat\ttat\tTAT\t4 entries",
+        match=(H[2], [("TAT", "104")]), wrong=["--type", "tat", "--bank", "TAT", "--url", url, "--user", "u",
+        "--password", "not-the-password"], refused="refused the credentials (HTTP 400)",
+        secrets=[server.password, "not-the-password"],
+    )  # fmt: skip
     default = invoke("exchange", "add", "tat2", "--type", "tat", "--bank", "TAT", "--user", "u", "--password", "p")
     assert default.exit_code == 0 and "https://app.terrorismanalytics.org/" in default.output
