@@ -154,7 +154,7 @@ async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> Asy
         updates: list[ExchangeUpdate] = []
         if isinstance(records, list):
             updates, latest, unreadable = parse_records(records, app_id=client.app_id)
-            highest = max(highest, latest)
+            highest = max(highest, min(latest, now))  # a time in the future would skip what comes until then
             if unreadable:
                 problems.append(f"skipped {unreadable} ThreatExchange record(s) pytx cannot read")
         elif following is not None:

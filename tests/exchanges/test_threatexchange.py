@@ -124,6 +124,16 @@ async def test_incremental_fetch_resumes_at_the_last_update_time(world: World) -
     assert exchange.checkpoint == {"update_time": T0 + 200, "last_fetch_time": T0 + 300}
 
 
+async def test_an_update_time_in_the_future_does_not_move_the_checkpoint_past_now(world: World) -> None:
+    world.standin.indicators[-1].last_updated = T0 + 10**9
+    await world.fetch()
+    [exchange] = await world.stores.all()
+    assert exchange.checkpoint == {"update_time": T0 + 100, "last_fetch_time": T0 + 100}
+    world.standin.indicators.append(Indicator("1009", "HASH_PDQ", H[4], T0 + 200, _shared("2009")))
+    world.clock.now = T0 + 300
+    assert (await world.fetch()).added == 1
+
+
 async def test_tombstones_and_changed_indicators_change_the_bank(world: World) -> None:
     await world.stores.banks.create("TE_MD5", signal_type="md5")
     await world.stores.add(
