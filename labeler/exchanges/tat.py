@@ -17,7 +17,8 @@ refuses, or a list that refuses a fresh token, is an auth failure. A record that
 `TATHashListEntry` is skipped and logged, and the page's checkpoint still moves past it; a page that is not a
 readable list stops the fetch (there is no checkpoint to skip it by) and the next fetch retries it. MD5 records
 are taken whatever their file type (pytx keeps only videos' because HMA's MD5 signal is video-only; ours is any
-blob's bytes), and SHA256 ones too. TAT has no call to send feedback to.
+blob's bytes), and SHA256 ones too (TAT's docs list SHA256 among its algorithms; pytx skips them). TAT has no
+call to send feedback to.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ _MAX_PAGE_BYTES: Final = 32 * 1024 * 1024
 _MAX_LOGIN_BYTES: Final = 1024 * 1024
 _TOKEN: Final = re.compile(r"[A-Za-z0-9._~+/=-]{1,8192}")  # a JWT, or any bearer token (RFC 6750)
 _MAX_HASH: Final = 512
-_REFUSED: Final = (400, 401, 403)  # a login TAT refuses (its form validation answers 400 to wrong credentials)
+# A login TAT refuses: TAT documents no status, and a Django REST framework JWT login (which TCAP's answer looks
+# like) answers 400 to wrong credentials; 401 and 403 are refusals whatever the framework.
+_REFUSED: Final = (400, 401, 403)
 
 
 class MalformedPage(ValueError):
