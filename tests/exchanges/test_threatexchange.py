@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from labeler.exchanges.types import FeedbackCall
 from labeler.logs import TextFormatter
 from labeler.store.exchange_schema import exchange_entries
 
-from .harness import World, assert_matched_over_upload_api, cli_invoker
+from .harness import World, check_cli_lifecycle, cli_invoker
 from .harness import world as exchange_world
 from .threatexchange_standin import VERSION, Descriptor, Indicator, ThreatExchangeStandin, record
 
@@ -296,27 +295,17 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     wrong = invoke("exchange", "add", "te", "--type", "threatexchange", "--bank", "GIFCT", "--privacy-group", "1",
                    "--user", "u", "--token", server.token)  # fmt: skip
     assert wrong.exit_code != 0 and "threatexchange takes no --user" in wrong.output
-    added = invoke("exchange", "add", "te", "--type", "threatexchange", "--bank", "GIFCT", "--url", url,
-                   "--privacy-group", server.privacy_group, input=f"{server.token}\n")  # fmt: skip
-    assert added.exit_code == 0, added.output
-    assert server.secret not in added.output
-    path = credentials_path(upload_settings.keys_dir, "te")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and json.loads(path.read_text()) == {"token": server.token}
-    fetched = invoke("exchange", "fetch")
-    assert fetched.exit_code == 0 and "te: 4 pages, 4 added, 0 removed, 0 skipped" in fetched.output
-    listed = invoke("exchange", "list", "--json")
-    [shown] = json.loads(listed.output)
-    assert (shown["type"], shown["bank"], shown["entries"], shown["url"]) == ("threatexchange", "GIFCT", 4, url)
-    assert server.secret not in listed.output
-    assert_matched_over_upload_api(upload_settings, H[2], [("GIFCT", "1004")])
-    removed = invoke("exchange", "remove", "te")
-    assert removed.exit_code == 0 and not path.exists()
     wrong_token = f"{server.app_id}|wrong-secret-of-twenty-chars"
-    bad = invoke("exchange", "add", "te", "--type", "threatexchange", "--bank", "GIFCT", "--url", url,
-                 "--privacy-group", server.privacy_group, "--token", wrong_token)  # fmt: skip
-    assert bad.exit_code == 0
-    failed = invoke("exchange", "fetch", "te")
-    assert failed.exit_code == 1 and "OAuthException code 190" in failed.output and "wrong-secret" not in failed.output
+    check_cli_lifecycle(
+        invoke, upload_settings, add=["te", "--type", "threatexchange", "--bank", "GIFCT", "--url", url,
+        "--privacy-group", server.privacy_group], typed=server.token, fetched="te: 4 pages, 4 added, 0 removed, 0 "
+        "skipped", listed="te\tthreatexchange\tGIFCT\t4 entries", match=(H[2], [("GIFCT", "1004")]),
+        wrong=["--type", "threatexchange", "--bank", "GIFCT", "--url", url, "--privacy-group", server.privacy_group,
+        "--token", wrong_token], refused="OAuthException code 190", secrets=[server.secret, "wrong-secret"],
+    )  # fmt: skip
+    assert json.loads(credentials_path(upload_settings.keys_dir, "te").read_text()) == {"token": wrong_token}
+    [shown] = json.loads(invoke("exchange", "list", "--json").output)
+    assert (shown["type"], shown["bank"], shown["url"]) == ("threatexchange", "GIFCT", url)
 
 
 def feedback_call(standin: tuple[ThreatExchangeStandin, str], http: Any, remote_id: str, **given: Any) -> FeedbackCall:
