@@ -41,8 +41,8 @@ import httpx
 from threatexchange.exchanges.clients.stopncii import api
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
-from labeler.exchanges.http import send
+from labeler.exchanges.errors import ExchangeError, ExchangeUnavailable
+from labeler.exchanges.http import accepted, send
 from labeler.exchanges.store import ExchangeUpdate
 from labeler.exchanges.types import CredentialField, ExchangeType, FeedbackCall, Fetching, Page
 from labeler.pipeline.signals import MD5, PDQ
@@ -93,12 +93,9 @@ class StopNciiClient:
         status, body = await send(
             self._http, "GET", url, who="StopNCII", max_bytes=_MAX_PAGE_BYTES, headers=headers, params=params
         )
-        _refuse_credentials(status)
         if status == 400 and token:
             raise TokenRefused
-        if status != 200:
-            raise ExchangeError(f"StopNCII answered HTTP {status} to FetchHashes")
-        return body
+        return _accepted((status, body), "FetchHashes")
 
     async def submit_feedback(self, hash_value: str, verdict: api.StopNCIICSPFeedbackValue) -> None:
         key = self._credentials.get("feedback_key")
@@ -107,12 +104,10 @@ class StopNciiClient:
         feedback = api.StopNCIICSPFeedback(verdict).as_dict_for_post() | {"hashValue": hash_value}
         url = f"{self.base_url}/{api.StopNCIIEndpoint.SubmitFeedback.value}"
         payload = {"count": 1, "hashFeedbacks": [feedback]}
-        status, _ = await send(
+        answer = await send(
             self._http, "POST", url, who="StopNCII", max_bytes=64 * 1024, headers=self._headers(key), json=payload
         )
-        _refuse_credentials(status)
-        if not 200 <= status < 300:
-            raise ExchangeError(f"StopNCII answered HTTP {status} to SubmitFeedback")
+        _accepted(answer, "SubmitFeedback")
 
 
 @dataclass
@@ -283,9 +278,8 @@ def updates_of(page: api.FetchHashesResponse) -> list[ExchangeUpdate]:
     ]
 
 
-def _refuse_credentials(status: int) -> None:
-    if status in (401, 403):
-        raise ExchangeAuthError(f"StopNCII refused the keys (HTTP {status}): {_KEYS_HINT}")
+def _accepted(answer: tuple[int, bytes], endpoint: str) -> bytes:
+    return accepted(answer, who="StopNCII", asked=endpoint, refused=(401, 403), refusal="the keys", fix=_KEYS_HINT)
 
 
 def _date(epoch: int) -> str:

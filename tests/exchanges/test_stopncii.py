@@ -6,7 +6,6 @@ fetched hash matched through the upload API."""
 from __future__ import annotations
 
 import json
-import stat
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -28,7 +27,7 @@ from labeler.exchanges.store import entry_note
 from labeler.exchanges.types import FeedbackCall
 from labeler.store.exchange_schema import exchange_entries
 
-from .harness import World, assert_matched_over_upload_api, cli_invoker
+from .harness import World, check_cli_lifecycle, cli_invoker
 from .harness import world as exchange_world
 from .stopncii_standin import Record, StopNciiStandin
 
@@ -311,7 +310,6 @@ def test_cli_add_prompts_for_keys_fetch_list_remove_and_a_fetched_hash_matches_o
 ) -> None:
     invoke = cli_invoker(upload_settings, monkeypatch)
     server, url = standin
-    keys = _keys(server).values()
     assert invoke("bank", "create", "NCII").exit_code == 0
     refused = invoke("exchange", "add", "x", "--type", "stopncii", "--bank", "NCII", "--user", "u",
                      "--subscription-key", "s", "--fetch-key", "f")  # fmt: skip
@@ -319,28 +317,16 @@ def test_cli_add_prompts_for_keys_fetch_list_remove_and_a_fetched_hash_matches_o
     grouped = invoke("exchange", "add", "x", "--type", "stopncii", "--bank", "NCII", "--privacy-group", "1",
                      "--subscription-key", "s", "--fetch-key", "f")  # fmt: skip
     assert grouped.exit_code != 0 and "stopncii takes no --privacy-group" in grouped.output
-    added = invoke("exchange", "add", "st", "--type", "stopncii", "--bank", "NCII", "--url", url,
-                   "--feedback-key", server.feedback_key,
-                   input=f"{server.subscription_key}\n{server.fetch_key}\n")  # fmt: skip
-    assert added.exit_code == 0, added.output
-    assert "subscription key" in added.output and "fetch key" in added.output  # prompted for, not echoed
-    assert not any(key in added.output for key in keys)
-    path = credentials_path(upload_settings.keys_dir, "st")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert json.loads(path.read_text()) == _keys(server)
-    fetched = invoke("exchange", "fetch")
-    assert fetched.exit_code == 0 and "st: 3 pages, 4 added, 0 removed, 0 skipped" in fetched.output
-    listed = invoke("exchange", "list")
-    assert "st\tstopncii\tNCII\t4 entries" in listed.output and not any(key in listed.output for key in keys)
-    as_json = invoke("exchange", "list", "--json")
-    assert not any(key in as_json.output for key in keys)
-
-    assert_matched_over_upload_api(upload_settings, H[2], [("NCII", rid(H[2]))])
-    removed = invoke("exchange", "remove", "st")
-    assert removed.exit_code == 0 and not path.exists()
-    bad = invoke("exchange", "add", "st", "--type", "stopncii", "--bank", "NCII", "--url", url,
-                 "--subscription-key", "wrong-subscription", "--fetch-key", server.fetch_key)  # fmt: skip
-    assert bad.exit_code == 0, bad.output
-    failed = invoke("exchange", "fetch", "st")
-    assert failed.exit_code == 1 and "StopNCII refused the keys (HTTP 401)" in failed.output
-    assert "wrong-subscription" not in failed.output
+    wrong = ["--type", "stopncii", "--bank", "NCII", "--url", url, "--subscription-key", "wrong-subscription",
+             "--fetch-key", server.fetch_key]  # fmt: skip
+    check_cli_lifecycle(
+        invoke, upload_settings,
+        add=["st", "--type", "stopncii", "--bank", "NCII", "--url", url, "--feedback-key", server.feedback_key],
+        typed=f"{server.subscription_key}\n{server.fetch_key}",  # both prompted for
+        fetched="st: 3 pages, 4 added, 0 removed, 0 skipped", listed="st\tstopncii\tNCII\t4 entries",
+        match=(H[2], [("NCII", rid(H[2]))]), wrong=wrong, refused="StopNCII refused the keys (HTTP 401)",
+        secrets=[*_keys(server).values(), "wrong-subscription"],
+    )  # fmt: skip
+    path = credentials_path(upload_settings.keys_dir, "st")  # as added again with `wrong`: the keys given, no other
+    assert json.loads(path.read_text()) == {"subscription_key": "wrong-subscription", "fetch_key": server.fetch_key}
+    assert "wrong-subscription" not in invoke("exchange", "list", "--json").output
