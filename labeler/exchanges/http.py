@@ -39,11 +39,11 @@ async def send(
 def accepted(
     answer: tuple[int, bytes], *, who: str, asked: str, refused: Collection[int], refusal: str, fix: str
 ) -> bytes:
-    """The body of a 200 answer to `asked` (what was asked, for messages); a status in `refused` is an auth error
+    """The body of a 2xx answer to `asked` (what was asked, for messages); a status in `refused` is an auth error
     ("`who` refused `refusal`", then how to `fix` it), any other an ExchangeError."""
     status, body = answer
     if status in refused:
         raise ExchangeAuthError(f"{who} refused {refusal} (HTTP {status}): {fix}")
-    if status != 200:
+    if not 200 <= status < 300:
         raise ExchangeError(f"{who} answered HTTP {status} for {asked}")
     return body

@@ -19,6 +19,9 @@ paged through within those 12 hours, and would restart for ever. So windows are 
 are read, a window listing few widens the next, and the checkpoint moves to a window's end once it is read, so
 even a long first fetch makes lasting progress. (pytx's `NCMECSignalExchangeAPI.fetch_iter` adapts its windows
 for the same reason; this sizes them from the count the first page states.)
+
+An entry's id here is its member's id and its own (`remote_id`), as pytx keys them; feedback needs both
+(`ncmec_feedback`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from labeler.exchanges.credentials import Credentials
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.http import accepted, send
 from labeler.exchanges.store import ExchangeUpdate
-from labeler.exchanges.types import CredentialField, ExchangeType, Fetching, Page
+from labeler.exchanges.types import CredentialField, ExchangeType, FeedbackCall, Fetching, Page
 from labeler.pipeline.signals import MD5, PDQ
 
 log = logging.getLogger(__name__)
@@ -73,8 +76,14 @@ class NcmecClient:
         return self.base_url + next_
 
     async def get(self, url: str) -> bytes:
+        return await self._call("GET", url)
+
+    async def put(self, url: str, body: bytes) -> None:
+        await self._call("PUT", url, content=body, headers={"content-type": "application/xml; charset=utf-8"})
+
+    async def _call(self, method: str, url: str, **request: Any) -> bytes:
         return accepted(
-            await send(self._http, "GET", url, who="NCMEC", max_bytes=_MAX_PAGE_BYTES, auth=self._auth),
+            await send(self._http, method, url, who="NCMEC", max_bytes=_MAX_PAGE_BYTES, auth=self._auth, **request),
             who="NCMEC", asked=_path_of(url), refused=(401, 403), refusal="the credentials",
             fix="check the user name and password given to `labeler exchange add`, and that NCMEC has enabled API "
             "access for them",
@@ -151,6 +160,7 @@ class NcmecType(ExchangeType):
     name = "ncmec"
     signal_types = (PDQ, MD5)
     credentials = (CredentialField("user", secret=False), CredentialField("password"))
+    has_feedback = True  # upvotes and downvotes of entries (`ncmec_feedback`)
 
     def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:
         environment = given.get("environment") or "Industry"
@@ -162,18 +172,18 @@ class NcmecType(ExchangeType):
         client = NcmecClient(fetch.options["url"], fetch.credentials, fetch.http)
         return pages(client, fetch.checkpoint, clock=fetch.clock)
 
+    async def send_feedback(self, call: FeedbackCall) -> None:
+        from labeler.exchanges.ncmec_feedback import send_vote  # it uses this module's client: imported here
+
+        await send_vote(NcmecClient(call.options["url"], call.credentials, call.http), call)
+
 
 TYPE: Final = NcmecType()
 
 
 def parse_page(body: bytes) -> tuple[list[ExchangeUpdate], str]:
     """A page's updates and its `paging/next` link; entries pytx cannot read are logged and skipped."""
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError as exc:
-        raise MalformedPage(f"not XML: {exc}") from None
-    for element in root.iter():  # namespaces add nothing here (pytx strips them too)
-        element.tag = element.tag.rpartition("}")[2]
+    root = read_xml(body)
     if root.tag != "queryResult":
         raise MalformedPage(f"<{root.tag}> where <queryResult> was expected")
     updates: list[ExchangeUpdate] = []
@@ -186,11 +196,29 @@ def parse_page(body: bytes) -> tuple[list[ExchangeUpdate], str]:
                 continue
             tags = {tag.lower(): value for tag, value in entry.fingerprints.items()}
             signals = {ours: tags[tag] for tag, ours in _SIGNALS.items() if tag in tags}
-            updates.append(ExchangeUpdate(entry.id, entry.deleted, signals))
+            updates.append(ExchangeUpdate(remote_id(entry.member_id, entry.id), entry.deleted, signals))
     following = (root.findtext("paging/next") or "").strip()
     if following and not following.startswith(_NEXT_PREFIX):
         raise MalformedPage(f"paging link outside {_NEXT_PREFIX}")
     return updates, following
+
+
+def remote_id(member_id: int, entry_id: str) -> str:
+    """An entry's id here: its member's and its own, as pytx keys entries (ids are the uploading member's), and
+    as feedback addresses them (`/v2/entries/<member>/<entry>/…`)."""
+    return f"{member_id}-{entry_id}"
+
+
+def read_xml(body: bytes) -> ET.Element:
+    """An answer's XML without namespaces, which add nothing here (pytx strips them too); MalformedPage if it is
+    not XML."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise MalformedPage(f"not XML: {exc}") from None
+    for element in root.iter():
+        element.tag = element.tag.rpartition("}")[2]
+    return root
 
 
 def _skip_past(next_: str) -> str | None:

@@ -1,5 +1,5 @@
-"""A stand-in for NCMEC's hash-sharing API v2 (`GET /v2/entries`, `GET /v2/status`) speaking its wire format as
-python-threatexchange's client reads it (`threatexchange.exchanges.clients.ncmec.hash_api` and its test data):
+"""A stand-in for NCMEC's hash-sharing API v2 (`GET /v2/entries`, `GET /v2/status`, feedback) speaking its wire format
+as python-threatexchange's client reads it (`threatexchange.exchanges.clients.ncmec.hash_api` and its test data):
 HTTP basic auth (401 otherwise), `from`/`to` as `%Y-%m-%dT%H:%M:%SZ`, a namespaced `queryResult` with `images` /
 `videos` groups carrying `maxTimestamp`, entries (`image`, `video`) and tombstones (`deletedImage`,
 `deletedVideo`), and `paging/next`: a path under the environment URL with the window's `from`/`to` and
@@ -9,6 +9,14 @@ An entry is listed in a window when its last change (`changed`) falls in [from, 
 its current state there, a deleted one as a tombstone. Test controls: `page_size`, `malformed` (the `start`
 values of pages answered with a truncated body), `fail_after` (after that many requests to `/v2/entries` every one
 answers 503: an outage mid-fetch) and `requests` (every query string seen, in order).
+
+Feedback as pytx's `submit_feedback` sends it: `GET /v2/feedback/<FINGERPRINT>/reasons` lists the downvote
+reasons (`availableFeedbackReasons`, `reasons` per fingerprint type: GUID → name), and `PUT
+/v2/entries/<member>/<entry>/<FINGERPRINT>/feedback` takes a `feedbackSubmission` XML body (`affirmative`, or
+`negative` with `reasonIds/guid` naming an offered reason; 400 otherwise, 404 for an entry or fingerprint the
+stand-in does not hold, 415 for a body not sent as XML). A member's vote replaces its earlier one, as NCMEC's
+does. Controls: `feedback_down` (every feedback request answers 503 while set) and `votes` (every vote taken,
+in order).
 """
 
 from __future__ import annotations
@@ -39,6 +47,20 @@ class Entry:
     broken: bool = False  # sent without its <id>, which pytx cannot read
 
 
+REASON = "8b0b3b3a-3c36-4c2a-9a5e-0d6d0f3c2b10"  # the one downvote reason offered unless a test sets more
+
+
+@dataclass(frozen=True)
+class Vote:
+    """A feedback call the stand-in took: whose entry, which fingerprint, affirmative or negative, and why."""
+
+    member: int
+    entry: str
+    fingerprint: str
+    vote: str
+    reason: str | None
+
+
 @dataclass
 class NcmecStandin:
     user: str = "esp-user"
@@ -48,9 +70,65 @@ class NcmecStandin:
     malformed: set[int] = field(default_factory=set)
     fail_after: int | None = None
     requests: list[dict[str, str]] = field(default_factory=list)
+    reasons: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {"PDQ": {REASON: "Not CSAM"}, "MD5": {REASON: "Not CSAM"}}
+    )
+    feedback_down: bool = False
+    votes: list[Vote] = field(default_factory=list)
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v2/entries", self._entries), Route("/v2/status", self._status)])
+        return Starlette(
+            routes=[
+                Route("/v2/entries", self._entries),
+                Route("/v2/status", self._status),
+                Route("/v2/feedback/{fingerprint}/reasons", self._reasons),
+                Route("/v2/entries/{member}/{entry}/{fingerprint}/feedback", self._feedback, methods=["PUT"]),
+            ]
+        )
+
+    async def _reasons(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _unauthorized()
+        if self.feedback_down:
+            return Response("Service Unavailable", status_code=503)
+        offered = self.reasons.get(request.path_params["fingerprint"])
+        if offered is None:
+            return Response("Not Found", status_code=404)
+        root = ET.Element("feedbackReasons", xmlns=NS)
+        listed = ET.SubElement(root, "availableFeedbackReasons")
+        for guid, name in offered.items():
+            ET.SubElement(listed, "reason", guid=guid, name=name, type="negative")
+        return _xml(root)
+
+    async def _feedback(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _unauthorized()
+        if self.feedback_down:
+            return Response("Service Unavailable", status_code=503)
+        if not request.headers.get("content-type", "").startswith("application/xml"):
+            return Response("Unsupported Media Type", status_code=415)
+        member, entry_id, fingerprint = (request.path_params[k] for k in ("member", "entry", "fingerprint"))
+        held = [
+            e for e in self.entries if str(e.member) == member and e.id == entry_id and not e.deleted
+            and fingerprint.lower() in {tag.lower() for tag in e.fingerprints}
+        ]  # fmt: skip
+        if not held:
+            return Response("Not Found", status_code=404)
+        try:
+            root = ET.fromstring(await request.body())
+        except ET.ParseError:
+            return Response("bad request: not XML", status_code=400)
+        votes = list(root)
+        if root.tag != f"{{{NS}}}feedbackSubmission" or len(votes) != 1:
+            return Response("bad request: not a feedbackSubmission", status_code=400)
+        vote = votes[0].tag.rpartition("}")[2]
+        guids = [g.text or "" for g in votes[0].iter(f"{{{NS}}}guid")]
+        if vote == "negative" and (len(guids) != 1 or guids[0] not in self.reasons.get(fingerprint, {})):
+            return Response("bad request: a negative vote takes one offered reason", status_code=400)
+        if vote not in ("affirmative", "negative") or (vote == "affirmative" and guids):
+            return Response("bad request: affirmative or negative", status_code=400)
+        self.votes.append(Vote(int(member), entry_id, fingerprint, vote, guids[0] if guids else None))
+        return Response(status_code=200)
 
     def _authorized(self, request: Request) -> bool:
         expected = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()

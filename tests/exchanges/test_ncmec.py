@@ -67,10 +67,10 @@ async def test_first_fetch_pages_through_and_records_each_entry(world: World) ->
     assert (report.error, report.complete, report.pages, report.added, report.skipped) == (None, True, 3, 4, [])
     note = entry_note("nc")
     assert await world.banked() == {
-        H[0]: ("image1", note),
-        H[1]: ("image2", note),
-        H[2]: ("image3", note),
-        H[3]: ("image4", note),
+        H[0]: ("42-image1", note),
+        H[1]: ("42-image2", note),
+        H[2]: ("42-image3", note),
+        H[3]: ("42-image4", note),
     }  # fmt: skip  (video1 carries only an MD5: not for a PDQ bank)
     pages = world.standin.requests
     assert [q.get("start") for q in pages] == [None, "3", "5"]
@@ -79,7 +79,7 @@ async def test_first_fetch_pages_through_and_records_each_entry(world: World) ->
     async with world.stores.engine.connect() as conn:
         recorded = (await conn.execute(sa.select(exchange_entries).order_by(exchange_entries.c.remote_id))).all()
     assert [(r.exchange, r.remote_id, r.value) for r in recorded] == [
-        ("nc", "image1", H[0]), ("nc", "image2", H[1]), ("nc", "image3", H[2]), ("nc", "image4", H[3])
+        ("nc", "42-image1", H[0]), ("nc", "42-image2", H[1]), ("nc", "42-image3", H[2]), ("nc", "42-image4", H[3])
     ]  # fmt: skip
     assert all(r.fetched_at for r in recorded)
     [exchange] = await world.stores.all()
@@ -108,7 +108,7 @@ async def test_deleted_and_updated_entries_change_the_bank(world: World) -> None
     report = await world.fetch()
     assert (report.error, report.added, report.removed) == (None, 1, 2)
     banked = await world.banked()
-    assert set(banked) == {H[0], H[3], H[5]} and banked[H[5]][0] == "image3"
+    assert set(banked) == {H[0], H[3], H[5]} and banked[H[5]][0] == "42-image3"
     [exchange] = await world.stores.all()
     assert exchange.entries == 3
 
@@ -239,8 +239,8 @@ async def test_an_md5_bank_takes_ncmecs_md5s(world: World) -> None:
     assert (report.error, report.added) == (None, 2)
     rows = await world.stores.banks.signal_rows("NCMEC_MD5")
     assert sorted((signal, row[0], row[3]) for signal, row in rows) == [
-        ("md5", "a1" * 16, "image1"),
-        ("md5", MD5, "video1"),
+        ("md5", "a1" * 16, "42-image1"),
+        ("md5", MD5, "42-video1"),
     ]
 
 
@@ -258,7 +258,7 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     check_cli_lifecycle(
         invoke, upload_settings, add=["nc", "--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", server.user],
         typed=server.password, fetched="nc: 3 pages, 4 added, 0 removed, 0 skipped",
-        listed="nc\tncmec\tNCMEC\t4 entries", match=(H[2], [("NCMEC", "image3")]),
+        listed="nc\tncmec\tNCMEC\t4 entries", match=(H[2], [("NCMEC", "42-image3")]),
         wrong=["--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", "u", "--password", "not-the-password"],
         refused="refused the credentials (HTTP 401)", secrets=[server.password, "not-the-password"],
     )  # fmt: skip
@@ -309,7 +309,7 @@ async def test_workers_fetch_due_exchanges_on_schedule_and_metrics_show_them(
         assert 'labeler_exchange_fetch_errors_total{bank="NCMEC",exchange="nc",type="ncmec"} 0.0' in text
         assert 'labeler_exchange_last_success_timestamp_seconds{bank="NCMEC",exchange="nc",type="ncmec"}' in text
         [hit] = await labeler.pipeline.matcher.lookup(H[0])
-        assert (hit.bank, hit.external_id) == ("NCMEC", "image1")
+        assert (hit.bank, hit.external_id) == ("NCMEC", "42-image1")
     finally:
         await labeler.aclose()
 
