@@ -6,8 +6,11 @@ import click
 
 from labeler.cli._common import echo_json, echo_lines, run, running_labeler, settings_or_exit
 from labeler.cli.explain import action_line
+from labeler.pipeline.actions.exchange_feedback import NAME as EXCHANGE_FEEDBACK
 from labeler.pipeline.actions.model import Action
 from labeler.pipeline.policy import KINDS
+
+LISTED_KINDS = (*KINDS, EXCHANGE_FEEDBACK)  # the policy's kinds, and feedback to exchanges (a person's verdicts)
 
 STATES = ("pending", "running", "done", "skipped", "failed", "cancelled")
 
@@ -19,7 +22,7 @@ def actions() -> None:
 
 @actions.command("list")
 @click.option("--state", type=click.Choice(STATES), help="Only actions in this state.")
-@click.option("--kind", type=click.Choice(KINDS), help="Only actions of this kind.")
+@click.option("--kind", type=click.Choice(LISTED_KINDS), help="Only actions of this kind.")
 @click.option("--subject", help="Only actions on this at:// URI or DID.")
 @click.option("--after", type=click.IntRange(min=0), default=0, help="Cursor: actions with a larger id.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
@@ -65,7 +68,7 @@ def actions_show(action_id: int) -> None:
 @actions.command("retry")
 @click.argument("action_ids", type=int, nargs=-1)
 @click.option("--failed", "all_failed", is_flag=True, help="Every failed action (of --kind).")
-@click.option("--kind", type=click.Choice(KINDS), help="With --failed: only this kind.")
+@click.option("--kind", type=click.Choice(LISTED_KINDS), help="With --failed: only this kind.")
 def actions_retry(action_ids: tuple[int, ...], all_failed: bool, kind: str | None) -> None:
     """Give failed actions another round of attempts, once what refused them is fixed (a password, a URL)."""
     if not action_ids and not all_failed:

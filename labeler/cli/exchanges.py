@@ -14,7 +14,7 @@ from labeler.exchanges.credentials import Credentials, remove_credentials, write
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.fetch import FetchReport, http_client
 from labeler.exchanges.schedule import fetch_leased, process_owner
-from labeler.exchanges.store import Exchange, ExchangeStore, check_exchange_name
+from labeler.exchanges.store import FEEDBACK, FEEDBACK_REASON, Exchange, ExchangeStore, check_exchange_name
 from labeler.exchanges.types import TYPE_NAMES, ExchangeType, exchange_type
 from labeler.pipeline.banks import BankStore
 from labeler.pipeline.options import load_options
@@ -61,7 +61,10 @@ def _with_store(settings: Settings, body: Callable[[ExchangeStore], Awaitable[T]
 @click.option("--subscription-key", help="StopNCII: the API Management subscription key (prompted for, never echoed).")
 @click.option("--fetch-key", help="StopNCII: the FetchHashes function key (prompted for, never echoed).")
 @click.option("--feedback-key", help="StopNCII: the SubmitFeedback function key, to send moderators' verdicts back.")
-def exchange_add(name: str, type_: str, bank: str, **given: str | None) -> None:
+@click.option(
+    "--feedback", is_flag=True, help="Send moderators' confirmations and rejections of its matches back to it."
+)
+def exchange_add(name: str, type_: str, bank: str, feedback: bool, **given: str | None) -> None:
     """Add exchange NAME feeding BANK; its credentials go to a 0600 file in the keys directory. Secret values
     not given as options are prompted for, without echo."""
     settings = settings_or_exit()
@@ -69,6 +72,8 @@ def exchange_add(name: str, type_: str, bank: str, **given: str | None) -> None:
         check_exchange_name(name)
         kind = exchange_type(type_)
         options = kind.options(given)
+        if feedback:
+            options[FEEDBACK] = _takes_feedback(kind)
     except ExchangeError as exc:
         raise click.ClickException(str(exc)) from None
     url = options.get("url")
@@ -83,7 +88,41 @@ def exchange_add(name: str, type_: str, bank: str, **given: str | None) -> None:
 
     added = _with_store(settings, body)
     where = f", {added.options['url']}" if "url" in added.options else ""
-    click.echo(f"exchange {added.name} ({added.type}{where}) fills bank {added.bank}")
+    click.echo(f"exchange {added.name} ({added.type}{where}) fills bank {added.bank}{_feedback_note(added)}")
+
+
+@exchange.command("feedback")
+@click.argument("name")
+@click.argument("switch", type=click.Choice(("on", "off")))
+@click.option("--reason", help="NCMEC: the downvote reason to give (its name), where NCMEC offers several.")
+def exchange_feedback(name: str, switch: str, reason: str | None) -> None:
+    """Switch sending moderators' confirmations and rejections of matches against NAME's entries back to it on or
+    off (off unless switched on)."""
+
+    async def body(store: ExchangeStore) -> Exchange:
+        exchange = await store.get(name)
+        options = {**exchange.options, FEEDBACK: switch == "on"}
+        if switch == "on":
+            _takes_feedback(exchange_type(exchange.type))
+        if reason is not None:
+            options[FEEDBACK_REASON] = reason
+        return await store.set_options(name, options)
+
+    changed = _with_store(settings_or_exit(), body)
+    click.echo(f"exchange {changed.name}{_feedback_note(changed) or ': no feedback is sent'}")
+
+
+def _takes_feedback(kind: ExchangeType) -> bool:
+    if not kind.has_feedback:
+        raise ExchangeError(f"{kind.name} exchanges take no feedback")
+    return True
+
+
+def _feedback_note(exchange: Exchange) -> str:
+    if not exchange.feedback:
+        return ""
+    reason = exchange.options.get(FEEDBACK_REASON)
+    return "; moderators' verdicts are sent back to it" + (f" (downvote reason {reason!r})" if reason else "")
 
 
 def _credential_values(kind: ExchangeType, given: dict[str, str | None]) -> dict[str, str]:
@@ -116,6 +155,7 @@ def exchange_list(as_json: bool) -> None:
     echo_lines(
         (
             f"{e.name}\t{e.type}\t{e.bank}\t{e.entries} entries\tlast fetched {e.last_success_at or 'never'}"
+            f"\tfeedback {'on' if e.feedback else 'off'}"
             f"\t{e.fetch_errors} errors{f' (last: {e.last_error})' if e.last_error else ''}"
             for e in found
         ),
@@ -168,4 +208,5 @@ def _shown(e: Exchange) -> dict[str, Any]:
     return {
         "name": e.name, "type": e.type, "bank": e.bank, "url": e.options.get("url"), "entries": e.entries,
         "last_success_at": e.last_success_at, "fetch_errors": e.fetch_errors, "last_error": e.last_error,
+        "feedback": e.feedback,
     }  # fmt: skip

@@ -36,10 +36,11 @@ class FetchReport:
     error: str | None = None  # why the fetch stopped early
 
 
-def http_client(*, allow_private: bool) -> httpx.AsyncClient:
-    """The HTTP client exchanges are fetched with: public addresses only (unless allowed), no redirects."""
+def http_client(*, allow_private: bool, timeout: float = 60) -> httpx.AsyncClient:
+    """The HTTP client exchanges are fetched (and sent feedback) with: public addresses only (unless allowed), no
+    redirects."""
     return httpx.AsyncClient(
-        transport=public_transport(allow_private=allow_private), timeout=60, follow_redirects=False
+        transport=public_transport(allow_private=allow_private), timeout=timeout, follow_redirects=False
     )
 
 

@@ -22,6 +22,7 @@ from threatexchange.exchanges.clients.ncmec import hash_api
 
 from labeler.exchanges.errors import ExchangeError, ExchangeUnavailable
 from labeler.exchanges.ncmec import MalformedPage, NcmecClient, read_xml
+from labeler.exchanges.store import FEEDBACK_REASON
 from labeler.exchanges.types import FeedbackCall
 
 NS: Final = "https://hashsharing.ncmec.org/hashsharing/v2"
@@ -37,7 +38,7 @@ async def send_vote(client: NcmecClient, call: FeedbackCall) -> None:
     root = ET.Element("feedbackSubmission", xmlns=NS)
     vote = ET.SubElement(root, "affirmative" if call.confirmed else "negative")
     if not call.confirmed:
-        reason = _chosen(await reasons(client, fingerprint), call.options.get("feedback_reason"), fingerprint)
+        reason = _chosen(await reasons(client, fingerprint), call.options.get(FEEDBACK_REASON), fingerprint)
         ET.SubElement(ET.SubElement(vote, "reasonIds"), "guid").text = reason
     path = f"/v2/entries/{member}/{urllib.parse.quote(entry, safe='')}/{fingerprint.value}/feedback"
     await client.put(client.base_url + path, ET.tostring(root))

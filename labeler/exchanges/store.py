@@ -30,6 +30,8 @@ from labeler.store.exchange_schema import exchange_entries, exchanges
 log = logging.getLogger(__name__)
 
 EXCHANGE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+FEEDBACK: Final = "feedback"  # the option that switches feedback on (`labeler exchange feedback NAME on`)
+FEEDBACK_REASON: Final = "feedback_reason"  # the reason given with a rejection, where the exchange asks for one
 _MAX_ERROR: Final = 500
 
 
@@ -55,6 +57,11 @@ class Exchange:
     fetch_errors: int
     entries: int = 0
 
+    @property
+    def feedback(self) -> bool:
+        """Whether moderators' verdicts on matches against its entries are sent back to it (off by default)."""
+        return self.options.get(FEEDBACK) is True
+
 
 @dataclass
 class Applied:
@@ -72,6 +79,12 @@ def check_exchange_name(name: str) -> str:
 def entry_note(name: str) -> str:
     """The note of bank entries exchange `name` added: how a removal tells them from hashes imported by hand."""
     return f"exchange:{name}"
+
+
+def exchange_of_note(note: str | None) -> str | None:
+    """The exchange that added a bank entry with `note` (see `entry_note`); None for entries added otherwise."""
+    prefix = entry_note("")
+    return note.removeprefix(prefix) if note and note.startswith(prefix) and len(note) > len(prefix) else None
 
 
 class ExchangeStore:
@@ -124,6 +137,20 @@ class ExchangeStore:
             removed = (await conn.execute(exchange_entries.delete().where(mine))).rowcount
             await conn.execute(exchanges.delete().where(exchanges.c.name == name))
         return int(removed)
+
+    async def set_options(self, name: str, options: dict[str, Any]) -> Exchange:
+        """Replace exchange `name`'s options (its feedback switch, …)."""
+        async with write_transaction(self.engine, "exchange options") as conn:
+            changed = await conn.execute(exchanges.update().where(exchanges.c.name == name).values(options=options))
+            if changed.rowcount != 1:
+                raise ExchangeError(f"no exchange named {name!r}")
+        return await self.get(name)
+
+    async def entry_value(self, name: str, remote_id: str) -> str | None:
+        """The hash exchange `name`'s entry `remote_id` carries now; None when the exchange no longer has it."""
+        mine = sa.and_(exchange_entries.c.exchange == name, exchange_entries.c.remote_id == remote_id)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(sa.select(exchange_entries.c.value).where(mine))).scalar_one_or_none()
 
     async def save_checkpoint(self, name: str, checkpoint: dict[str, Any], *, complete: bool) -> None:
         """Move the checkpoint past a page; `complete` when the fetch reached the exchange's end."""

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from labeler.config import Settings
 from labeler.declaration import DEFAULT_LABEL, Declaration
+from labeler.exchanges.store import ExchangeStore
 from labeler.identity import DidResolver
 from labeler.labels.writer import LabelWriter
 from labeler.metrics import Metrics
@@ -107,6 +108,8 @@ class Pipeline:
             resolver=resolver,
             registry=metrics.registry,
             fetcher=self.fetcher,
+            exchanges=ExchangeStore(engine, self.banks),
+            keys_dir=settings.keys_dir,
             allow_private=settings.allow_private_fetch,
         )
         self.applier = DecisionApplier(self.actioner, matcher=settings.matcher, dihedral=settings.dihedral)

@@ -197,7 +197,7 @@ async def test_a_long_history_is_read_in_windows_narrowed_to_what_they_list(worl
         async for page in pages(client, resumed_from, clock=world.clock, window_entries=6):
             seen |= {u.remote_id for u in page.updates}
             last = page
-    assert seen == {e.id for e in world.standin.entries}
+    assert seen == {f"{e.member}-{e.id}" for e in world.standin.entries}
     assert last.last and last.checkpoint == {"from": T0 + 4095}
     windows = {(q["from"], q["to"]) for q in world.standin.requests}
     listed = [sum(1 for e in world.standin.entries if _in(e.changed, w)) for w in windows]

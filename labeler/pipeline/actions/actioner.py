@@ -10,16 +10,19 @@ decision, who waits to see what it did. A failure then waits in the outbox for t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from labeler.exchanges.store import ExchangeStore
 from labeler.identity.resolver import DidResolver
 from labeler.labels.writer import LabelWriter
 from labeler.pipeline.actions.altitude.handoff import AltitudeKind
 from labeler.pipeline.actions.altitude.store import HandoffStore
-from labeler.pipeline.actions.config import ActionsConfig
+from labeler.pipeline.actions.config import DEFAULT_TIMEOUT, ActionsConfig
 from labeler.pipeline.actions.dispatch import Dispatcher
+from labeler.pipeline.actions.exchange_feedback import ExchangeFeedbackKind
 from labeler.pipeline.actions.label import LabelKind
 from labeler.pipeline.actions.model import Action, ActionKind, ActionSpec
 from labeler.pipeline.actions.outbox import Outbox
@@ -44,6 +47,8 @@ class Actioner:
         resolver: DidResolver,
         registry: CollectorRegistry,
         fetcher: BlobFetcher,
+        exchanges: ExchangeStore,
+        keys_dir: Path,
         allow_private: bool = False,
     ) -> None:
         self.config = config
@@ -63,7 +68,17 @@ class Actioner:
             if config.altitude is not None
             else None
         )
-        self._remote: list[TakedownKind | ReportKind | WebhookKind | AltitudeKind] = []
+        # Feedback to hash exchanges is switched on per exchange (in the database), so the kind is always here.
+        self.exchange_feedback = ExchangeFeedbackKind(
+            exchanges,
+            keys_dir=keys_dir,
+            max_attempts=attempts,
+            timeout=DEFAULT_TIMEOUT,
+            allow_private=allow_private,
+        )
+        self._remote: list[TakedownKind | ReportKind | WebhookKind | AltitudeKind | ExchangeFeedbackKind] = [
+            self.exchange_feedback
+        ]
         if config.takedown is not None:
             self._remote.append(TakedownKind(config.takedown, resolver, max_attempts=attempts))
         if config.report is not None:

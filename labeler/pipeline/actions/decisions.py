@@ -1,11 +1,13 @@
 """What a person decides about a match, one function each, for every front end (CLI, HTTP API, consoles, hand-offs):
 
 - `confirm(item)`: the match is real. The rule does everything it does for a certain match: its labels, and its
-  takedown and report if it has them (those it already did are not done again).
+  takedown and report if it has them (those it already did are not done again). A match against a hash
+  exchange's entry is confirmed to the exchange where its feedback is on (`exchange_feedback`).
 - `reject(item)`: the match is wrong. Everything the decision did is reversed: labels negated, takedowns lifted,
   the review closed; a report already sent upstream cannot be withdrawn and says so. As a false positive, the
   bank entry can also be disabled for future matches (`disable-entry`, HMA's "disable bank content"), or the
-  image added to the allow-list bank (`allow-list`), whose entries suppress matches (`screen`).
+  image added to the allow-list bank (`allow-list`), whose entries suppress matches (`screen`). The exchange
+  whose entry matched is told, where its feedback is on.
 - `label_negated(subject, values)`: a moderator took values off a subject (emitEvent, `labeler label negate`):
   every decision that published them is reversed the same way.
 
@@ -20,13 +22,15 @@ from typing import Any, Final
 
 from labeler.pipeline.actions.actioner import Actioner
 from labeler.pipeline.actions.allow_list import AllowList
+from labeler.pipeline.actions.exchange_feedback import NAME as EXCHANGE_FEEDBACK
 from labeler.pipeline.actions.model import Action, ActionSpec
 from labeler.pipeline.actions.plan import Intent, decision_key, evidence_rule, plan
 from labeler.pipeline.actions.screen import Screen
 from labeler.pipeline.review import ReviewError, ReviewItem, ReviewQueue
 
-#: Kinds whose effects a reversal undoes (or, for a report, records that it cannot).
-REVERSIBLE: Final = ("label", "review", "takedown", "report")
+#: Kinds whose effects a reversal undoes (or, for a report, records that it cannot); a confirmation sent to an
+#: exchange is answered with the opposite verdict.
+REVERSIBLE: Final = ("label", "review", "takedown", "report", EXCHANGE_FEEDBACK)
 #: What rejecting a match as a false positive can also do about future matches.
 FALSE_POSITIVE: Final = ("disable-entry", "allow-list")
 
@@ -55,14 +59,11 @@ class Decisions:
         evidence = {**item.evidence, "review": {"item_id": item.id, "decided_by": actor, "note": note}}
         rule = evidence_rule(item.evidence, item.vals)
         intent = Intent(actor, "review", note or f"confirmed review item {item.id}", respect_negations=False)
-        specs = plan(
-            evidence,
-            rule,
-            rule.confirmed_kinds(),
-            key=decision_key(item.evidence) or f"review:{item.id}",
-            subject_uri=item.subject_uri,
-            subject_cid=item.subject_cid,
-            intent=intent,
+        key = decision_key(item.evidence) or f"review:{item.id}"
+        uri, cid = item.subject_uri, item.subject_cid
+        specs = plan(evidence, rule, rule.confirmed_kinds(), key=key, subject_uri=uri, subject_cid=cid, intent=intent)
+        specs += await self.actioner.exchange_feedback.plan(
+            evidence, confirmed=True, key=key, actor=actor, note=note, subject_uri=uri, subject_cid=cid
         )
         return Verdict(item, await self.actioner.submit(specs, for_person=True))
 
@@ -91,7 +92,12 @@ class Decisions:
                 await self.allow_list.add(pending.evidence, note=f"false positive of {bank} entry {entry}")
         item = await self.reviews.decide(item_id, confirm=False, actor=actor, note=note)
         key = decision_key(item.evidence) or f"review:{item.id}"  # an item made by hand did nothing else
-        return Verdict(item, await self.reverse(key, actor=actor, reason=reason))
+        reversals = await self.reverse(key, actor=actor, reason=reason)
+        told = await self.actioner.exchange_feedback.plan(
+            item.evidence, confirmed=False, key=key, actor=actor, note=note,
+            subject_uri=item.subject_uri, subject_cid=item.subject_cid,
+        )  # fmt: skip
+        return Verdict(item, reversals + await self.actioner.submit(told, for_person=True))
 
     async def label_negated(
         self, uri: str, cid: str | None, vals: Sequence[str], *, actor: str, note: str | None = None

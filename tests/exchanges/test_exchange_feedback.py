@@ -1,0 +1,230 @@
+"""Feedback to a hash exchange through the real pipeline: an NCMEC entry fetched from the stand-in matches a posted
+image, the match waits in review, and a moderator's decision (`Decisions`, which the CLI, the HTTP API and the
+consoles all call) reaches the stand-in as NCMEC's upvote or downvote: once per decision, retried through an
+outage and a restart, refused for good (and recorded) on bad credentials, and never when feedback is off."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pipeline.blob_server import PdsWorld
+from pipeline.conftest import pds_world  # noqa: F401 (fixture)
+from pipeline.corpus import encode, flip_bits, structured_rgb
+from pipeline.harness import Harness, all_done, eventually
+from support.server import serve_in_thread
+
+from labeler.config import Settings
+from labeler.exchanges.credentials import Credentials, write_credentials
+from labeler.exchanges.fetch import fetch_exchange, http_client
+from labeler.exchanges.ncmec import TYPE as NCMEC
+from labeler.pipeline.actions.exchange_feedback import NAME as FEEDBACK
+from labeler.pipeline.actions.model import Action
+from labeler.pipeline.hasher import hash_image
+from labeler.pipeline.jobs import JobSpec
+from labeler.service import Labeler
+
+from .harness import cli_invoker
+from .ncmec_standin import REASON, Entry, NcmecStandin, Vote
+
+BANK = "NCMEC"
+T0 = 1_700_000_000
+RETRY_FAST = {"actions": {"retry_base_seconds": 0.05, "retry_cap_seconds": 0.2}}
+
+
+@dataclass
+class Scene:
+    """A posted image, the NCMEC entry near it (a review-distance match), and the stand-in serving the entry."""
+
+    harness: Harness
+    standin: NcmecStandin
+    url: str
+    post: JobSpec
+    banked: str
+
+    def settings(self) -> Settings:
+        return self.harness.settings(extra=RETRY_FAST)
+
+    def upvote(self) -> Vote:
+        return Vote(42, "image1", "PDQ", "affirmative", None)
+
+    def downvote(self, reason: str = REASON) -> Vote:
+        return Vote(42, "image1", "PDQ", "negative", reason)
+
+
+@pytest.fixture
+def scene(pds_world: PdsWorld, make_settings: Any) -> Iterator[Scene]:  # noqa: F811
+    harness = Harness(pds_world, make_settings, "embedded", None)
+    image = encode(structured_rgb(160, 120, seed=211), "PNG")
+    banked = flip_bits(hash_image(image).hash, 15, seed=21)  # near enough to match, too far to label unreviewed
+    standin = NcmecStandin(entries=[Entry("image1", T0 + 10, {"pdq": banked, "md5": "c1" * 16})])
+    post = harness.post(pds_world.account(), "p", image)
+    with serve_in_thread(standin.app()) as server, pds_world.pds_running():
+        yield Scene(harness, standin, server.url, post, banked)
+
+
+async def fed_and_matched(scene: Scene, labeler: Labeler, settings: Settings, *, feedback: bool = True) -> int:
+    """Exchange `nc` (feedback on or off) fetched into the bank, the post matched: its review item's id."""
+    store = labeler.exchanges.store
+    await store.banks.create(BANK)
+    await store.add("nc", "ncmec", BANK, {"url": scene.url, "feedback": feedback}, carries=NCMEC.signal_types)
+    credentials = {"user": scene.standin.user, "password": scene.standin.password}
+    write_credentials(settings.keys_dir, "nc", Credentials(credentials))
+    async with http_client(allow_private=True) as http:
+        report = await fetch_exchange(store, "nc", keys_dir=settings.keys_dir, http=http)
+    assert (report.error, report.added) == (None, 1)
+
+    async def matchable() -> bool:
+        return bool(await labeler.pipeline.matcher.lookup(scene.banked, max_distance=0))
+
+    await eventually(matchable, within=10, what="the fetched entry in the index")
+    await labeler.pipeline.jobs.enqueue([scene.post])
+    await all_done(labeler, 1)
+    [item] = await labeler.pipeline.reviews.list(status="pending", subject_uri=scene.post.subject_uri)
+    assert (item.evidence["match"]["external_id"], item.evidence["match"]["note"]) == ("42-image1", "exchange:nc")
+    return item.id
+
+
+def feedback_of(actions: list[Action]) -> list[Action]:
+    return [a for a in actions if a.kind == FEEDBACK]
+
+
+async def test_confirming_upvotes_once_and_a_later_negation_downvotes(scene: Scene) -> None:
+    settings = scene.settings()
+    async with scene.harness.running(settings, workers=1) as labeler:
+        item = await fed_and_matched(scene, labeler, settings)
+        verdict = await labeler.pipeline.decisions.confirm(item, actor="did:plc:moderator", note="it is")
+        [sent] = feedback_of(verdict.actions)
+        assert (sent.state, sent.outcome, sent.params["confirmed"], sent.params["note"]) == (
+            "done",
+            "sent",
+            True,
+            "it is",
+        )
+        assert scene.standin.votes == [scene.upvote()]
+        # The same decision queued again (a retried request, a second front end) is the same row: nothing is sent.
+        decisions = labeler.pipeline.actioner.exchange_feedback
+        again = await decisions.plan(
+            verdict.item.evidence, confirmed=True, key=sent.decision or "", actor="did:plc:other", note=None,
+            subject_uri=sent.subject_uri, subject_cid=sent.subject_cid,
+        )  # fmt: skip
+        assert [a.id for a in await labeler.pipeline.actioner.submit(again, for_person=True)] == [sent.id]
+        assert scene.standin.votes == [scene.upvote()]
+        # Negating the label afterwards reverses the decision: NCMEC is told the opposite, with a reason.
+        reversals = await labeler.pipeline.decisions.label_negated(
+            sent.subject_uri, sent.subject_cid, ["csam-hash-match"], actor="did:plc:moderator", note="was wrong"
+        )
+        [undo] = feedback_of(reversals)
+    assert (undo.op, undo.state, undo.reverses) == ("reverse", "done", sent.id)
+    assert scene.standin.votes == [scene.upvote(), scene.downvote()]
+
+
+async def test_rejecting_downvotes_with_the_only_reason_ncmec_offers(scene: Scene) -> None:
+    settings = scene.settings()
+    async with scene.harness.running(settings, workers=1) as labeler:
+        item = await fed_and_matched(scene, labeler, settings)
+        verdict = await labeler.pipeline.decisions.reject(item, actor="did:plc:moderator", note="a sunset")
+    [sent] = feedback_of(verdict.actions)
+    assert (sent.state, sent.outcome, sent.params["confirmed"]) == ("done", "sent", False)
+    assert scene.standin.votes == [scene.downvote()]
+
+
+def test_with_several_reasons_the_configured_one_is_given(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NCMEC offering several reasons and none chosen: the downvote fails for good with the choices in its detail;
+    once `labeler exchange feedback nc on --reason …` names one, `labeler actions retry` sends it."""
+    other = "0c9f1a4e-5b7d-4e8a-9f3c-2d1e0b6a7c58"
+    scene.standin.reasons["PDQ"] = {REASON: "Not CSAM", other: "Poor quality hash"}
+    settings = scene.settings()
+
+    async def reject() -> Action:
+        async with scene.harness.running(settings, workers=1) as labeler:
+            item = await fed_and_matched(scene, labeler, settings)
+            [sent] = feedback_of((await labeler.pipeline.decisions.reject(item, actor="mod")).actions)
+            return sent
+
+    sent = asyncio.run(reject())
+    assert (sent.state, sent.outcome) == ("failed", "exchange-refused")
+    assert "'Not CSAM', 'Poor quality hash'" in (sent.detail or "") and "--reason" in (sent.detail or "")
+    assert scene.standin.votes == []
+    invoke = cli_invoker(settings, monkeypatch)
+    listed = invoke("actions", "list", "--state", "failed", "--kind", FEEDBACK)
+    assert f"#{sent.id} {FEEDBACK} apply: failed (exchange-refused)" in listed.output
+    switched = invoke("exchange", "feedback", "nc", "on", "--reason", "poor quality hash")
+    assert switched.exit_code == 0 and "downvote reason 'poor quality hash'" in switched.output
+    retried = invoke("actions", "retry", str(sent.id))
+    assert retried.exit_code == 0 and "done (sent)" in retried.output, retried.output
+    assert scene.standin.votes == [scene.downvote(other)]
+
+
+async def test_feedback_off_sends_nothing(scene: Scene) -> None:
+    settings = scene.settings()
+    async with scene.harness.running(settings, workers=1) as labeler:
+        item = await fed_and_matched(scene, labeler, settings, feedback=False)
+        confirmed = await labeler.pipeline.decisions.confirm(item, actor="did:plc:moderator")
+        queued = await labeler.pipeline.actioner.outbox.list(kind=FEEDBACK)
+    assert feedback_of(confirmed.actions) == [] and queued == []
+    assert scene.standin.votes == []
+
+
+async def test_an_outage_is_retried_across_a_restart_and_delivered_once(scene: Scene) -> None:
+    settings = scene.settings()
+    scene.standin.feedback_down = True
+    async with scene.harness.running(settings, workers=1) as labeler:
+        item = await fed_and_matched(scene, labeler, settings)
+        [sent] = feedback_of((await labeler.pipeline.decisions.confirm(item, actor="mod")).actions)
+        assert (sent.state, sent.outcome) == ("pending", "exchange-unavailable") and "HTTP 503" in (sent.detail or "")
+
+        async def retried() -> bool:
+            row = await labeler.pipeline.actioner.outbox.get(sent.id)
+            return row is not None and row.attempts >= 3
+
+        await eventually(retried, within=10, what="the runner retrying through the outage")
+        retries = labeler.metrics.registry.get_sample_value(
+            "labeler_action_retries_total", {"kind": FEEDBACK, "cause": "exchange-unavailable"}
+        )
+    assert scene.standin.votes == [] and retries is not None and retries >= 2
+    scene.standin.feedback_down = False
+    async with scene.harness.running(settings, workers=1) as labeler:  # after a restart
+
+        async def delivered() -> bool:
+            row = await labeler.pipeline.actioner.outbox.get(sent.id)
+            return row is not None and row.state == "done"
+
+        await eventually(delivered, within=10, what="the upvote delivered after the outage")
+    assert scene.standin.votes == [scene.upvote()]
+
+
+async def test_refused_credentials_fail_once_recorded_without_the_password(scene: Scene) -> None:
+    settings = scene.settings()
+    async with scene.harness.running(settings, workers=1) as labeler:
+        item = await fed_and_matched(scene, labeler, settings)
+        wrong = {"user": scene.standin.user, "password": "not-the-password"}
+        write_credentials(settings.keys_dir, "nc", Credentials(wrong))
+        [sent] = feedback_of((await labeler.pipeline.decisions.confirm(item, actor="mod")).actions)
+        failed = labeler.metrics.registry.get_sample_value(
+            "labeler_actions_total", {"kind": FEEDBACK, "op": "apply", "state": "failed"}
+        )
+        [listed] = await labeler.pipeline.actioner.outbox.list(state="failed", kind=FEEDBACK)
+    assert (sent.state, sent.outcome, sent.attempts) == ("failed", "exchange-auth", 1)
+    assert "refused the credentials (HTTP 401)" in (sent.detail or "") and "not-the-password" not in (sent.detail or "")
+    assert failed == 1.0 and listed.id == sent.id
+    assert scene.standin.votes == []
+
+
+def test_cli_switches_feedback_on_and_off(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = scene.settings()
+    invoke = cli_invoker(settings, monkeypatch)
+    assert invoke("bank", "create", BANK).exit_code == 0
+    added = invoke("exchange", "add", "nc", "--type", "ncmec", "--bank", BANK, "--url", scene.url, "--user", "u",
+                   "--password", "p", "--feedback")  # fmt: skip
+    assert added.exit_code == 0 and "moderators' verdicts are sent back to it" in added.output, added.output
+    assert "\tfeedback on\t" in invoke("exchange", "list").output
+    off = invoke("exchange", "feedback", "nc", "off")
+    assert off.exit_code == 0 and "no feedback is sent" in off.output
+    assert "\tfeedback off\t" in invoke("exchange", "list").output
+    assert '"feedback": false' in invoke("exchange", "list", "--json").output
+    unknown = invoke("exchange", "feedback", "nowhere", "on")
+    assert unknown.exit_code != 0 and "no exchange named 'nowhere'" in unknown.output
