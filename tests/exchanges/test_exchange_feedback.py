@@ -46,7 +46,8 @@ class Scene:
     banked: str
 
     def settings(self) -> Settings:
-        return self.harness.settings(extra=RETRY_FAST)
+        """Fast retries; exchanges fetched on demand only (the test's own fetch, not the workers' schedule)."""
+        return self.harness.settings(pipeline={"exchange_fetch_seconds": 0}, extra=RETRY_FAST)
 
     def upvote(self) -> Vote:
         return Vote(42, "image1", "PDQ", "affirmative", None)

@@ -7,7 +7,8 @@ confirms or rejects a review item: the match's bank entry names the exchange tha
 `exchange:<name>`) and the entry's id there (its external id), and if that exchange takes feedback and has it on,
 one row is queued per decision and verdict (its dedupe key), so a decision is sent once however often it is
 submitted. Reversing a confirmed decision later (its label negated) sends the opposite verdict, as a
-reversal row; a rejection's reversal sends nothing (nothing about the entry changed).
+reversal row, once the confirmation was attempted (a confirmation never attempted is cancelled instead); a
+rejection's reversal sends nothing (nothing about the entry changed).
 
 Each attempt reads the exchange's options and credentials as they are then: an exchange switched off since ends
 `skipped`, one removed `failed`. An outage, a 429 or a 5xx is retried with backoff (the outbox's); refused
@@ -101,8 +102,9 @@ class ExchangeFeedbackKind:
     async def reverse(self, action: Action, original: Action) -> Outcome:
         if not original.params["confirmed"]:
             return skipped("not-reversible", "a rejection sent to the exchange stays; nothing more to send")
-        if original.state != "done":
-            return skipped("nothing-sent", "the confirmation never reached the exchange")
+        if original.state == "skipped":
+            return skipped("nothing-sent", "the confirmation was never sent")
+        # Sent, or maybe sent (an attempt that timed out may have reached it): the decision now says "no match".
         return await self._send(original.params, confirmed=False, note=action.params.get("reason"))
 
     async def _send(self, params: dict[str, Any], *, confirmed: bool, note: str | None) -> Outcome:
