@@ -14,15 +14,14 @@ import click
 
 from labeler.cli._common import echo_json, echo_lines, migrated_engine, run, settings_or_exit
 from labeler.config import Settings
-from labeler.pipeline.bank_import import FORMATS, parse_file
-from labeler.pipeline.banks import BankError, BankStore, EntryInput, check_bank_name
-from labeler.pipeline.hma_banks import DEFAULT_CONCURRENCY, HmaBanks, ImportReport
+from labeler.pipeline.bank_import import FORMATS, bank_signal_type, import_entries, parse_file
+from labeler.pipeline.banks import BankError, BankStore, check_bank_name
+from labeler.pipeline.hma_banks import DEFAULT_CONCURRENCY, HmaBanks
 from labeler.pipeline.match.base import MatchFailure
 from labeler.pipeline.match.hma import HmaMatcher
 from labeler.pipeline.signals import PDQ, SIGNAL_TYPES
 
 T = TypeVar("T")
-_BATCH = 1000
 
 
 @click.group()
@@ -159,7 +158,7 @@ def bank_import(
     if hma:
         signal_type = _with_hma(settings, lambda banks: banks.signal_type_for(name, signal_type, create))
     else:
-        signal_type = _with_store(settings, lambda store: _bank_signal(store, name, signal_type, create))
+        signal_type = _with_store(settings, lambda store: bank_signal_type(store, name, signal_type, create))
     try:
         parsed = parse_file(path, fmt, signal_type)
     except (OSError, UnicodeError, ValueError) as exc:
@@ -177,7 +176,12 @@ def bank_import(
                 ),
             )
         else:
-            report = _with_store(settings, lambda store: _import_embedded(store, name, entries, create, kind, step))
+            report = _with_store(
+                settings,
+                lambda store: import_entries(
+                    store, name, entries, create=create, signal_type=kind, step=lambda n, _: step(n), actor="cli"
+                ),
+            )
     lines = {entry.value: line_no for line_no, entry in reversed(parsed.entries)}
     for entry, why in report.failed:
         click.echo(f"{path}:{lines.get(entry.value, '?')}: not imported: {why}", err=True)
@@ -205,34 +209,3 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
             bar.update(n, f"{done / max(time.monotonic() - started, 1e-3):,.0f} hashes/s")
 
         yield step
-
-
-async def _bank_signal(store: BankStore, name: str, wanted: str | None, create: bool) -> str:
-    """The signal type to read the file as: the bank's, which `--signal` must agree with."""
-    banks = {b.name: b.signal_type for b in await store.all_banks()}
-    if name not in banks:
-        if not create:
-            raise BankError(f"no bank named {name!r} (--create makes it)")
-        return wanted or PDQ
-    if wanted is not None and wanted != banks[name]:
-        raise BankError(f"bank {name} holds {banks[name]} hashes, not {wanted}")
-    return banks[name]
-
-
-async def _import_embedded(
-    store: BankStore,
-    name: str,
-    entries: list[EntryInput],
-    create: bool,
-    signal_type: str,
-    step: Callable[[int], None],
-) -> ImportReport:
-    if create and name not in {b.name for b in await store.all_banks()}:
-        await store.create(name, signal_type=signal_type)
-    report = ImportReport()
-    for start in range(0, len(entries), _BATCH):
-        batch = entries[start : start + _BATCH]
-        report.landed += await store.add_entries(name, batch)
-        step(len(batch))
-    report.skipped = len(entries) - report.landed
-    return report

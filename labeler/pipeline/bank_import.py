@@ -1,4 +1,5 @@
-"""Reading hash lists for `labeler bank import`: CSV, TSV or plain text, with line numbers for every bad row.
+"""Importing hash lists into embedded banks, for `labeler bank import` and the console's Banks page: reading CSV,
+TSV or plain text with line numbers for every bad row, and adding the entries a batch per transaction.
 
 Every hash in a file is of one signal type (`--signal`: pdq, md5, sha256, vpdq). Columns are `hash[, external_id[,
 note]]`. CSV/TSV may start with a header naming them (the hash as `hash`/`signal` or the signal type's name,
@@ -7,6 +8,10 @@ whitespace and an external id, then a note (the rest of the line). Blank lines a
 skipped. Hashes are accepted in either case and stored lowercase, as HMA and exchange lists write them. A vPDQ
 hash is pytx's signal string (a JSON list of `"hex,quality,time"` strings; CSV quotes it as any field); in plain
 text the JSON list comes first on the line, spaces and all.
+
+Importing is idempotent: a hash already in the bank is skipped, so an import that stopped (an outage, a killed
+process) is finished by running the same file again. Each batch is one bank change (`labeler.pipeline.banks`),
+which every process replays into its index, so the entries match as soon as it commits.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Final
 
-from labeler.pipeline.banks import EntryInput
+from labeler.pipeline.banks import BankError, BankStore, EntryInput
+from labeler.pipeline.hma_banks import ImportReport
 from labeler.pipeline.signals import PDQ, SIGNAL_TYPES, VPDQ
 from labeler.pipeline.signals.values import normalised_hash
 
@@ -30,6 +36,7 @@ _HEADER_NAMES: Final = {
     "note": "note",
 }  # fmt: skip
 _MAX_FIELD: Final = 1000
+BATCH: Final = 1000  # entries per transaction: a stopped import keeps every batch before it
 
 
 @dataclass
@@ -38,7 +45,7 @@ class ParsedFile:
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: PurePath) -> str:
     suffix = path.suffix.lower()
     return "csv" if suffix == ".csv" else "tsv" if suffix in (".tsv", ".tab") else "text"
 
@@ -108,3 +115,40 @@ def _text_rows(text: str, *, json_first: bool = False) -> Iterator[tuple[int, li
         except (ValueError, RecursionError):
             end = len(stripped.split(None, 1)[0])  # not JSON: the row's error comes from parsing the field
         yield line_no, [stripped[:end], *stripped[end:].split(None, 1)]
+
+
+async def bank_signal_type(store: BankStore, name: str, wanted: str | None, create: bool) -> str:
+    """The signal type to read a file for bank `name` as: the bank's, which `wanted` must agree with; `wanted`
+    (default pdq) for a bank that `create` will make. BankError if there is no such bank and `create` is off."""
+    banks = {b.name: b.signal_type for b in await store.all_banks()}
+    if name not in banks:
+        if not create:
+            raise BankError(f"no bank named {name!r} (an import with create makes it: --create)")
+        return wanted or PDQ
+    if wanted is not None and wanted != banks[name]:
+        raise BankError(f"bank {name} holds {banks[name]} hashes, not {wanted}")
+    return banks[name]
+
+
+async def import_entries(
+    store: BankStore,
+    name: str,
+    entries: Sequence[EntryInput],
+    *,
+    create: bool,
+    signal_type: str,
+    step: Callable[[int, int], None],
+    actor: str,
+) -> ImportReport:
+    """Add `entries` to bank `name` (made first if `create` and missing) BATCH at a time; `step(done, landed)`
+    after each batch. The bank change log keeps `actor`."""
+    if create and name not in {b.name for b in await store.all_banks()}:
+        await store.create(name, signal_type=signal_type)
+    report = ImportReport()
+    for start in range(0, len(entries), BATCH):
+        batch = entries[start : start + BATCH]
+        landed = await store.add_entries(name, batch, actor=actor)
+        report.landed += landed
+        step(len(batch), landed)
+    report.skipped = len(entries) - report.landed
+    return report

@@ -174,9 +174,9 @@ class BankStore:
         async with self.engine.connect() as conn:
             return (await self._bank(conn, name))[1]
 
-    async def add_entries(self, name: str, entries: Sequence[EntryInput]) -> int:
+    async def add_entries(self, name: str, entries: Sequence[EntryInput], *, actor: str | None = None) -> int:
         """Add entries validated for the bank's signal type, in one transaction; returns how many were new (a
-        known hash is skipped)."""
+        known hash is skipped). The change log keeps `actor` when a person imported them (cli, admin)."""
         stamp = syntax.now()
         insert = sqlite.insert if self._sqlite else postgresql.insert
         ids: list[int] = []
@@ -197,7 +197,7 @@ class BankStore:
                 )
                 ids.extend(int(i) for i in (await conn.execute(stmt)).scalars())
             if ids:
-                await self._log(conn, name, "add", min(ids), max(ids), signal_type)
+                await self._log(conn, name, "add", min(ids), max(ids), signal_type, actor)
         return len(ids)
 
     async def head(self) -> int:

@@ -110,7 +110,8 @@ bank_changes = sa.Table(
     sa.Column("last_id", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("signal_type", sa.Text, nullable=False, server_default="pdq"),  # whose table first_id..last_id are in
-    sa.Column("actor", sa.Text, nullable=True),  # who dropped the bank (cli, admin); NULL for other changes
+    # who dropped the bank or imported the entries (cli, admin); NULL for other changes
+    sa.Column("actor", sa.Text, nullable=True),
     sqlite_autoincrement=True,
 )
 
