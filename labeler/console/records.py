@@ -1,6 +1,7 @@
 """The console's record pages: the hash banks (with entries switched off or held for review, which it can change
-as `labeler entries` does, and removing a bank as `labeler bank remove` does), the audit log of moderation events
-(who, through which credential, what, why), and one subject's history (as `labeler explain`)."""
+as `labeler entries` does, removing a bank as `labeler bank remove` does, and the imports of `bank_upload`), the
+audit log of moderation events (who, through which credential, what, why), and one subject's history (as
+`labeler explain`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from labeler.console.auth import ADMIN, actor, console_auth
+from labeler.console.bank_upload import MAX_UPLOAD_BYTES, imports
 from labeler.console.web import ConsoleError, Redirect, page, query_text, render
 from labeler.pipeline.actions.screen import MODES
+from labeler.pipeline.bank_import import FORMATS
 from labeler.pipeline.banks import BankError
 from labeler.pipeline.evidence import explain, summary
+from labeler.pipeline.signals import SIGNAL_TYPES
 from labeler.reports.subject import parse_subject_param
 from labeler.service import Labeler
 from labeler.xrpc.params import get_int
@@ -36,6 +40,11 @@ async def banks(request: Request) -> Response:
         "states": await labeler.pipeline.screen.states(),
         "is_admin": session.user == ADMIN,
         "removed": query_text(request, "removed")[:MAX_NAME],
+        "hma": labeler.settings.matcher == "hma",
+        "imports": imports(request).recent(),
+        "signal_types": SIGNAL_TYPES,
+        "formats": FORMATS,
+        "max_upload_mib": MAX_UPLOAD_BYTES // (1024 * 1024),
     }
     return render(request, "banks.html", context)
 

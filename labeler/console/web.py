@@ -41,11 +41,17 @@ SECURITY_HEADERS: Final = [
 
 
 class ConsoleError(Exception):
-    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None) -> None:
+    """A refusal: `message` for the person, and `details` (lines) when there is a list to show, such as a refused
+    file's bad rows."""
+
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, details: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.details = details or []
 
 
 class Redirect(Exception):  # a control-flow signal, not a failure
@@ -67,7 +73,8 @@ def page(handler: Handler) -> Handler:
         except Redirect as redirect:
             return RedirectResponse(redirect.url, status_code=303)
         except ConsoleError as error:
-            return render(request, "error.html", {"message": error.message}, status=error.status, headers=error.headers)
+            context = {"message": error.message, "details": error.details}
+            return render(request, "error.html", context, status=error.status, headers=error.headers)
         except XrpcError as error:
             return render(request, "error.html", {"message": error.message}, status=error.status)
 
@@ -103,17 +110,18 @@ async def read_form(request: Request) -> dict[str, str]:
     for name, value in pairs:
         if name in fields:
             raise ConsoleError(400, f"the form field {name[:40]!r} is repeated")
-        fields[_text(name, "a form field's name")] = _text(value, f"the form field {name[:40]!r}")
+        fields[form_text(name, "a form field's name")] = form_text(value, f"the form field {name[:40]!r}")
     return fields
 
 
 def query_text(request: Request, name: str) -> str:
     """The query parameter `name`, stripped ("" when absent), refused when it is not storable text: a page looks
     it up in the database, and PostgreSQL refuses a NUL in any text parameter."""
-    return _text(request.query_params.get(name, "").strip(), f"the parameter {name!r}")
+    return form_text(request.query_params.get(name, "").strip(), f"the parameter {name!r}")
 
 
-def _text(value: str, what: str) -> str:
+def form_text(value: str, what: str) -> str:
+    """`value` if it is storable text (no NUL, no lone surrogate), else ConsoleError 400 naming `what`."""
     try:
         return check_text(value, what)
     except Unstorable as exc:

@@ -18,6 +18,8 @@ from labeler.admin.review import review_routes
 from labeler.config import Settings
 from labeler.console import console_mount
 from labeler.console.auth import ConsoleAuth
+from labeler.console.bank_upload import BODY_LIMIT, IMPORT_PATH
+from labeler.console.imports import BankImports
 from labeler.protocol.errors import MethodNotImplemented, MethodNotSupported, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.create_report import create_report
@@ -67,9 +69,11 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
         try:
             yield
         finally:
+            await console_imports.aclose()  # before the database goes: its committed batches stay
             if owned:
                 await service.aclose()
 
+    console_imports = BankImports(service.pipeline.banks)
     routes = [
         Route("/", index),
         Route("/xrpc/_health", health),
@@ -92,7 +96,9 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
         routes=routes,
         middleware=[
             Middleware(
-                BodyLimitMiddleware, max_bytes=settings.max_body_bytes, route_limits=upload_body_limits(settings)
+                BodyLimitMiddleware,
+                max_bytes=settings.max_body_bytes,
+                route_limits={**upload_body_limits(settings), IMPORT_PATH: BODY_LIMIT},
             )
         ],
         exception_handlers={
@@ -105,6 +111,7 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
     )
     app.state.labeler = service
     app.state.console_auth = ConsoleAuth(service)
+    app.state.console_imports = console_imports
     # Failed password attempts per client, shared by every route that takes a guessable secret.
     app.state.failed_logins = FailureLimiter.for_clients(settings)
     return app

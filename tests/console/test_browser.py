@@ -1,6 +1,6 @@
 """The console in a real browser (Debian's headless Chromium, driven by Playwright) against a real `labeler serve`
 whose review items the pipeline made: sign-in, the blurred queue, reveal, confirm, reject as a false positive,
-CSRF, sign-out, and the whole review flow from the keyboard alone.
+CSRF, sign-out, the whole review flow from the keyboard alone, and a bank file imported from the Banks page.
 
 Screenshots of each page go to a folder printed at the start (CI keeps it as an artefact): `CONSOLE_SCREENSHOTS`
 if set, else `build/console-screenshots` in the checkout.
@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from pipeline.corpus import encode, flip_bits, structured_rgb
 
 from labeler.console.moderators import ModeratorStore
+from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
 
@@ -358,3 +362,65 @@ def test_the_operator_removes_a_bank_after_typing_its_name(page: Page, served: S
     expect(page.locator("#flash")).to_have_text("Removed bank SPARE.")
     expect(page.locator("table.banks tr", has_text="SPARE")).to_have_count(0)
     expect(page.locator("table.banks tr", has_text="NEAR")).to_have_count(1)
+
+
+def test_the_operator_imports_a_bank_file_watches_it_and_its_entries_match(
+    page: Page, served: Served, tmp_path: Path
+) -> None:
+    image = encode(structured_rgb(200, 150, seed=36), "PNG")
+    near = flip_bits(hash_image(image).hash, 14, seed=36)  # close enough to go to review
+    filler = [f"{random.Random(n).getrandbits(256):064x}" for n in range(3000)]
+    good = tmp_path / "imported.csv"
+    good.write_text(
+        "hash,external_id\n" + "".join(f"{h},filler-{n}\n" for n, h in enumerate(filler)) + f"{near},case-imported\n"
+    )
+    bad = tmp_path / "broken.txt"
+    bad.write_text(f"{near} case-imported\nnot-a-hash\n")
+    sign_in(page, served)
+
+    def fill_in(file: Path) -> None:
+        page.goto(f"{served.url}/console/banks")  # the error page has no menu
+        form = page.locator("form.import-bank")
+        form.locator("input[name=bank]").fill("IMPORTED")
+        form.locator("input[name=create]").check()
+        form.locator("input[type=file]").set_input_files(str(file))
+
+    fill_in(bad)
+    page.click("form.import-bank button[type=submit]")
+    expect(page.locator(".error .message")).to_contain_text("nothing was imported: 1 bad row(s)")
+    expect(page.locator(".error .details")).to_contain_text("broken.txt:2: invalid PDQ hash")
+    shot(page, "bank-import-refused")
+
+    fill_in(good)
+    shot(page, "banks-import-form")
+    page.click("form.import-bank button[type=submit]")
+    expect(page).to_have_url(re.compile(r".*/console/banks/imports/[0-9a-f]{16}$"))
+    expect(page.locator("#import-progress")).to_have_attribute("max", str(len(filler) + 1))
+    shot(page, "bank-import-progress")  # running or done, whichever it is by now: the counts show either way
+    expect(page.locator("#import")).to_have_attribute("data-state", "done", timeout=60_000)  # it reloads itself
+    expect(page.locator("#import-counts")).to_contain_text(f"{len(filler) + 1} of {len(filler) + 1} done (100%)")
+    expect(page.locator("#import-state")).to_contain_text(f"Done: {len(filler) + 1} entries added to IMPORTED")
+    shot(page, "bank-import-done")
+    page.click("text=Back to the banks")
+    expect(page.locator("table.banks tr", has_text="IMPORTED").locator(".entries")).to_have_text(str(len(filler) + 1))
+    expect(page.locator("table.imports tr", has_text="imported.csv").locator(".state")).to_have_text("done")
+
+    # A post with the image: the serve process's worker matches it against the imported entry.
+    did = served.world.account()
+    ref = served.world.pds.add(did, image)
+    spec = JobSpec("firehose", f"at://{did}/app.bsky.feed.post/imported", ref.blob_cid, ref)
+
+    async def enqueue_and_wait(labeler: Labeler) -> list[dict]:  # type: ignore[type-arg]
+        await labeler.pipeline.jobs.enqueue([spec])
+        for _ in range(300):
+            [job] = await labeler.pipeline.jobs.for_subject(spec.subject_uri)
+            if job.status == "done":
+                items = await labeler.pipeline.reviews.list(subject_uri=spec.subject_uri)
+                return [i.evidence["match"] for i in items]
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the job for {spec.subject_uri} is still {job.status}")
+
+    [match] = run_async(lambda: served.with_labeler(enqueue_and_wait))
+    assert (match["bank"], match["external_id"], match["distance"]) == ("IMPORTED", "case-imported", 14)
+    page.click("nav >> text=Review queue")
+    expect(page.locator(".card", has_text=spec.subject_uri).locator(".bank")).to_have_text("IMPORTED")

@@ -342,6 +342,23 @@ def json_route(
     return generate
 
 
+def mutated_fields(rng: random.Random, valid: dict[str, str]) -> list[tuple[str, str]]:
+    """A form's fields and its CSRF token (CSRF_MARK), valid but for one hostile value, a dropped or repeated
+    field, or an extra hostile one, half of the time."""
+    fields = [*valid.items(), ("csrf", CSRF_MARK.decode())]
+    roll = rng.random()
+    if roll < 0.25:
+        at = rng.randrange(len(fields))
+        fields[at] = (fields[at][0], rng.choice(NASTY_STRINGS))
+    elif roll < 0.35:
+        del fields[rng.randrange(len(fields))]
+    elif roll < 0.45:
+        fields.append(rng.choice(fields))
+    elif roll < 0.5:
+        fields.append((rng.choice(NASTY_STRINGS), rng.choice(NASTY_STRINGS)))
+    return fields
+
+
 def form_route(
     valid_fields: Callable[[random.Random], dict[str, str]], *, auth: str, path: PathFill = None
 ) -> Generator:
@@ -349,17 +366,7 @@ def form_route(
     wrong CSRF token, or bytes that are not a form at all; now and then the wrong method or content type."""
 
     def generate(rng: random.Random) -> Probe:
-        fields = [*valid_fields(rng).items(), ("csrf", CSRF_MARK.decode())]
-        roll = rng.random()
-        if roll < 0.25:
-            at = rng.randrange(len(fields))
-            fields[at] = (fields[at][0], rng.choice(NASTY_STRINGS))
-        elif roll < 0.35:
-            del fields[rng.randrange(len(fields))]
-        elif roll < 0.45:
-            fields.append(rng.choice(fields))
-        elif roll < 0.5:
-            fields.append((rng.choice(NASTY_STRINGS), rng.choice(NASTY_STRINGS)))
+        fields = mutated_fields(rng, valid_fields(rng))
         body = urlencode(fields, errors="surrogatepass").encode()
         if rng.random() < 0.05:
             body = bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
@@ -369,6 +376,56 @@ def form_route(
         return Probe(_method(rng, "POST"), _fill(rng, path), auth=_auth(rng, auth), headers=headers, body=body)
 
     return generate
+
+
+def multipart_route(
+    valid_fields: Callable[[random.Random], dict[str, str]],
+    file_body: Callable[[random.Random], bytes],
+    *,
+    auth: str,
+) -> Generator:
+    """POSTs of multipart forms with one file (the console's bank import): the fields mutated as `form_route`
+    does, hostile file names and contents, and now and then a damaged body (cut short, a second file or none, a
+    header naming another boundary or none)."""
+
+    def generate(rng: random.Random) -> Probe:
+        boundary = "fuzz" + "".join(rng.choice(string.ascii_letters) for _ in range(16))
+        fields = mutated_fields(rng, valid_fields(rng))
+        filename = rng.choice(["list.csv", "list.tsv", "list.txt", "", "../../x.csv", "a\x00.csv", 'q".csv', "é" * 300])
+        files = [("file", filename, file_body(rng))] * (2 if rng.random() < 0.05 else 1)
+        if rng.random() < 0.05:
+            files = []
+        chunks = [_part(boundary, f'name="{name}"', value.encode("utf-8", "surrogatepass")) for name, value in fields]
+        chunks += [_part(boundary, f'name="{n}"; filename="{f}"\r\nContent-Type: text/csv', d) for n, f, d in files]
+        body = b"".join(chunks) + f"--{boundary}--\r\n".encode()
+        damage = rng.random()
+        if damage < 0.05:
+            body = body[: rng.randrange(len(body) + 1)]
+        elif damage < 0.08:
+            boundary = "other"
+        header = "multipart/form-data" if 0.08 <= damage < 0.1 else f"multipart/form-data; boundary={boundary}"
+        headers = {"content-type": _content_type(rng, header)}
+        return Probe(_method(rng, "POST"), auth=_auth(rng, auth), headers=headers, body=body)
+
+    return generate
+
+
+def _part(boundary: str, disposition: str, data: bytes) -> bytes:
+    head = f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n".encode("utf-8", "surrogatepass")
+    return head + data + b"\r\n"
+
+
+def bank_file_body(rng: random.Random) -> bytes:
+    """A hash list as a bank import reads it: good rows, a bad one among them, or bytes that are not one."""
+    roll = rng.random()
+    if roll < 0.2:
+        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 512)))
+    rows = [f"{rng.getrandbits(256):064x},fuzz-{n}" for n in range(rng.randint(0, 30))]
+    if roll < 0.5 and rows:
+        rows[rng.randrange(len(rows))] = rng.choice(NASTY_STRINGS)
+    elif roll < 0.6:
+        rows.insert(0, rng.choice(["hash,external_id,note", "note,id", "md5", "\ufeffhash"]))
+    return "\n".join(rows).encode("utf-8", "surrogatepass")
 
 
 def query_route(

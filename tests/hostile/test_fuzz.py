@@ -182,6 +182,19 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
     ("http", "/console/banks/remove"): fz.form_route(
         lambda rng: {"bank": "B", "confirm": rng.choice(["B", "b", ""])}, auth=fz.CONSOLE
     ),
+    ("http", "/console/banks/import"): fz.multipart_route(
+        lambda rng: {
+            "bank": rng.choice(["B", "FUZZ_UPLOADS", "lower", ""]),
+            "create": rng.choice(["on", "", "off"]),
+            "signal": rng.choice(["", "pdq", "md5", "vpdq", "x"]),
+            "format": rng.choice(["", "csv", "tsv", "text", "json"]),
+        },
+        fz.bank_file_body,
+        auth=fz.CONSOLE,
+    ),
+    ("http", "/console/banks/imports/{import_id}"): fz.query_route(
+        auth=fz.CONSOLE, path={"import_id": fz.choose("0123456789abcdef", "x", "", "../banks", "\x00")}
+    ),
     ("http", "/console/banks/entry"): fz.form_route(
         lambda rng: {
             "bank": "B",
