@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from pipeline.corpus import random_hashes
+from pipeline.blob_server import PdsWorld
+from pipeline.conftest import pds_world  # noqa: F401 (fixture)
+from pipeline.corpus import encode, flip_bits, random_hashes, structured_rgb
+from pipeline.harness import Harness, all_done, eventually
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,13 +28,15 @@ from threatexchange.exchanges.fetch_state import SignalOpinionCategory
 from threatexchange.exchanges.impl.fb_threatexchange_api import FBThreatExchangeIndicatorRecord
 
 from labeler.config import Settings
-from labeler.exchanges.credentials import Credentials, credentials_path
+from labeler.exchanges.credentials import Credentials, credentials_path, write_credentials
 from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
-from labeler.exchanges.fetch import http_client
+from labeler.exchanges.fetch import fetch_exchange, http_client
 from labeler.exchanges.store import entry_note
 from labeler.exchanges.threatexchange import TYPE as THREATEXCHANGE
 from labeler.exchanges.types import FeedbackCall
 from labeler.logs import TextFormatter
+from labeler.pipeline.actions.exchange_feedback import NAME as FEEDBACK
+from labeler.pipeline.hasher import hash_image
 from labeler.store.exchange_schema import exchange_entries
 
 from .harness import World, check_cli_lifecycle, cli_invoker
@@ -370,3 +375,47 @@ async def test_feedback_refusals_and_outages(standin: tuple[ThreatExchangeStandi
         with pytest.raises(ExchangeUnavailable):
             await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1004"))
     assert server.reacted == []
+
+
+async def test_a_moderators_verdicts_reach_threatexchange_through_the_pipeline(
+    pds_world: PdsWorld,  # noqa: F811
+    make_settings: Any,
+    standin: tuple[ThreatExchangeStandin, str],
+) -> None:
+    """A post near an indicator fetched from ThreatExchange waits in review; confirming it reacts HELPFUL on the
+    indicator's descriptor (an exchange-feedback action, feedback on), negating the label later DISAGREE_WITH_TAGS."""
+    server, url = standin
+    harness = Harness(pds_world, make_settings, "embedded", None)
+    image = encode(structured_rgb(160, 120, seed=212), "PNG")
+    near = flip_bits(hash_image(image).hash, 15, seed=22)  # a match for review, too far to label unreviewed
+    server.indicators.append(Indicator("1010", "HASH_PDQ", near, T0 + 90, _shared("2010")))
+    post = harness.post(pds_world.account(), "p", image)
+    settings = harness.settings(pipeline={"exchange_fetch_seconds": 0})
+    with pds_world.pds_running():
+        async with harness.running(settings, workers=1) as labeler:
+            store = labeler.exchanges.store
+            await store.banks.create("GIFCT")
+            options = {"url": url, "privacy_group": server.privacy_group, "feedback": True}
+            await store.add("te", "threatexchange", "GIFCT", options, carries=THREATEXCHANGE.signal_types)
+            write_credentials(settings.keys_dir, "te", Credentials({"token": server.token}))
+            async with http_client(allow_private=True) as http:
+                assert (await fetch_exchange(store, "te", keys_dir=settings.keys_dir, http=http)).added == 5
+
+            async def indexed() -> bool:
+                return bool(await labeler.pipeline.matcher.lookup(near, max_distance=0))
+
+            await eventually(indexed, within=10, what="the fetched indicator in the index")
+            await labeler.pipeline.jobs.enqueue([post])
+            await all_done(labeler, 1)
+            [item] = await labeler.pipeline.reviews.list(status="pending", subject_uri=post.subject_uri)
+            assert (item.evidence["match"]["external_id"], item.evidence["match"]["note"]) == ("1010", "exchange:te")
+            verdict = await labeler.pipeline.decisions.confirm(item.id, actor="did:plc:moderator", note="it is")
+            [sent] = [a for a in verdict.actions if a.kind == FEEDBACK]
+            assert (sent.state, sent.outcome) == ("done", "sent")
+            assert server.reacted == [("2010", "HELPFUL", "DISAGREE_WITH_TAGS")]
+            reversals = await labeler.pipeline.decisions.label_negated(
+                sent.subject_uri, sent.subject_cid, ["csam-hash-match"], actor="did:plc:moderator", note="was wrong"
+            )
+            [undo] = [a for a in reversals if a.kind == FEEDBACK]
+    assert (undo.op, undo.state, undo.reverses) == ("reverse", "done", sent.id)
+    assert server.reacted == [("2010", "HELPFUL", "DISAGREE_WITH_TAGS"), ("2010", "DISAGREE_WITH_TAGS", "HELPFUL")]
