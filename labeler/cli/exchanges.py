@@ -10,7 +10,7 @@ import click
 
 from labeler.cli._common import echo_json, echo_lines, migrated_engine, run, settings_or_exit
 from labeler.config import Settings
-from labeler.exchanges.credentials import Credentials, remove_credentials, write_credentials
+from labeler.exchanges.credentials import Credentials, read_credentials, remove_credentials, write_credentials
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.fetch import FetchReport, http_client
 from labeler.exchanges.schedule import fetch_leased, process_owner
@@ -79,7 +79,7 @@ def exchange_add(name: str, type_: str, bank: str, feedback: bool, **given: str 
     url = options.get("url")
     if url is not None and not str(url).startswith(("https://", "http://")):
         raise click.ClickException("--url must be an http(s) URL")
-    credentials = Credentials(_credential_values(kind, given))
+    credentials = Credentials(_credential_values(kind, given, feedback=feedback))
 
     async def body(store: ExchangeStore) -> Exchange:
         added = await store.add(name, type_, bank, options, carries=kind.signal_types)
@@ -99,16 +99,25 @@ def exchange_feedback(name: str, switch: str, reason: str | None) -> None:
     """Switch sending moderators' confirmations and rejections of matches against NAME's entries back to it on or
     off (off unless switched on)."""
 
+    settings = settings_or_exit()
+
     async def body(store: ExchangeStore) -> Exchange:
         exchange = await store.get(name)
         options = {**exchange.options, FEEDBACK: switch == "on"}
         if switch == "on":
-            _takes_feedback(exchange_type(exchange.type))
+            kind = exchange_type(exchange.type)
+            _takes_feedback(kind)
+            credentials = read_credentials(settings.keys_dir, name)
+            missing = [f.option for f in kind.credentials if f.for_feedback and not credentials.get(f.key)]
+            if missing:
+                raise ExchangeError(
+                    f"exchange {name} has no {', '.join(missing)}: add it again with it to send feedback"
+                )
         if reason is not None:
             options[FEEDBACK_REASON] = reason
         return await store.set_options(name, options)
 
-    changed = _with_store(settings_or_exit(), body)
+    changed = _with_store(settings, body)
     click.echo(f"exchange {changed.name}{_feedback_note(changed) or ': no feedback is sent'}")
 
 
@@ -125,9 +134,9 @@ def _feedback_note(exchange: Exchange) -> str:
     return "; moderators' verdicts are sent back to it" + (f" (downvote reason {reason!r})" if reason else "")
 
 
-def _credential_values(kind: ExchangeType, given: dict[str, str | None]) -> dict[str, str]:
-    """The type's credential values from the options given, secrets prompted for when missing; an option the
-    type does not take is refused rather than silently dropped."""
+def _credential_values(kind: ExchangeType, given: dict[str, str | None], *, feedback: bool) -> dict[str, str]:
+    """The type's credential values from the options given, secrets prompted for when missing (those feedback
+    needs too when `feedback` is on); an option the type does not take is refused rather than silently dropped."""
     unused = sorted(set(_CREDENTIAL_OPTIONS) - {f.key for f in kind.credentials})
     refused = [k for k in unused if given.get(k) is not None]
     if refused:
@@ -135,10 +144,11 @@ def _credential_values(kind: ExchangeType, given: dict[str, str | None]) -> dict
     values: dict[str, str] = {}
     for f in kind.credentials:
         value = given.get(f.key)
-        if value is None and f.secret and f.required:
+        required = f.required or (feedback and f.for_feedback)
+        if value is None and f.secret and required:
             value = click.prompt(f.key.replace("_", " "), hide_input=True)
-        if value is None and f.required:
-            raise click.ClickException(f"{kind.name} needs {f.option}")
+        if value is None and required:
+            raise click.ClickException(f"{kind.name} needs {f.option}" + ("" if f.required else " to send feedback"))
         if value is not None:
             values[f.key] = value
     return values

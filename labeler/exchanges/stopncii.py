@@ -207,7 +207,7 @@ class StopNciiType(ExchangeType):
     credentials = (
         CredentialField("subscription_key"),
         CredentialField("fetch_key"),
-        CredentialField("feedback_key", required=False),
+        CredentialField("feedback_key", required=False, for_feedback=True),
     )
     has_feedback = True
 

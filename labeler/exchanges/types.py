@@ -34,11 +34,13 @@ TYPE_NAMES: Final = tuple(_MODULES)
 class CredentialField:
     """One value of an exchange's credentials: its key in the credentials file, which is also the `labeler exchange
     add` option giving it (`fetch_key` is `--fetch-key`), and whether it is secret (prompted for without echo when
-    not given, never printed)."""
+    not given, never printed). A value only feedback needs (`for_feedback`, StopNCII's SubmitFeedback key) is
+    required once feedback is switched on, so an exchange never has feedback on that could not be sent."""
 
     key: str
     secret: bool = True
     required: bool = True
+    for_feedback: bool = False
 
     @property
     def option(self) -> str:

@@ -1,13 +1,14 @@
 """Feedback to a hash exchange through the real pipeline: an NCMEC entry fetched from the stand-in matches a posted
 image, the match waits in review, and a moderator's decision (`Decisions`, which the CLI, the HTTP API and the
 consoles all call) reaches the stand-in as NCMEC's upvote or downvote: once per decision, retried through an
-outage and a restart, refused for good (and recorded) on bad credentials, and never when feedback is off."""
+outage and a restart, refused for good (and recorded) on bad credentials, and never when feedback is off. A
+StopNCII hash's verdicts reach StopNCII's stand-in the same way, as its Blocked and NotBlocked."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from support.server import serve_in_thread
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, write_credentials
 from labeler.exchanges.fetch import fetch_exchange, http_client
-from labeler.exchanges.ncmec import TYPE as NCMEC
+from labeler.exchanges.types import exchange_type
 from labeler.pipeline.actions.exchange_feedback import NAME as FEEDBACK
 from labeler.pipeline.actions.model import Action
 from labeler.pipeline.hasher import hash_image
@@ -29,6 +30,7 @@ from labeler.service import Labeler
 
 from .harness import cli_invoker
 from .ncmec_standin import REASON, Entry, NcmecStandin, Vote
+from .stopncii_standin import Record, StopNciiStandin
 
 BANK = "NCMEC"
 T0 = 1_700_000_000
@@ -37,13 +39,17 @@ RETRY_FAST = {"actions": {"retry_base_seconds": 0.05, "retry_cap_seconds": 0.2}}
 
 @dataclass
 class Scene:
-    """A posted image, the NCMEC entry near it (a review-distance match), and the stand-in serving the entry."""
+    """A posted image, the exchange entry near it (a review-distance match), and the stand-in serving the entry:
+    NCMEC's unless a test asks for another exchange's (`type_`, its `credentials`, the entry's `external_id`)."""
 
     harness: Harness
-    standin: NcmecStandin
+    standin: Any
     url: str
     post: JobSpec
     banked: str
+    type_: str = "ncmec"
+    credentials: dict[str, str] = field(default_factory=dict)
+    external_id: str = "42-image1"
 
     def settings(self) -> Settings:
         """Fast retries; exchanges fetched on demand only (the test's own fetch, not the workers' schedule)."""
@@ -56,24 +62,43 @@ class Scene:
         return Vote(42, "image1", "PDQ", "negative", reason)
 
 
+def posted(pds: PdsWorld, make_settings: Any) -> tuple[Harness, JobSpec, str]:
+    """A harness, an image posted, and a PDQ near enough to match it but too far to label it unreviewed."""
+    harness = Harness(pds, make_settings, "embedded", None)
+    image = encode(structured_rgb(160, 120, seed=211), "PNG")
+    return harness, harness.post(pds.account(), "p", image), flip_bits(hash_image(image).hash, 15, seed=21)
+
+
 @pytest.fixture
 def scene(pds_world: PdsWorld, make_settings: Any) -> Iterator[Scene]:  # noqa: F811
-    harness = Harness(pds_world, make_settings, "embedded", None)
-    image = encode(structured_rgb(160, 120, seed=211), "PNG")
-    banked = flip_bits(hash_image(image).hash, 15, seed=21)  # near enough to match, too far to label unreviewed
+    harness, post, banked = posted(pds_world, make_settings)
     standin = NcmecStandin(entries=[Entry("image1", T0 + 10, {"pdq": banked, "md5": "c1" * 16})])
-    post = harness.post(pds_world.account(), "p", image)
+    credentials = {"user": standin.user, "password": standin.password}
     with serve_in_thread(standin.app()) as server, pds_world.pds_running():
-        yield Scene(harness, standin, server.url, post, banked)
+        yield Scene(harness, standin, server.url, post, banked, credentials=credentials)
+
+
+@pytest.fixture
+def stopncii_scene(pds_world: PdsWorld, make_settings: Any) -> Iterator[Scene]:  # noqa: F811
+    harness, post, banked = posted(pds_world, make_settings)
+    standin = StopNciiStandin(records=[Record(banked.upper(), T0 + 10)])
+    credentials = {
+        "subscription_key": standin.subscription_key, "fetch_key": standin.fetch_key,
+        "feedback_key": standin.feedback_key,
+    }  # fmt: skip
+    with serve_in_thread(standin.app()) as server, pds_world.pds_running():
+        yield Scene(
+            harness, standin, server.url + "/v1", post, banked, "stopncii", credentials, f"ImagePDQ:{banked.upper()}"
+        )
 
 
 async def fed_and_matched(scene: Scene, labeler: Labeler, settings: Settings, *, feedback: bool = True) -> int:
     """Exchange `nc` (feedback on or off) fetched into the bank, the post matched: its review item's id."""
     store = labeler.exchanges.store
     await store.banks.create(BANK)
-    await store.add("nc", "ncmec", BANK, {"url": scene.url, "feedback": feedback}, carries=NCMEC.signal_types)
-    credentials = {"user": scene.standin.user, "password": scene.standin.password}
-    write_credentials(settings.keys_dir, "nc", Credentials(credentials))
+    carries = exchange_type(scene.type_).signal_types
+    await store.add("nc", scene.type_, BANK, {"url": scene.url, "feedback": feedback}, carries=carries)
+    write_credentials(settings.keys_dir, "nc", Credentials(scene.credentials))
     async with http_client(allow_private=True) as http:
         report = await fetch_exchange(store, "nc", keys_dir=settings.keys_dir, http=http)
     assert (report.error, report.added) == (None, 1)
@@ -85,7 +110,7 @@ async def fed_and_matched(scene: Scene, labeler: Labeler, settings: Settings, *,
     await labeler.pipeline.jobs.enqueue([scene.post])
     await all_done(labeler, 1)
     [item] = await labeler.pipeline.reviews.list(status="pending", subject_uri=scene.post.subject_uri)
-    assert (item.evidence["match"]["external_id"], item.evidence["match"]["note"]) == ("42-image1", "exchange:nc")
+    assert (item.evidence["match"]["external_id"], item.evidence["match"]["note"]) == (scene.external_id, "exchange:nc")
     return item.id
 
 
@@ -116,6 +141,37 @@ async def test_confirming_upvotes_once_and_a_later_negation_downvotes(scene: Sce
         [undo] = feedback_of(reversals)
     assert (undo.op, undo.state, undo.reverses) == ("reverse", "done", sent.id)
     assert scene.standin.votes == [scene.upvote(), scene.downvote()]
+
+
+async def test_stopncii_hears_blocked_for_a_confirmation_and_not_blocked_for_its_reversal_or_a_rejection(
+    stopncii_scene: Scene,
+) -> None:
+    scene = stopncii_scene
+    settings = scene.settings()
+    async with scene.harness.running(settings, workers=1) as labeler:
+        item = await fed_and_matched(scene, labeler, settings)
+        [sent] = feedback_of((await labeler.pipeline.decisions.confirm(item, actor="did:plc:moderator")).actions)
+        assert (sent.state, sent.outcome) == ("done", "sent")
+        reversals = await labeler.pipeline.decisions.label_negated(
+            sent.subject_uri, sent.subject_cid, ["csam-hash-match"], actor="did:plc:moderator", note="was wrong"
+        )
+        [undo] = feedback_of(reversals)
+        assert (undo.op, undo.state) == ("reverse", "done")
+    given = scene.banked.upper()  # StopNCII's own form of the hash, not the bank's
+    assert scene.standin.feedback == [
+        {"tags": [], "feedbackValue": "Blocked", "hashValue": given},
+        {"tags": [], "feedbackValue": "NotBlocked", "hashValue": given},
+    ]
+
+
+async def test_a_stopncii_rejection_is_not_blocked(stopncii_scene: Scene) -> None:
+    scene = stopncii_scene
+    settings = scene.settings()
+    async with scene.harness.running(settings, workers=1) as labeler:
+        item = await fed_and_matched(scene, labeler, settings)
+        [sent] = feedback_of((await labeler.pipeline.decisions.reject(item, actor="mod", note="a sunset")).actions)
+    assert (sent.state, sent.outcome) == ("done", "sent")
+    assert scene.standin.feedback == [{"tags": [], "feedbackValue": "NotBlocked", "hashValue": scene.banked.upper()}]
 
 
 async def test_rejecting_downvotes_with_the_only_reason_ncmec_offers(scene: Scene) -> None:

@@ -6,7 +6,7 @@ fetched hash matched through the upload API."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import Result
 from pipeline.corpus import random_hashes
 from support.server import serve_in_thread
 
@@ -305,12 +306,18 @@ async def test_feedback_failures_say_whether_to_retry(world: World) -> None:
     assert server.feedback == []
 
 
-def test_cli_add_prompts_for_keys_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_api(
-    upload_settings: Settings, standin: tuple[StopNciiStandin, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def invoke(upload_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """`labeler …` against `upload_settings`, with the bank NCII created."""
     invoke = cli_invoker(upload_settings, monkeypatch)
-    server, url = standin
     assert invoke("bank", "create", "NCII").exit_code == 0
+    return invoke
+
+
+def test_cli_add_prompts_for_keys_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_api(
+    invoke: Callable[..., Result], upload_settings: Settings, standin: tuple[StopNciiStandin, str]
+) -> None:
+    server, url = standin
     refused = invoke("exchange", "add", "x", "--type", "stopncii", "--bank", "NCII", "--user", "u",
                      "--subscription-key", "s", "--fetch-key", "f")  # fmt: skip
     assert refused.exit_code != 0 and "stopncii takes no --user" in refused.output
@@ -330,3 +337,24 @@ def test_cli_add_prompts_for_keys_fetch_list_remove_and_a_fetched_hash_matches_o
     path = credentials_path(upload_settings.keys_dir, "st")  # as added again with `wrong`: the keys given, no other
     assert json.loads(path.read_text()) == {"subscription_key": "wrong-subscription", "fetch_key": server.fetch_key}
     assert "wrong-subscription" not in invoke("exchange", "list", "--json").output
+
+
+def test_cli_feedback_needs_the_feedback_key(
+    invoke: Callable[..., Result], upload_settings: Settings, standin: tuple[StopNciiStandin, str]
+) -> None:
+    """Feedback on is refused, or the feedback key prompted for, while the exchange has no key to send it with."""
+    server, url = standin
+    keys = ["--subscription-key", server.subscription_key, "--fetch-key", server.fetch_key]
+    added = invoke("exchange", "add", "st", "--type", "stopncii", "--bank", "NCII", "--url", url, *keys)
+    assert added.exit_code == 0 and "sent back" not in added.output, added.output
+    switched = invoke("exchange", "feedback", "st", "on")
+    assert switched.exit_code != 0 and "exchange st has no --feedback-key" in switched.output
+    assert "\tfeedback off\t" in invoke("exchange", "list").output
+    prompted = invoke("exchange", "add", "st2", "--type", "stopncii", "--bank", "NCII", "--url", url, *keys,
+                      "--feedback", input=f"{server.feedback_key}\n")  # fmt: skip
+    assert prompted.exit_code == 0 and "feedback key" in prompted.output, prompted.output
+    assert server.feedback_key not in prompted.output and "moderators' verdicts are sent back" in prompted.output
+    stored = json.loads(credentials_path(upload_settings.keys_dir, "st2").read_text())
+    assert stored["feedback_key"] == server.feedback_key
+    switched = invoke("exchange", "feedback", "st2", "on")
+    assert switched.exit_code == 0 and "sent back" in switched.output
