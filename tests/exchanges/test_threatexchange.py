@@ -309,8 +309,10 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
         "--token", wrong_token], refused="OAuthException code 190", secrets=[server.secret, "wrong-secret"],
     )  # fmt: skip
     assert json.loads(credentials_path(upload_settings.keys_dir, "te").read_text()) == {"token": wrong_token}
+    switched = invoke("exchange", "feedback", "te", "on")
+    assert switched.exit_code == 0, switched.output
     [shown] = json.loads(invoke("exchange", "list", "--json").output)
-    assert (shown["type"], shown["bank"], shown["url"]) == ("threatexchange", "GIFCT", url)
+    assert (shown["type"], shown["bank"], shown["url"], shown["feedback"]) == ("threatexchange", "GIFCT", url, True)
 
 
 def feedback_call(standin: tuple[ThreatExchangeStandin, str], http: Any, remote_id: str, **given: Any) -> FeedbackCall:
