@@ -57,6 +57,10 @@ BASE_URL: Final = ThreatExchangeAPI._TE_BASE_URL
 _PAGE_SIZE: Final = 100  # pytx's fetch_iter asks for as many
 _MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 _STALE_SECONDS: Final = 85 * 24 * 3600  # as pytx's FBThreatExchangeCheckpoint.is_stale (which reads the wall clock)
+_RESTARTED: Final = (
+    "the last fetch was more than 85 days ago, longer than ThreatExchange keeps deletions: reading the privacy group "
+    "again from the start (entries deleted meanwhile stay in the bank)"
+)
 _PYTX_SIGNALS: Final[Mapping[type[SignalType], str]] = {PdqSignal: PDQ, VideoMD5Signal: MD5}  # pytx's → ours
 _COLLAB: Final = FBThreatExchangeCollabConfig(name="labeler", privacy_group=0)  # pytx's conversion ignores it
 _AUTH_CODES: Final = frozenset({102, 104, 190, 10, 200})  # token missing, invalid or expired; no permission
@@ -131,15 +135,9 @@ async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> Asy
     now = int(fetch.clock())
     previous = fetch.checkpoint or {}
     start = int(previous.get("update_time", 0))
-    restarted = None
-    if start and now - int(previous.get("last_fetch_time", 0)) > _STALE_SECONDS:
-        start, restarted = (
-            0,
-            (
-                "the last fetch was more than 85 days ago, longer than ThreatExchange keeps deletions: reading the "
-                "privacy group again from the start (entries deleted meanwhile stay in the bank)"
-            ),
-        )
+    restarted = bool(start) and now - int(previous.get("last_fetch_time", 0)) > _STALE_SECONDS
+    if restarted:
+        start = 0
     path = client.url(f"{privacy_group}/threat_updates/")
     url, params = path, _first_params(start)
     highest = start
@@ -149,8 +147,8 @@ async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> Asy
             raise ExchangeError("ThreatExchange answered with something that is not a page of updates; will retry")
         following = _next_link(client, path, answer)
         records = answer.get("data")
-        problems = [restarted] if restarted else []
-        restarted = None
+        problems = [_RESTARTED] if restarted else []
+        restarted = False
         updates: list[ExchangeUpdate] = []
         if isinstance(records, list):
             updates, latest, unreadable = parse_records(records, app_id=client.app_id)
