@@ -6,6 +6,7 @@ Jobs here are standard-library functions (time.sleep, bytearray, os.abort …) s
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import operator
 import os
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -44,13 +45,42 @@ async def pool() -> AsyncIterator[ProcessPool]:
         await pool.aclose()
 
 
-async def until_size(pool: ProcessPool, size: int) -> None:
-    """Wait (bounded) for replacements to finish starting."""
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (bounded) for `condition`: the pool's state, never a length of time, is what tests here wait on."""
     for _ in range(600):
-        if len(pool.pids) == size and pool.idle == size:
+        if condition():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"pool did not get back to {size} idle processes: {pool.pids}")
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def until_size(pool: ProcessPool, size: int) -> None:
+    """Wait (bounded) for replacements to finish starting."""
+    await until(lambda: len(pool.pids) == size and pool.idle == size, f"{size} idle processes (have {pool.pids})")
+
+
+def gate(path: Path) -> functools.partial[bytes]:
+    """A job that holds its child until the test opens the gate: it reads a FIFO, which blocks until written."""
+    os.mkfifo(path)
+    return functools.partial(Path.read_bytes, path)
+
+
+async def open_gate(path: Path) -> None:
+    """Let the job reading `path` finish: write to the FIFO once the job has it open."""
+    for _ in range(600):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: nobody reads it yet
+                raise
+            await asyncio.sleep(0.05)
+            continue
+        try:
+            os.write(fd, b"go")
+        finally:
+            os.close(fd)
+        return
+    raise AssertionError(f"no job is reading {path}")
 
 
 async def test_children_start_with_the_pool_and_answer_jobs(pool: ProcessPool) -> None:
@@ -98,11 +128,17 @@ async def test_a_child_that_dies_fails_its_job_and_is_replaced(pool: ProcessPool
     assert pool.restarts["died"] == 2
 
 
-async def test_callers_wait_at_most_max_wait_and_urgent_ones_go_first(pool: ProcessPool) -> None:
-    busy = [asyncio.create_task(pool.run(functools.partial(time.sleep, 1.5))) for _ in range(2)]
-    await asyncio.sleep(0.2)
+async def test_callers_wait_at_most_max_wait_and_urgent_ones_go_first(pool: ProcessPool, tmp_path: Path) -> None:
+    """With both children held, a caller with `max_wait` gives up with PoolBusy and leaves no waiter behind, and
+    callers that wait are served by priority, then in the order they came. The children are held by jobs that end
+    only when the test lets them (not by sleeps, which a loaded machine can outlast), and one child is freed alone,
+    so it serves the queue one caller at a time and the order of the answers is the order of service."""
+    gates = [tmp_path / "gate-0", tmp_path / "gate-1"]
+    busy = [asyncio.create_task(pool.run(gate(path))) for path in gates]
+    await until(lambda: pool.idle == 0 and pool.waiting == 0, "both children taken")
     with pytest.raises(PoolBusy):
         await pool.run(os.getpid, max_wait=0.2)
+    assert pool.waiting == 0
     order: list[str] = []
 
     async def queued(name: str, priority: int) -> None:
@@ -110,10 +146,16 @@ async def test_callers_wait_at_most_max_wait_and_urgent_ones_go_first(pool: Proc
         order.append(name)
 
     late = [asyncio.create_task(queued(f"job-{n}", 1)) for n in range(3)]
-    await asyncio.sleep(0.05)
+    await until(lambda: pool.waiting == 3, "three callers waiting")
     early = asyncio.create_task(queued("upload", 0))
-    await asyncio.gather(*busy, *late, early)
-    assert order[0] == "upload", order
+    await until(lambda: pool.waiting == 4, "the urgent caller waiting too")
+    await open_gate(gates[0])
+    assert await busy[0] == b"go"
+    await asyncio.gather(*late, early)
+    assert order == ["upload", "job-0", "job-1", "job-2"]
+    assert not busy[1].done()  # the other child was held throughout
+    await open_gate(gates[1])
+    assert await busy[1] == b"go"
 
 
 async def test_a_cancelled_caller_loses_no_child(pool: ProcessPool) -> None:

@@ -148,6 +148,11 @@ class ProcessPool:
         """Children ready for a job now."""
         return len(self._idle)
 
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a child now (one that gave up is not counted, though its entry is popped later)."""
+        return sum(not waiter.done() for _, _, waiter in self._waiters)
+
     def launch(self, processes: int | None = None) -> asyncio.Task[None]:
         """Begin starting the children without waiting for them; `processes` sizes a pool not started yet.
 
