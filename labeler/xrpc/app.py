@@ -23,7 +23,7 @@ from labeler.console.imports import BankImports
 from labeler.protocol.errors import MethodNotImplemented, MethodNotSupported, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.create_report import create_report
-from labeler.xrpc.errors import handle_client_disconnect, handle_http_error, handle_unexpected, handle_xrpc_error
+from labeler.xrpc.errors import UnexpectedErrors, handle_client_disconnect, handle_http_error, handle_xrpc_error
 from labeler.xrpc.failed_logins import FailureLimiter
 from labeler.xrpc.limits import BodyLimitMiddleware
 from labeler.xrpc.query_labels import query_labels
@@ -95,17 +95,17 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(UnexpectedErrors),  # first: outside every other middleware
             Middleware(
                 BodyLimitMiddleware,
                 max_bytes=settings.max_body_bytes,
                 route_limits={**upload_body_limits(settings), IMPORT_PATH: BODY_LIMIT},
-            )
+            ),
         ],
         exception_handlers={
             XrpcError: handle_xrpc_error,
             HTTPException: handle_http_error,
             ClientDisconnect: handle_client_disconnect,
-            Exception: handle_unexpected,
         },
         lifespan=lifespan,
     )

@@ -1,7 +1,8 @@
 """One place that turns errors into the XRPC error body `{"error", "message"}`.
 
 XrpcError subclasses render as themselves; Starlette's HTTP errors (unknown path, wrong method) keep their status
-with an XRPC name; anything else is logged and becomes a bare `InternalServerError`, never leaking internals.
+with an XRPC name; anything else is logged once and becomes a bare `InternalServerError`, never leaking internals
+(`UnexpectedErrors`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labeler.protocol.errors import InternalServerError, RateLimitExceeded, XrpcError
 
@@ -54,8 +56,33 @@ async def handle_client_disconnect(request: Request, _exc: Exception) -> Respons
     return Response(status_code=400)
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    """A bug: logged with its traceback, answered 500, and the connection closed after it (whatever the failure
-    left half done belongs to no later request on that connection)."""
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(InternalServerError("internal error"), {"Connection": "close"})
+class UnexpectedErrors:
+    """Middleware, outside all our others, for a bug: logged with its traceback, answered 500, and the connection
+    closed after it (whatever the failure left half done belongs to no later request on that connection).
+
+    Not a Starlette exception handler for `Exception`: Starlette runs that handler and then raises the exception on
+    to the server, which logs the same traceback a second time. Here the exception ends with its one log line. One
+    raised after the response began cannot be answered; the server closes that connection, as it must."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            request = Request(scope)
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            if not started:
+                response = error_response(InternalServerError("internal error"), {"Connection": "close"})
+                await response(scope, receive, send)
