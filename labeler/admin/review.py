@@ -26,11 +26,11 @@ from labeler.pipeline.actions.decisions import FALSE_POSITIVE
 from labeler.pipeline.banks import BankError
 from labeler.pipeline.match.base import MatchFailure
 from labeler.pipeline.review import STATUSES, ReviewError
-from labeler.protocol.errors import InvalidRequest, NotFound
+from labeler.protocol.errors import InvalidRequest, NotFound, ServiceUnavailable
 from labeler.service import Labeler
 from labeler.xrpc.body import parse_json
 from labeler.xrpc.params import get_int, get_str, path_id
-from labeler.xrpc.upload_api import ServiceUnavailable, UpstreamFailure
+from labeler.xrpc.upload_api import UpstreamFailure
 
 PATH: Final = "/api/v1/review"
 _MAX_NOTE: Final = 2000

@@ -4,6 +4,9 @@
 one check before any of them is counted (issue: the check used to come before a database round trip, and the
 count after it). The caller names the client by a key of its choosing (`labeler.xrpc.clients.client_key`: an
 IPv4 address or an IPv6 /64); this module knows nothing of addresses.
+
+A refusal is overload, not a failure: 503 when every slot is taken, 429 when the client holds its share, both
+with a Retry-After (a slot frees when a subscriber leaves, which cannot be foreseen, so it is a fixed guess).
 """
 
 from __future__ import annotations
@@ -11,12 +14,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final
 
-from labeler.protocol.errors import XrpcError
+from labeler.protocol.errors import RateLimitExceeded, ServiceUnavailable
 
-
-class SlotRefused(XrpcError):
-    """No slot for this connection: the message says which cap it hit (sent as the stream's error frame)."""
+RETRY_AFTER_S: Final = 5
 
 
 class SubscriberSlots:
@@ -38,7 +40,8 @@ class SubscriberSlots:
 
     @contextmanager
     def hold(self, client: str) -> Iterator[None]:
-        """A slot for `client` for the duration of the block; `SlotRefused` at once if either cap is reached."""
+        """A slot for `client` for the duration of the block; at once ServiceUnavailable if every slot is taken,
+        RateLimitExceeded if the client holds its share (both `RetryLater`)."""
         self._take(client)
         try:
             yield
@@ -47,9 +50,11 @@ class SubscriberSlots:
 
     def _take(self, client: str) -> None:
         if self._in_use >= self.total:
-            raise SlotRefused("too many subscribers")
+            raise ServiceUnavailable("too many subscribers", retry_after=RETRY_AFTER_S)
         if self._held[client] >= self.per_client:
-            raise SlotRefused(f"too many subscriptions from one client (at most {self.per_client})")
+            raise RateLimitExceeded(
+                f"too many subscriptions from one client (at most {self.per_client})", retry_after=RETRY_AFTER_S
+            )
         self._held[client] += 1
         self._in_use += 1
 

@@ -13,7 +13,9 @@
     ├── NotFound              404
     ├── MethodNotSupported    405
     ├── PayloadTooLarge       413
-    ├── RateLimitExceeded     429
+    ├── RetryLater                 carries `retry_after`, sent as `Retry-After` when known
+    │   ├── RateLimitExceeded 429
+    │   └── ServiceUnavailable 503 busy or a dependency down: not a failure, come back later
     ├── InternalServerError   500  never carries internal details
     ├── MethodNotImplemented  501
     └── stream errors (sent as error frames on subscribeLabels, then the socket closes with 1008):
@@ -125,15 +127,26 @@ class PayloadTooLarge(XrpcError):
     name = "PayloadTooLarge"
 
 
-class RateLimitExceeded(XrpcError):
-    """Too many requests; `retry_after`: whole seconds to wait, sent as `Retry-After` when known."""
-
-    status = 429
-    name = "RateLimitExceeded"
+class RetryLater(XrpcError):
+    """Not now, maybe later; `retry_after`: whole seconds to wait, sent as `Retry-After` when known."""
 
     def __init__(self, message: str = "", *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimitExceeded(RetryLater):
+    """Too many requests (or connections) from this client."""
+
+    status = 429
+    name = "RateLimitExceeded"
+
+
+class ServiceUnavailable(RetryLater):
+    """We cannot take this now: a cap on work or connections is reached, or something we depend on is down."""
+
+    status = 503
+    name = "ServiceUnavailable"
 
 
 class InternalServerError(XrpcError):

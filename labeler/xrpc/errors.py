@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from labeler.protocol.errors import InternalServerError, RateLimitExceeded, XrpcError
+from labeler.protocol.errors import InternalServerError, RetryLater, XrpcError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def error_response(exc: XrpcError, headers: dict[str, str] | None = None) -> JSO
 async def handle_xrpc_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, XrpcError)
     headers = {"WWW-Authenticate": 'Basic realm="labeler"'} if exc.status == 401 else None
-    if isinstance(exc, RateLimitExceeded) and exc.retry_after is not None:
+    if isinstance(exc, RetryLater) and exc.retry_after is not None:
         headers = {"Retry-After": str(exc.retry_after)}
     return error_response(exc, headers)
 

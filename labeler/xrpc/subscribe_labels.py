@@ -7,9 +7,9 @@ after registering, and drops any live frame at or below the last seq it sent. Cl
 client that floods frames is disconnected.
 
 Connections are capped in total (`LABELER_MAX_SUBSCRIBERS`) and per client network
-(`LABELER_MAX_SUBSCRIBERS_PER_CLIENT`, `labeler.labels.slots`); a refused one gets an error frame and a close. A
-client that stops reading is dropped by the connection's stall check (`labeler.xrpc.write_stall`), and one that
-does not take its error frame and close within CLOSE_GRACE is dropped too.
+(`LABELER_MAX_SUBSCRIBERS_PER_CLIENT`, `labeler.labels.slots`); a refused handshake is answered 503 (or 429) with
+Retry-After. A client that stops reading is dropped by the connection's stall check (`labeler.xrpc.write_stall`),
+and one that does not take its error frame and close within CLOSE_GRACE is dropped too.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from labeler.labels.hub import Subscriber, encode_row_frame
-from labeler.protocol.errors import ConsumerTooSlow, FutureCursor, InvalidRequest, XrpcError
+from labeler.protocol.errors import ConsumerTooSlow, FutureCursor, InvalidRequest, RetryLater, XrpcError
 from labeler.protocol.frames import error_frame
 from labeler.service import Labeler
 from labeler.xrpc.clients import client_key
+from labeler.xrpc.errors import error_response
 from labeler.xrpc.params import get_int
 from labeler.xrpc.websocket import FrameSink, frame_sink
 
@@ -49,16 +50,20 @@ async def subscribe_labels(ws: WebSocket) -> None:
     # "Live" starts here, before the handshake: a label committed once the client holds its 101 has a higher seq,
     # so it cannot fall between the handshake and the hub registration.
     live_from = hub.head
-    await ws.accept()
     # The slot is held until the connection is closed, error frame and close included, not only while streaming.
     with contextlib.ExitStack() as slot:
+        try:
+            # Counted before the first await: simultaneous handshakes cannot all pass the caps.
+            slot.enter_context(hub.slots.hold(client_key(ws)))
+        except RetryLater as exc:
+            await _refuse(ws, exc)
+            return
+        await ws.accept()
         try:
             try:
                 cursor = get_int(ws.query_params, "cursor", default=None, minimum=0, maximum=2**53)
             except InvalidRequest as exc:
                 raise InvalidRequest(f"invalid cursor: {exc.message}") from None
-            # Counted before the first await: simultaneous handshakes cannot all pass the caps.
-            slot.enter_context(hub.slots.hold(client_key(ws)))
             if cursor is not None and cursor > max(hub.head, await labeler.store.head()):
                 raise FutureCursor("Cursor in the future.")
             await _serve(ws, labeler, live_from if cursor is None else cursor)
@@ -181,6 +186,19 @@ async def _drain_client(ws: WebSocket) -> None:
             if count > MAX_CLIENT_FRAMES_PER_SECOND:
                 await ws.close(code=POLICY_VIOLATION, reason="too many client frames")
                 return
+
+
+async def _refuse(ws: WebSocket, exc: RetryLater) -> None:
+    """Overload: the handshake is answered with the HTTP status (503, or 429 for one client's share), the XRPC
+    error body and Retry-After, which a client can act on (protocol.md §3.1 lists 429 and 5xx among the stream's
+    HTTP-level failures). An ASGI server without the denial-response extension gets the error frame instead."""
+    if "websocket.http.response" not in ws.scope.get("extensions", {}):
+        await ws.accept()
+        await _close_with_error(ws, exc)
+        return
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    with contextlib.suppress(Exception):  # the client went away meanwhile
+        await ws.send_denial_response(error_response(exc, headers))
 
 
 async def _close_with_error(ws: WebSocket, exc: XrpcError) -> None:

@@ -41,7 +41,7 @@ from labeler.pipeline.signals import EXACT_SIGNALS, PDQ, VIDEO, VPDQ
 from labeler.pipeline.signals.blob import BlobSignals, lookup_from
 from labeler.pipeline.signals.values import normalised_hash
 from labeler.pipeline.signals.video import VideoRejected
-from labeler.protocol.errors import AuthRequired, InvalidRequest, XrpcError
+from labeler.protocol.errors import AuthRequired, InvalidRequest, ServiceUnavailable, XrpcError
 from labeler.service import Labeler
 from labeler.xrpc.body import parse_json
 from labeler.xrpc.errors import error_response
@@ -74,14 +74,6 @@ class VideoNotAccepted(ImageNotAccepted):
     """The body is a video we cannot hash; `reason` as the video hasher says (truncated, too-long, unsupported, …)."""
 
     name = "VideoRejected"
-
-
-class ServiceUnavailable(XrpcError):
-    """The hasher or the matcher cannot answer now (every hashing process busy, HMA down or still loading its
-    index); try again later."""
-
-    status: ClassVar[int] = 503
-    name: ClassVar[str] = "ServiceUnavailable"
 
 
 class UpstreamFailure(XrpcError):

@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import io
 import itertools
+import json
 import socket
 import ssl
 import struct
@@ -33,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 
@@ -41,6 +42,7 @@ from labeler.config import Settings
 from labeler.keys import Keyring
 from labeler.labels import fanout
 from labeler.labels.hub import FrameBatch, StreamHub, Subscriber
+from labeler.labels.slots import RETRY_AFTER_S
 from labeler.labels.writer import LabelRequest
 from labeler.protocol.crypto import Curve
 from labeler.protocol.frames import binary_frames
@@ -117,6 +119,18 @@ async def expect_error_and_close(ws: ClientConnection, name: str) -> None:
         await ws.recv()
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (POLICY_VIOLATION, name)
+
+
+async def refused(live: LiveServer, cursor: object = None, **options: Any) -> tuple[int, str, str]:
+    """A handshake the server turns away: (HTTP status, XRPC error name, message), with its Retry-After checked."""
+    with pytest.raises(InvalidStatus) as info:
+        async with subscribe(live, cursor, **options):
+            pass
+    response = info.value.response
+    assert response.headers["retry-after"] == str(RETRY_AFTER_S)
+    body = json.loads(response.body or b"")
+    assert set(body) == {"error", "message"}
+    return response.status_code, body["error"], body["message"]
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -345,9 +359,7 @@ async def test_max_subscribers_counts_connections_still_backfilling(
         release, blocked = hold_backfill_reads(service.store, monkeypatch)
         async with serve_labeler(service) as live, subscribe(live, 0) as one, subscribe(live, 0) as two:
             await until(lambda: len(blocked) == 2)
-            async with subscribe(live, 0) as three:
-                header, body = await recv_frame(three)
-                assert header == {"op": -1} and body["message"] == "too many subscribers"
+            assert await refused(live, 0) == (503, "ServiceUnavailable", "too many subscribers")
             release.set()
             for ws in (one, two):
                 assert [seq for seq, _ in await recv_labels(ws, 3)] == [row.seq for row in rows]
@@ -379,18 +391,19 @@ async def test_simultaneous_handshakes_cannot_all_pass_the_subscriber_cap(
 
         monkeypatch.setattr(service.store, "head", head)
         async with serve_labeler(service) as live:
-            clients = await asyncio.gather(*(connect(url(live, 0), proxy=None, compression=None) for _ in range(5)))
+            handshakes = [connect(url(live, 0), proxy=None, compression=None) for _ in range(5)]
+            answers = await asyncio.gather(*handshakes, return_exceptions=True)
+            clients = [a for a in answers if isinstance(a, ClientConnection)]
             try:
-                # Fixed: two hold slots and wait; the others are refused without reading. Broken: all five wait.
+                # Fixed: two hold slots and wait; the others are refused at the handshake. Broken: all five wait.
                 await until(lambda: len(waiting) == 5 or (len(waiting) == 2 and hub_of(live).slots.in_use == 2))
                 release.set()
                 outcomes = await asyncio.gather(*(recv_frame(ws) for ws in clients))
             finally:
                 await asyncio.gather(*(ws.close() for ws in clients))
-            refused = [body["message"] for header, body in outcomes if header == {"op": -1}]
-            streamed = [body["seq"] for header, body in outcomes if header == LABELS_HEADER]
-            assert refused == ["too many subscribers"] * 3
-            assert streamed == [rows[0].seq] * 2
+            turned_away = [a.response.status_code for a in answers if isinstance(a, InvalidStatus)]
+            assert turned_away == [503] * 3, answers
+            assert [body["seq"] for header, body in outcomes if header == LABELS_HEADER] == [rows[0].seq] * 2
             await until(lambda: hub_of(live).slots.in_use == 0)
     finally:
         await service.aclose()
@@ -413,19 +426,19 @@ async def test_subscriptions_are_capped_per_client_network(
 
         async with serve_labeler(service) as live, subscribe(live, 0), subscribe(live, 0):
             await until(lambda: hub_of(live).slots.held_by("127.0.0.1") == 2)
-            async with subscribe(live, 0) as third:
-                header, body = await recv_frame(third)
-                assert header == {"op": -1}
-                assert body["message"] == "too many subscriptions from one client (at most 2)"
+            assert await refused(live, 0) == (
+                429,
+                "RateLimitExceeded",
+                "too many subscriptions from one client (at most 2)",
+            )
             async with (
                 subscribe(live, 0, **via("203.0.113.7")),
                 subscribe(live, 0, **via("2001:db8:1:2::1")),
                 subscribe(live, 0, **via("2001:db8:1:2:ffff::9")),
             ):
                 await until(lambda: hub_of(live).slots.in_use == 5)
-                async with subscribe(live, 0, **via("2001:db8:1:2::77")) as same_prefix:
-                    header, body = await recv_frame(same_prefix)
-                    assert header == {"op": -1} and "at most 2" in body["message"]
+                status, _, message = await refused(live, 0, **via("2001:db8:1:2::77"))
+                assert status == 429 and "at most 2" in message
                 async with subscribe(live, 0, **via("2001:db8:1:3::1")):
                     await until(lambda: hub_of(live).slots.held_by("2001:db8:1:3::/64") == 1)
                 release.set()
