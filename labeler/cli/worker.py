@@ -43,12 +43,9 @@ def worker(count: int | None, drain: bool) -> None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
                 if drain:
-                    counts = await labeler.pipeline.jobs.counts()
-                    if (
-                        counts["due"] == 0
-                        and counts["running"] == 0
-                        and not await labeler.pipeline.actioner.outbox.busy()
-                    ):
+                    # The backlog, as serve's gauges read it: no count of every done job, twice a second.
+                    backlog = await labeler.pipeline.jobs.backlog()
+                    if backlog.due == 0 and backlog.running == 0 and not await labeler.pipeline.actioner.outbox.busy():
                         break
         finally:
             await labeler.pipeline.aclose()  # graceful: the jobs in hand finish first
