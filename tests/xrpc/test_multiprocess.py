@@ -43,6 +43,7 @@ LABELS = 30_000
 VALS_PER_REQUEST = 10
 CLIENTS_PER_PROCESS = 8
 KILL_PHASE_REQUESTS = 320  # per process, in the SIGKILL phase
+TEST_TIMEOUT_S = 600
 
 
 @contextlib.asynccontextmanager
@@ -50,8 +51,19 @@ async def serve_processes(database_url: str, workdir: Path) -> AsyncIterator[lis
     # The key exists before any process starts, so they do not race to create one.
     Keyring.open(workdir / "keys").ensure_active()
     # The test's own readers share 2 cores with three servers and the writers; they are not what is tested.
+    # The servers keep idle connections open longer than the test may run: a client can then never send a request
+    # on a connection the server is closing at that moment (HTTP/1.1's keep-alive race, which a loaded machine
+    # makes likely whatever the client's own expiry; emitEvent is not retried, so the race would fail the test).
     processes = [
-        ServeProcess(name, database_url, workdir, password=PASSWORD, did=DID, LABELER_SUBSCRIBER_BUFFER="200000")
+        ServeProcess(
+            name,
+            database_url,
+            workdir,
+            password=PASSWORD,
+            did=DID,
+            LABELER_SUBSCRIBER_BUFFER="200000",
+            LABELER_KEEPALIVE_TIMEOUT=str(TEST_TIMEOUT_S),
+        )
         for name in "abc"[:PROCESSES]
     ]
     try:
@@ -157,15 +169,11 @@ async def query_all(http: httpx.AsyncClient, pattern: str) -> list[dict[str, Any
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 async def test_three_processes_stream_every_label_and_survive_a_sigkill(pg_database: str, tmp_path: Path) -> None:
     await empty_database(pg_database)
     async with serve_processes(pg_database, tmp_path) as servers:
-        # Idle connections are dropped by the client well before uvicorn's 5 s keep-alive timeout, so a busy test
-        # process never sends a request on a connection the server is closing at that moment.
-        limits = httpx.Limits(
-            max_connections=CLIENTS_PER_PROCESS, max_keepalive_connections=CLIENTS_PER_PROCESS, keepalive_expiry=1.0
-        )
+        limits = httpx.Limits(max_connections=CLIENTS_PER_PROCESS, max_keepalive_connections=CLIENTS_PER_PROCESS)
         clients = [httpx.AsyncClient(base_url=s.url, limits=limits, timeout=120) for s in servers]
         try:
             # A label before the subscribers connect: their cursor is taken after it, before the writes.
