@@ -224,9 +224,11 @@ async def test_sigterm_finishes_in_flight_writes_closes_subscribers_and_exits_0(
     streamed: list[bytes] = []
     close_codes: list[int | None] = []
     stop_writing = asyncio.Event()
+    subscribed = asyncio.Event()
 
     async def subscriber() -> None:
         async with websockets.connect(f"ws://127.0.0.1:{serve.port}/xrpc/com.atproto.label.subscribeLabels") as ws:
+            subscribed.set()  # live from the head as it was before the handshake: every later label comes here
             with contextlib.suppress(websockets.ConnectionClosed):
                 async for frame in ws:
                     assert isinstance(frame, bytes)
@@ -252,7 +254,9 @@ async def test_sigterm_finishes_in_flight_writes_closes_subscribers_and_exits_0(
                     failed += 1  # 503s while shutting down are not acknowledgements
 
     sub = asyncio.create_task(subscriber())
-    await asyncio.sleep(0.3)  # let the subscription register
+    while not subscribed.is_set():  # the handshake done, not a guess at how long it takes
+        assert not sub.done(), sub
+        await asyncio.sleep(0.02)
     writers = [asyncio.create_task(writer(n)) for n in range(16)]
     while len(acknowledged) < 300:
         assert serve.proc.poll() is None, serve.output()
