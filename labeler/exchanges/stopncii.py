@@ -138,7 +138,7 @@ class _Cursor:
         """Move past `page`; the checkpoint that resumes after it."""
         times = [r.lastModtimestamp for r in page.hashRecords]
         if self.ordered and times == sorted(times) and (not times or times[0] >= self.restart):
-            self.restart = max(self.restart, (times[-1] - 1) if times else self.restart)
+            self.restart = max(self.restart, min(times[-1] - 1, int(now)) if times else self.restart)
         else:
             self.ordered, self.restart = False, self.set_start
         if not page.hasMoreRecords:

@@ -255,6 +255,21 @@ async def test_a_page_token_older_than_a_quarter_hour_is_not_tried(world: World)
     assert first["startTimestamp"] == str(T0 + 19) and "nextPageToken" not in first
 
 
+async def test_records_dated_in_the_future_never_move_the_restart_time_past_now(world: World) -> None:
+    """A set resumed without its token after records stamped far ahead restarts no later than now, so what StopNCII
+    changes meanwhile is still fetched."""
+    world.standin.records += [Record(H[4 + i], T0 + 10**6 + i) for i in range(3)]  # pages 4 and 5
+    world.standin.fail_after = 4
+    assert (await world.fetch()).pages == 4
+    world.standin.fail_after = None
+    world.clock.now += 16 * 60  # the token is stale
+    assert (await world.fetch()).error is None
+    [exchange] = await world.stores.all()
+    assert exchange.checkpoint is not None and exchange.checkpoint["update_time"] <= world.clock.now
+    world.standin.records.append(Record("ab" * 32, int(world.clock.now)))
+    assert (await world.fetch()).added == 1
+
+
 async def test_an_md5_bank_takes_stopnciis_video_md5s(world: World) -> None:
     await world.stores.banks.create("NCII_MD5", signal_type="md5")
     await world.stores.add("st-md5", "stopncii", "NCII_MD5", {"url": world.url}, carries=STOPNCII.signal_types)
