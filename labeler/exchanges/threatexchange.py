@@ -8,7 +8,8 @@ GET `/<privacy group>/threat_updates/` with `start_time`, `limit`, `fields` and 
 `should_delete`, and its `descriptors`: one per member app that shared it, with owner, status, tags, reactions).
 A record is read by pytx's `ThreatUpdateJSON` and `FBThreatExchangeIndicatorRecord`, and pytx's own mapping of
 indicator types to signal types decides what it carries: `HASH_PDQ` is PDQ, `HASH_VIDEO_MD5` and `HASH_MD5`
-tagged `media_type_video` are MD5; other types (URLs, other file hashes) are not asked for.
+tagged `media_type_video` are MD5, and likewise `HASH_VIDEO_SHA256` and tagged `HASH_SHA256` are SHA-256; other
+types (URLs, other file hashes) are not asked for.
 
 The remote id is the indicator's id, which tombstones (`should_delete`, or no visible descriptor) carry too; the
 descriptors, which feedback reactions act on, are looked up when it is sent (`threatexchange_feedback`), so nothing
@@ -42,6 +43,7 @@ from threatexchange.exchanges.impl.fb_threatexchange_api import (
 from threatexchange.exchanges.impl.fb_threatexchange_signal import HasFbThreatExchangeIndicatorType
 from threatexchange.signal_type.md5 import VideoMD5Signal
 from threatexchange.signal_type.pdq.signal import PdqSignal
+from threatexchange.signal_type.sha256 import VideoSHA256Signal
 from threatexchange.signal_type.signal_base import SignalType
 
 from labeler.exchanges.credentials import Credentials
@@ -49,7 +51,7 @@ from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeU
 from labeler.exchanges.http import send
 from labeler.exchanges.store import ExchangeUpdate
 from labeler.exchanges.types import CredentialField, ExchangeType, FeedbackCall, Fetching, Page
-from labeler.pipeline.signals import MD5, PDQ
+from labeler.pipeline.signals import MD5, PDQ, SHA256
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,11 @@ _RESTARTED: Final = (
     "the last fetch was more than 85 days ago, longer than ThreatExchange keeps deletions: reading the privacy group "
     "again from the start (entries deleted meanwhile stay in the bank)"
 )
-_PYTX_SIGNALS: Final[Mapping[type[SignalType], str]] = {PdqSignal: PDQ, VideoMD5Signal: MD5}  # pytx's → ours
+_PYTX_SIGNALS: Final[Mapping[type[SignalType], str]] = {  # pytx's → ours
+    PdqSignal: PDQ,
+    VideoMD5Signal: MD5,
+    VideoSHA256Signal: SHA256,
+}
 _COLLAB: Final = FBThreatExchangeCollabConfig(name="labeler", privacy_group=0)  # pytx's conversion ignores it
 _AUTH_CODES: Final = frozenset({102, 104, 190, 10, 200})  # token missing, invalid or expired; no permission
 _TRANSIENT_CODES: Final = frozenset({1, 2, 4, 17, 32, 341, 613})  # unknown/temporary errors, rate limits
@@ -223,7 +229,7 @@ def _next_link(client: GraphClient, path: str, answer: dict[str, Any]) -> tuple[
 
 class ThreatExchangeType(ExchangeType):
     name = "threatexchange"
-    signal_types = (PDQ, MD5)
+    signal_types = (PDQ, MD5, SHA256)
     credentials = (CredentialField("token"),)
     has_feedback = True
 

@@ -107,7 +107,8 @@ async def test_first_fetch_pages_through_and_records_each_indicator(world: World
     first, *following = world.standin.requests
     assert first["access_token"] == world.standin.token and "start_time" not in first and "after" not in first
     assert first["fields"] == ",".join(ThreatUpdateJSON.te_threat_updates_fields())  # pytx's own selection
-    assert (first["limit"], first["types"]) == ("100", "HASH_MD5,HASH_PDQ,HASH_VIDEO_MD5")
+    types = "HASH_MD5,HASH_PDQ,HASH_SHA256,HASH_VIDEO_MD5,HASH_VIDEO_SHA256"
+    assert (first["limit"], first["types"]) == ("100", types)
     assert len(following) == 3 and all("after" in q and q["access_token"] == world.standin.token for q in following)
     [exchange] = await world.stores.all()
     assert exchange.checkpoint == {"update_time": T0 + 80, "last_fetch_time": T0 + 100}  # pytx's update_time
@@ -161,6 +162,21 @@ async def test_tombstones_and_changed_indicators_change_the_bank(world: World) -
     assert (report.error, report.added, report.removed) == (None, 1, 2)
     assert await md5_banked(world) == {UNTAGGED_MD5: "1006"}
     assert [(e.name, e.entries) for e in await world.stores.all()] == [("te", 3), ("te-md5", 1)]
+
+
+async def test_a_sha256_bank_takes_video_sha256s_as_pytx_maps_them(world: World) -> None:
+    world.standin.indicators += [
+        Indicator("1011", "HASH_VIDEO_SHA256", "e1" * 32, T0 + 91, _shared("2011")),
+        Indicator("1012", "HASH_SHA256", "e2" * 32, T0 + 92, _shared("2012", "media_type_video")),
+        Indicator("1013", "HASH_SHA256", "e3" * 32, T0 + 93, _shared("2013")),  # any file's: not taken
+    ]
+    await world.stores.banks.create("TE_SHA256", signal_type="sha256")
+    options = {"url": world.url, "privacy_group": world.standin.privacy_group}
+    await world.stores.add("te-sha", "threatexchange", "TE_SHA256", options, carries=THREATEXCHANGE.signal_types)
+    world.credentials({"token": world.standin.token}, name="te-sha")
+    assert (await world.fetch("te-sha")).added == 2
+    rows = await world.stores.banks.signal_rows("TE_SHA256")
+    assert {row[0]: row[3] for _signal, row in rows} == {"e1" * 32: "1011", "e2" * 32: "1012"}
 
 
 async def test_malformed_pages_and_records_are_skipped_and_logged(world: World, caplog: Any) -> None:
