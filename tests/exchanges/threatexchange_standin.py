@@ -8,7 +8,8 @@ HTTP 400 for a bad token or an unknown object, 500 with `is_transient` for an ou
 [`start_time`, `stop_time`), oldest first (then by id), `limit` at a time (at most `page_size`), of the indicator
 `types` asked for, with only the `fields` asked for (and `id`, which Graph always sends): `{"data": [...],
 "paging": {"cursors": {...}, "next": URL}}`, where `next` is an absolute URL on this host carrying the query
-again, the token included, and an opaque `after` cursor, as Graph writes them. A withdrawn indicator is a
+again, the token included, and an opaque `after` cursor, as Graph writes them; a full page always has one, so a
+window of a whole number of pages ends with an empty page. A withdrawn indicator is a
 tombstone: `should_delete` true and no `descriptors`.
 
 Test controls: `page_size`; `malformed` (offset into the window → "data": that page's `data` is not a list,
@@ -142,7 +143,7 @@ class ThreatExchangeStandin:
         wanted = _top_fields(query.get("fields", ""))
         answer: dict[str, Any] = {"data": [record(i, wanted) for i in page]}
         paging: dict[str, Any] = {"cursors": {"before": _cursor(offset), "after": _cursor(offset + len(page))}}
-        if offset + limit < len(window):
+        if len(page) == limit:  # as Graph does, a full page links on even when nothing follows
             base = self.next_base or f"{request.url.scheme}://{request.url.netloc}"
             following = {k: v for k, v in query.items() if k != "after"} | {"after": _cursor(offset + limit)}
             paging["next"] = f"{base}{request.url.path}?{urllib.parse.urlencode(following)}"
@@ -184,9 +185,10 @@ class ThreatExchangeStandin:
         removed = descriptor.reactions.get(given["reactions_to_remove"], [])
         if self.app_id in removed:
             removed.remove(self.app_id)
-        added = descriptor.reactions.setdefault(given["reactions"], []) if given["reactions"] else [self.app_id]
-        if self.app_id not in added:  # a reaction is one per app
-            added.append(self.app_id)
+        if given["reactions"]:
+            added = descriptor.reactions.setdefault(given["reactions"], [])
+            if self.app_id not in added:  # a reaction is one per app
+                added.append(self.app_id)
         return JSONResponse({"success": True})
 
 
