@@ -68,8 +68,11 @@ def explain(uri: str, as_json: bool) -> None:
 
 def action_line(action: dict[str, Any]) -> str:
     """`#12 takedown apply: done (applied) by pipeline [rule ncmec] record at://… — reversed by #15`."""
-    target = action["params"].get("subject") or {}
+    params = action["params"]
+    target = params.get("subject") or {}
     what = target.get("uri") or (f"blob {target['cid']}" if "cid" in target else target.get("did", ""))
+    if "exchange" in params:  # feedback: the exchange and its entry
+        what = f"exchange {params['exchange']} entry {params.get('remote_id')}"
     text = f"#{action['id']} {action['kind']} {action['op']}: {action['state']}"
     text += f" ({action['outcome']})" if action["outcome"] else ""
     text += f" by {action['actor']}" + (f" [rule {action['rule']}]" if action["rule"] else "")

@@ -203,7 +203,10 @@ def test_with_several_reasons_the_configured_one_is_given(scene: Scene, monkeypa
     assert scene.standin.votes == []
     invoke = cli_invoker(settings, monkeypatch)
     listed = invoke("actions", "list", "--state", "failed", "--kind", FEEDBACK)
-    assert f"#{sent.id} {FEEDBACK} apply: failed (exchange-refused)" in listed.output
+    assert (
+        f"#{sent.id} {FEEDBACK} apply: failed (exchange-refused) by mod [rule default] exchange nc entry 42-image1: "
+        "NCMEC takes a downvote" in listed.output
+    )
     switched = invoke("exchange", "feedback", "nc", "on", "--reason", "poor quality hash")
     assert switched.exit_code == 0 and "downvote reason 'poor quality hash'" in switched.output
     retried = invoke("actions", "retry", str(sent.id))
@@ -280,3 +283,11 @@ def test_cli_switches_feedback_on_and_off(scene: Scene, monkeypatch: pytest.Monk
     assert '"feedback": false' in invoke("exchange", "list", "--json").output
     unknown = invoke("exchange", "feedback", "nowhere", "on")
     assert unknown.exit_code != 0 and "no exchange named 'nowhere'" in unknown.output
+    # Tech Against Terrorism has no feedback call: switching it on is refused, when added and later.
+    tat = ["exchange", "add", "tat", "--type", "tat", "--bank", BANK, "--user", "u", "--password", "p"]
+    refused = invoke(*tat, "--feedback")
+    assert refused.exit_code != 0 and "tat exchanges take no feedback" in refused.output
+    assert invoke(*tat).exit_code == 0
+    later = invoke("exchange", "feedback", "tat", "on")
+    assert later.exit_code != 0 and "tat exchanges take no feedback" in later.output
+    assert "tat\ttat\tNCMEC\t0 entries\tlast fetched never\tfeedback off" in invoke("exchange", "list").output
