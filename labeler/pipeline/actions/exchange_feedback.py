@@ -13,7 +13,7 @@ rejection's reversal sends nothing (nothing about the entry changed).
 Each attempt reads the exchange's options and credentials as they are then: an exchange switched off since ends
 `skipped`, one removed `failed`. An outage, a 429 or a 5xx is retried with backoff (the outbox's); refused
 credentials or a refusal of the call itself (a 4xx) end `failed` at once, with the exchange's words, in
-`labeler actions list --state failed` and `labeler_actions{kind="exchange-feedback",state="failed"}`;
+`labeler actions list --state failed` and `labeler_actions_total{kind="exchange-feedback",state="failed"}`;
 `labeler actions retry` sends them again once fixed. As with a report, an attempt cut short in the instant after
 the exchange took it is sent again (NCMEC keeps one vote per member and fingerprint, so there it changes nothing).
 """
