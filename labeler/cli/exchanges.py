@@ -60,7 +60,10 @@ def _with_store(settings: Settings, body: Callable[[ExchangeStore], Awaitable[T]
 )
 @click.option("--subscription-key", help="StopNCII: the API Management subscription key (prompted for, never echoed).")
 @click.option("--fetch-key", help="StopNCII: the FetchHashes function key (prompted for, never echoed).")
-@click.option("--feedback-key", help="StopNCII: the SubmitFeedback function key, to send moderators' verdicts back.")
+@click.option(
+    "--feedback-key",
+    help="StopNCII: the SubmitFeedback function key, to send verdicts back (prompted for with --feedback).",
+)
 @click.option(
     "--feedback", is_flag=True, help="Send moderators' confirmations and rejections of its matches back to it."
 )
