@@ -5,7 +5,8 @@ checkpoint moved past the page) costs nothing but the repeat: first the bank ent
 withdrew or changed are removed, then the new hashes are added (a known hash is skipped), then the record of
 what the exchange holds (`exchange_entries`) is written. A bank entry is removed only when no entry of any
 exchange feeding the bank still carries its hash, and only if an exchange put it there (its note), so a hash
-also imported by hand stays.
+also imported by hand stays. Which exchange put it there does not matter: when several carry one hash, the one
+that banked it first may withdraw it before the others, and the last to withdraw it must still remove it.
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ class ExchangeStore:
             still_held = await self._held_elsewhere(conn, exchange.bank, withdrawn, exclude=(exchange.name, changed))
         for value in withdrawn - still_held:
             found = await self.banks.find_entry(exchange.bank, value)
-            if found is not None and found[1] == entry_note(exchange.name):
+            if found is not None and exchange_of_note(found[1]) is not None:
                 applied.removed += await self.banks.remove_entry(exchange.bank, found[0])
         new = {value: rid for rid, value in changed.items() if value is not None}
         if new:

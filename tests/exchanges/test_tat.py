@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from pipeline.corpus import random_hashes
+from support.server import serve_in_thread
 from threatexchange.exchanges.clients.techagainstterrorism.api import TATHashListAPI
 from threatexchange.exchanges.impl.techagainstterrorism_api import TATCheckpoint
 
@@ -128,6 +129,22 @@ async def test_a_hash_also_imported_by_hand_stays_when_tat_deletes_it(world: Wor
     records[102].deleted, records[102].updated_on = True, T0 + 60
     assert (await world.fetch()).removed == 0
     assert (await world.banked())[H[1]] == ("ours", None)
+
+
+async def test_a_hash_two_exchanges_carry_leaves_the_bank_when_the_last_of_them_deletes_it(world: World) -> None:
+    other = TatStandin(records=[Record(900, H[1], T0 + 1)])
+    with serve_in_thread(other.app()) as server:
+        await world.stores.add("tat2", "tat", "TAT", {"url": server.url}, carries=TAT.signal_types)
+        world.credentials({"user": other.user, "password": other.password}, name="tat2")
+        await world.fetch()
+        assert (await world.fetch("tat2")).added == 0  # banked already, by the first exchange
+        records = {r.id: r for r in world.standin.records}
+        records[102].deleted, records[102].updated_on = True, T0 + 60
+        assert (await world.fetch()).removed == 0  # the other exchange still carries it
+        assert (await world.banked())[H[1]] == ("102", entry_note("tat"))
+        other.records[0].deleted, other.records[0].updated_on = True, T0 + 60
+        assert (await world.fetch("tat2")).removed == 1  # no exchange carries it any more
+    assert H[1] not in await world.banked()
 
 
 async def test_malformed_records_are_skipped_and_logged_and_the_fetch_moves_past_them(
