@@ -20,6 +20,7 @@ from labeler.pipeline.banks import BankStore
 from labeler.pipeline.options import load_options
 
 T = TypeVar("T")
+_NOT_SOURCE = ("url", FEEDBACK, FEEDBACK_REASON)  # options `exchange list` shows elsewhere, or not at all
 # exchange add's options that are credentials (of some type)
 _CREDENTIAL_OPTIONS = ("user", "password", "token", "subscription_key", "fetch_key", "feedback_key")
 
@@ -167,7 +168,8 @@ def exchange_list(as_json: bool) -> None:
         return
     echo_lines(
         (
-            f"{e.name}\t{e.type}\t{e.bank}\t{e.entries} entries\tlast fetched {e.last_success_at or 'never'}"
+            f"{e.name}\t{e.type}\t{e.bank}\t{_source(e)}\t{e.entries} entries"
+            f"\tlast fetched {e.last_success_at or 'never'}"
             f"\tfeedback {'on' if e.feedback else 'off'}"
             f"\t{e.fetch_errors} errors{f' (last: {e.last_error})' if e.last_error else ''}"
             for e in found
@@ -217,9 +219,16 @@ def exchange_remove(name: str) -> None:
     click.echo(f"removed exchange {name} (its bank keeps the {had} entries it fetched)")
 
 
+def _source(e: Exchange) -> str:
+    """What the exchange reads, whatever its type: its URL, then the options that pick a part of it
+    (ThreatExchange's privacy group); the feedback switch has its own column."""
+    picked = [f"{k.replace('_', ' ')} {v}" for k, v in sorted(e.options.items()) if k not in _NOT_SOURCE]
+    return ", ".join([str(e.options.get("url")), *picked])
+
+
 def _shown(e: Exchange) -> dict[str, Any]:
     return {
         "name": e.name, "type": e.type, "bank": e.bank, "url": e.options.get("url"), "entries": e.entries,
         "last_success_at": e.last_success_at, "fetch_errors": e.fetch_errors, "last_error": e.last_error,
-        "feedback": e.feedback,
+        "feedback": e.feedback, "options": e.options,
     }  # fmt: skip

@@ -21,6 +21,7 @@ from support.server import serve_in_thread
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, write_credentials
 from labeler.exchanges.fetch import fetch_exchange, http_client
+from labeler.exchanges.tat import DEFAULT_URL as TAT_URL
 from labeler.exchanges.types import exchange_type
 from labeler.pipeline.actions.exchange_feedback import NAME as FEEDBACK
 from labeler.pipeline.actions.model import Action
@@ -290,4 +291,5 @@ def test_cli_switches_feedback_on_and_off(scene: Scene, monkeypatch: pytest.Monk
     assert invoke(*tat).exit_code == 0
     later = invoke("exchange", "feedback", "tat", "on")
     assert later.exit_code != 0 and "tat exchanges take no feedback" in later.output
-    assert "tat\ttat\tNCMEC\t0 entries\tlast fetched never\tfeedback off" in invoke("exchange", "list").output
+    listed = f"tat\ttat\tNCMEC\t{TAT_URL}\t0 entries\tlast fetched never\tfeedback off"
+    assert listed in invoke("exchange", "list").output

@@ -258,7 +258,7 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     check_cli_lifecycle(
         invoke, upload_settings, add=["nc", "--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", server.user],
         typed=server.password, fetched="nc: 3 pages, 4 added, 0 removed, 0 skipped",
-        listed="nc\tncmec\tNCMEC\t4 entries", match=(H[2], [("NCMEC", "42-image3")]),
+        listed=f"nc\tncmec\tNCMEC\t{url}\t4 entries", match=(H[2], [("NCMEC", "42-image3")]),
         wrong=["--type", "ncmec", "--bank", "NCMEC", "--url", url, "--user", "u", "--password", "not-the-password"],
         refused="refused the credentials (HTTP 401)", secrets=[server.password, "not-the-password"],
     )  # fmt: skip

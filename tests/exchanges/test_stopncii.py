@@ -345,7 +345,7 @@ def test_cli_add_prompts_for_keys_fetch_list_remove_and_a_fetched_hash_matches_o
         invoke, upload_settings,
         add=["st", "--type", "stopncii", "--bank", "NCII", "--url", url, "--feedback-key", server.feedback_key],
         typed=f"{server.subscription_key}\n{server.fetch_key}",  # both prompted for
-        fetched="st: 3 pages, 4 added, 0 removed, 0 skipped", listed="st\tstopncii\tNCII\t4 entries",
+        fetched="st: 3 pages, 4 added, 0 removed, 0 skipped", listed=f"st\tstopncii\tNCII\t{url}\t4 entries",
         match=(H[2], [("NCII", rid(H[2]))]), wrong=wrong, refused="StopNCII refused the keys (HTTP 401)",
         secrets=[*_keys(server).values(), "wrong-subscription"],
     )  # fmt: skip

@@ -268,9 +268,10 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     assert refused.exit_code != 0 and "tat takes no --environment" in refused.output
     check_cli_lifecycle(
         invoke, upload_settings, add=["tat", "--type", "tat", "--bank", "TAT", "--url", url, "--user", server.user],
-        typed=server.password, fetched="tat: 3 pages, 4 added, 0 removed, 0 skipped", listed="tat\ttat\tTAT\t4 entries",
-        match=(H[2], [("TAT", "104")]), wrong=["--type", "tat", "--bank", "TAT", "--url", url, "--user", "u",
-        "--password", "not-the-password"], refused="refused the credentials (HTTP 400)",
+        typed=server.password, fetched="tat: 3 pages, 4 added, 0 removed, 0 skipped",
+        listed=f"tat\ttat\tTAT\t{url}\t4 entries", match=(H[2], [("TAT", "104")]),
+        wrong=["--type", "tat", "--bank", "TAT", "--url", url, "--user", "u", "--password", "not-the-password"],
+        refused="refused the credentials (HTTP 400)",
         secrets=[server.password, "not-the-password"],
     )  # fmt: skip
     default = invoke("exchange", "add", "tat2", "--type", "tat", "--bank", "TAT", "--user", "u", "--password", "p")

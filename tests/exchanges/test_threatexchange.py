@@ -321,7 +321,8 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     check_cli_lifecycle(
         invoke, upload_settings, add=["te", "--type", "threatexchange", "--bank", "GIFCT", "--url", url,
         "--privacy-group", server.privacy_group], typed=server.token, fetched="te: 4 pages, 4 added, 0 removed, 0 "
-        "skipped", listed="te\tthreatexchange\tGIFCT\t4 entries", match=(H[2], [("GIFCT", "1004")]),
+        "skipped", listed=f"te\tthreatexchange\tGIFCT\t{url}, privacy group {server.privacy_group}\t4 entries",
+        match=(H[2], [("GIFCT", "1004")]),
         wrong=["--type", "threatexchange", "--bank", "GIFCT", "--url", url, "--privacy-group", server.privacy_group,
         "--token", wrong_token], refused="OAuthException code 190", secrets=[server.secret, "wrong-secret"],
     )  # fmt: skip
