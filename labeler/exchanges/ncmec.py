@@ -40,6 +40,7 @@ from threatexchange.exchanges.clients.ncmec import hash_api
 from labeler.exchanges.credentials import Credentials
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.http import accepted, send
+from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
 from labeler.exchanges.types import CredentialField, ExchangeType, FeedbackCall, Fetching, Page
 from labeler.pipeline.signals import MD5, PDQ
@@ -109,6 +110,9 @@ async def pages(
         until = max(until, end)
     else:
         next_ = ""
+    followed = Followed("NCMEC")
+    if next_:
+        followed.follow(next_)
     while True:
         if not next_:
             end = until if span is None else min(until, start + span)
@@ -131,7 +135,7 @@ async def pages(
         if following:
             paged = {"from": start, "to": end, "next": following, "paged_at": clock(), "span": span}
             yield Page(updates, paged, False, problem)
-            next_ = following
+            next_ = followed.follow(following)
             continue
         if span is not None and listed < window_entries // 4:
             span *= 2  # a small window: the next one may be wider

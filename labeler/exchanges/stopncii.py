@@ -32,7 +32,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -43,6 +43,7 @@ from threatexchange.exchanges.clients.stopncii import api
 from labeler.exchanges.credentials import Credentials
 from labeler.exchanges.errors import ExchangeError, ExchangeUnavailable
 from labeler.exchanges.http import accepted, send
+from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
 from labeler.exchanges.types import CredentialField, ExchangeType, FeedbackCall, Fetching, Page
 from labeler.pipeline.signals import MD5, PDQ
@@ -119,6 +120,11 @@ class _Cursor:
     set_start: int
     token: str = ""
     ordered: bool = True  # the set's records so far came in time order: `restart` follows them
+    followed: Followed = field(default_factory=lambda: Followed("StopNCII"))  # the set's page tokens so far
+
+    def __post_init__(self) -> None:
+        if self.token:
+            self.followed.follow(self.token)
 
     @classmethod
     def resume(cls, checkpoint: dict[str, Any] | None, now: float) -> _Cursor:
@@ -133,6 +139,7 @@ class _Cursor:
     def fresh(self) -> None:
         """Start a new set at `restart`."""
         self.set_start, self.token, self.ordered = self.restart, "", True
+        self.followed = Followed("StopNCII")  # a set read again may be given the same tokens again
 
     def advance(self, page: api.FetchHashesResponse, now: float) -> dict[str, Any]:
         """Move past `page`; the checkpoint that resumes after it."""
@@ -145,7 +152,7 @@ class _Cursor:
             self.restart = max(self.set_start, min(page.nextSetTimestamp, int(now)))
             self.fresh()
             return {"update_time": self.restart}
-        self.token = page.nextPageToken or ""
+        self.token = self.followed.follow(page.nextPageToken or "")
         return {
             "update_time": self.restart, "set_start": self.set_start, "next": self.token, "paged_at": now,
             "ordered": self.ordered,

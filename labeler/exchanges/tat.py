@@ -36,6 +36,7 @@ from threatexchange.exchanges.clients.techagainstterrorism import api
 from labeler.exchanges.credentials import Credentials
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.http import accepted, send
+from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
 from labeler.exchanges.types import CredentialField, ExchangeType, Fetching, Page
 from labeler.pipeline.signals import MD5, PDQ, SHA256
@@ -103,6 +104,8 @@ async def pages(client: TatClient, checkpoint: Mapping[str, Any] | None) -> Asyn
     """The pages after `checkpoint`, each with the checkpoint that follows it. Auth failures, outages and
     unreadable pages raise (the caller's checkpoint stays at the last applied page)."""
     after = str((checkpoint or {}).get("after", ""))
+    followed = Followed(WHO)
+    followed.follow(after)
     while True:
         body = await client.hash_list(after)
         try:
@@ -111,13 +114,11 @@ async def pages(client: TatClient, checkpoint: Mapping[str, Any] | None) -> Asyn
             where = f"after {after}" if after else "from the start"
             raise ExchangeError(f"{WHO}'s hash list page {where} is malformed ({exc}); will retry") from None
         following = following or after  # an empty page may carry no checkpoint: stay where we were
-        if more and following == after:
-            raise ExchangeError(f"{WHO}'s hash list has more after {after or 'the start'} but did not move past it")
         problem = f"skipped {WHO} records pytx cannot read: {', '.join(skipped[:5])}" if skipped else None
         yield Page(updates, {"after": following}, not more, problem)
         if not more:
             return
-        after = following
+        after = followed.follow(following)
 
 
 class TatType(ExchangeType):

@@ -49,6 +49,7 @@ from threatexchange.signal_type.signal_base import SignalType
 from labeler.exchanges.credentials import Credentials
 from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
 from labeler.exchanges.http import send
+from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
 from labeler.exchanges.types import CredentialField, ExchangeType, FeedbackCall, Fetching, Page
 from labeler.pipeline.signals import MD5, PDQ, SHA256
@@ -147,6 +148,7 @@ async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> Asy
     path = client.url(f"{privacy_group}/threat_updates/")
     url, params = path, _first_params(start)
     highest = start
+    followed = Followed("ThreatExchange")
     while True:
         answer = await client.request("GET", url, params)
         if not isinstance(answer, dict):
@@ -170,6 +172,7 @@ async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> Asy
         if following is None:
             return
         url, params = following
+        followed.follow(urllib.parse.urlencode(sorted(params.items())))
 
 
 def parse_records(records: list[Any], *, app_id: int) -> tuple[list[ExchangeUpdate], int, int]:

@@ -8,7 +8,8 @@ HTTP basic auth (401 otherwise), `from`/`to` as `%Y-%m-%dT%H:%M:%SZ`, a namespac
 An entry is listed in a window when its last change (`changed`) falls in [from, to): an entry changed later shows
 its current state there, a deleted one as a tombstone. Test controls: `page_size`, `malformed` (the `start`
 values of pages answered with a truncated body), `fail_after` (after that many requests to `/v2/entries` every one
-answers 503: an outage mid-fetch) and `requests` (every query string seen, in order).
+answers 503: an outage mid-fetch), `stuck` (the `start` values of pages whose paging link names the page itself
+again, a paging bug) and `requests` (every query string seen, in order).
 
 Feedback as pytx's `submit_feedback` sends it: `GET /v2/feedback/<FINGERPRINT>/reasons` lists the downvote
 reasons (`availableFeedbackReasons`, `reasons` per fingerprint type: GUID → name), and `PUT
@@ -69,6 +70,7 @@ class NcmecStandin:
     entries: list[Entry] = field(default_factory=list)
     malformed: set[int] = field(default_factory=set)
     fail_after: int | None = None
+    stuck: set[int] = field(default_factory=set)  # pages (by `start`) whose paging link names the page itself
     requests: list[dict[str, str]] = field(default_factory=list)
     reasons: dict[str, dict[str, str]] = field(
         default_factory=lambda: {"PDQ": {REASON: "Not CSAM"}, "MD5": {REASON: "Not CSAM"}}
@@ -166,7 +168,8 @@ class NcmecStandin:
             for entry in group:
                 _entry(element, entry)
         if start - 1 + size < len(window):
-            paging = {"from": query["from"], "to": query["to"], "start": start + size, "size": size}
+            following = start if start in self.stuck else start + size  # a paging bug: the same page again
+            paging = {"from": query["from"], "to": query["to"], "start": following, "size": size}
             ET.SubElement(ET.SubElement(root, "paging"), "next").text = "/v2/entries?" + urlencode(
                 paging | {"max": len(window)}
             )

@@ -16,7 +16,8 @@ Management's JSON message), a missing or wrong function key 401, another endpoin
 that is unknown or past `token_lifetime` (pytx: "not valid over long periods of time"; the status StopNCII gives is
 not documented, 400 here) is refused; `fail_after` makes every FetchHashes request after that many answer 503 (an
 outage mid-paging); a `poisoned` record makes any page holding it a truncated JSON body (HMA issue #2004); a
-`broken` record is sent with a `lastModtimestamp` pytx cannot read. `requests` keeps every FetchHashes query seen,
+`broken` record is sent with a `lastModtimestamp` pytx cannot read; `stuck` makes a page asked for with a token
+give that same token as the next (a paging bug). `requests` keeps every FetchHashes query seen,
 `feedback` every feedback accepted.
 """
 
@@ -77,6 +78,7 @@ class StopNciiStandin:
     page_size: int = 2  # the most it puts on a page, whatever pageSize asks for
     records: list[Record] = field(default_factory=list)
     fail_after: int | None = None
+    stuck: bool = False  # a page asked for with a token gives that same token as the next (a paging bug)
     fail_feedback: bool = False
     token_lifetime: float = 3600.0
     requests: list[dict[str, str]] = field(default_factory=list)
@@ -129,7 +131,9 @@ class StopNciiStandin:
         rest = [r for r in in_set if after is None or r.key > after]
         page, more = rest[: min(size, self.page_size)], len(rest) > min(size, self.page_size)
         next_token = None
-        if more:
+        if more and self.stuck and "nextPageToken" in query:
+            next_token = query["nextPageToken"]
+        elif more:
             next_token = secrets.token_urlsafe(24)
             self._tokens[next_token] = _Token(start, page[-1].key, time.time())
         body = {

@@ -17,7 +17,8 @@ records, and TAT's published docs):
 Test controls: `page_size`; `token_uses` (hash-list requests a token is good for before it has expired; None:
 forever); `list_access` (False: the account may log in but not read the list, 403); `fail_after` (after that many
 hash-list requests every one answers 503: an outage mid-fetch); `malformed` (`after` values whose page is
-answered with a truncated body); `records` (a record's `broken` drops its `hash_digest`, which pytx cannot read);
+answered with a truncated body); `stuck` (every page after the first gives the `after` it was asked with as its
+checkpoint, a paging bug); `records` (a record's `broken` drops its `hash_digest`, which pytx cannot read);
 and what was asked: `logins` (user names) and `requests` (each hash-list query, with the token it carried).
 """
 
@@ -69,6 +70,7 @@ class TatStandin:
     list_access: bool = True
     fail_after: int | None = None
     malformed: set[str] = field(default_factory=set)
+    stuck: bool = False  # a page after the first gives the `after` it was asked with as its checkpoint (a bug)
     logins: list[str] = field(default_factory=list)
     requests: list[dict[str, str]] = field(default_factory=list)
     _tokens: dict[str, int] = field(default_factory=dict)  # token → hash-list requests made with it
@@ -121,7 +123,7 @@ class TatStandin:
             "count": len(listed),
             "next": following,
             "previous": None,
-            "checkpoint": f"{page[-1].updated_on},{page[-1].id}" if page else None,
+            "checkpoint": after if self.stuck and after else f"{page[-1].updated_on},{page[-1].id}" if page else None,
             "results": [r.wire() for r in page],
         }
         return Response(json.dumps(body), media_type="application/json")

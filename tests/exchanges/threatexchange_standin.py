@@ -15,7 +15,8 @@ tombstone: `should_delete` true and no `descriptors`.
 Test controls: `page_size`; `malformed` (offset into the window → "data": that page's `data` is not a list,
 its paging intact; "truncated": the body is cut short); `fail_after` (after that many threat_updates requests
 every one fails: Graph's transient 500, an outage mid-fetch, or with `failure` "throttled" its rate-limit 400);
-`next_base` (the scheme and host its `next` links name instead of its own); `requests` (every threat_updates
+`next_base` (the scheme and host its `next` links name instead of its own); `stuck` (every page after the first
+links to itself as the next, a paging bug); `requests` (every threat_updates
 query, in order); `down` (indicator and descriptor requests answer a transient 500); `reacted` (every reaction
 POST, in order).
 
@@ -76,6 +77,7 @@ class ThreatExchangeStandin:
     fail_after: int | None = None
     failure: str = "outage"  # or "throttled": Graph's rate limit (HTTP 400, code 4)
     next_base: str | None = None
+    stuck: bool = False  # a page after the first links to itself as the next (a paging bug)
     requests: list[dict[str, str]] = field(default_factory=list)
     down: bool = False  # every indicator and descriptor request answers Graph's transient 500
     reacted: list[tuple[str, str, str]] = field(default_factory=list)  # (descriptor, reactions, reactions_to_remove)
@@ -145,7 +147,8 @@ class ThreatExchangeStandin:
         paging: dict[str, Any] = {"cursors": {"before": _cursor(offset), "after": _cursor(offset + len(page))}}
         if len(page) == limit:  # as Graph does, a full page links on even when nothing follows
             base = self.next_base or f"{request.url.scheme}://{request.url.netloc}"
-            following = {k: v for k, v in query.items() if k != "after"} | {"after": _cursor(offset + limit)}
+            after = offset if self.stuck and offset else offset + limit
+            following = {k: v for k, v in query.items() if k != "after"} | {"after": _cursor(after)}
             paging["next"] = f"{base}{request.url.path}?{urllib.parse.urlencode(following)}"
         answer["paging"] = paging
         broken = self.malformed.get(offset)
