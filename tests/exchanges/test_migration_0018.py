@@ -4,6 +4,7 @@ other exchanges' records and every bank entry stay. On both databases."""
 from __future__ import annotations
 
 import sqlalchemy as sa
+from support.migrations import downgrade
 
 from labeler.store.engine import create_engine
 from labeler.store.exchange_schema import exchange_entries, exchanges
@@ -13,7 +14,8 @@ from labeler.store.migrate import upgrade
 async def test_ncmec_records_are_forgotten_and_fetched_again(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
-        await upgrade(engine, "0017")
+        await upgrade(engine)
+        await downgrade(engine, "0017")  # where an NCMEC exchange recorded bare ids
         async with engine.begin() as conn:
             for name, type_ in (("nc", "ncmec"), ("tat", "tat")):
                 await conn.execute(exchanges.insert().values(
@@ -30,4 +32,5 @@ async def test_ncmec_records_are_forgotten_and_fetched_again(database_url: str) 
         assert rows == {"nc": (None, None), "tat": ({"from": 5}, 9e9)}
         assert kept == ["tat"]
     finally:
+        await upgrade(engine)  # the PostgreSQL database is shared by the session's tests
         await engine.dispose()

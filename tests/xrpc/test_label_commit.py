@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from support.migrations import downgrade
 
 from labeler.labels.writer import SPLIT_MIN, LabelRequest
 from labeler.service import Labeler
@@ -165,7 +166,7 @@ async def test_migration_0005_keeps_rows_and_makes_seq_the_rowid(tmp_path: Path)
         assert "label_events_seq" not in _indexes(path) and {"labels_uri_seq", "label_events_uri"} <= _indexes(path)
         with _connect(path) as conn, pytest.raises(sqlite3.IntegrityError):  # the current-state key survived
             conn.execute("INSERT INTO labels VALUES (?,?,?,?,?,?,?,?,?,?)", (10, *_label_row(9)[1:]))
-        await _downgrade(engine, "0004")
+        await downgrade(engine, "0004")
         assert _rows(path) == before and not _seq_is_rowid(path) and "label_events_seq" in _indexes(path)
     finally:
         await engine.dispose()
@@ -188,7 +189,7 @@ async def test_migration_0006_leads_the_current_key_with_the_uri_and_keeps_rows(
     select = sa.select(labels).order_by(labels.c.seq)
     try:
         await upgrade(engine)
-        await _downgrade(engine, "0005")
+        await downgrade(engine, "0005")
         async with engine.begin() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             await driver.executemany(insert, [_label_row(seq) for seq in (5, 1_700_000_000_000_000, 9)])
@@ -205,7 +206,7 @@ async def test_migration_0006_leads_the_current_key_with_the_uri_and_keeps_rows(
             async with engine.begin() as conn:
                 row = dict(zip(labels.c.keys(), (10, *_label_row(9)[1:]), strict=True))
                 await conn.execute(labels.insert().values(row))
-        await _downgrade(engine, "0005")
+        await downgrade(engine, "0005")
         async with engine.connect() as conn:
             assert (await conn.execute(select)).all() == before
             indexes = await conn.run_sync(_label_indexes)
@@ -214,22 +215,6 @@ async def test_migration_0006_leads_the_current_key_with_the_uri_and_keeps_rows(
     finally:
         await upgrade(engine)  # the PostgreSQL database is shared by the session's tests
         await engine.dispose()
-
-
-async def _downgrade(engine: Any, revision: str) -> None:
-    from alembic import command
-
-    from labeler.store.migrate import alembic_config
-
-    cfg = alembic_config()
-
-    def run(conn: Any) -> None:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
-
-    async with engine.connect() as conn:
-        await conn.run_sync(run)
-        await conn.commit()
 
 
 def _connect(path: Path) -> contextlib.closing[sqlite3.Connection]:
