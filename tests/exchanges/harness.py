@@ -24,6 +24,7 @@ from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, credentials_path, write_credentials
 from labeler.exchanges.fetch import FetchReport, fetch_exchange, http_client
 from labeler.exchanges.store import ExchangeStore
+from labeler.pipeline.actions.model import Action
 from labeler.pipeline.banks import BankStore
 from labeler.service import Labeler
 from labeler.store.engine import create_engine
@@ -183,3 +184,20 @@ def check_cli_lifecycle(
     assert failed.exit_code == 1 and refused in failed.output, failed.output
     printed = added.output + done.output + shown.output + failed.output + invoke("exchange", "list").output
     assert not [secret for secret in secrets if secret in printed]
+
+
+async def settled(labeler: Labeler, action: Action) -> Action:
+    """`action` as it stands once no attempt at it is running. A decision returns its actions after its own
+    attempt, but the outbox's runner may take a row first (it is committed before the attempt), and then the
+    decision returns it `running`; this waits for the runner's outcome."""
+    latest = action
+
+    async def idle() -> bool:
+        nonlocal latest
+        row = await labeler.pipeline.actioner.outbox.get(action.id)
+        assert row is not None
+        latest = row
+        return row.state != "running"
+
+    await eventually(idle, within=10, what=f"action {action.id} attempted")
+    return latest

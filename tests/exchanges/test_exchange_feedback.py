@@ -29,7 +29,7 @@ from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
 
-from .harness import cli_invoker
+from .harness import cli_invoker, settled
 from .ncmec_standin import REASON, Entry, NcmecStandin, Vote
 from .stopncii_standin import Record, StopNciiStandin
 
@@ -125,6 +125,7 @@ async def test_confirming_upvotes_once_and_a_later_negation_downvotes(scene: Sce
         item = await fed_and_matched(scene, labeler, settings)
         verdict = await labeler.pipeline.decisions.confirm(item, actor="did:plc:moderator", note="it is")
         [sent] = feedback_of(verdict.actions)
+        sent = await settled(labeler, sent)
         assert (sent.state, sent.outcome, sent.params["confirmed"]) == ("done", "sent", True)
         assert sent.params["note"] == "it is"
         assert scene.standin.votes == [scene.upvote()]
@@ -140,6 +141,7 @@ async def test_confirming_upvotes_once_and_a_later_negation_downvotes(scene: Sce
             sent.subject_uri, sent.subject_cid, ["csam-hash-match"], actor="did:plc:moderator", note="was wrong"
         )
         [undo] = feedback_of(reversals)
+        undo = await settled(labeler, undo)
     assert (undo.op, undo.state, undo.reverses) == ("reverse", "done", sent.id)
     assert scene.standin.votes == [scene.upvote(), scene.downvote()]
 
@@ -152,11 +154,13 @@ async def test_stopncii_hears_blocked_for_a_confirmation_and_not_blocked_for_its
     async with scene.harness.running(settings, workers=1) as labeler:
         item = await fed_and_matched(scene, labeler, settings)
         [sent] = feedback_of((await labeler.pipeline.decisions.confirm(item, actor="did:plc:moderator")).actions)
+        sent = await settled(labeler, sent)
         assert (sent.state, sent.outcome) == ("done", "sent")
         reversals = await labeler.pipeline.decisions.label_negated(
             sent.subject_uri, sent.subject_cid, ["csam-hash-match"], actor="did:plc:moderator", note="was wrong"
         )
         [undo] = feedback_of(reversals)
+        undo = await settled(labeler, undo)
         assert (undo.op, undo.state) == ("reverse", "done")
     given = scene.banked.upper()  # StopNCII's own form of the hash, not the bank's
     assert scene.standin.feedback == [
@@ -171,6 +175,7 @@ async def test_a_stopncii_rejection_is_not_blocked(stopncii_scene: Scene) -> Non
     async with scene.harness.running(settings, workers=1) as labeler:
         item = await fed_and_matched(scene, labeler, settings)
         [sent] = feedback_of((await labeler.pipeline.decisions.reject(item, actor="mod", note="a sunset")).actions)
+        sent = await settled(labeler, sent)
     assert (sent.state, sent.outcome) == ("done", "sent")
     assert scene.standin.feedback == [{"tags": [], "feedbackValue": "NotBlocked", "hashValue": scene.banked.upper()}]
 
@@ -180,7 +185,8 @@ async def test_rejecting_downvotes_with_the_only_reason_ncmec_offers(scene: Scen
     async with scene.harness.running(settings, workers=1) as labeler:
         item = await fed_and_matched(scene, labeler, settings)
         verdict = await labeler.pipeline.decisions.reject(item, actor="did:plc:moderator", note="a sunset")
-    [sent] = feedback_of(verdict.actions)
+        [sent] = feedback_of(verdict.actions)
+        sent = await settled(labeler, sent)
     assert (sent.state, sent.outcome, sent.params["confirmed"]) == ("done", "sent", False)
     assert scene.standin.votes == [scene.downvote()]
 
@@ -196,6 +202,7 @@ def test_with_several_reasons_the_configured_one_is_given(scene: Scene, monkeypa
         async with scene.harness.running(settings, workers=1) as labeler:
             item = await fed_and_matched(scene, labeler, settings)
             [sent] = feedback_of((await labeler.pipeline.decisions.reject(item, actor="mod")).actions)
+            sent = await settled(labeler, sent)
             return sent
 
     sent = asyncio.run(reject())
@@ -231,6 +238,7 @@ async def test_an_outage_is_retried_across_a_restart_and_delivered_once(scene: S
     async with scene.harness.running(settings, workers=1) as labeler:
         item = await fed_and_matched(scene, labeler, settings)
         [sent] = feedback_of((await labeler.pipeline.decisions.confirm(item, actor="mod")).actions)
+        sent = await settled(labeler, sent)
         assert (sent.state, sent.outcome) == ("pending", "exchange-unavailable") and "HTTP 503" in (sent.detail or "")
 
         async def retried() -> bool:
@@ -260,6 +268,7 @@ async def test_refused_credentials_fail_once_recorded_without_the_password(scene
         wrong = {"user": scene.standin.user, "password": "not-the-password"}
         write_credentials(settings.keys_dir, "nc", Credentials(wrong))
         [sent] = feedback_of((await labeler.pipeline.decisions.confirm(item, actor="mod")).actions)
+        sent = await settled(labeler, sent)
         failed = labeler.metrics.registry.get_sample_value(
             "labeler_actions_total", {"kind": FEEDBACK, "op": "apply", "state": "failed"}
         )

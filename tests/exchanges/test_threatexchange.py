@@ -37,10 +37,9 @@ from labeler.exchanges.types import FeedbackCall
 from labeler.logs import TextFormatter
 from labeler.pipeline.actions.exchange_feedback import NAME as FEEDBACK
 from labeler.pipeline.hasher import hash_image
-from labeler.service import Labeler
 from labeler.store.exchange_schema import exchange_entries
 
-from .harness import World, check_cli_lifecycle, cli_invoker
+from .harness import World, check_cli_lifecycle, cli_invoker, settled
 from .harness import world as exchange_world
 from .threatexchange_standin import VERSION, Descriptor, Indicator, ThreatExchangeStandin, record
 
@@ -397,18 +396,6 @@ async def test_feedback_refusals_and_outages(standin: tuple[ThreatExchangeStandi
     assert server.reacted == []
 
 
-async def sent_by(labeler: Labeler, action_id: int) -> None:
-    """Wait until exchange-feedback action `action_id` is done: the decision's own attempt or, when the outbox's
-    runner took the row first, the runner's."""
-
-    async def done() -> bool:
-        row = await labeler.pipeline.actioner.outbox.get(action_id)
-        assert row is not None and row.state not in ("failed", "skipped"), row
-        return row.state == "done" and row.outcome == "sent"
-
-    await eventually(done, within=10, what=f"feedback action {action_id} sent")
-
-
 async def test_a_moderators_verdicts_reach_threatexchange_through_the_pipeline(
     pds_world: PdsWorld,  # noqa: F811
     make_settings: Any,
@@ -443,12 +430,14 @@ async def test_a_moderators_verdicts_reach_threatexchange_through_the_pipeline(
             assert (item.evidence["match"]["external_id"], item.evidence["match"]["note"]) == ("1010", "exchange:te")
             verdict = await labeler.pipeline.decisions.confirm(item.id, actor="did:plc:moderator", note="it is")
             [sent] = [a for a in verdict.actions if a.kind == FEEDBACK]
-            await sent_by(labeler, sent.id)
+            sent = await settled(labeler, sent)
+            assert (sent.state, sent.outcome) == ("done", "sent")
             assert server.reacted == [("2010", "HELPFUL", "DISAGREE_WITH_TAGS")]
             reversals = await labeler.pipeline.decisions.label_negated(
                 sent.subject_uri, sent.subject_cid, ["csam-hash-match"], actor="did:plc:moderator", note="was wrong"
             )
             [undo] = [a for a in reversals if a.kind == FEEDBACK]
-            await sent_by(labeler, undo.id)
+            undo = await settled(labeler, undo)
+            assert (undo.state, undo.outcome) == ("done", "sent")
     assert (undo.op, undo.reverses) == ("reverse", sent.id)
     assert server.reacted == [("2010", "HELPFUL", "DISAGREE_WITH_TAGS"), ("2010", "DISAGREE_WITH_TAGS", "HELPFUL")]
