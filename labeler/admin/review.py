@@ -82,9 +82,9 @@ async def _decide(request: Request, *, confirm: bool) -> JSONResponse:
     decisions = labeler.pipeline.decisions
     try:
         if confirm:
-            verdict = await decisions.confirm(item_id, actor=actor, note=note)
+            verdict = await decisions.confirm(item_id, actor=actor, note=note, via="api")
         else:
-            verdict = await decisions.reject(item_id, actor=actor, note=note, false_positive=false_positive)
+            verdict = await decisions.reject(item_id, actor=actor, note=note, false_positive=false_positive, via="api")
     except (ReviewError, BankError) as exc:
         raise InvalidRequest(str(exc)) from None
     except MatchFailure as exc:

@@ -66,8 +66,8 @@ def _decide(item_id: int, confirm: bool, note: str | None, false_positive: str |
         async with running_labeler(settings) as labeler:
             decisions = labeler.pipeline.decisions
             if confirm:
-                return await decisions.confirm(item_id, actor="cli", note=note)
-            return await decisions.reject(item_id, actor="cli", note=note, false_positive=false_positive)
+                return await decisions.confirm(item_id, actor="cli", note=note, via="cli")
+            return await decisions.reject(item_id, actor="cli", note=note, false_positive=false_positive, via="cli")
 
     try:
         return run(body)

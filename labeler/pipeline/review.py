@@ -42,6 +42,7 @@ class ReviewItem:
     decided_by: str | None
     decided_at: str | None
     decision_note: str | None
+    decided_via: str | None = None  # the front end: console, cli, api, altitude
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class ReviewItem:
             "decided_by": self.decided_by,
             "decided_at": self.decided_at,
             "decision_note": self.decision_note,
+            "decided_via": self.decided_via,
         }
 
 
@@ -71,6 +73,7 @@ def _item(row: Any) -> ReviewItem:
         decided_by=row.decided_by,
         decided_at=row.decided_at,
         decision_note=row.decision_note,
+        decided_via=row.decided_via,
     )
 
 
@@ -112,6 +115,14 @@ class ReviewQueue:
             raise ReviewError(f"no review item {item_id}")
         return _item(row)
 
+    async def decided(self, *, before: int | None = None, limit: int = 100) -> list[ReviewItem]:
+        """Decided items, newest item first (by id, not by when they were decided), before id `before`."""
+        query = sa.select(review_items).where(review_items.c.status.in_(STATUSES[1:]))
+        if before is not None:
+            query = query.where(review_items.c.id < before)
+        async with self.engine.connect() as conn:
+            return [_item(r) for r in await conn.execute(query.order_by(review_items.c.id.desc()).limit(limit))]
+
     async def list(
         self, *, status: str | None = "pending", subject_uri: str | None = None, after: int = 0, limit: int = 50
     ) -> list[ReviewItem]:
@@ -124,9 +135,11 @@ class ReviewQueue:
         async with self.engine.connect() as conn:
             return [_item(r) for r in await conn.execute(query.order_by(review_items.c.id).limit(limit))]
 
-    async def decide(self, item_id: int, *, confirm: bool, actor: str, note: str | None = None) -> ReviewItem:
+    async def decide(
+        self, item_id: int, *, confirm: bool, actor: str, note: str | None = None, via: str | None = None
+    ) -> ReviewItem:
         """Confirm or reject a pending item (first come, first served); ReviewError if it is decided already, or if
-        the note cannot be stored."""
+        the note cannot be stored. `via` names the front end it was decided in, for the audit log."""
         try:
             check_text(note or "", "note")  # stored with the decision and as the labels' reason
         except Unstorable as exc:
@@ -135,7 +148,7 @@ class ReviewQueue:
         stmt = (
             review_items.update()
             .where(review_items.c.id == item_id, review_items.c.status == "pending")
-            .values(status=status, decided_by=actor, decided_at=syntax.now(), decision_note=note)
+            .values(status=status, decided_by=actor, decided_at=syntax.now(), decision_note=note, decided_via=via)
         )
         async with self.engine.begin() as conn:
             changed = (await conn.execute(stmt)).rowcount == 1

@@ -127,6 +127,7 @@ review_items = sa.Table(
     sa.Column("status", sa.Text, nullable=False, server_default="pending"),  # pending | confirmed | rejected
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("decided_by", sa.Text, nullable=True),
+    sa.Column("decided_via", sa.Text, nullable=True),  # console | cli | api | altitude (migration 0019)
     sa.Column("decided_at", sa.Text, nullable=True),
     sa.Column("decision_note", sa.Text, nullable=True),
     sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),  # one item per job, subject and values

@@ -112,7 +112,7 @@ async def test_a_matched_image_becomes_an_altitude_case_and_its_block_confirms_o
             standin.decide(case["id"], "BLOCK", user="analyst@altitude", age=60)
             assert await poller.poll_once() == 1
             item = await labeler.pipeline.reviews.get(item_id)
-            assert (item.status, item.decided_by) == ("confirmed", ACTOR)
+            assert (item.status, item.decided_by, item.decided_via) == ("confirmed", ACTOR, ACTOR)
             assert item.decision_note == f"via altitude: case {case['id']} BLOCK by analyst@altitude"
             labels = await labeler.pipeline.actioner.outbox.list(kind="label", subject_uri=item.subject_uri)
             assert [(a.state, a.params["vals"], a.actor) for a in labels] == [("done", ["spam"], ACTOR)]

@@ -122,7 +122,7 @@ async def test_review_over_http_with_the_webhook(
             assert rejected.json()["status"] == "rejected"
             assert (await http.get("/api/v1/review/999999", auth=ADMIN)).status_code == 404
             shown = (await http.get(f"/api/v1/review/{one['id']}", auth=ADMIN)).json()
-            assert shown["decided_by"] == "admin"
+            assert (shown["decided_by"], shown["decided_via"]) == ("admin", "api")
             webhooks = await labeler.pipeline.actioner.outbox.list(kind="webhook")
             # Both delivered; the one that met the receiver's failure (whichever went first) took two attempts.
             assert sorted((a.state, a.outcome, a.attempts) for a in webhooks) == [
@@ -164,6 +164,7 @@ def test_review_and_explain_from_the_cli(
     assert json.loads(ok("review", "show", str(ids[first.subject_uri])))["status"] == "pending"
     assert "confirmed" in ok("review", "confirm", str(ids[first.subject_uri]), "--note", "matches case 12")
     assert "rejected" in ok("review", "reject", str(ids[second.subject_uri]))
+    assert json.loads(ok("review", "show", str(ids[second.subject_uri])))["decided_via"] == "cli"
     result = runner.invoke(cli, ["review", "confirm", str(ids[second.subject_uri])])
     assert result.exit_code == 1 and "already rejected" in result.output
     assert ok("review", "list") == "no pending review items\n"

@@ -53,9 +53,10 @@ class Decisions:
         self.screen = screen
         self.allow_list = allow_list
 
-    async def confirm(self, item_id: int, *, actor: str, note: str | None = None) -> Verdict:
-        """Confirm a pending item (ReviewError if it is not pending) and carry out the rule's actions."""
-        item = await self.reviews.decide(item_id, confirm=True, actor=actor, note=note)
+    async def confirm(self, item_id: int, *, actor: str, note: str | None = None, via: str | None = None) -> Verdict:
+        """Confirm a pending item (ReviewError if it is not pending) and carry out the rule's actions. `via` names
+        the front end (console, cli, api, altitude) for the audit log."""
+        item = await self.reviews.decide(item_id, confirm=True, actor=actor, note=note, via=via)
         evidence = {**item.evidence, "review": {"item_id": item.id, "decided_by": actor, "note": note}}
         rule = evidence_rule(item.evidence, item.vals)
         intent = Intent(actor, "review", note or f"confirmed review item {item.id}", respect_negations=False)
@@ -68,10 +69,17 @@ class Decisions:
         return Verdict(item, await self.actioner.submit(specs, for_person=True))
 
     async def reject(
-        self, item_id: int, *, actor: str, note: str | None = None, false_positive: str | None = None
+        self,
+        item_id: int,
+        *,
+        actor: str,
+        note: str | None = None,
+        false_positive: str | None = None,
+        via: str | None = None,
     ) -> Verdict:
         """Reject a pending item (ReviewError if it is not pending, or `false_positive` cannot be done) and reverse
-        what its decision did; as a false positive, also disable the bank entry or allow-list the image."""
+        what its decision did; as a false positive, also disable the bank entry or allow-list the image. `via` as
+        for `confirm`."""
         if false_positive not in (None, *FALSE_POSITIVE):
             raise ReviewError(f"false_positive must be one of {', '.join(FALSE_POSITIVE)}")
         if false_positive == "allow-list" and self.allow_list.bank is None:
@@ -90,7 +98,7 @@ class Decisions:
                 await self.screen.set_state(bank, entry, "disabled", reason=f"false positive: {reason}", actor=actor)
             else:
                 await self.allow_list.add(pending.evidence, note=f"false positive of {bank} entry {entry}")
-        item = await self.reviews.decide(item_id, confirm=False, actor=actor, note=note)
+        item = await self.reviews.decide(item_id, confirm=False, actor=actor, note=note, via=via)
         key = decision_key(item.evidence) or f"review:{item.id}"  # an item made by hand did nothing else
         reversals = await self.reverse(key, actor=actor, reason=reason)
         told = await self.actioner.exchange_feedback.plan(

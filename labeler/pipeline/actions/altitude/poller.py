@@ -111,9 +111,9 @@ class AltitudePoller:
         note = f"via altitude: case {case_id} {review.decision}" + (f" by {review.user}" if review.user else "")
         try:
             if review.decision == "BLOCK":
-                await self.decisions.confirm(item_id, actor=ACTOR, note=note)
+                await self.decisions.confirm(item_id, actor=ACTOR, note=note, via=ACTOR)
             else:
-                await self.decisions.reject(item_id, actor=ACTOR, note=note)
+                await self.decisions.reject(item_id, actor=ACTOR, note=note, via=ACTOR)
         except ReviewError:  # decided here between our read and now: the person's decision stands
             await self.store.close(item_id, "decided")
             return "decided-here"
