@@ -31,6 +31,7 @@ from labeler.service import Labeler
 from labeler.xrpc.failed_logins import FailureLimiter
 
 COOKIE: Final = "labeler_console"
+VIA: Final = "console"  # what the audit log says a decision was made through (review_items.decided_via)
 ADMIN: Final = "admin"
 MODERATOR_PREFIX: Final = "moderator:"
 LOGIN_PATH: Final = "/console/login"

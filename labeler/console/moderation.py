@@ -4,7 +4,8 @@ search and negate labels, through the code emitEvent runs (`labeler.reports` for
 pipeline's reversals are the same whichever front end a moderator uses.
 
 Events are created by our own DID (as the operator's emitEvent calls are by default) and audited with the
-session's name as the actor.
+session's name as the actor and MOD_TOOL as the event's `modTool` (atproto's "which tool made this event"), so the
+audit log and queryEvents tell the console's events from emitEvent calls made with the same admin password.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from labeler.admin.emit_event import apply_label_event
-from labeler.console.auth import actor, console_auth
+from labeler.console.auth import VIA, actor, console_auth
 from labeler.console.web import ConsoleError, Redirect, page, query_text, render
 from labeler.protocol.errors import InvalidRequest
 from labeler.reports.models import EVENT_ACKNOWLEDGE, EVENT_COMMENT, EVENT_LABEL, EVENT_RESOLVE_APPEAL
@@ -32,6 +33,7 @@ EVENTS: Final = {
     "comment": EVENT_COMMENT,
     "label": EVENT_LABEL,
 }
+MOD_TOOL: Final = {"name": f"atproto-hma-labeler/{VIA}"}
 SHOWN: Final = 50
 REPORTS_PER_SUBJECT: Final = 20
 MAX_VALUES: Final = 20
@@ -79,9 +81,9 @@ async def act_on_report(request: Request) -> Response:
     who, created_by = actor(session), labeler.settings.did
     if kind == "label":
         event["createLabelVals"] = _values(form.get("labels", ""))
-        await apply_label_event(labeler, subject, event, created_by=created_by, actor=who)
+        await apply_label_event(labeler, subject, event, created_by=created_by, actor=who, mod_tool=MOD_TOOL)
     else:
-        await labeler.reports.act(subject, event, created_by=created_by, actor=who)
+        await labeler.reports.act(subject, event, created_by=created_by, actor=who, mod_tool=MOD_TOOL)
     raise Redirect(f"{REPORTS_PATH}?done={kind}")
 
 
@@ -123,7 +125,9 @@ async def negate_label(request: Request) -> Response:
     uri, cid, value = form.get("uri", ""), form.get("cid", "") or None, form.get("val", "")
     subject = _subject(uri, cid)
     event = {**_event("label", form), "negateLabelVals": [value]}
-    await apply_label_event(labeler, subject, event, created_by=labeler.settings.did, actor=actor(session))
+    await apply_label_event(
+        labeler, subject, event, created_by=labeler.settings.did, actor=actor(session), mod_tool=MOD_TOOL
+    )
     raise Redirect(f"{LABELS_PATH}?q={_quote(uri)}&negated={_quote(value)}")
 
 

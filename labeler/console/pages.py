@@ -12,7 +12,7 @@ from typing import Final
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from labeler.console.auth import ADMIN, actor, console_auth
+from labeler.console.auth import ADMIN, VIA, actor, console_auth
 from labeler.console.posts import posts
 from labeler.console.queue import SCAN, pending
 from labeler.console.web import ConsoleError, Redirect, page, read_form, render
@@ -140,10 +140,10 @@ async def _decide(labeler: Labeler, item_id: int, decision: str, note: str | Non
     decisions = labeler.pipeline.decisions
     try:
         if decision == "confirm":
-            await decisions.confirm(item_id, actor=who, note=note)
+            await decisions.confirm(item_id, actor=who, note=note, via=VIA)
         else:
             false_positive = decision if decision in FALSE_POSITIVE else None
-            await decisions.reject(item_id, actor=who, note=note, false_positive=false_positive)
+            await decisions.reject(item_id, actor=who, note=note, false_positive=false_positive, via=VIA)
     except (ReviewError, BankError) as exc:
         raise ConsoleError(409, str(exc)) from None
     except MatchFailure as exc:

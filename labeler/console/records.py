@@ -1,29 +1,34 @@
 """The console's record pages: the hash banks (with entries switched off or held for review, which it can change
 as `labeler entries` does, removing a bank as `labeler bank remove` does, and the imports of `bank_upload`), the
-audit log of moderation events (who, through which credential, what, why), and one subject's history (as
-`labeler explain`)."""
+audit logs (moderation events, review decisions and people's bank changes: who, via what, what, why), and one
+subject's history (as `labeler explain`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from labeler.console.auth import ADMIN, actor, console_auth
+from labeler.console.auth import ADMIN, VIA, actor, console_auth
 from labeler.console.bank_upload import MAX_UPLOAD_BYTES, imports
+from labeler.console.moderation import MOD_TOOL
 from labeler.console.web import ConsoleError, Redirect, page, query_text, render
 from labeler.pipeline.actions.screen import MODES
 from labeler.pipeline.bank_import import FORMATS
-from labeler.pipeline.banks import BankError
+from labeler.pipeline.banks import BankChange, BankError
 from labeler.pipeline.evidence import explain, summary
+from labeler.pipeline.review import ReviewItem
 from labeler.pipeline.signals import SIGNAL_TYPES
+from labeler.reports.models import EVENT_REPORT, ModEvent
 from labeler.reports.subject import parse_subject_param
 from labeler.service import Labeler
 from labeler.xrpc.params import get_int
 
 AUDIT_PAGE: Final = 100
+AUDIT_LOGS: Final = ("events", "decisions", "banks")
 BANKS_PATH: Final = "/console/banks"
 MAX_NAME: Final = 200
 MAX_REASON: Final = 2000
@@ -51,18 +56,48 @@ async def banks(request: Request) -> Response:
 
 @page
 async def audit(request: Request) -> Response:
-    """Moderation events newest first, 100 a page (`before` = the last id seen)."""
+    """One of the audit logs, newest first, 100 a page (`before` = the last id seen): moderation events (reports
+    and moderators' actions on them and on labels), review decisions, or bank changes people made."""
     session = await console_auth(request).require(request)
     labeler: Labeler = request.app.state.labeler
+    log = request.query_params.get("log", "events")
+    if log not in AUDIT_LOGS:
+        raise ConsoleError(400, f"log must be one of {', '.join(AUDIT_LOGS)}")
     before = get_int(request.query_params, "before", default=None, minimum=1, maximum=2**62)
-    events = await labeler.reports.store.events(limit=AUDIT_PAGE, cursor=before)
+    rows: Sequence[ModEvent | ReviewItem | BankChange]
+    if log == "events":
+        rows = await labeler.reports.store.events(limit=AUDIT_PAGE, cursor=before)
+    elif log == "decisions":
+        rows = await labeler.pipeline.reviews.decided(before=before, limit=AUDIT_PAGE)
+    else:
+        rows = await labeler.pipeline.banks.changes_by_people(before=before, limit=AUDIT_PAGE)
     context = {
         "session": session,
         "actor": actor(session),
-        "events": events,
-        "next": events[-1].id if len(events) == AUDIT_PAGE else None,
+        "log": log,
+        "logs": AUDIT_LOGS,
+        "rows": rows,
+        "event_via": event_via,
+        "bank_via": bank_via,
+        "next": rows[-1].id if len(rows) == AUDIT_PAGE else None,
     }
     return render(request, "audit.html", context)
+
+
+def event_via(event: ModEvent) -> str:
+    """What a moderation event came through: the tool it names (`modTool`; the console names itself), else the
+    CLI (actor `cli`), createReport for a report, emitEvent for the rest."""
+    name = event.mod_tool.get("name") if isinstance(event.mod_tool, dict) else None
+    if isinstance(name, str) and name:
+        return VIA if name == MOD_TOOL["name"] else name
+    if event.actor == "cli":
+        return "cli"
+    return "createReport" if event.event.get("$type") == EVENT_REPORT else "emitEvent"
+
+
+def bank_via(change: BankChange) -> str:
+    """Only `labeler bank` (actor `cli`) and the console's Banks page name who changed a bank."""
+    return "cli" if change.actor == "cli" else VIA
 
 
 @page

@@ -63,6 +63,8 @@ class BankChange:
     first_id: int | None
     last_id: int | None
     signal_type: str = PDQ  # an add's ids are rows of this signal type's table
+    created_at: str = ""
+    actor: str | None = None  # who, for a person's change (an import, a drop); None for the pipeline's own
 
 
 def check_bank_name(name: str) -> str:
@@ -209,9 +211,15 @@ class BankStore:
     async def changes_after(self, change_id: int, limit: int = 1000) -> list[BankChange]:
         query = sa.select(bank_changes).where(bank_changes.c.id > change_id).order_by(bank_changes.c.id).limit(limit)
         async with self.engine.connect() as conn:
-            return [
-                BankChange(r.id, r.bank, r.op, r.first_id, r.last_id, r.signal_type) for r in await conn.execute(query)
-            ]
+            return [_change(r) for r in await conn.execute(query)]
+
+    async def changes_by_people(self, *, before: int | None = None, limit: int = 100) -> list[BankChange]:
+        """Changes a person made (imports, drops: those with an actor), newest first, before id `before`."""
+        query = sa.select(bank_changes).where(bank_changes.c.actor.is_not(None))
+        if before is not None:
+            query = query.where(bank_changes.c.id < before)
+        async with self.engine.connect() as conn:
+            return [_change(r) for r in await conn.execute(query.order_by(bank_changes.c.id.desc()).limit(limit))]
 
     async def index_rows(self, bank: str | None = None, first: int = 0, last: int | None = None) -> list[IndexRow]:
         """Entries as PdqIndex rows: every bank, or one bank's entries with ids in [first, last]."""
@@ -245,6 +253,10 @@ class BankStore:
         async with self.engine.connect() as conn:
             result = await conn.stream(query.where(*_entries_in(bank_signals, bank, first, last)))
             return [(r[0], (r[1], r[2], str(r[3]), r[4], r[5])) async for r in result]
+
+
+def _change(row: Any) -> BankChange:
+    return BankChange(row.id, row.bank, row.op, row.first_id, row.last_id, row.signal_type, row.created_at, row.actor)
 
 
 def _entries_in(table: sa.Table, bank: str | None, first: int, last: int | None) -> list[Any]:

@@ -3,6 +3,7 @@ address rules, no-store), sign-in rate limiting, and moderator credentials."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -25,7 +26,7 @@ from labeler.service import Labeler
 from labeler.store.pipeline_schema import bank_changes
 from labeler.testing import serve_labeler
 
-from .conftest import ADMIN_PASSWORD
+from .conftest import ADMIN_PASSWORD, LABELER_DID, VIOLATION
 
 IMAGE = encode(structured_rgb(160, 120, seed=41), "PNG")
 
@@ -214,3 +215,85 @@ def _csrf(page: httpx.Response) -> dict[str, str]:
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert found, page.text
     return {"csrf": found.group(1)}
+
+
+async def test_the_audit_log_shows_decisions_events_and_bank_changes_with_who_and_via_what(
+    labeler: Labeler, server: Any
+) -> None:
+    reviews, rule = labeler.pipeline.reviews, Rule("ordinary", ("*",), ("x",))
+    by_console, _ = await reviews.add(1, "at://did:plc:a/app.bsky.feed.post/one", None, ["x"], _evidence(rule, 12))
+    by_api, _ = await reviews.add(2, "at://did:plc:b/app.bsky.feed.post/two", None, ["x"], _evidence(rule, 14))
+    await reviews.add(3, "at://did:plc:c/app.bsky.feed.post/three", None, ["x"], _evidence(rule, 16))
+    account = "did:plc:reportedreportedreported"
+    subject = {"$type": "com.atproto.admin.defs#repoRef", "did": account}
+    await labeler.reports.submit({"reasonType": VIOLATION, "subject": subject, "reason": "look"}, "did:plc:someone")
+    await labeler.pipeline.banks.create("AUDITED")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http)).status_code == 303
+        page = await http.get("/console/queue")
+        decided = await http.post(
+            f"/console/items/{by_console}/decide", data={"decision": "reject", "note": "not it", **_csrf(page)}
+        )
+        assert decided.status_code == 303
+        api = await http.post(
+            f"/api/v1/review/{by_api}/confirm", auth=("admin", ADMIN_PASSWORD), json={"note": "it is"}
+        )
+        assert api.status_code == 200, api.text
+        acted = await http.post(
+            "/console/reports/act", data={"action": "comment", "subject": account, "comment": "noted", **_csrf(page)}
+        )
+        assert acted.status_code == 303
+        emitted = await http.post(
+            "/xrpc/tools.ozone.moderation.emitEvent",
+            auth=("admin", ADMIN_PASSWORD),
+            json={
+                "event": {"$type": "tools.ozone.moderation.defs#modEventAcknowledge", "comment": "over the API"},
+                "subject": subject,
+                "createdBy": LABELER_DID,
+            },
+        )
+        assert emitted.status_code == 200, emitted.text
+        imported = await http.post(
+            "/console/banks/import",
+            data={"bank": "AUDITED", **_csrf(page)},
+            files={"file": ("one.txt", f"{flip_bits(hash_image(IMAGE).hash, 3, seed=2)} e-1\n", "text/plain")},
+        )
+        assert imported.status_code == 303
+
+        decisions = await http.get("/console/audit", params={"log": "decisions"})
+        rows = _rows(decisions.text, "decision")
+        assert [(r["who"], r["via"], r["why"]) for r in rows] == [
+            ("admin", "api", "it is"),
+            ("admin", "console", "not it"),
+        ]
+        events = _rows((await http.get("/console/audit")).text, "event")
+        assert [(r["who"], r["via"], r["why"]) for r in events] == [
+            (f"{LABELER_DID} (admin)", "emitEvent", "over the API"),
+            (f"{LABELER_DID} (admin)", "console", "noted"),
+            ("did:plc:someone (did:plc:someone)", "createReport", "look"),
+        ]
+        for _ in range(100):  # the import runs in the background: wait for its one batch
+            if changes := _rows((await http.get("/console/audit", params={"log": "banks"})).text, "bank-change"):
+                break
+            await asyncio.sleep(0.05)
+        assert [(r["who"], r["via"], r["type"]) for r in changes] == [("admin", "console", "imported 1 entries")]
+        assert (await http.get("/console/audit", params={"log": "other"})).status_code == 400
+    logged = await labeler.reports.store.events(limit=10)
+    assert [e.mod_tool for e in logged if e.event.get("comment") == "noted"] == [
+        {"name": "atproto-hma-labeler/console"}
+    ]
+
+
+def _rows(page: str, kind: str) -> list[dict[str, str]]:
+    """The audit table's rows of `kind`: each cell with a class (who, via, type) and the last one (why)."""
+    rows = []
+    for row in re.findall(rf'<tr class="{kind}">(.*?)</tr>', page, re.S):
+        cells = {name: _plain(text) for name, text in re.findall(r'<td class="(\w+)">(.*?)</td>', row, re.S)}
+        cells["why"] = _plain(re.findall(r"<td>(.*?)</td>", row, re.S)[-1])
+        rows.append(cells)
+    return rows
+
+
+def _plain(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>|\([^)]*ids[^)]*\)", " ", html).split())
+
