@@ -4,8 +4,9 @@ Modules: `auth` (sign-in, session cookie, CSRF; failed sign-ins through `labeler
 `sessions` (the signed cookie), `passwords` (scrypt), `moderators` (the operator's list of moderators), `queue`
 (the review queue in priority order), `pages` (sign-in and the review queue), `image` (an item's image, fetched
 for the reviewer), `posts` (the posts' text), `moderation` (reports and labels), `records` (banks, the audit
-log, a subject's history), `bank_upload` (importing a bank file from the Banks page) and `imports` (those
-imports, running in the background), `web` (templates, forms, errors, security headers).
+logs, a subject's history), `bank_upload` (importing a bank file from the Banks page) and `imports` (those
+imports, running in the background), `preferences` (each user's own settings: how images are hidden), `web`
+(templates, forms, errors, security headers).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from labeler.console import bank_upload, moderation, pages, records
+from labeler.console import bank_upload, moderation, pages, preferences, records
 from labeler.console.image import item_image
 from labeler.console.web import STATIC_DIR, SecurityHeaders
 
@@ -40,6 +41,7 @@ def console_mount() -> Mount:
             Route("/banks/import", bank_upload.import_bank_file, methods=["POST"]),
             Route("/banks/imports/{import_id}", bank_upload.import_status),
             Route("/audit", records.audit),
+            Route("/settings", preferences.settings_page, methods=["GET", "POST"]),
             Route("/history", records.history),
             Mount("/static", StaticFiles(directory=STATIC_DIR)),
         ],

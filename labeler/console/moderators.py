@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from labeler.console.passwords import hash_secret
 from labeler.protocol import syntax
-from labeler.store.console_schema import console_moderators
+from labeler.store.console_schema import console_moderators, console_preferences
 
 NAME: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 RESERVED: Final = frozenset({"admin", "cli"})
@@ -77,6 +77,8 @@ class ModeratorStore:
     async def remove(self, name: str) -> None:
         async with self.engine.begin() as conn:
             gone = (await conn.execute(console_moderators.delete().where(console_moderators.c.name == name))).rowcount
+            # A new moderator of the same name starts from the defaults.
+            await conn.execute(console_preferences.delete().where(console_preferences.c.user_name == name))
         if not gone:
             raise ModeratorError(f"no moderator {name}")
 

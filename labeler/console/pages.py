@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from labeler.console.auth import ADMIN, VIA, actor, console_auth
 from labeler.console.posts import posts
+from labeler.console.preferences import preferences
 from labeler.console.queue import SCAN, pending
 from labeler.console.web import ConsoleError, Redirect, page, read_form, render
 from labeler.pipeline.actions.decisions import FALSE_POSITIVE
@@ -87,6 +88,7 @@ async def queue(request: Request) -> Response:
         "skipped": skipped,
         "allow_list": labeler.pipeline.decisions.allow_list.bank is not None,
         "is_admin": session.user == ADMIN,
+        "wellness": await preferences(request).wellness(session.user),
     }
     return render(request, "queue.html", context)
 

@@ -1,4 +1,4 @@
-"""Tables of the moderator console (`labeler.console`). Created by migration 0012."""
+"""Tables of the moderator console (`labeler.console`). Created by migrations 0012 and 0020."""
 
 from __future__ import annotations
 
@@ -14,4 +14,13 @@ console_moderators = sa.Table(
     sa.Column("password_hash", sa.Text, nullable=False),  # labeler.console.passwords format
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("created_by", sa.Text, nullable=False),
+)
+
+# Each console user's own settings, by session name (`admin` or a moderator's name): how images are hidden.
+console_preferences = sa.Table(
+    "console_preferences",
+    metadata,
+    sa.Column("user_name", ByteText, primary_key=True),
+    sa.Column("wellness", sa.Text, nullable=False),  # labeler.console.preferences.WELLNESS
+    sa.Column("updated_at", sa.Text, nullable=False),
 )

@@ -1,7 +1,7 @@
 """A real `labeler serve` (a subprocess on loopback) with review items the pipeline made, for the console's tests.
 
-The pipeline runs first, in this process, against a fake PLC and PDS: five posts whose images are 12, 15, 18,
-20 and 22 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule labels at
+The pipeline runs first, in this process, against a fake PLC and PDS: six posts whose images are 12, 15, 18,
+20, 22 and 24 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule labels at
 once up to distance 10 and sends 11-31 to a person); two accounts are reported and a third appeals. Then
 `labeler serve` starts on the same SQLite file, with one pipeline worker and the PDS still up, so the console
 fetches the images and posts as it would from a real PDS.
@@ -43,7 +43,14 @@ APPEAL = "com.atproto.moderation.defs#reasonAppeal"
 T = TypeVar("T")
 
 #: Name → (image seed, bits from the banked hash). Closer matches come first in the queue.
-POSTS = {"confirm": (31, 12), "false-positive": (32, 15), "keyboard": (33, 18), "bulk-1": (34, 20), "bulk-2": (35, 22)}
+POSTS = {
+    "confirm": (31, 12),
+    "false-positive": (32, 15),
+    "keyboard": (33, 18),
+    "bulk-1": (34, 20),
+    "bulk-2": (35, 22),
+    "relaxed": (37, 24),
+}
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The console in a real browser (Debian's headless Chromium, driven by Playwright) against a real `labeler serve`
 whose review items the pipeline made: sign-in, the blurred queue, reveal, confirm, reject as a false positive,
-CSRF, sign-out, the whole review flow from the keyboard alone, and a bank file imported from the Banks page.
+CSRF, sign-out, the whole review flow from the keyboard alone, a bank file imported from the Banks page, the
+audit logs, and a reviewer's relaxed blur.
 
 Screenshots of each page go to a folder printed at the start (CI keeps it as an artefact): `CONSOLE_SCREENSHOTS`
 if set, else `build/console-screenshots` in the checkout.
@@ -165,8 +166,8 @@ def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page
     uri = served.specs["confirm"].subject_uri
     eventually(lambda: labels_on(served, uri) == ["csam-hash-match"], "the confirmed label in queryLabels")
     decided = api(served, f"/api/v1/review/{item}")
-    assert (decided["status"], decided["decided_by"], decided["decision_note"]) == (
-        "confirmed", "moderator:alice", "matches case file".replace("matches", "matches the"),
+    assert (decided["status"], decided["decided_by"], decided["decided_via"], decided["decision_note"]) == (
+        "confirmed", "moderator:alice", "console", "matches case file".replace("matches", "matches the"),
     )  # fmt: skip
     card_history = f"{served.url}/console/history?uri={uri}"
     page.goto(card_history)
@@ -325,7 +326,13 @@ def test_reports_are_acknowledged_and_labelled_and_a_label_is_negated(page: Page
     expect(events.first).to_contain_text("modEventLabel")
     expect(events.first).to_contain_text("(admin)")
     expect(events.first).to_contain_text("appeal upheld")
+    expect(events.first.locator(".via")).to_have_text("console")
     expect(page.locator("tr.event", has_text="modEventAcknowledge")).to_contain_text("looked, nothing to do")
+    page.click("text=Review decisions")
+    decision = page.locator("tr.decision", has_text="moderator:alice")
+    expect(decision.locator(".via")).to_have_text("console")
+    expect(decision).to_contain_text("matches the case file")
+    shot(page, "audit-decisions")
 
     page.click("nav >> text=Banks")
     expect(page.locator("table.banks tr", has_text="NEAR").locator(".entries")).to_have_text(str(len(POSTS)))
@@ -404,6 +411,12 @@ def test_the_operator_imports_a_bank_file_watches_it_and_its_entries_match(
     page.click("text=Back to the banks")
     expect(page.locator("table.banks tr", has_text="IMPORTED").locator(".entries")).to_have_text(str(len(filler) + 1))
     expect(page.locator("table.imports tr", has_text="imported.csv").locator(".state")).to_have_text("done")
+    page.click("nav >> text=Audit log")
+    page.click("text=Bank changes")
+    imports = page.locator("tr.bank-change", has_text="IMPORTED")
+    expect(imports).to_have_count(4)  # 3,001 entries: one change a batch of 1,000
+    expect(imports.first.locator(".who")).to_have_text("admin")
+    shot(page, "audit-banks")
 
     # A post with the image: the serve process's worker matches it against the imported entry.
     did = served.world.account()
@@ -424,3 +437,42 @@ def test_the_operator_imports_a_bank_file_watches_it_and_its_entries_match(
     assert (match["bank"], match["external_id"], match["distance"]) == ("IMPORTED", "case-imported", 14)
     page.click("nav >> text=Review queue")
     expect(page.locator(".card", has_text=spec.subject_uri).locator(".bank")).to_have_text("IMPORTED")
+
+
+def test_a_reviewer_relaxes_the_blur_for_themselves_and_images_stay_hidden_until_revealed(
+    page: Page, served: Served
+) -> None:
+    sign_in(page, served)
+    card = page.locator(f"#item-{served.items['relaxed']}")
+    image = card.locator("img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    assert image.evaluate("img => getComputedStyle(img).filter") == "blur(24px) grayscale(1)"  # the default
+    page.click("nav >> text=Settings")
+    shot(page, "settings")
+    page.check("input[value=blur-colour]")
+    page.click("#save-settings")
+    expect(page.locator("#flash")).to_have_text("Saved.")
+    page.click("nav >> text=Review queue")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    assert image.evaluate("img => getComputedStyle(img).filter") == "blur(24px)"  # in colour, still blurred
+    expect(page.locator("#shortcuts")).to_contain_text("Images stay blurred until you reveal one")
+    shot(page, "queue-blur-colour")
+    for _ in range(len(POSTS) + 1):  # from the keyboard, as ever: select it and reveal it
+        if "current" in (card.get_attribute("class") or ""):
+            break
+        page.keyboard.press("j")
+    expect(card).to_have_class("card current")
+    page.keyboard.press("v")
+    page.wait_for_function("img => getComputedStyle(img).filter === 'none'", arg=image.element_handle())
+    page.keyboard.press("v")
+    page.wait_for_function("img => getComputedStyle(img).filter === 'blur(24px)'", arg=image.element_handle())
+
+    page.click("nav >> text=Settings")
+    page.check("input[value=light-blur]")
+    page.click("#save-settings")
+    page.click("nav >> text=Review queue")
+    assert image.evaluate("img => getComputedStyle(img).filter") == "blur(8px) grayscale(1)"
+    page.click("nav >> text=Settings")
+    page.check("input[value=blur-grey]")
+    page.click("#save-settings")
+    expect(page.locator("#flash")).to_have_text("Saved.")

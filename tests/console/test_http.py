@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner, Result
 from pipeline.blob_server import PdsWorld
 from pipeline.corpus import encode, flip_bits, structured_rgb
@@ -24,6 +26,7 @@ from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.policy import Rule
 from labeler.service import Labeler
 from labeler.store.pipeline_schema import bank_changes
+from labeler.store.schema import metadata
 from labeler.testing import serve_labeler
 
 from .conftest import ADMIN_PASSWORD, LABELER_DID, VIOLATION
@@ -297,3 +300,47 @@ def _rows(page: str, kind: str) -> list[dict[str, str]]:
 def _plain(html: str) -> str:
     return " ".join(re.sub(r"<[^>]+>|\([^)]*ids[^)]*\)", " ", html).split())
 
+
+async def test_each_reviewer_may_relax_the_blur_for_themselves_only(labeler: Labeler, server: Any) -> None:
+    rule = Rule("ordinary", ("*",), ("x",))
+    evidence = {**_evidence(rule, 12), "image": {"did": "did:plc:a", "blob_cid": "bafkreib", "media": "image"}}
+    await labeler.pipeline.reviews.add(1, "at://did:plc:a/app.bsky.feed.post/one", None, ["x"], evidence)
+    moderators = ModeratorStore(labeler.engine)
+    await moderators.add("bob", "bob-credential-1", actor="test")
+
+    def image_class(page: httpx.Response) -> str:
+        found = re.search(r'<img class="([^"]+)" src="/console/items/', page.text)
+        assert found, page.text
+        return found.group(1)
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http, "bob", "bob-credential-1")).status_code == 303
+        assert image_class(await http.get("/console/queue")) == "wellness blur-grey"  # the default
+        page = await http.get("/console/settings")
+        assert re.search(r'value="blur-grey" checked', page.text), page.text
+        assert (await http.post("/console/settings", data={"wellness": "blur-colour"})).status_code == 403  # no CSRF
+        for refused in ("none", "", "blur-grey\x00"):
+            assert (await http.post("/console/settings", data={"wellness": refused, **_csrf(page)})).status_code == 400
+        saved = await http.post("/console/settings", data={"wellness": "blur-colour", **_csrf(page)})
+        assert saved.status_code == 303 and "Saved." in (await http.get(saved.headers["location"])).text
+        assert image_class(await http.get("/console/queue")) == "wellness blur-colour"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http)).status_code == 303
+        assert image_class(await http.get("/console/queue")) == "wellness blur-grey"  # bob's choice is his own
+    await moderators.remove("bob")
+    await moderators.add("bob", "bob-credential-2", actor="test")  # a new bob starts from the default
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http, "bob", "bob-credential-2")).status_code == 303
+        assert image_class(await http.get("/console/queue")) == "wellness blur-grey"
+
+
+def _console_tables_diff(conn: Any) -> list[Any]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    mine = ("console_moderators", "console_preferences", "review_items")
+    return [d for d in compare_metadata(context, metadata) if any(f"'{name}'" in repr(d) for name in mine)]
+
+
+async def test_the_console_tables_match_their_definitions(labeler: Labeler) -> None:
+    """Migrations 0019 (review_items.decided_via) and 0020 (console_preferences) make what the code declares."""
+    async with labeler.engine.connect() as conn:
+        assert await conn.run_sync(_console_tables_diff) == []

@@ -207,7 +207,12 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
     ("http", "/console/history"): fz.query_route(
         [("uri", fz.subject_uri), ("uri", fz.choose("did:plc:review1"))], auth=fz.CONSOLE
     ),
-    ("http", "/console/audit"): fz.query_route([("before", INT(-1, 50))], auth=fz.CONSOLE),
+    ("http", "/console/audit"): fz.query_route(
+        [("before", INT(-1, 50)), ("log", fz.choose("events", "decisions", "banks", "x"))], auth=fz.CONSOLE
+    ),
+    ("http", "/console/settings"): fz.form_route(
+        lambda rng: {"wellness": rng.choice(["blur-grey", "blur-colour", "light-blur", "none"])}, auth=fz.CONSOLE
+    ),
 }
 
 
