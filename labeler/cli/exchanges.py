@@ -22,7 +22,6 @@ from labeler.pipeline.options import load_options
 T = TypeVar("T")
 _NOT_SOURCE = ("url", FEEDBACK, FEEDBACK_REASON)  # options `exchange list` shows elsewhere, or not at all
 # exchange add's options that are credentials (of some type)
-_CREDENTIAL_OPTIONS = ("user", "password", "token", "subscription_key", "fetch_key", "feedback_key")
 
 
 @click.group("exchange")
@@ -75,6 +74,7 @@ def exchange_add(name: str, type_: str, bank: str, feedback: bool, **given: str 
     try:
         check_exchange_name(name)
         kind = exchange_type(type_)
+        _refuse_unused(kind, given)
         options = kind.options(given)
         if feedback:
             options[FEEDBACK] = _takes_feedback(kind)
@@ -138,13 +138,17 @@ def _feedback_note(exchange: Exchange) -> str:
     return "; moderators' verdicts are sent back to it" + (f" (downvote reason {reason!r})" if reason else "")
 
 
+def _refuse_unused(kind: ExchangeType, given: dict[str, str | None]) -> None:
+    """An option the type does not take (another type's credential or setting) is refused, not silently dropped."""
+    taken = set(kind.option_keys) | {f.key for f in kind.credentials}
+    refused = [f"--{key.replace('_', '-')}" for key, value in given.items() if value is not None and key not in taken]
+    if refused:
+        raise ExchangeError(f"{kind.name} takes no {', '.join(refused)}")
+
+
 def _credential_values(kind: ExchangeType, given: dict[str, str | None], *, feedback: bool) -> dict[str, str]:
     """The type's credential values from the options given, secrets prompted for when missing (those feedback
-    needs too when `feedback` is on); an option the type does not take is refused rather than silently dropped."""
-    unused = sorted(set(_CREDENTIAL_OPTIONS) - {f.key for f in kind.credentials})
-    refused = [k for k in unused if given.get(k) is not None]
-    if refused:
-        raise click.ClickException(f"{kind.name} takes no {', '.join('--' + k.replace('_', '-') for k in refused)}")
+    needs too when `feedback` is on)."""
     values: dict[str, str] = {}
     for f in kind.credentials:
         value = given.get(f.key)

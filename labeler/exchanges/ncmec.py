@@ -164,6 +164,7 @@ class NcmecType(ExchangeType):
     name = "ncmec"
     signal_types = (PDQ, MD5)
     credentials = (CredentialField("user", secret=False), CredentialField("password"))
+    option_keys = ("url", "environment")
     has_feedback = True  # upvotes and downvotes of entries (`ncmec_feedback`)
 
     def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:

@@ -219,9 +219,6 @@ class StopNciiType(ExchangeType):
     has_feedback = True
 
     def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:
-        refused = [key for key in ("environment", "privacy_group") if given.get(key) is not None]
-        if refused:
-            raise ExchangeError(f"stopncii takes no --{refused[0].replace('_', '-')}")
         return {"url": given.get("url") or api.StopNCIIAPI.BASE_URL}
 
     def pages(self, fetch: Fetching) -> AsyncIterator[Page]:

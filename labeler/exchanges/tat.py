@@ -127,9 +127,6 @@ class TatType(ExchangeType):
     credentials = (CredentialField("user", secret=False), CredentialField("password"))
 
     def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:
-        refused = [f"--{key.replace('_', '-')}" for key in ("environment", "privacy_group") if given.get(key)]
-        if refused:
-            raise ExchangeError(f"tat takes no {', '.join(refused)}")
         return {"url": given.get("url") or DEFAULT_URL}
 
     def pages(self, fetch: Fetching) -> AsyncIterator[Page]:

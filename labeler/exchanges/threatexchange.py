@@ -234,11 +234,10 @@ class ThreatExchangeType(ExchangeType):
     name = "threatexchange"
     signal_types = (PDQ, MD5, SHA256)
     credentials = (CredentialField("token"),)
+    option_keys = ("url", "privacy_group")
     has_feedback = True
 
     def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:
-        if given.get("environment") is not None:
-            raise ExchangeError("threatexchange takes no --environment (the privacy group says which database)")
         group = given.get("privacy_group")
         if group is None or not group.isascii() or not group.isdigit() or len(group) > 30:
             raise ExchangeError("threatexchange needs --privacy-group, the numeric ID of the privacy group")

@@ -87,6 +87,7 @@ class ExchangeType(abc.ABC):
     name: str
     signal_types: tuple[str, ...]  # what it carries that a bank can hold
     credentials: tuple[CredentialField, ...]
+    option_keys: tuple[str, ...] = ("url",)  # the `exchange add` options, besides credentials, it takes
     has_feedback: bool = False  # whether `send_feedback` is implemented (the exchange takes verdicts back)
 
     @abc.abstractmethod
