@@ -174,7 +174,7 @@ async def pages(
             body = await client.fetch_hashes(cursor.set_start, cursor.token, 1 if narrowed else _PAGE_SIZE)
         except TokenRefused:
             if issued_here:
-                raise ExchangeError("StopNCII refused the page token it had just given; will try again") from None
+                raise ExchangeError("StopNCII refused the page token it had just given; will retry") from None
             log.info("StopNCII refused the saved page token; restarting from %s", _date(cursor.restart))
             cursor.fresh()
             continue
@@ -183,16 +183,14 @@ async def pages(
         except MalformedPage as exc:
             if not narrowed:
                 if narrowed_from == cursor.restart:  # the one-record pages since then did not move the restart time
-                    raise ExchangeUnavailable(
-                        f"StopNCII answered a malformed page again ({exc}); will try again"
-                    ) from None
+                    raise ExchangeUnavailable(f"StopNCII answered a malformed page again ({exc}); will retry") from None
                 log.warning("malformed StopNCII page (%s); one record a page from %s", exc, _date(cursor.restart))
                 narrowed, narrowed_from = _PAGE_SIZE, cursor.restart
                 cursor.fresh()
                 continue
             if skips == _MAX_SKIPS or cursor.restart + 2**skips > clock():
                 raise ExchangeUnavailable(
-                    f"StopNCII keeps answering malformed pages from {_date(cursor.restart)} ({exc}); will try again"
+                    f"StopNCII keeps answering malformed pages from {_date(cursor.restart)} ({exc}); will retry"
                 ) from None
             skipped_from, cursor.restart = cursor.restart, cursor.restart + 2**skips
             skips += 1
