@@ -21,7 +21,6 @@ from labeler.pipeline.options import load_options
 
 T = TypeVar("T")
 _NOT_SOURCE = ("url", FEEDBACK, FEEDBACK_REASON)  # options `exchange list` shows elsewhere, or not at all
-# exchange add's options that are credentials (of some type)
 
 
 @click.group("exchange")
