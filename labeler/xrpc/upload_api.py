@@ -54,7 +54,7 @@ MATCH_PATH: Final = "/api/v1/match"
 MAX_CONCURRENT: Final = 16
 # Videos among them (each up to max_video_bytes on disk and seconds of hashing); more get 503 at once.
 MAX_CONCURRENT_VIDEOS: Final = 2
-RETRY_AFTER_S: Final = "5"
+RETRY_AFTER_S: Final = 5
 
 
 class ImageNotAccepted(InvalidRequest):
@@ -95,7 +95,7 @@ def upload_body_limits(settings: Settings) -> dict[str, int]:
 
 
 def _checked(handler: Callable[[Request, Labeler], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Authenticate, bound concurrency, and add the headers a 401 (Bearer challenge) or 503 (Retry-After) needs."""
+    """Authenticate, bound concurrency, and add the Bearer challenge a 401 needs (a 503 carries its Retry-After)."""
 
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
@@ -103,13 +103,13 @@ def _checked(handler: Callable[[Request, Labeler], Awaitable[Response]]) -> Call
             labeler = _authorize(request)
             slots = _slots(request)
             if slots.locked():
-                raise ServiceUnavailable(f"{MAX_CONCURRENT} checks are in progress; try again later")
+                raise ServiceUnavailable(
+                    f"{MAX_CONCURRENT} checks are in progress; try again later", retry_after=RETRY_AFTER_S
+                )
             async with slots:
                 return await handler(request, labeler)
         except AuthRequired as exc:
             return error_response(exc, {"WWW-Authenticate": 'Bearer realm="upload"'})
-        except ServiceUnavailable as exc:
-            return error_response(exc, {"Retry-After": RETRY_AFTER_S})
 
     return endpoint
 
@@ -146,7 +146,7 @@ async def match_image(request: Request, labeler: Labeler) -> Response:
             labeler.pipeline.matcher, pdq=ask.pdq, exact=ask.exact, vpdq=ask.vpdq, max_distance=settings.match_distance
         )
     except MatcherUnavailable as exc:
-        raise ServiceUnavailable(f"matcher unavailable: {exc.message}") from None
+        raise ServiceUnavailable(f"matcher unavailable: {exc.message}", retry_after=RETRY_AFTER_S) from None
     except MatchFailure as exc:
         raise UpstreamFailure(f"matcher error: {exc.message}") from None
     screened = await labeler.pipeline.screen.screen("", matches, record=False)  # as the pipeline would act
@@ -215,9 +215,11 @@ async def _hash_body(request: Request, labeler: Labeler) -> tuple[str, BlobSigna
         try:
             return media, await labeler.pipeline.hash_upload(blob, media)
         except HasherCrashed:
-            raise ServiceUnavailable("the hasher restarted; try again") from None
+            raise ServiceUnavailable("the hasher restarted; try again", retry_after=RETRY_AFTER_S) from None
         except HasherBusy:
-            raise ServiceUnavailable("every hashing process is busy; try again later") from None
+            raise ServiceUnavailable(
+                "every hashing process is busy; try again later", retry_after=RETRY_AFTER_S
+            ) from None
         finally:
             blob.discard()
     finally:
@@ -274,7 +276,9 @@ class _VideoSlots:
 
     def take(self) -> bool:
         if self.free <= 0:
-            raise ServiceUnavailable(f"{MAX_CONCURRENT_VIDEOS} videos are being checked; try again shortly")
+            raise ServiceUnavailable(
+                f"{MAX_CONCURRENT_VIDEOS} videos are being checked; try again shortly", retry_after=RETRY_AFTER_S
+            )
         self.free -= 1
         return True
 
