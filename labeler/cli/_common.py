@@ -48,15 +48,12 @@ async def migrated_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     need a store or two but not the whole service (`running_labeler`), and may be the first to touch the database.
 
     SQLAlchemy and Alembic are imported here, when a command runs, not with the CLI."""
-    from labeler.store.engine import create_engine
+    from labeler.store.engine import opened_engine
     from labeler.store.migrate import upgrade
 
-    engine = create_engine(settings.database_url)
-    try:
+    async with opened_engine(settings.database_url) as engine:
         await upgrade(engine)
         yield engine
-    finally:
-        await engine.dispose()
 
 
 @asynccontextmanager

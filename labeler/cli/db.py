@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from labeler.cli._common import migrated_engine, run, settings_or_exit
-from labeler.store.engine import create_engine
+from labeler.store.engine import opened_engine
 
 
 @click.group()
@@ -33,10 +33,7 @@ def db_current() -> None:
     from labeler.store.migrate import current_revision, head_revision  # Alembic: imported when used (labeler.cli)
 
     async def body() -> str | None:
-        engine = create_engine(settings.database_url)
-        try:
+        async with opened_engine(settings.database_url) as engine:
             return await current_revision(engine)
-        finally:
-            await engine.dispose()
 
     click.echo(f"current: {run(body)}\nhead:    {head_revision()}")

@@ -19,7 +19,7 @@ from labeler.outbound import public_transport
 from labeler.pipeline.actions.doctor import action_findings
 from labeler.pipeline.lag_doctor import lag_findings
 from labeler.pipeline.match.doctor import matcher_findings
-from labeler.store.engine import StoreError, create_engine, require_database
+from labeler.store.engine import StoreError, opened_engine, require_database
 from labeler.store.label_samples import active_values, sample_sources, shown_label, stream_cursor
 from labeler.store.label_stats import count_on_own_content
 from labeler.store.labels import LabelStore
@@ -36,23 +36,21 @@ async def local_facts(settings: Settings) -> LocalFacts:
     except KeyringError:
         active = None
     require_database(settings.database_url)
-    engine = create_engine(settings.database_url)
     try:
-        return LocalFacts(
-            did=settings.did,
-            public_url=settings.public_url,
-            active_did_key=active,
-            head=await LabelStore(engine).head(),
-            stream_from=await stream_cursor(engine, WINDOW),
-            sources=await sample_sources(engine, WINDOW),
-            active_values=await active_values(engine, settings.did, datetime.now(UTC)),
-            own_content_labels=await count_on_own_content(engine, settings.did),
-            shown_label=await shown_label(engine, settings.did, datetime.now(UTC)),
-        )
+        async with opened_engine(settings.database_url) as engine:
+            return LocalFacts(
+                did=settings.did,
+                public_url=settings.public_url,
+                active_did_key=active,
+                head=await LabelStore(engine).head(),
+                stream_from=await stream_cursor(engine, WINDOW),
+                sources=await sample_sources(engine, WINDOW),
+                active_values=await active_values(engine, settings.did, datetime.now(UTC)),
+                own_content_labels=await count_on_own_content(engine, settings.did),
+                shown_label=await shown_label(engine, settings.did, datetime.now(UTC)),
+            )
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read the labels database ({type(exc).__name__}); try `labeler db upgrade`") from None
-    finally:
-        await engine.dispose()
 
 
 @click.command()

@@ -11,7 +11,7 @@ from labeler.labels.reissue import Reissued, reissue
 from labeler.labels.writer import LabelRequest
 from labeler.protocol import syntax
 from labeler.protocol.label import InvalidLabel
-from labeler.store.engine import create_engine, sqlite_file
+from labeler.store.engine import opened_engine, sqlite_file
 from labeler.store.label_stats import count_src
 from labeler.store.labels import LabelStore, StoredLabel
 
@@ -109,11 +109,8 @@ def label_list(patterns: tuple[str, ...], limit: int, cursor: int, as_json: bool
         path = sqlite_file(settings.database_url)
         if path is not None and not path.exists():
             return []  # nothing was ever labelled here (and opening the file would leave an empty one)
-        engine = create_engine(settings.database_url)
-        try:
+        async with opened_engine(settings.database_url) as engine:
             return await LabelStore(engine).query(list(patterns), [], cursor, limit)
-        finally:
-            await engine.dispose()
 
     rows = run(body)
     if as_json:

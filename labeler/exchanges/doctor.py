@@ -16,7 +16,7 @@ from labeler.exchanges.store import Exchange, ExchangeStore
 from labeler.identity.doctor import Finding
 from labeler.pipeline.banks import BankStore
 from labeler.pipeline.options import load_options
-from labeler.store.engine import StoreError, create_engine
+from labeler.store.engine import StoreError, opened_engine
 
 _FIX = (
     "check that worker processes run (`labeler serve` with workers, or `labeler worker`) and the exchange's last "
@@ -26,13 +26,11 @@ _FIX = (
 
 async def exchange_findings(settings: Settings, clock: Callable[[], float] = time.time) -> list[Finding]:
     interval = load_options(settings).exchange_fetch_seconds
-    engine = create_engine(settings.database_url)
     try:
-        exchanges = await ExchangeStore(engine, BankStore(engine)).all()
+        async with opened_engine(settings.database_url) as engine:
+            exchanges = await ExchangeStore(engine, BankStore(engine)).all()
     except StoreError as exc:
         return [Finding("exchanges", "warn", f"cannot read the exchanges: {exc}")]
-    finally:
-        await engine.dispose()
     return [_finding(e, interval, clock()) for e in exchanges]
 
 

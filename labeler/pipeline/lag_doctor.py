@@ -17,7 +17,7 @@ from labeler.identity.doctor import Finding
 from labeler.pipeline.cursors import CursorStore
 from labeler.pipeline.jobs import JobQueue
 from labeler.pipeline.sources import Sources
-from labeler.store.engine import StoreError, create_engine
+from labeler.store.engine import StoreError, opened_engine
 
 SOURCE_LAG_WARN_S: Final = 300.0
 JOB_WAIT_WARN_S: Final = 600.0
@@ -30,21 +30,19 @@ _QUEUE_FIX = "run more workers (`labeler worker --workers N`, or more worker pro
 
 
 async def lag_findings(settings: Settings, clock: Callable[[], float] = time.time) -> list[Finding]:
-    engine = create_engine(settings.database_url)
     try:
-        jobs, cursors = JobQueue(engine, clock=clock), CursorStore(engine)
-        try:
-            sources = Sources.from_settings(settings, jobs, cursors).sources
-        except ConfigError as exc:
-            findings = [Finding("source-lag", "fail", str(exc), "fix the URL")]
-        else:
-            findings = [await _source_finding(s.name, cursors, clock()) for s in sources]
-        findings.append(await _queue_finding(jobs, settings.ingest_max_pending_jobs))
-        return findings
+        async with opened_engine(settings.database_url) as engine:
+            jobs, cursors = JobQueue(engine, clock=clock), CursorStore(engine)
+            try:
+                sources = Sources.from_settings(settings, jobs, cursors).sources
+            except ConfigError as exc:
+                findings = [Finding("source-lag", "fail", str(exc), "fix the URL")]
+            else:
+                findings = [await _source_finding(s.name, cursors, clock()) for s in sources]
+            findings.append(await _queue_finding(jobs, settings.ingest_max_pending_jobs))
+            return findings
     except StoreError as exc:
         return [Finding("ingest-lag", "warn", f"cannot read the queue and source positions: {exc}")]
-    finally:
-        await engine.dispose()
 
 
 async def _source_finding(name: str, cursors: CursorStore, now: float) -> Finding:

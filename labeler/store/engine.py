@@ -65,6 +65,17 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+@asynccontextmanager
+async def opened_engine(url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine for one short task (a CLI command, a doctor check), disposed on leaving, whatever happens: its
+    pooled connections are closed rather than left to the garbage collector's warnings."""
+    engine = create_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
 def configure_sqlite_connection(dbapi_conn: Any) -> None:
     """WAL for concurrent readers; FULL sync so an acknowledged label survives a crash; autocommit mode, so each
     transaction is an explicit BEGIN (pysqlite's implicit transactions would defer the write lock). Used for the
