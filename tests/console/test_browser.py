@@ -250,7 +250,8 @@ def test_a_post_without_the_csrf_token_is_refused_and_sign_out_ends_the_session(
 
 def test_the_whole_review_flow_from_the_keyboard(page: Page, served: Served) -> None:
     page.goto(f"{served.url}/console/")
-    page.keyboard.type("admin")  # the name field has focus
+    expect(page.locator("#user")).to_be_focused()  # autofocus: applied at a rendering step, not always by "load"
+    page.keyboard.type("admin")
     page.keyboard.press("Tab")
     page.keyboard.type(ADMIN_PASSWORD)
     page.keyboard.press("Enter")
