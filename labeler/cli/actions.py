@@ -6,11 +6,13 @@ import click
 
 from labeler.cli._common import echo_json, echo_lines, run, running_labeler, settings_or_exit
 from labeler.cli.explain import action_line
+from labeler.pipeline.actions.altitude.handoff import AltitudeKind
 from labeler.pipeline.actions.exchange_feedback import NAME as EXCHANGE_FEEDBACK
 from labeler.pipeline.actions.model import Action
 from labeler.pipeline.policy import KINDS
 
-LISTED_KINDS = (*KINDS, EXCHANGE_FEEDBACK)  # the policy's kinds, and feedback to exchanges (a person's verdicts)
+# The policy's kinds, feedback to exchanges (a person's verdicts) and hand-offs to Altitude (the review kind's twin).
+LISTED_KINDS = (*KINDS, EXCHANGE_FEEDBACK, AltitudeKind.name)
 
 STATES = ("pending", "running", "done", "skipped", "failed", "cancelled")
 

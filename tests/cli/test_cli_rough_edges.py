@@ -79,6 +79,7 @@ def test_empty_listings_say_so(runner: CliRunner) -> None:
     assert ok(runner, "reports", "list") == "no open reports\n"
     assert ok(runner, "actions", "list") == "no actions\n"
     assert ok(runner, "actions", "list", "--state", "failed") == "no actions match\n"
+    assert ok(runner, "actions", "list", "--kind", "altitude") == "no actions match\n"  # every kind can be asked for
     assert ok(runner, "entries", "list").startswith("no entries held back")
     assert ok(runner, "bank", "list").startswith("no banks")
     assert json.loads(ok(runner, "label", "list", "--json")) == []  # JSON stays a list
