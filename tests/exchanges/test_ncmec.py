@@ -252,8 +252,9 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     assert invoke("bank", "create", "NCMEC").exit_code == 0
     unknown = invoke("exchange", "add", "x", "--type", "nowhere", "--bank", "NCMEC", "--user", "u", "--password", "p")
     assert unknown.exit_code != 0 and "'nowhere' is not one of" in unknown.output
+    threatexchange_options = ["--privacy-group", "1", "--token", "1|s"]
     others = invoke("exchange", "add", "x", "--type", "ncmec", "--bank", "NCMEC", "--user", "u", "--password", "p",
-                    "--privacy-group", "1", "--token", "1|s")  # fmt: skip  (ThreatExchange's, not NCMEC's)
+                    *threatexchange_options)  # fmt: skip
     assert others.exit_code != 0 and "ncmec takes no --privacy-group, --token" in others.output
     nowhere = invoke("exchange", "add", "x", "--type", "ncmec", "--bank", "NCMEC", "--environment", "Nowhere",
                      "--user", "u", "--password", "p")  # fmt: skip
