@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -128,12 +129,19 @@ class ExchangeStore:
             raise ExchangeError(f"no exchange named {name!r}")
         return found[0]
 
-    async def remove(self, name: str) -> int:
-        """Forget exchange `name` and its record of entries (its bank keeps them); returns how many it had."""
+    async def remove(self, name: str, now: float | None = None) -> int:
+        """Forget exchange `name` and its record of entries (its bank keeps them); returns how many it had. Refused
+        while a process holds the exchange's lease: its fetch would go on adding entries and records under a name
+        that no longer exists (and that a new exchange of the same name would inherit)."""
         async with write_transaction(self.engine, "exchange remove") as conn:
-            had = (await conn.execute(sa.select(exchanges.c.name).where(exchanges.c.name == name))).first()
+            query = sa.select(exchanges.c.lease_owner, exchanges.c.lease_expires_at).where(exchanges.c.name == name)
+            had = (await conn.execute(query)).first()
             if had is None:
                 raise ExchangeError(f"no exchange named {name!r}")
+            if had.lease_expires_at is not None and had.lease_expires_at > (time.time() if now is None else now):
+                raise ExchangeError(
+                    f"exchange {name!r} is being fetched by {had.lease_owner}; remove it when that fetch is done"
+                )
             mine = exchange_entries.c.exchange == name
             removed = (await conn.execute(exchange_entries.delete().where(mine))).rowcount
             await conn.execute(exchanges.delete().where(exchanges.c.name == name))

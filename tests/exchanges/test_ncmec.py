@@ -19,6 +19,7 @@ from support.server import serve_in_thread
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, write_credentials
 from labeler.exchanges.doctor import exchange_findings
+from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.fetch import FetchReport, http_client
 from labeler.exchanges.ncmec import TYPE as NCMEC
 from labeler.exchanges.ncmec import NcmecClient, pages
@@ -282,6 +283,13 @@ async def test_one_process_at_a_time_fetches_an_exchange(world: World) -> None:
         report = await fetch()
         assert report is not None and report.added == 4
     assert await world.stores.claim("elsewhere/1", world.clock.now, 300, name="nc") == "nc"  # released
+
+
+async def test_an_exchange_being_fetched_is_not_removed_under_the_fetch(world: World) -> None:
+    assert await world.stores.claim("elsewhere/1", world.clock.now, 300, name="nc") == "nc"
+    with pytest.raises(ExchangeError, match="is being fetched by elsewhere/1"):
+        await world.stores.remove("nc", now=world.clock.now)
+    assert await world.stores.remove("nc", now=world.clock.now + 301) == 0  # that process died: its lease expired
 
 
 async def test_workers_fetch_due_exchanges_on_schedule_and_metrics_show_them(
