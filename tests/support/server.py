@@ -14,11 +14,13 @@ server down and joins the thread. Pass `lifespan="on"` for apps whose startup mu
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -50,10 +52,32 @@ class RunningServer:
 
 
 def free_port() -> int:
-    """A loopback port free right now, for servers a test starts later (or restarts) on a fixed port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A loopback port free right now, for servers a test starts later (or restarts) on a fixed port.
+
+    It is taken from below the kernel's ephemeral range: a port from inside it (what binding port 0 gives) can be
+    handed meanwhile to any outgoing connection or port-0 server of the run, and the later bind then fails with
+    "Address already in use" (seen under load)."""
+    low = _ephemeral_low()
+    start = max(1024, low - 12_000)
+    for _ in range(200 if start < low else 0):
+        port = random.randrange(start, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: another
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room below it: any free port
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for port 0 and outgoing connections (32768 where it is not told)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @contextlib.contextmanager
