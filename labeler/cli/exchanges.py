@@ -82,9 +82,10 @@ def exchange_add(name: str, type_: str, bank: str, feedback: bool, **given: str 
     url = options.get("url")
     if url is not None and not str(url).startswith(("https://", "http://")):
         raise click.ClickException("--url must be an http(s) URL")
-    credentials = Credentials(_credential_values(kind, given, feedback=feedback))
 
     async def body(store: ExchangeStore) -> Exchange:
+        await store.check_new(name, type_, bank, carries=kind.signal_types)  # before anyone types a secret
+        credentials = Credentials(_credential_values(kind, given, feedback=feedback))
         added = await store.add(name, type_, bank, options, carries=kind.signal_types)
         write_credentials(settings.keys_dir, name, credentials)
         return added
@@ -122,6 +123,12 @@ def exchange_feedback(name: str, switch: str, reason: str | None) -> None:
 
     changed = _with_store(settings, body)
     click.echo(f"exchange {changed.name}{_feedback_note(changed) or ': no feedback is sent'}")
+
+
+def _feedback_state(exchange: Exchange) -> str:
+    if not exchange_type(exchange.type).has_feedback:
+        return "no feedback call"
+    return f"feedback {'on' if exchange.feedback else 'off'}"
 
 
 def _takes_feedback(kind: ExchangeType) -> bool:
@@ -173,7 +180,7 @@ def exchange_list(as_json: bool) -> None:
         (
             f"{e.name}\t{e.type}\t{e.bank}\t{_source(e)}\t{e.entries} entries"
             f"\tlast fetched {e.last_success_at or 'never'}"
-            f"\tfeedback {'on' if e.feedback else 'off'}"
+            f"\t{_feedback_state(e)}"
             f"\t{e.fetch_errors} errors{f' (last: {e.last_error})' if e.last_error else ''}"
             for e in found
         ),

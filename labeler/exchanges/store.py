@@ -98,6 +98,16 @@ class ExchangeStore:
         self, name: str, type_: str, bank: str, options: dict[str, Any], *, carries: Sequence[str]
     ) -> Exchange:
         """Add exchange `name` of type `type_` (which carries the signal types `carries`) feeding `bank`."""
+        await self.check_new(name, type_, bank, carries=carries)
+        async with write_transaction(self.engine, "exchange add") as conn:
+            if (await conn.execute(sa.select(exchanges.c.name).where(exchanges.c.name == name))).first():
+                raise ExchangeError(f"exchange {name!r} already exists")
+            values = {"name": name, "type": type_, "bank": bank, "options": options, "created_at": syntax.now()}
+            await conn.execute(exchanges.insert().values(**values))
+        return await self.get(name)
+
+    async def check_new(self, name: str, type_: str, bank: str, *, carries: Sequence[str]) -> None:
+        """ExchangeError unless `add` can add this exchange now: checked before asking anyone for credentials."""
         check_exchange_name(name)
         try:
             signal_type = await self.banks.signal_type(bank)
@@ -106,12 +116,8 @@ class ExchangeStore:
         if signal_type not in carries:
             carried = ", ".join(carries)
             raise ExchangeError(f"bank {bank!r} holds {signal_type} hashes; {type_} carries {carried}")
-        async with write_transaction(self.engine, "exchange add") as conn:
-            if (await conn.execute(sa.select(exchanges.c.name).where(exchanges.c.name == name))).first():
-                raise ExchangeError(f"exchange {name!r} already exists")
-            values = {"name": name, "type": type_, "bank": bank, "options": options, "created_at": syntax.now()}
-            await conn.execute(exchanges.insert().values(**values))
-        return await self.get(name)
+        if await self.all(name):
+            raise ExchangeError(f"exchange {name!r} already exists")
 
     async def all(self, name: str | None = None) -> list[Exchange]:
         """Every exchange, or only `name`'s (its entries alone counted, not the whole table's)."""

@@ -300,5 +300,5 @@ def test_cli_switches_feedback_on_and_off(scene: Scene, monkeypatch: pytest.Monk
     assert invoke(*tat).exit_code == 0
     later = invoke("exchange", "feedback", "tat", "on")
     assert later.exit_code != 0 and "tat exchanges take no feedback" in later.output
-    listed = f"tat\ttat\tNCMEC\t{TAT_URL}\t0 entries\tlast fetched never\tfeedback off"
+    listed = f"tat\ttat\tNCMEC\t{TAT_URL}\t0 entries\tlast fetched never\tno feedback call"
     assert listed in invoke("exchange", "list").output

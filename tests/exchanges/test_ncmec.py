@@ -257,6 +257,8 @@ def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_ap
     others = invoke("exchange", "add", "x", "--type", "ncmec", "--bank", "NCMEC", "--user", "u", "--password", "p",
                     *threatexchange_options)  # fmt: skip
     assert others.exit_code != 0 and "ncmec takes no --privacy-group, --token" in others.output
+    no_bank = invoke("exchange", "add", "x", "--type", "ncmec", "--bank", "NOWHERE", "--user", "u")
+    assert no_bank.exit_code != 0 and "NOWHERE" in no_bank.output and "password" not in no_bank.output  # not asked
     nowhere = invoke("exchange", "add", "x", "--type", "ncmec", "--bank", "NCMEC", "--environment", "Nowhere",
                      "--user", "u", "--password", "p")  # fmt: skip
     assert nowhere.exit_code != 0 and "--environment must be one of" in nowhere.output and "NGO" in nowhere.output
