@@ -31,15 +31,15 @@ _HTTP_NAMES = {
 
 
 def error_response(exc: XrpcError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The error's XRPC body and status, with `headers`; a `RetryLater` that knows when carries its Retry-After."""
+    if isinstance(exc, RetryLater) and exc.retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(exc.retry_after)}
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
 async def handle_xrpc_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, XrpcError)
-    headers = {"WWW-Authenticate": 'Basic realm="labeler"'} if exc.status == 401 else None
-    if isinstance(exc, RetryLater) and exc.retry_after is not None:
-        headers = {"Retry-After": str(exc.retry_after)}
-    return error_response(exc, headers)
+    return error_response(exc, {"WWW-Authenticate": 'Basic realm="labeler"'} if exc.status == 401 else None)
 
 
 async def handle_http_error(_request: Request, exc: Exception) -> Response:

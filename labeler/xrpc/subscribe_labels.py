@@ -196,9 +196,8 @@ async def _refuse(ws: WebSocket, exc: RetryLater) -> None:
         await ws.accept()
         await _close_with_error(ws, exc)
         return
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     with contextlib.suppress(Exception):  # the client went away meanwhile
-        await ws.send_denial_response(error_response(exc, headers))
+        await ws.send_denial_response(error_response(exc))
 
 
 async def _close_with_error(ws: WebSocket, exc: XrpcError) -> None:
