@@ -60,7 +60,7 @@ class Decisions:
         evidence = {**item.evidence, "review": {"item_id": item.id, "decided_by": actor, "note": note}}
         rule = evidence_rule(item.evidence, item.vals)
         intent = Intent(actor, "review", note or f"confirmed review item {item.id}", respect_negations=False)
-        key = decision_key(item.evidence) or f"review:{item.id}"
+        key = _key(item)
         uri, cid = item.subject_uri, item.subject_cid
         specs = plan(evidence, rule, rule.confirmed_kinds(), key=key, subject_uri=uri, subject_cid=cid, intent=intent)
         specs += await self.actioner.exchange_feedback.plan(
@@ -99,7 +99,7 @@ class Decisions:
             else:
                 await self.allow_list.add(pending.evidence, note=f"false positive of {bank} entry {entry}")
         item = await self.reviews.decide(item_id, confirm=False, actor=actor, note=note, via=via)
-        key = decision_key(item.evidence) or f"review:{item.id}"  # an item made by hand did nothing else
+        key = _key(item)
         reversals = await self.reverse(key, actor=actor, reason=reason)
         told = await self.actioner.exchange_feedback.plan(
             item.evidence, confirmed=False, key=key, actor=actor, note=note,
@@ -149,3 +149,9 @@ class Decisions:
 
         rows = await self.actioner.outbox.reverse(decision, reversal, kinds=REVERSIBLE, reason=reason)
         return await self.actioner.attempt_now(rows, for_person=True)
+
+
+def _key(item: ReviewItem) -> str:
+    """The decision a review item's verdict belongs to: the pipeline's, or for an item made by hand (which did
+    nothing else) its own."""
+    return decision_key(item.evidence) or f"review:{item.id}"
