@@ -13,3 +13,8 @@ class ExchangeAuthError(ExchangeError):
 
 class ExchangeUnavailable(ExchangeError):
     """The exchange did not answer usefully (outage, overload); the next fetch resumes from the checkpoint."""
+
+
+class MalformedPage(ValueError):
+    """An exchange's answer that is not a readable page of its format. Not an ExchangeError: the type decides
+    whether its paging lets it skip the page (with a `problem`) or the fetch must stop there."""

@@ -38,7 +38,7 @@ import httpx
 from threatexchange.exchanges.clients.ncmec import hash_api
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeError
+from labeler.exchanges.errors import ExchangeError, MalformedPage
 from labeler.exchanges.http import accepted, send
 from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
@@ -55,10 +55,6 @@ _SETTLE_SECONDS: Final = 5  # the window ends a little before now: entries still
 _MAX_PAGE_BYTES: Final = 64 * 1024 * 1024
 _NEXT_PREFIX: Final = "/v2/entries?"
 _SIGNALS: Final = {"pdq": PDQ, "md5": MD5}  # NCMEC fingerprint tag → our signal type
-
-
-class MalformedPage(ValueError):
-    """A page that is not a readable `queryResult`."""
 
 
 class NcmecClient:

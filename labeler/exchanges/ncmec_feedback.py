@@ -20,8 +20,8 @@ from typing import Final
 
 from threatexchange.exchanges.clients.ncmec import hash_api
 
-from labeler.exchanges.errors import ExchangeError, ExchangeUnavailable
-from labeler.exchanges.ncmec import MalformedPage, NcmecClient, read_xml
+from labeler.exchanges.errors import ExchangeError, ExchangeUnavailable, MalformedPage
+from labeler.exchanges.ncmec import NcmecClient, read_xml
 from labeler.exchanges.store import FEEDBACK_REASON
 from labeler.exchanges.types import FeedbackCall
 

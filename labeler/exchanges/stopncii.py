@@ -41,7 +41,7 @@ import httpx
 from threatexchange.exchanges.clients.stopncii import api
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeError, ExchangeUnavailable
+from labeler.exchanges.errors import ExchangeError, ExchangeUnavailable, MalformedPage
 from labeler.exchanges.http import accepted, send
 from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
@@ -64,10 +64,6 @@ _KEYS_HINT: Final = (
     "check the subscription key and the function keys given to `labeler exchange add`, and that StopNCII.org has "
     "enabled them for this endpoint"
 )
-
-
-class MalformedPage(ValueError):
-    """A FetchHashes answer that is not a readable page."""
 
 
 class TokenRefused(Exception):

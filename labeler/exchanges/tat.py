@@ -34,7 +34,7 @@ import httpx
 from threatexchange.exchanges.clients.techagainstterrorism import api
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeError
+from labeler.exchanges.errors import ExchangeError, MalformedPage
 from labeler.exchanges.http import accepted, send
 from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
@@ -55,10 +55,6 @@ _MAX_HASH: Final = 512
 # A login TAT refuses: TAT documents no status, and a Django REST framework JWT login (which TCAP's answer looks
 # like) answers 400 to wrong credentials; 401 and 403 are refusals whatever the framework.
 _REFUSED: Final = (400, 401, 403)
-
-
-class MalformedPage(ValueError):
-    """A page that is not a readable hash list."""
 
 
 class TatClient:

@@ -20,10 +20,10 @@ from support.server import serve_in_thread
 
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, credentials_path
-from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
+from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable, MalformedPage
 from labeler.exchanges.fetch import http_client
 from labeler.exchanges.stopncii import TYPE as STOPNCII
-from labeler.exchanges.stopncii import MalformedPage, parse_page
+from labeler.exchanges.stopncii import parse_page
 from labeler.exchanges.store import entry_note
 from labeler.exchanges.types import FeedbackCall
 from labeler.store.exchange_schema import exchange_entries
