@@ -173,15 +173,6 @@ class LabelerWebSocketProtocol(WriteStallGuard, WebSocketsSansIOProtocol):
         if sent and self.frame_sink is not None:
             self.frame_sink.close_frame_sent()
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if not self.handshake_initiated and self.conn.handshake_exc is not None:
-            # websockets could not parse the upgrade request that uvicorn's HTTP parser accepted; it then answers
-            # nothing, and uvicorn would wait for an event that never comes. Refuse it as HTTP does.
-            self.handshake_initiated = self.close_sent = True
-            self.transport.write(_BAD_UPGRADE)
-            self.transport.close()
-
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope: Any = getattr(self, "scope", None)
@@ -197,7 +188,3 @@ class LabelerWebSocketProtocol(WriteStallGuard, WebSocketsSansIOProtocol):
 
 #: Seconds after the closing handshake's own timeout that a finished connection may still hold its socket.
 CLOSE_LINGER: Final = 2.0
-_BAD_UPGRADE: Final = (
-    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 28\r\n"
-    b"connection: close\r\n\r\nInvalid WebSocket handshake."
-)
