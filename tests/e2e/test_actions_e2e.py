@@ -102,12 +102,21 @@ def report_config(devnet: Devnet, ozone: Ozone, tmp_path: Path, via: str) -> dic
 
 
 async def banked_post(devnet: Devnet, labeler: Labeler, author: str = "bob") -> Post:
-    """Post a new image as `author`, bank its hash, and queue its job."""
+    """Post a new image as `author`, bank its hash, and queue its job once the labeler can match the hash.
+
+    A bank change reaches a loaded index at its next replay of the change log (`bank_poll_seconds`, README), so a
+    job looked up before that finds nothing, ends as no-match and queues no action."""
     image = fresh_image()
+    pdq = hash_image(image).hash
     names = {b.name for b in await labeler.pipeline.banks.all_banks()}
     if BANK not in names:
         await labeler.pipeline.banks.create(BANK)
-    await labeler.pipeline.banks.add_entries(BANK, [EntryInput(hash_image(image).hash, external_id="e2e")])
+    await labeler.pipeline.banks.add_entries(BANK, [EntryInput(pdq, external_id="e2e")])
+
+    async def matchable() -> bool:
+        return any(m.bank == BANK for m in await labeler.pipeline.matcher.lookup(pdq, max_distance=0))
+
+    await until(matchable, "the banked hash in the labeler's matcher")
     post: Post = await asyncio.to_thread(post_image, devnet, author, image, "an image")
     spec = JobSpec("manual", post.uri, post.cid, ImageRef(post.did, post.blob_cid, "image/png"))
     await labeler.pipeline.jobs.enqueue([spec])
