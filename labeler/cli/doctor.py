@@ -42,6 +42,7 @@ async def local_facts(settings: Settings) -> LocalFacts:
                 did=settings.did,
                 public_url=settings.public_url,
                 active_did_key=active,
+                serves_did_web=settings.serves_did_web,
                 head=await LabelStore(engine).head(),
                 stream_from=await stream_cursor(engine, WINDOW),
                 sources=await sample_sources(engine, WINDOW),

@@ -1,4 +1,4 @@
-"""`labeler serve`: run the HTTP/WebSocket server (migrating the database and creating a dev key if needed)."""
+"""`labeler serve`: run the HTTP/WebSocket server (migrating the database; a dev key for our own did:web if none)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from labeler.cli._common import settings_or_exit
+from labeler.cli._label_key import refuse_unpublished_dev_key
 from labeler.logs import configure_logging
 
 # On SIGTERM uvicorn stops accepting, closes WebSockets (1012) and waits this long for in-flight requests before
@@ -31,6 +32,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings_or_exit(**overrides)
+    refuse_unpublished_dev_key(settings)
     configure_logging(settings.log_level, settings.log_format)
     try:
         check_free(settings.database_url)  # a clear one-line refusal instead of a startup traceback

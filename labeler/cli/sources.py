@@ -13,6 +13,7 @@ import signal
 import click
 
 from labeler.cli._common import run, settings_or_exit
+from labeler.cli._label_key import refuse_unpublished_dev_key
 from labeler.config import Settings
 from labeler.logs import configure_logging
 
@@ -26,6 +27,8 @@ def ingest(workers: int) -> None:
     settings = settings_or_exit()
     if not settings.firehose_url and not settings.jetstream_url:
         raise click.ClickException("nothing to ingest: set LABELER_FIREHOSE_URL or LABELER_JETSTREAM_URL")
+    if workers > 0:  # as create_dev_key below: workers sign labels, sources alone do not
+        refuse_unpublished_dev_key(settings)
     configure_logging(settings.log_level, settings.log_format)
     run(lambda: _ingest(settings, workers))
 

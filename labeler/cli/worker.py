@@ -9,6 +9,7 @@ import signal
 import click
 
 from labeler.cli._common import run, settings_or_exit
+from labeler.cli._label_key import refuse_unpublished_dev_key
 from labeler.logs import configure_logging
 
 
@@ -18,6 +19,7 @@ from labeler.logs import configure_logging
 def worker(count: int | None, drain: bool) -> None:
     """Process image jobs until stopped (SIGINT/SIGTERM finish the jobs in hand first)."""
     settings = settings_or_exit()
+    refuse_unpublished_dev_key(settings)
     configure_logging(settings.log_level, settings.log_format)
     workers = count or max(settings.workers, 1)
 

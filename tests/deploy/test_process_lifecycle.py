@@ -23,6 +23,7 @@ import websockets
 from support.server import free_port
 
 from labeler.config import load_settings
+from labeler.keys import Keyring
 from labeler.service import Labeler
 from labeler.single_process import MESSAGE, SingleProcessError
 
@@ -100,6 +101,7 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def start_serve(work: Workdir, processes: list[subprocess.Popen[str]], *, wait: bool = True) -> Serve:
+    Keyring.open(work.path / "keys").ensure_active()  # the operator's key: serve makes none for a did:plc
     port = free_port()
     log = work.path / f"serve-{port}.log"
     with log.open("w") as out:

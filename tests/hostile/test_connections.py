@@ -20,6 +20,7 @@ import pytest
 from support.serve_process import ServeProcess
 
 from labeler.config import Settings
+from labeler.keys import Keyring
 from labeler.service import Labeler
 from labeler.testing import LiveServer, serve_labeler
 from labeler.xrpc.http_protocol import MAX_HEAD_BYTES, MAX_TARGET_BYTES, MAX_UPGRADE_TARGET_BYTES
@@ -227,6 +228,7 @@ def low_fd_limit() -> Iterator[int]:
 
 
 async def test_serve_raises_its_open_files_limit_and_uses_these_limits(tmp_path: Path, low_fd_limit: int) -> None:
+    Keyring.open(tmp_path / "keys").generate()  # the operator's key: serve makes none for a did:plc
     process = ServeProcess(
         "fd", f"sqlite:///{tmp_path / 'l.db'}", tmp_path, password="pw", did="did:plc:labelerfdlimittestaaa"
     )

@@ -134,6 +134,16 @@ async def test_missing_label_key(setup: Setup) -> None:
     assert failing(await setup.run()) == {"label-key", "query-labels", "subscribe-labels"}
 
 
+async def test_no_active_key_names_the_steps_that_publish_one(setup: Setup) -> None:
+    """For a did:plc, a key from `keys generate` alone is in no document: the fix names how to publish one (the
+    same words `serve` uses when it refuses to start without a key). Our own did:web is served from it."""
+    plc = (await setup.run(active_did_key=None))["label-key"]
+    assert plc.status == "fail" and plc.message == "no active label key" and plc.fix
+    assert "labeler keys rotate" in plc.fix and "labeler did update" in plc.fix
+    own_web = (await setup.run(active_did_key=None, serves_did_web=True))["label-key"]
+    assert own_web.fix and "labeler keys generate" in own_web.fix and "rotate" not in own_web.fix
+
+
 async def test_ip_address_endpoint(setup: Setup) -> None:
     setup.publish_document(endpoint=f"http://127.0.0.1:{setup.live.port}")
     findings = await setup.run()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from labeler.keys import Keyring
 from labeler.service import Labeler
 
 from .corpus import encode, structured_rgb
@@ -66,6 +67,7 @@ async def test_short_commands_start_no_hashing_process(make_settings: Any) -> No
 @pytest.mark.parametrize("command", [["worker", "--workers", "2"], ["ingest", "--workers", "2"]])
 async def test_the_cli_runs_one_hashing_process_per_worker(command: list[str], tmp_path: Path) -> None:
     """`labeler worker --workers 2` used to hash with one process: the pool was sized from LABELER_WORKERS (1)."""
+    Keyring.open(tmp_path / "keys").generate()  # the operator's key: workers make none for a did:plc
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
     env.update(
         LABELER_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'labeler.db'}", LABELER_KEYS_DIR=str(tmp_path / "keys"),

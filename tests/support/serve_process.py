@@ -19,9 +19,12 @@ from support.server import free_port
 
 
 class ServeProcess:
-    """One `labeler serve` on `database_url`, keys in `workdir/keys`; `env` adds or overrides settings."""
+    """One `labeler serve` on `database_url`, keys in `workdir/keys`; `env` adds or overrides settings. `did` None
+    is the embedded default: the did:web of its own public URL, served from the key it makes on first start."""
 
-    def __init__(self, name: str, database_url: str, workdir: Path, *, password: str, did: str, **env: str) -> None:
+    def __init__(
+        self, name: str, database_url: str, workdir: Path, *, password: str, did: str | None, **env: str
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.workdir = workdir
@@ -32,11 +35,12 @@ class ServeProcess:
             LABELER_KEYS_DIR=str(workdir / "keys"),
             LABELER_ADMIN_PASSWORD=password,
             LABELER_PORT=str(self.port),
-            LABELER_DID=did,
             LABELER_PUBLIC_URL=f"http://localhost:{self.port}",
             LABELER_WORKERS="0",
             LABELER_LOG_LEVEL="warning",
         )
+        if did is not None:
+            self.env["LABELER_DID"] = did
         self.env.update(env)
         self.proc: asyncio.subprocess.Process | None = None
 

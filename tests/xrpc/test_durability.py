@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from labeler.config import Settings
+from labeler.keys import Keyring
 from labeler.labels.writer import LabelRequest
 from labeler.service import Labeler
 from labeler.store.engine import create_engine
@@ -100,6 +101,7 @@ async def test_restart_keeps_the_sequence_and_serves_old_labels(make_settings: C
 
 @contextlib.asynccontextmanager
 async def serve_process(database_url: str, workdir: Path) -> AsyncIterator[ServeProcess]:
+    Keyring.open(workdir / "keys").generate()  # the operator's key: serve makes none for a did:plc
     process = ServeProcess("serve", database_url, workdir, password=PASSWORD, did="did:plc:labelerdurabilitytest1")
     try:
         yield process

@@ -46,6 +46,7 @@ class LocalFacts:
     did: str
     public_url: str
     active_did_key: str | None
+    serves_did_web: bool  # our own did:web, whose document `labeler serve` makes from the active key
     head: int = 0
     stream_from: int = 0
     sources: list[SourceSample] = field(default_factory=list)

@@ -58,10 +58,29 @@ _DOCUMENT_FIX: Final = (
 )
 
 
+def no_label_key_fix(did: str, *, served_here: bool) -> str:
+    """How to get a label key that `did`'s document names, when there is no active one. Also the fix
+    `labeler serve`, `worker` and `ingest --workers` name when they refuse to start without a key
+    (`labeler.cli._label_key`): a key made by `keys generate` alone is in no document but our own did:web's."""
+    if served_here:
+        return "`labeler keys generate` (or start `labeler serve`, which makes one): our did:web is served from it"
+    if did.startswith("did:plc:"):
+        return (
+            "`labeler keys rotate` (a new key, published with the rotation key or --via-pds, then activated); or "
+            "`labeler keys generate`, then `labeler did update` / `labeler did link-pds`; or `labeler keys import "
+            "FILE` with the key the document already names"
+        )
+    return (
+        f"`labeler keys import FILE` with the key {did}'s document names; or `labeler keys generate`, then put its "
+        "Multikey (`labeler keys show`) in that document as #atproto_label"
+    )
+
+
 def check_label_key(run: Run, document: DidDocument) -> None:
     published, active = verification_key(document, LABEL_KEY_ID), run.facts.active_did_key
     if active is None:
-        run.add("label-key", "fail", "no active label key", "`labeler keys generate`")
+        fix = no_label_key_fix(run.facts.did, served_here=run.facts.serves_did_web)
+        run.add("label-key", "fail", "no active label key", fix)
     elif published is None:
         run.add(
             "label-key", "fail", "the DID document has no usable #atproto_label key; every label fails verification",
