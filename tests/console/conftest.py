@@ -5,6 +5,10 @@ The pipeline runs first, in this process, against a fake PLC and PDS: six posts 
 once up to distance 10 and sends 11-31 to a person); two accounts are reported and a third appeals. Then
 `labeler serve` starts on the same SQLite file, with one pipeline worker and the PDS still up, so the console
 fetches the images and posts as it would from a real PDS.
+
+The browser tests' screenshots go to SCREENSHOTS (`CONSOLE_SCREENSHOTS` if set, else `build/console-screenshots`
+in the checkout); when a run took any, its terminal summary names the folder (a fixture's own output would be
+swallowed by pytest's capture).
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
 
+SCREENSHOTS = Path(
+    os.environ.get("CONSOLE_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "build/console-screenshots"
+)
+SCREENSHOTS_TAKEN = pytest.StashKey[Path]()
 ADMIN_PASSWORD = "test-admin-password"
 LABELER_DID = "did:plc:labelertestlabelertest1"
 VIOLATION = "com.atproto.moderation.defs#reasonViolation"
@@ -194,3 +202,11 @@ def pds_world() -> Iterator[PdsWorld]:
     """A fake PLC (running) and a PDS stand-in on a reserved port, for tests with an in-process labeler."""
     with running_fake_plc() as (plc, plc_server):
         yield PdsWorld(plc, plc_server, free_port())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Name the screenshots' folder after the run, where CI's log and a person both see it."""
+    folder = config.stash.get(SCREENSHOTS_TAKEN, None)
+    if folder is not None:
+        terminalreporter.write_sep("-", "console screenshots")
+        terminalreporter.write_line(f"console screenshots: {folder}")

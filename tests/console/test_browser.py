@@ -3,8 +3,8 @@ whose review items the pipeline made: sign-in, the blurred queue, reveal, confir
 CSRF, sign-out, the whole review flow from the keyboard alone, a bank file imported from the Banks page, the
 audit logs, and a reviewer's relaxed blur.
 
-Screenshots of each page go to a folder printed at the start (CI keeps it as an artefact): `CONSOLE_SCREENSHOTS`
-if set, else `build/console-screenshots` in the checkout.
+Screenshots of each page go to `conftest.SCREENSHOTS`, which the run's terminal summary names (CI keeps it as an
+artefact): `CONSOLE_SCREENSHOTS` if set, else `build/console-screenshots` in the checkout.
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
 
-from .conftest import ADMIN_PASSWORD, POSTS, Served, run_async
+from .conftest import ADMIN_PASSWORD, POSTS, SCREENSHOTS, SCREENSHOTS_TAKEN, Served, run_async
 
 IN_CI = os.environ.get("CI") == "true"
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "build/console-screenshots")
 
 try:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
@@ -50,10 +49,8 @@ def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
         if IN_CI:
             pytest.fail(message + " (CI=true requires them)", pytrace=False)
         pytest.skip(message)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"console screenshots: {SHOTS}")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    request.config.stash[SCREENSHOTS_TAKEN] = SCREENSHOTS
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield launched
@@ -85,7 +82,7 @@ def page(context: BrowserContext) -> Iterator[Page]:
 
 
 def shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def sign_in(page: Page, served: Served, user: str = "admin", credential: str = ADMIN_PASSWORD) -> None:
