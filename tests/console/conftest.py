@@ -1,7 +1,7 @@
 """A real `labeler serve` (a subprocess on loopback) with review items the pipeline made, for the console's tests.
 
-The pipeline runs first, in this process, against a fake PLC and PDS: six posts whose images are 12, 15, 18,
-20, 22 and 24 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule labels at
+The pipeline runs first, in this process, against a fake PLC and PDS: one account's posts (POSTS) whose images
+are 12 to 29 bits from hashes in the bank NEAR, so each becomes a pending review item (the default rule labels at
 once up to distance 10 and sends 11-31 to a person); two accounts are reported and a third appeals. Then
 `labeler serve` starts on the same SQLite file, with one pipeline worker and the PDS still up, so the console
 fetches the images and posts as it would from a real PDS.
@@ -40,9 +40,8 @@ from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
 
-SCREENSHOTS = Path(
-    os.environ.get("CONSOLE_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "build/console-screenshots"
-)
+CHECKOUT = Path(__file__).resolve().parents[2]  # `serve` runs this checkout's labeler, not an installed one
+SCREENSHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or CHECKOUT / "build/console-screenshots")
 SCREENSHOTS_TAKEN = pytest.StashKey[Path]()
 ADMIN_PASSWORD = "test-admin-password"
 LABELER_DID = "did:plc:labelertestlabelertest1"
@@ -58,7 +57,13 @@ POSTS = {
     "bulk-1": (34, 20),
     "bulk-2": (35, 22),
     "relaxed": (37, 24),
+    "keyboard-confirm": (38, 25),
+    "keyboard-false-positive": (39, 26),
+    "keyboard-allow-list": (40, 27),
+    "keyboard-bulk-1": (41, 28),
+    "keyboard-bulk-2": (42, 29),
 }
+ALLOW_LIST = "ALLOW_LIST"  # [actions] allow_list_bank, so the queue offers "reject and allow-list" (a)
 
 
 @dataclass
@@ -141,8 +146,10 @@ async def _queue_items(served: Served) -> None:
     assert sorted(served.items) == sorted(POSTS), served.items
 
 
-def _toml(values: dict[str, object]) -> str:
-    return "[pipeline]\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items())
+def _toml(sections: dict[str, dict[str, object]]) -> str:
+    return "".join(
+        f"[{name}]\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items()) for name, values in sections.items()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +170,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "workers": "1",
             "log_level": "warning",
         }
-        settings = load_settings(env={}, **values, extra={"pipeline": FAST_PIPELINE})
-        (workdir / "labeler.toml").write_text(_toml(FAST_PIPELINE))
+        sections: dict[str, dict[str, object]] = {"pipeline": FAST_PIPELINE, "actions": {"allow_list_bank": ALLOW_LIST}}
+        settings = load_settings(env={}, **values, extra=sections)
+        (workdir / "labeler.toml").write_text(_toml(sections))
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
         env.update({f"LABELER_{k.upper()}": v for k, v in values.items()}, LABELER_CONFIG=str(workdir / "labeler.toml"))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH")]))
         served = Served(f"http://127.0.0.1:{port}", settings, world)
         with world.pds_running():
             run_async(lambda: _queue_items(served))

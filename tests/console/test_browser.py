@@ -26,13 +26,13 @@ from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
 
-from .conftest import ADMIN_PASSWORD, POSTS, SCREENSHOTS, SCREENSHOTS_TAKEN, Served, run_async
+from .conftest import ADMIN_PASSWORD, ALLOW_LIST, POSTS, SCREENSHOTS, SCREENSHOTS_TAKEN, Served, run_async
 
 IN_CI = os.environ.get("CI") == "true"
 CHROMIUM = Path("/usr/bin/chromium")
 
 try:
-    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, expect, sync_playwright
 except ImportError:  # pragma: no cover - the test extra brings it
     sync_playwright = None  # type: ignore[assignment]
 
@@ -245,6 +245,16 @@ def test_a_post_without_the_csrf_token_is_refused_and_sign_out_ends_the_session(
     assert api(served, f"/api/v1/review/{item}")["status"] == "pending"
 
 
+def make_current_by_keys(page: Page, card: Locator) -> None:
+    """Press j until `card` is the current one (the queue starts at its first card after every decision)."""
+    expect(page.locator(".card.current")).to_have_count(1)  # the script is running: the first card is current
+    for _ in range(len(POSTS)):
+        if "current" in (card.get_attribute("class") or ""):
+            break
+        page.keyboard.press("j")
+    expect(card).to_have_class(re.compile(r"\bcurrent\b"))
+
+
 def test_the_whole_review_flow_from_the_keyboard(page: Page, served: Served) -> None:
     page.goto(f"{served.url}/console/")
     expect(page.locator("#user")).to_be_focused()  # autofocus: applied at a rendering step, not always by "load"
@@ -255,11 +265,7 @@ def test_the_whole_review_flow_from_the_keyboard(page: Page, served: Served) -> 
     expect(page).to_have_url(f"{served.url}/console/queue")
     item = served.items["keyboard"]
     card = page.locator(f"#item-{item}")
-    expect(page.locator(".card.current")).to_have_count(1)  # the script is running: the first card is current
-    for _ in range(len(POSTS)):
-        if "current" in (card.get_attribute("class") or ""):
-            break
-        page.keyboard.press("j")
+    make_current_by_keys(page, card)
     expect(card).to_have_class("card current")
     page.keyboard.press("v")
     expect(card).to_have_class("card current revealed")
@@ -274,6 +280,40 @@ def test_the_whole_review_flow_from_the_keyboard(page: Page, served: Served) -> 
     shot(page, "keyboard-after-reject")
     decided = api(served, f"/api/v1/review/{item}")
     assert (decided["status"], decided["decision_note"]) == ("rejected", "not the same picture")
+
+    def decide_by_key(name: str, key: str, outcome: str) -> dict:  # type: ignore[type-arg]
+        item = served.items[name]
+        make_current_by_keys(page, page.locator(f"#item-{item}"))
+        page.keyboard.press(key)
+        expect(page.locator("#flash")).to_contain_text(f"#{item}: {outcome} done")
+        expect(page.locator(f"#item-{item}")).to_have_count(0)
+        return api(served, f"/api/v1/review/{item}")
+
+    confirmed = decide_by_key("keyboard-confirm", "c", "confirm")
+    assert (confirmed["status"], confirmed["decided_by"], confirmed["decided_via"]) == ("confirmed", "admin", "console")
+    uri = served.specs["keyboard-confirm"].subject_uri
+    eventually(lambda: labels_on(served, uri) == ["csam-hash-match"], "the label confirmed from the keyboard")
+
+    rejected = decide_by_key("keyboard-false-positive", "f", "disable-entry")
+    assert rejected["status"] == "rejected"
+    entry = rejected["evidence"]["match"]["entry_id"]
+    states = run_async(lambda: served.with_labeler(lambda lab: lab.pipeline.screen.states()))
+    assert ("NEAR", entry, "disabled", "admin") in [(s.bank, s.entry_id, s.mode, s.actor) for s in states]
+
+    allowed = decide_by_key("keyboard-allow-list", "a", "allow-list")
+    assert allowed["status"] == "rejected"
+    banks = run_async(lambda: served.with_labeler(lambda lab: lab.pipeline.banks.all_banks()))
+    assert [b.entries for b in banks if b.name == ALLOW_LIST] == [1]  # the image's hash, allow-listed
+
+    bulk = [served.items["keyboard-bulk-1"], served.items["keyboard-bulk-2"]]
+    for item in bulk:
+        make_current_by_keys(page, page.locator(f"#item-{item}"))
+        page.keyboard.press("x")
+        expect(page.locator(f"#item-{item} input.select")).to_be_checked()
+    page.keyboard.press("b")
+    expect(page.locator("#flash")).to_have_text("2 selected item(s): reject done.")
+    assert [api(served, f"/api/v1/review/{item}")["status"] for item in bulk] == ["rejected", "rejected"]
+    expect(page.locator(".card", has=page.locator("input.select:checked"))).to_have_count(0)
 
 
 def test_reports_are_acknowledged_and_labelled_and_a_label_is_negated(page: Page, served: Served) -> None:

@@ -78,6 +78,11 @@
       case "x":
         if (card) card.querySelector("input.select").click();
         break;
+      case "b": {
+        const bulk = document.getElementById("bulk-submit");
+        if (bulk) bulk.form.requestSubmit(bulk);
+        break;
+      }
       case "c":
       case "r":
       case "f":
