@@ -43,7 +43,7 @@ def _set(bank: str, entry_id: str, mode: str, reason: str | None) -> None:
 
     async def body() -> None:
         async with running_labeler(settings) as labeler:
-            await labeler.pipeline.screen.set_state(bank, entry_id, mode, reason=reason, actor="cli")
+            await labeler.pipeline.screen.set_state(bank, entry_id, mode, reason=reason, actor="cli", via="cli")
 
     run(body)
     click.echo(f"{bank} {entry_id}: {mode}")
@@ -76,7 +76,7 @@ def entries_clear(bank: str, entry_id: str) -> None:
 
     async def body() -> bool:
         async with running_labeler(settings) as labeler:
-            return await labeler.pipeline.screen.clear(bank, entry_id)
+            return await labeler.pipeline.screen.clear(bank, entry_id, actor="cli", via="cli")
 
     if not run(body):
         raise click.ClickException(f"{bank} {entry_id} is neither disabled nor review-only")

@@ -1,6 +1,7 @@
 """The console's record pages: the hash banks (with entries switched off or held for review, which it can change
 as `labeler entries` does, removing a bank as `labeler bank remove` does, and the imports of `bank_upload`), the
-audit logs (moderation events, review decisions and people's bank changes: who, via what, what, why), and one
+audit logs (moderation events, review decisions, people's bank changes and entry state changes: who, via what,
+what, why), and one
 subject's history (as `labeler explain`)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from labeler.console.auth import ADMIN, VIA, actor, console_auth
 from labeler.console.bank_upload import MAX_UPLOAD_BYTES, imports
 from labeler.console.moderation import MOD_TOOL
 from labeler.console.web import ConsoleError, Redirect, page, query_text, render
-from labeler.pipeline.actions.screen import MODES
+from labeler.pipeline.actions.screen import MODES, EntryStateChange
 from labeler.pipeline.bank_import import FORMATS
 from labeler.pipeline.banks import BankChange, BankError
 from labeler.pipeline.evidence import explain, summary
@@ -28,7 +29,7 @@ from labeler.service import Labeler
 from labeler.xrpc.params import get_int
 
 AUDIT_PAGE: Final = 100
-AUDIT_LOGS: Final = ("events", "decisions", "banks")
+AUDIT_LOGS: Final = ("events", "decisions", "banks", "entries")
 BANKS_PATH: Final = "/console/banks"
 MAX_NAME: Final = 200
 MAX_REASON: Final = 2000
@@ -57,20 +58,23 @@ async def banks(request: Request) -> Response:
 @page
 async def audit(request: Request) -> Response:
     """One of the audit logs, newest first, 100 a page (`before` = the last id seen): moderation events (reports
-    and moderators' actions on them and on labels), review decisions, or bank changes people made."""
+    and moderators' actions on them and on labels), review decisions, bank changes people made, or bank entries
+    disabled, made review-only or let match again."""
     session = await console_auth(request).require(request)
     labeler: Labeler = request.app.state.labeler
     log = request.query_params.get("log", "events")
     if log not in AUDIT_LOGS:
         raise ConsoleError(400, f"log must be one of {', '.join(AUDIT_LOGS)}")
     before = get_int(request.query_params, "before", default=None, minimum=1, maximum=2**62)
-    rows: Sequence[ModEvent | ReviewItem | BankChange]
+    rows: Sequence[ModEvent | ReviewItem | BankChange | EntryStateChange]
     if log == "events":
         rows = await labeler.reports.store.events(limit=AUDIT_PAGE, cursor=before)
     elif log == "decisions":
         rows = await labeler.pipeline.reviews.decided(before=before, limit=AUDIT_PAGE)
-    else:
+    elif log == "banks":
         rows = await labeler.pipeline.banks.changes_by_people(before=before, limit=AUDIT_PAGE)
+    else:
+        rows = await labeler.pipeline.screen.changes(before=before, limit=AUDIT_PAGE)
     context = {
         "session": session,
         "actor": actor(session),
@@ -127,11 +131,11 @@ async def set_entry_state(request: Request) -> Response:
         raise ConsoleError(400, f"mode must be one of {', '.join(MODES)}, clear")
     if not (0 < len(bank) <= MAX_NAME and 0 < len(entry_id) <= MAX_NAME) or len(reason or "") > MAX_REASON:
         raise ConsoleError(400, f"name a bank and an entry (at most {MAX_NAME} characters), and a shorter reason")
-    screen = labeler.pipeline.screen
+    screen, who = labeler.pipeline.screen, actor(session)
     if mode == "clear":
-        await screen.clear(bank, entry_id)
+        await screen.clear(bank, entry_id, actor=who, via=VIA, reason=reason)
     else:
-        await screen.set_state(bank, entry_id, mode, reason=reason, actor=actor(session))
+        await screen.set_state(bank, entry_id, mode, reason=reason, actor=who, via=VIA)
     raise Redirect(BANKS_PATH)
 
 

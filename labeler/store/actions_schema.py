@@ -59,6 +59,23 @@ entry_states = sa.Table(
     sa.Column("created_at", sa.Text, nullable=False),
 )
 
+# Every change of an entry's state (disabled, review-only, or `clear`: back to matching), who made it, through
+# what (console, cli, api, altitude, pipeline for flood control) and why: the audit log the states table, which
+# keeps only the current state and forgets a cleared one, cannot be. Created by migration 0021.
+entry_state_changes = sa.Table(
+    "entry_state_changes",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("bank", sa.Text, nullable=False),
+    sa.Column("entry_id", sa.Text, nullable=False),
+    sa.Column("mode", sa.Text, nullable=False),  # disabled | review-only | clear
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("via", sa.Text, nullable=True),  # NULL when the caller did not say (a decision without a via)
+    sa.Column("created_at", sa.Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
 # Distinct images each bank entry matched recently, for flood control; rows older than the window are pruned.
 entry_hits = sa.Table(
     "entry_hits",

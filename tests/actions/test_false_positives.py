@@ -176,9 +176,16 @@ async def test_the_upload_check_answers_as_the_pipeline_would_act(make_settings:
                 return dict(answer.json())
 
             [found] = (await check())["matches"]
-            await labeler.pipeline.screen.set_state(BANK, found["entry_id"], "disabled", reason="fp", actor="t")
+            await labeler.pipeline.screen.set_state(
+                BANK, found["entry_id"], "disabled", reason="fp", actor="t", via="cli"
+            )
             assert (await check())["matches"] == []
-            await labeler.pipeline.screen.clear(BANK, found["entry_id"])
+            await labeler.pipeline.screen.clear(BANK, found["entry_id"], actor="t", via="cli")
+            logged = [(c.entry_id, c.mode, c.actor, c.via, c.reason) for c in await labeler.pipeline.screen.changes()]
+            assert logged == [
+                (found["entry_id"], "clear", "t", "cli", None),
+                (found["entry_id"], "disabled", "t", "cli", "fp"),
+            ]
             await labeler.pipeline.banks.create(ALLOW)
             await labeler.pipeline.banks.add_entries(ALLOW, [EntryInput(pdq)])
 

@@ -215,9 +215,38 @@ def test_rejecting_as_a_false_positive_disables_the_entry_and_the_image_no_longe
     row = page.locator("table.states tr", has_text=f"false positive: review item {item} rejected by admin")
     expect(row.locator(".mode")).to_have_text("disabled")
     shot(page, "banks")
+    row.locator("input[name=reason]").fill("the bank fixed the hash")
     row.locator("button", has_text="Match again").click()
     expect(page.locator("table.states")).to_contain_text("None.")
     assert run_async(lambda: served.with_labeler(lambda lab: lab.pipeline.screen.states())) == []
+
+    # The Banks page's own form: disable an entry by name, with a reason.
+    form = page.locator("form.entry-state")
+    form.locator("input[name=bank]").fill("NEAR")
+    form.locator("input[name=entry_id]").fill(entry)
+    form.locator("input[name=reason]").fill("a logo, not abuse")
+    form.locator("button", has_text="Disable the entry").click()
+    row = page.locator("table.states tr", has_text="a logo, not abuse")
+    expect(row.locator(".mode")).to_have_text("disabled")
+    states = run_async(lambda: served.with_labeler(lambda lab: lab.pipeline.screen.states()))
+    assert [(s.bank, s.entry_id, s.mode, s.actor, s.reason) for s in states] == [
+        ("NEAR", entry, "disabled", "admin", "a logo, not abuse")
+    ]
+
+    # Who did each of the three, through what and why: the audit log keeps them, the cleared one too.
+    page.click("nav >> text=Audit log")
+    page.click("text=Entry changes")
+    shot(page, "audit-entries")
+    changes = page.locator("tr.entry-change", has=page.locator(".entry", has_text=re.compile(f"^{entry}$")))
+    expect(changes).to_have_count(3)
+    for n, (change, why) in enumerate(
+        [("disabled", "a logo, not abuse"), ("matching again", "the bank fixed the hash"),
+         ("disabled", f"false positive: review item {item} rejected by admin")]
+    ):  # fmt: skip
+        expect(changes.nth(n).locator(".type")).to_have_text(change)
+        expect(changes.nth(n).locator(".who")).to_have_text("admin")
+        expect(changes.nth(n).locator(".via")).to_have_text("console")
+        expect(changes.nth(n).locator(".why")).to_have_text(why)
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_sign_out_ends_the_session(page: Page, served: Served) -> None:

@@ -95,7 +95,8 @@ class Decisions:
                 raise ReviewError(f"review item {item_id} names no bank entry, so there is no future match to stop")
             bank, entry = str(match["bank"]), str(match["entry_id"])
             if false_positive == "disable-entry":
-                await self.screen.set_state(bank, entry, "disabled", reason=f"false positive: {reason}", actor=actor)
+                why = f"false positive: {reason}"
+                await self.screen.set_state(bank, entry, "disabled", reason=why, actor=actor, via=via)
             else:
                 await self.allow_list.add(pending.evidence, note=f"false positive of {bank} entry {entry}")
         item = await self.reviews.decide(item_id, confirm=False, actor=actor, note=note, via=via)

@@ -9,6 +9,8 @@
   `flood_window_seconds`, e.g. 20 in an hour) is more likely a bad hash (a logo, a blank frame) than a wave of
   abuse: it is switched to review-only, with a WARNING line and `labeler_entries_review_only_total`. Matches of a
   review-only entry go to a person instead of being acted on; `labeler entries clear` switches it back.
+- **Audit.** Every state change, including clearing one, appends an `entry_state_changes` row in the same
+  transaction: who, through what (console, cli, api, pipeline), and why; `changes` reads it for the audit log.
 
 Images are counted by blob CID, whatever signal matched, so this works for any hash type.
 """
@@ -30,7 +32,7 @@ from labeler.pipeline.actions.telemetry import ActionMetrics
 from labeler.pipeline.match.base import Match
 from labeler.pipeline.policy import Decision
 from labeler.protocol import syntax
-from labeler.store.actions_schema import entry_hits, entry_states
+from labeler.store.actions_schema import entry_hits, entry_state_changes, entry_states
 from labeler.store.engine import is_sqlite, write_transaction
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,20 @@ class EntryState:
     mode: str
     reason: str | None
     actor: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class EntryStateChange:
+    """One line of the entry-state audit log: `mode` is the new state, or "clear" (matching again)."""
+
+    id: int
+    bank: str
+    entry_id: str
+    mode: str
+    reason: str | None
+    actor: str
+    via: str | None
     created_at: str
 
 
@@ -148,7 +164,7 @@ class Screen:
                 continue
             window = f"{self.config.flood_window_seconds:g}s"
             why = f"flood control: {count} distinct images within {window}"
-            await self._set(conn, match.bank, match.entry_id, "review-only", why, "flood-control")
+            await self._set(conn, match.bank, match.entry_id, "review-only", why, "flood-control", "pipeline")
             states[key] = f"review-only: {why}"
             self.metrics.review_only.labels(bank=match.bank).inc()
             log.warning(
@@ -157,28 +173,54 @@ class Screen:
                 match.bank, match.entry_id, count, window, match.bank, match.entry_id,
             )  # fmt: skip
 
-    async def set_state(self, bank: str, entry_id: str, mode: str, *, reason: str | None, actor: str) -> None:
-        """Disable an entry (a false positive) or make it review-only; replaces an earlier state."""
+    async def set_state(
+        self, bank: str, entry_id: str, mode: str, *, reason: str | None, actor: str, via: str | None
+    ) -> None:
+        """Disable an entry (a false positive) or make it review-only; replaces an earlier state. `via` is what
+        the change came through (console, cli, api, …), for the audit log."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         async with write_transaction(self.engine, "entry state write") as conn:
-            await self._set(conn, bank, entry_id, mode, reason, actor)
+            await self._set(conn, bank, entry_id, mode, reason, actor, via)
 
     async def _set(
-        self, conn: AsyncConnection, bank: str, entry_id: str, mode: str, reason: str | None, actor: str
+        self,
+        conn: AsyncConnection,
+        bank: str,
+        entry_id: str,
+        mode: str,
+        reason: str | None,
+        actor: str,
+        via: str | None,
     ) -> None:
         values = {"mode": mode, "reason": reason, "actor": actor, "created_at": syntax.now()}
         stmt = self._insert(entry_states).values(bank=bank, entry_id=entry_id, **values)
         await conn.execute(stmt.on_conflict_do_update(index_elements=["bank", "entry_id"], set_=values))
+        await conn.execute(entry_state_changes.insert().values(bank=bank, entry_id=entry_id, via=via, **values))
 
-    async def clear(self, bank: str, entry_id: str) -> bool:
-        """Back to normal matching; False if the entry had no state."""
+    async def clear(self, bank: str, entry_id: str, *, actor: str, via: str | None, reason: str | None = None) -> bool:
+        """Back to normal matching; False (and nothing logged) if the entry had no state."""
         async with write_transaction(self.engine, "entry state write") as conn:
             stmt = entry_states.delete().where(entry_states.c.bank == bank, entry_states.c.entry_id == entry_id)
             removed = (await conn.execute(stmt)).rowcount == 1
             hits = entry_hits.delete().where(entry_hits.c.bank == bank, entry_hits.c.entry_id == entry_id)
             await conn.execute(hits)  # a fresh count: the flood that switched it is not held against it again
+            if removed:
+                change = {"mode": "clear", "reason": reason, "actor": actor, "via": via, "created_at": syntax.now()}
+                await conn.execute(entry_state_changes.insert().values(bank=bank, entry_id=entry_id, **change))
         return removed
+
+    async def changes(self, *, before: int | None = None, limit: int = 100) -> list[EntryStateChange]:
+        """The entry-state audit log, newest first, ids below `before`."""
+        query = sa.select(entry_state_changes)
+        if before is not None:
+            query = query.where(entry_state_changes.c.id < before)
+        query = query.order_by(entry_state_changes.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [
+                EntryStateChange(r.id, r.bank, r.entry_id, r.mode, r.reason, r.actor, r.via, r.created_at)
+                for r in await conn.execute(query)
+            ]
 
     async def states(self) -> list[EntryState]:
         query = sa.select(entry_states).order_by(entry_states.c.bank, entry_states.c.entry_id)
