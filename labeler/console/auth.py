@@ -1,7 +1,9 @@
 """Who is using the console: sign-in (admin password or a moderator's credential), the session cookie, CSRF.
 
-- Sign-in is rate limited per client address (5 failures in 5 minutes) and per name (20 in 15 minutes), and an
-  unknown name costs the same scrypt check as a wrong credential.
+- Sign-in is rate limited per client (5 failures in 5 minutes) and per name (20 in 15 minutes), and an unknown
+  name costs the same scrypt check as a wrong credential. A client is what the admin API limits too
+  (`labeler.xrpc.clients.client_key`): an IPv4 address or an IPv6 /64, so rotating addresses within the /64 an
+  IPv6 line is given buys no more guesses.
 - The cookie is HttpOnly, SameSite=Strict, Path=/console, Secure when the console is reached over HTTPS (the
   request's scheme, which `serve` takes from a trusted proxy's X-Forwarded-Proto, or an https public URL), and
   expires with the session.
@@ -28,6 +30,7 @@ from labeler.console.passwords import DECOY_HASH, verify_secret_async
 from labeler.console.sessions import LIFETIME, Session, SessionCodec, load_secret
 from labeler.console.web import ConsoleError, Redirect, read_form
 from labeler.service import Labeler
+from labeler.xrpc.clients import client_key
 from labeler.xrpc.failed_logins import FailureLimiter
 
 COOKIE: Final = "labeler_console"
@@ -61,7 +64,7 @@ class ConsoleAuth:
         self.settings = labeler.settings
         self.signed_out = labeler.replay  # signed-out sessions, until they expire (labeler.store.token_uses)
         self.moderators = ModeratorStore(labeler.engine)
-        self.by_address = FailureLimiter(limit=5, window=300)
+        self.by_client = FailureLimiter(limit=5, window=300)
         self.by_name = FailureLimiter(limit=20, window=900)
         self._codec: SessionCodec | None = None
 
@@ -133,22 +136,22 @@ class ConsoleAuth:
 
     async def sign_in(self, request: Request, user: str, credential: str) -> Session:
         """A new signed-in session, or ConsoleError (401 wrong, 429 too many failures)."""
-        address = request.client.host if request.client else "unknown"
-        keys = (f"address:{address}", f"name:{user[:64]}")
-        wait = max(self.by_address.retry_after(keys[0]), self.by_name.retry_after(keys[1]))
+        client = client_key(request)
+        name = user[:64]
+        wait = max(self.by_client.retry_after(client), self.by_name.retry_after(name))
         if wait > 0:
             raise ConsoleError(
                 429, "too many failed sign-ins: wait and try again", headers={"Retry-After": str(int(wait) + 1)}
             )
         tag = await self._check(user, credential[:_MAX_CREDENTIAL])
         if tag is None:
-            self.by_address.failed(keys[0])
-            self.by_name.failed(keys[1])
-            log.warning("console sign-in refused for %r from %s", user[:64], address)
+            self.by_client.failed(client)
+            self.by_name.failed(name)
+            log.warning("console sign-in refused for %r from %s", name, client)
             raise ConsoleError(401, "wrong name or credential")
-        self.by_address.succeeded(keys[0])
-        self.by_name.succeeded(keys[1])
-        log.info("console sign-in: %s from %s", user, address)
+        self.by_client.succeeded(client)
+        self.by_name.succeeded(name)
+        log.info("console sign-in: %s from %s", user, client)
         return self.codec.new(user, tag)
 
     async def _check(self, user: str, credential: str) -> str | None:

@@ -3,8 +3,9 @@
 
 One limiter for every secret a client can guess: the admin password and the upload tokens over the API (per
 client: an IPv4 address or an IPv6 /64, `labeler.xrpc.clients`; `LABELER_MAX_LOGIN_FAILURES` per
-`LABELER_LOGIN_FAILURE_WINDOW`, `app.state.failed_logins`), and the console's sign-in (per address and per name,
-`labeler.console.auth`). A refused attempt is refused before the secret is compared, the right one included.
+`LABELER_LOGIN_FAILURE_WINDOW`, `app.state.failed_logins`), and the console's sign-in (per client, keyed the
+same way, and per name, `labeler.console.auth`). A refused attempt is refused before the secret is compared, the
+right one included.
 
 In each process's memory: a restart forgets, and several processes each count their own (a guesser gains a
 factor of the process count). At most `max_keys` keys are kept; the oldest go first, so a flood of addresses

@@ -127,6 +127,26 @@ async def test_sign_in_is_rate_limited_and_moderators_sign_in_with_their_credent
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
 
 
+async def test_sign_in_failures_count_per_client_as_the_admin_api_counts_them(server: Any) -> None:
+    """An IPv6 client is an address's /64 and an IPv4-mapped address its IPv4 address, as for the admin API
+    (`labeler.xrpc.clients.client_key`): rotating addresses within a /64 buys no more guesses. Clients are named by
+    X-Forwarded-For, which uvicorn trusts from loopback as from a proxy in `LABELER_FORWARDED_ALLOW_IPS`."""
+
+    async def attempt(address: str, credential: str) -> int:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, headers={"X-Forwarded-For": address}) as http:
+            return (await sign_in(http, "admin", credential)).status_code
+
+    for n in range(5):
+        assert await attempt(f"2001:db8:1:2::{n + 1:x}", "wrong") == 401
+    assert await attempt("2001:db8:1:2:ffff:ffff:ffff:ffff", ADMIN_PASSWORD) == 429  # a sixth address, same /64
+    assert await attempt("2001:db8:1:3::1", ADMIN_PASSWORD) == 303  # the next /64 is another client
+    for _ in range(4):
+        assert await attempt("203.0.113.9", "wrong") == 401
+    assert await attempt("::ffff:203.0.113.9", "wrong") == 401  # the fifth failure of 203.0.113.9
+    assert await attempt("203.0.113.9", ADMIN_PASSWORD) == 429
+    assert await attempt("203.0.113.10", ADMIN_PASSWORD) == 303
+
+
 def test_moderators_from_the_command_line(settings: Settings) -> None:
     env = {"LABELER_DATABASE_URL": settings.database_url, "LABELER_KEYS_DIR": str(settings.keys_dir)}
     runner = CliRunner(env=env)
