@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from labeler.service import Labeler
 from labeler.xrpc.app import create_app
@@ -27,6 +28,7 @@ class LiveServer:
 
     labeler: Labeler
     port: int
+    app: Starlette  # the labeler's app (unwrapped): its `state` holds the console's imports and the limiters
 
     @property
     def url(self) -> str:
@@ -58,9 +60,8 @@ async def serve_labeler(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # accepted sockets inherit it
     sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
-    app: Any = create_app(service.settings, labeler=service)
-    if wrap is not None:
-        app = wrap(app)
+    starlette = create_app(service.settings, labeler=service)
+    app: Any = starlette if wrap is None else wrap(starlette)
     options.setdefault("log_level", "warning")
     options.setdefault("backlog", 4096)
     config = uvicorn.Config(
@@ -75,7 +76,7 @@ async def serve_labeler(
             await asyncio.sleep(0.01)
         if task.done():
             task.result()
-        yield LiveServer(service, port)
+        yield LiveServer(service, port, starlette)
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):

@@ -3,7 +3,8 @@
 The operator (`admin`) only, as removing a bank is, with the session's CSRF token in the form. The file is read
 as `labeler bank import` reads it (`labeler.pipeline.bank_import`) and refused whole, before anything is written,
 when it is larger than MAX_UPLOAD_BYTES, not UTF-8, empty, or has any bad row (the page lists the rows and why);
-then `labeler.console.imports` adds it in the background and the status page refreshes itself until it is done.
+then `labeler.console.imports` adds it in the background and the status page (served by any process, from the
+database) refreshes itself until it is done.
 
 Starlette parses the multipart body (with python-multipart); the serving app's body limit for this path stops an
 upload a little past MAX_UPLOAD_BYTES, the file part is held in memory (spooled to an unlinked temporary file past
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from labeler.console.auth import ADMIN, actor, console_auth
-from labeler.console.imports import BankImport, BankImports, ImportBusy
+from labeler.console.imports import KEPT, BankImport, BankImports, ImportBusy
 from labeler.console.sessions import Session
 from labeler.console.web import ConsoleError, Redirect, form_text, page, render
 from labeler.pipeline.bank_import import FORMATS, ParsedFile, bank_signal_type, detect_format, parse_text
@@ -76,7 +77,7 @@ async def import_bank_file(request: Request) -> Response:
     parsed = await asyncio.to_thread(parse_text, upload.text, upload.fmt, signal_type)
     _refuse_bad_rows(parsed, upload.filename)
     try:
-        job = imports(request).start(
+        job = await imports(request).start(
             upload.bank,
             [entry for _, entry in parsed.entries],
             filename=upload.filename,
@@ -98,13 +99,9 @@ async def import_status(request: Request) -> Response:
     """One import's counts; the page reloads itself every second while it runs (a meta refresh, no script)."""
     session = await console_auth(request).require(request)
     import_id = request.path_params["import_id"]
-    job: BankImport | None = imports(request).get(import_id) if _IMPORT_ID.fullmatch(import_id) else None
+    job: BankImport | None = await imports(request).get(import_id) if _IMPORT_ID.fullmatch(import_id) else None
     if job is None:
-        raise ConsoleError(
-            404,
-            "no such import in this process (it may have restarted, which stops an import): upload the file "
-            "again to finish it; entries already imported are skipped",
-        )
+        raise ConsoleError(404, f"no such import (the last {KEPT} are kept): the Banks page lists them")
     context = {"session": session, "actor": actor(session), "job": job}
     return render(request, "bank-import.html", context)
 

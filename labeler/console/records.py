@@ -47,7 +47,7 @@ async def banks(request: Request) -> Response:
         "is_admin": session.user == ADMIN,
         "removed": query_text(request, "removed")[:MAX_NAME],
         "hma": labeler.settings.matcher == "hma",
-        "imports": imports(request).recent(),
+        "imports": await imports(request).recent(),
         "signal_types": SIGNAL_TYPES,
         "formats": FORMATS,
         "max_upload_mib": MAX_UPLOAD_BYTES // (1024 * 1024),

@@ -6,20 +6,31 @@ CSRF token, too large, bad rows, not UTF-8, a second import at once) write nothi
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
+from support.server import free_port
 
+from labeler.config import Settings
 from labeler.console.bank_upload import MAX_UPLOAD_BYTES
 from labeler.console.moderators import ModeratorStore
 from labeler.service import Labeler
-from labeler.store.engine import write_transaction
+from labeler.store.console_schema import console_imports
+from labeler.store.engine import opened_engine
 from labeler.store.pipeline_schema import bank_changes
-from labeler.testing import LiveServer
+from labeler.testing import LiveServer, serve_labeler
 
+from .conftest import _wait_healthy
 from .test_http import _csrf, sign_in
 
 HASHES = [f"{random.Random(n).getrandbits(256):064x}" for n in range(2500)]  # three batches of at most 1000
@@ -56,30 +67,40 @@ async def entries_in(labeler: Labeler, bank: str) -> int:
     return {b.name: b.entries for b in await labeler.pipeline.banks.all_banks()}.get(bank, -1)
 
 
+def hold_batches(labeler: Labeler, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Hold `labeler`'s bank writes until the event is set, as a long import's batches would hold them."""
+    release = asyncio.Event()
+    add_entries = labeler.pipeline.banks.add_entries
+
+    async def held(*args: Any, **kwargs: Any) -> int:
+        await release.wait()
+        return await add_entries(*args, **kwargs)
+
+    monkeypatch.setattr(labeler.pipeline.banks, "add_entries", held)
+    return release
+
+
 async def test_the_operator_imports_a_file_watches_its_progress_and_its_entries_match(
-    labeler: Labeler, server: LiveServer
+    labeler: Labeler, server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await labeler.pipeline.banks.create("UPLOADS")
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
         assert (await sign_in(http)).status_code == 303
         page = await http.get("/console/banks")
         assert 'action="/console/banks/import"' in page.text and 'enctype="multipart/form-data"' in page.text
-        # Hold the bank change log's lock, as a long import in another process would: the import waits at its
-        # first batch, so its status page is seen running.
-        async with write_transaction(
-            labeler.engine, "holding the bank change log", pg_lock="LOCK TABLE bank_changes IN SHARE ROW EXCLUSIVE MODE"
-        ):
-            started = await upload(http, page, CSV)
-            assert started.status_code == 303, started.text
-            location = started.headers["location"]
-            assert re.fullmatch(r"/console/banks/imports/[0-9a-f]{16}", location)
-            state, text = await status(http, location)
-            assert state == "running" and '<meta http-equiv="refresh" content="1">' in text
-            assert f"0 of {len(HASHES)} done (0%)" in text and "started by\n  <strong>admin</strong>" in text
-            busy = await upload(http, page, CSV)
-            assert busy.status_code == 409 and location in busy.text
-            listed = await http.get("/console/banks")
-            assert location in listed.text and "running" in listed.text
+        release = hold_batches(labeler, monkeypatch)  # the import waits at its first batch: seen running
+        started = await upload(http, page, CSV)
+        assert started.status_code == 303, started.text
+        location = started.headers["location"]
+        assert re.fullmatch(r"/console/banks/imports/[0-9a-f]{16}", location)
+        state, text = await status(http, location)
+        assert state == "running" and '<meta http-equiv="refresh" content="1">' in text
+        assert f"0 of {len(HASHES)} done (0%)" in text and "started by\n  <strong>admin</strong>" in text
+        busy = await upload(http, page, CSV)
+        assert busy.status_code == 409 and location in busy.text
+        listed = await http.get("/console/banks")
+        assert location in listed.text and "running" in listed.text
+        release.set()
         text = await until_finished(http, location)
         assert f"{len(HASHES)} of {len(HASHES)} done (100%): {len(HASHES)} new" in text, text
         assert "http-equiv" not in text  # no more reloading once it is done
@@ -157,3 +178,116 @@ async def test_an_upload_is_refused_whole_unless_the_operator_sends_a_good_file_
     assert await entries_in(labeler, "UPLOADS") == 0
     async with labeler.engine.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(bank_changes))).scalar_one() == 0
+
+
+async def test_every_process_shows_an_import_and_one_stopped_with_its_labeler_shows_interrupted(
+    labeler: Labeler, server: LiveServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status page and the Banks page read the import from the database, so a second process serving the
+    same database shows an import the first runs (it refuses a second import meanwhile); stopping the first's
+    app stops the import and every process shows it interrupted, and the same file from the second finishes it."""
+    await labeler.pipeline.banks.create("UPLOADS")
+    release = hold_batches(labeler, monkeypatch)
+    other = Labeler(settings, with_hub=False)  # as a second serving process (PostgreSQL) sees the database
+    await other.start(create_dev_key=False)
+    try:
+        async with (
+            serve_labeler(other) as second,
+            httpx.AsyncClient(base_url=server.url, timeout=60) as first_http,
+            httpx.AsyncClient(base_url=second.url, timeout=60) as second_http,
+        ):
+            assert (await sign_in(first_http)).status_code == 303
+            assert (await sign_in(second_http)).status_code == 303
+            started = await upload(first_http, await first_http.get("/console/banks"), CSV)
+            assert started.status_code == 303, started.text
+            location = started.headers["location"]
+            state, text = await status(second_http, location)
+            assert state == "running" and f"0 of {len(HASHES)} done (0%)" in text
+            banks_page = await second_http.get("/console/banks")
+            assert location in banks_page.text
+            busy = await upload(second_http, banks_page, CSV)
+            assert busy.status_code == 409 and location in busy.text
+
+            await server.app.state.console_imports.aclose()  # what the first's app does as it stops
+            state, text = await status(second_http, location)
+            assert state == "interrupted" and "Interrupted\n  after 0 of" in text and "the labeler stopped" in text
+            assert "http-equiv" not in text
+            listed = await second_http.get("/console/banks")
+            assert re.search(rf'{location}">list.csv</a></td>\s*<td class="state">interrupted<', listed.text)
+
+            again = await upload(second_http, listed, CSV)
+            assert again.status_code == 303, again.text
+            text = await until_finished(second_http, again.headers["location"])
+            assert f"{len(HASHES)} new" in text, text
+        assert await entries_in(other, "UPLOADS") == len(HASHES)
+    finally:
+        release.set()
+        await other.aclose()
+
+
+async def test_an_import_whose_process_was_killed_shows_interrupted_after_a_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`labeler serve` stopped (SIGSTOP) as soon as it has answered the upload, in the middle of the import, then
+    killed (SIGKILL: no chance to write anything): once the import's lease has run out, the restarted labeler
+    shows it interrupted with the count it reached, not running for ever, and the same file finishes it."""
+    hashes = [f"{random.Random(n).getrandbits(256):064x}" for n in range(50_000)]  # 50 batches
+    body = "".join(f"{h},case-{n}\n" for n, h in enumerate(hashes))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
+    env |= {
+        "LABELER_DATABASE_URL": settings.database_url,
+        "LABELER_KEYS_DIR": str(settings.keys_dir),
+        "LABELER_ADMIN_PASSWORD": settings.admin_password,
+        "LABELER_DID": settings.did,
+        "LABELER_PORT": str(port),
+        "LABELER_PUBLIC_URL": f"http://localhost:{port}",
+        "LABELER_WORKERS": "0",
+        "LABELER_LOG_LEVEL": "warning",
+    }
+    before = Labeler(settings, with_hub=False)
+    await before.start(create_dev_key=False)
+    try:
+        await before.pipeline.banks.create("UPLOADS")
+    finally:
+        await before.aclose()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "labeler", "serve"], env=env, stdout=log, stderr=log)  # noqa: ASYNC220
+        try:
+            await asyncio.to_thread(_wait_healthy, proc, f"http://127.0.0.1:{port}", log_path)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+                assert (await sign_in(http)).status_code == 303
+                started = await upload(http, await http.get("/console/banks"), body)
+                os.kill(proc.pid, signal.SIGSTOP)
+                assert started.status_code == 303, started.text
+                location = started.headers["location"]
+            async with opened_engine(settings.database_url) as engine, engine.connect() as conn:
+                query = sa.select(console_imports.c.state, console_imports.c.done)
+                [(state, done)] = (await conn.execute(query)).all()
+            assert state == "running" and done < len(hashes), (state, done)
+            proc.kill()
+        finally:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 30)
+
+    restarted = Labeler(settings)
+    await restarted.start()
+    try:
+        async with serve_labeler(restarted) as live, httpx.AsyncClient(base_url=live.url, timeout=60) as http:
+            assert (await sign_in(http)).status_code == 303
+            deadline = time.monotonic() + 60  # the killed process's lease runs out (LEASE_SECONDS)
+            while (found := await status(http, location))[0] == "running":
+                assert time.monotonic() < deadline, found[1]
+                await asyncio.sleep(0.5)
+            state, text = found
+            assert state == "interrupted" and f"Interrupted\n  after {done} of {len(hashes)}: " in text, text
+            assert "the labeler process running it stopped before it finished" in text
+            # The batch being recorded when the process stopped may have landed unrecorded; none after it.
+            present = await entries_in(restarted, "UPLOADS")
+            assert done <= present < len(hashes), (done, present)
+            finish = await upload(http, await http.get("/console/banks"), body)
+            text = await until_finished(http, finish.headers["location"])
+            assert f"{len(hashes) - present} new,\n  {present} already in the bank" in text, text
+    finally:
+        await restarted.aclose()

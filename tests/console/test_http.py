@@ -356,12 +356,12 @@ async def test_each_reviewer_may_relax_the_blur_for_themselves_only(labeler: Lab
 
 def _console_tables_diff(conn: Any) -> list[Any]:
     context = MigrationContext.configure(conn, opts={"compare_type": True})
-    mine = ("console_moderators", "console_preferences", "review_items", "entry_state_changes")
+    mine = ("console_moderators", "console_preferences", "console_imports", "review_items", "entry_state_changes")
     return [d for d in compare_metadata(context, metadata) if any(f"'{name}'" in repr(d) for name in mine)]
 
 
 async def test_the_console_tables_match_their_definitions(labeler: Labeler) -> None:
-    """Migrations 0019 (review_items.decided_via), 0020 (console_preferences) and 0021 (entry_state_changes) make
-    what the code declares."""
+    """Migrations 0019 (review_items.decided_via), 0020 (console_preferences), 0021 (entry_state_changes) and 0022
+    (console_imports) make what the code declares."""
     async with labeler.engine.connect() as conn:
         assert await conn.run_sync(_console_tables_diff) == []
