@@ -1,7 +1,9 @@
 """Importing a bank file from the console's Banks page, over HTTP against a labeler served in-process (SQLite and
 PostgreSQL): the import runs in the background while its status page shows the counts, lands through the code
 `labeler bank import` runs (the change log keeping who), and its entries match; refusals (not the operator, no
-CSRF token, too large, bad rows, not UTF-8, a second import at once) write nothing."""
+CSRF token, too large, bad rows, not UTF-8, a second import at once) write nothing. Progress is in the database:
+another process shows it, the last KEPT are kept, and an import whose process stopped or was killed shows
+interrupted."""
 
 from __future__ import annotations
 
@@ -10,8 +12,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,18 +19,20 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from support.server import free_port
+from support.serve_process import ServeProcess
 
 from labeler.config import Settings
 from labeler.console.bank_upload import MAX_UPLOAD_BYTES
+from labeler.console.imports import KEPT, BankImports
 from labeler.console.moderators import ModeratorStore
+from labeler.keys import Keyring
+from labeler.pipeline.banks import EntryInput
 from labeler.service import Labeler
 from labeler.store.console_schema import console_imports
 from labeler.store.engine import opened_engine
 from labeler.store.pipeline_schema import bank_changes
 from labeler.testing import LiveServer, serve_labeler
 
-from .conftest import _wait_healthy
 from .test_http import _csrf, sign_in
 
 HASHES = [f"{random.Random(n).getrandbits(256):064x}" for n in range(2500)]  # three batches of at most 1000
@@ -180,6 +182,24 @@ async def test_an_upload_is_refused_whole_unless_the_operator_sends_a_good_file_
         assert (await conn.execute(sa.select(sa.func.count()).select_from(bank_changes))).scalar_one() == 0
 
 
+async def test_the_last_imports_are_kept_and_older_ones_forgotten(labeler: Labeler, server: LiveServer) -> None:
+    await labeler.pipeline.banks.create("UPLOADS")
+    imports = BankImports(labeler.pipeline.banks)  # as another process's console runs them
+    ids = []
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        assert (await sign_in(http)).status_code == 303
+        for n in range(KEPT + 1):
+            job = await imports.start(
+                "UPLOADS", [EntryInput(HASHES[n])], filename=f"{n}.txt", signal_type="pdq", create=False, actor="admin"
+            )
+            ids.append(job.id)
+            assert "1 new" in await until_finished(http, f"/console/banks/imports/{job.id}")
+        assert [job.id for job in await imports.recent()] == ids[:0:-1]  # newest first; the first is forgotten
+        assert (await http.get(f"/console/banks/imports/{ids[0]}")).status_code == 404
+        listed = (await http.get("/console/banks")).text
+        assert ids[0] not in listed and all(i in listed for i in ids[1:])
+
+
 async def test_every_process_shows_an_import_and_one_stopped_with_its_labeler_shows_interrupted(
     labeler: Labeler, server: LiveServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -233,43 +253,31 @@ async def test_an_import_whose_process_was_killed_shows_interrupted_after_a_rest
     shows it interrupted with the count it reached, not running for ever, and the same file finishes it."""
     hashes = [f"{random.Random(n).getrandbits(256):064x}" for n in range(50_000)]  # 50 batches
     body = "".join(f"{h},case-{n}\n" for n, h in enumerate(hashes))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
-    env |= {
-        "LABELER_DATABASE_URL": settings.database_url,
-        "LABELER_KEYS_DIR": str(settings.keys_dir),
-        "LABELER_ADMIN_PASSWORD": settings.admin_password,
-        "LABELER_DID": settings.did,
-        "LABELER_PORT": str(port),
-        "LABELER_PUBLIC_URL": f"http://localhost:{port}",
-        "LABELER_WORKERS": "0",
-        "LABELER_LOG_LEVEL": "warning",
-    }
+    Keyring.open(settings.keys_dir).generate()  # the operator's key: serve makes none for a did:plc
     before = Labeler(settings, with_hub=False)
     await before.start(create_dev_key=False)
     try:
         await before.pipeline.banks.create("UPLOADS")
     finally:
         await before.aclose()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "labeler", "serve"], env=env, stdout=log, stderr=log)  # noqa: ASYNC220
-        try:
-            await asyncio.to_thread(_wait_healthy, proc, f"http://127.0.0.1:{port}", log_path)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-                assert (await sign_in(http)).status_code == 303
-                started = await upload(http, await http.get("/console/banks"), body)
-                os.kill(proc.pid, signal.SIGSTOP)
-                assert started.status_code == 303, started.text
-                location = started.headers["location"]
-            async with opened_engine(settings.database_url) as engine, engine.connect() as conn:
-                query = sa.select(console_imports.c.state, console_imports.c.done)
-                [(state, done)] = (await conn.execute(query)).all()
-            assert state == "running" and done < len(hashes), (state, done)
-            proc.kill()
-        finally:
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 30)
+    assert settings.keys_dir == tmp_path / "keys"  # where ServeProcess keeps them
+    process = ServeProcess("serve", settings.database_url, tmp_path, password=settings.admin_password, did=settings.did)
+    try:
+        await process.start()
+        assert process.proc is not None
+        async with httpx.AsyncClient(base_url=process.url, timeout=60) as http:
+            assert (await sign_in(http)).status_code == 303
+            started = await upload(http, await http.get("/console/banks"), body)
+            os.kill(process.proc.pid, signal.SIGSTOP)
+            assert started.status_code == 303, started.text
+            location = started.headers["location"]
+        async with opened_engine(settings.database_url) as engine, engine.connect() as conn:
+            query = sa.select(console_imports.c.state, console_imports.c.done)
+            [(state, done)] = (await conn.execute(query)).all()
+        assert state == "running" and done < len(hashes), (state, done)
+        await process.kill()
+    finally:
+        await process.stop()
 
     restarted = Labeler(settings)
     await restarted.start()

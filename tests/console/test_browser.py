@@ -1,7 +1,7 @@
 """The console in a real browser (Debian's headless Chromium, driven by Playwright) against a real `labeler serve`
 whose review items the pipeline made: sign-in, the blurred queue, reveal, confirm, reject as a false positive,
-CSRF, sign-out, the whole review flow from the keyboard alone, a bank file imported from the Banks page, the
-audit logs, and a reviewer's relaxed blur.
+CSRF, sign-out, the whole review flow from the keyboard alone, a bank file imported from the Banks page, an import
+another process stopped shown interrupted, the audit logs, and a reviewer's relaxed blur.
 
 Screenshots of each page go to `conftest.SCREENSHOTS`, which the run's terminal summary names (CI keeps it as an
 artefact): `CONSOLE_SCREENSHOTS` if set, else `build/console-screenshots` in the checkout.
@@ -16,12 +16,15 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from pipeline.corpus import encode, flip_bits, structured_rgb
 
+from labeler.console.imports import BankImports
 from labeler.console.moderators import ModeratorStore
+from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
@@ -504,6 +507,50 @@ def test_the_operator_imports_a_bank_file_watches_it_and_its_entries_match(
     assert (match["bank"], match["external_id"], match["distance"]) == ("IMPORTED", "case-imported", 14)
     page.click("nav >> text=Review queue")
     expect(page.locator(".card", has_text=spec.subject_uri).locator(".bank")).to_have_text("IMPORTED")
+
+
+def test_an_import_stopped_with_its_labeler_shows_interrupted(page: Page, served: Served) -> None:
+    """Another labeler process on the database runs a console import and stops after its first batch (what its
+    app does as it shuts down): the served console, which never ran it, shows it interrupted at the count it
+    reached, with no reloading, and lists it so on the Banks page."""
+    entries = [EntryInput(f"{random.Random(n).getrandbits(256):064x}") for n in range(2500)]
+
+    async def start_then_stop(labeler: Labeler) -> str:
+        await labeler.pipeline.banks.create("STOPPED")
+        add_entries = labeler.pipeline.banks.add_entries
+        batches: list[int] = []
+        second_batch = asyncio.Event()
+
+        async def stops_at_the_second_batch(*args: Any, **kwargs: Any) -> int:
+            batches.append(1)
+            if len(batches) > 1:
+                second_batch.set()
+                await asyncio.Event().wait()  # the process stops here
+            return await add_entries(*args, **kwargs)
+
+        labeler.pipeline.banks.add_entries = stops_at_the_second_batch  # type: ignore[method-assign]
+        imports = BankImports(labeler.pipeline.banks)
+        job = await imports.start(
+            "STOPPED", entries, filename="stopped.csv", signal_type="pdq", create=False, actor="admin"
+        )
+        await second_batch.wait()
+        await imports.aclose()
+        return job.id
+
+    import_id = run_async(lambda: served.with_labeler(start_then_stop))
+    sign_in(page, served)
+    page.goto(f"{served.url}/console/banks/imports/{import_id}")
+    expect(page.locator("#import")).to_have_attribute("data-state", "interrupted")
+    expect(page.locator("#import-counts")).to_contain_text(f"1000 of {len(entries)} done (40%)")
+    expect(page.locator("#import-state")).to_contain_text(
+        f"Interrupted after 1000 of {len(entries)}: the labeler stopped."
+    )
+    assert page.locator("meta[http-equiv=refresh]").count() == 0
+    shot(page, "bank-import-interrupted")
+    page.click("text=Back to the banks")
+    row = page.locator("table.imports tr", has_text="stopped.csv")
+    expect(row.locator(".state")).to_have_text("interrupted")
+    expect(page.locator("table.banks tr", has_text="STOPPED").locator(".entries")).to_have_text("1000")
 
 
 def test_a_reviewer_relaxes_the_blur_for_themselves_and_images_stay_hidden_until_revealed(
