@@ -1,4 +1,5 @@
-"""What `labeler doctor` checks about hash exchanges: each one has reached the exchange's end recently.
+"""What `labeler doctor` checks about hash exchanges: each one has reached the exchange's end recently, and is not
+stopping at an unreadable page.
 
 Read from the database, so it works from any machine that reaches it. An exchange is stale when its last complete
 fetch is older than twice `[pipeline] exchange_fetch_seconds` (one missed round is tolerated: a first fetch of a
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from labeler.config import Settings
+from labeler.exchanges.fetch import UNREADABLE_TRIES
 from labeler.exchanges.store import Exchange, ExchangeStore
 from labeler.identity.doctor import Finding
 from labeler.pipeline.banks import BankStore
@@ -21,6 +23,11 @@ from labeler.store.engine import StoreError, opened_engine
 _FIX = (
     "check that worker processes run (`labeler serve` with workers, or `labeler worker`) and the exchange's last "
     "error; `labeler exchange fetch NAME` fetches it now and prints why it stops"
+)
+
+_UNREADABLE_FIX = (
+    f"a glitch passes by itself; a page that stays unreadable is skipped from the {UNREADABLE_TRIES + 1}th fetch on, "
+    "and the error says when it cannot be skipped yet"
 )
 
 
@@ -40,6 +47,9 @@ def _finding(exchange: Exchange, interval: float, now: float) -> Finding:
     since = exchange.last_success_at or exchange.created_at
     age = now - datetime.fromisoformat(since).timestamp()
     done = f"last complete fetch {exchange.last_success_at}" if exchange.last_success_at else "never fetched fully"
+    if exchange.unreadable:
+        message = f"{name}: {exchange.unreadable} fetch(es) in a row stopped at an unreadable page{error}"
+        return Finding("exchanges", "warn", message, _UNREADABLE_FIX)
     if interval == 0:
         return Finding("exchanges", "ok", f"{name}: fetched on demand only; {done}{error}")
     if age > 2 * interval:

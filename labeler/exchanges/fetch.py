@@ -3,6 +3,14 @@
 A fetch stops at an auth failure or an outage with the checkpoint at the last applied page, records the error on
 the exchange (`labeler exchange list`, `/metrics`), and the next fetch resumes there. A skipped page counts as an
 error too, but the fetch goes on past it.
+
+A page that cannot be read (UnreadablePage) stops the fetch the same way: one bad read (a truncated answer, a
+glitch) must not cost its records. But a page that stays broken would stall the exchange for ever, so the fetches
+in a row that stop at an unreadable page are counted in the checkpoint (`store.UNREADABLE`) until one reaches the
+exchange's end, and from the `UNREADABLE_TRIES`th on the type is asked to skip what it cannot read: each does so
+in the way its paging allows, reading again first what it can, logged and counted like any skip. The count is not
+reset by pages applied before the unreadable one: a fetch that resumes from a time (ThreatExchange, an NCMEC window
+whose paging link expired) applies again the pages before it, and would never count past one.
 """
 
 from __future__ import annotations
@@ -12,17 +20,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import httpx
 
 from labeler.exchanges.credentials import read_credentials
-from labeler.exchanges.errors import ExchangeError
-from labeler.exchanges.store import ExchangeStore
+from labeler.exchanges.errors import ExchangeError, UnreadablePage
+from labeler.exchanges.store import UNREADABLE, ExchangeStore
 from labeler.exchanges.types import Fetching, exchange_type
 from labeler.outbound import public_transport
 from labeler.pipeline.banks import BankError
 
 log = logging.getLogger(__name__)
+
+UNREADABLE_TRIES: Final = 3  # fetches in a row that find the same page unreadable before it is skipped
 
 
 @dataclass
@@ -55,10 +66,13 @@ async def fetch_exchange(
     """Fetch exchange `name` from its checkpoint to the exchange's end (or until an error stops it)."""
     report = FetchReport(name)
     exchange = await store.get(name)
+    at, unreadable = exchange.resume_at or {}, exchange.unreadable  # the checkpoint saved last, and its count
     try:
         kind = exchange_type(exchange.type)
         signal_type = await store.banks.signal_type(exchange.bank)
-        fetching = Fetching(exchange.options, read_credentials(keys_dir, name), exchange.checkpoint, http, clock)
+        credentials = read_credentials(keys_dir, name)
+        skip = unreadable >= UNREADABLE_TRIES
+        fetching = Fetching(exchange.options, credentials, exchange.resume_at, http, clock, skip_unreadable=skip)
         async for page in kind.pages(fetching):
             if page.problem is not None:
                 log.warning("exchange %s: %s", name, page.problem)
@@ -69,11 +83,21 @@ async def fetch_exchange(
                 why = f"entries with a malformed {signal_type} hash: {', '.join(applied.invalid[:5])}"
                 log.warning("exchange %s: skipped %d %s", name, len(applied.invalid), why)
                 report.skipped.append(why)
-            await store.save_checkpoint(name, page.checkpoint, complete=page.last)
+            at, unreadable = page.checkpoint, 0 if page.last else unreadable
+            await store.save_checkpoint(name, at | ({UNREADABLE: unreadable} if unreadable else {}), complete=page.last)
             report.pages += 1
             report.added += applied.added
             report.removed += applied.removed
         report.complete = True
+    except UnreadablePage as exc:
+        unreadable += 1
+        then = "will retry" if unreadable < UNREADABLE_TRIES else "the next fetch skips it"
+        if unreadable > UNREADABLE_TRIES:
+            then = "could not be skipped yet; will retry"
+        report.error = f"{exc}; unreadable {unreadable} fetch(es) in a row, {then}"
+        log.warning("exchange %s: fetch stopped: %s", name, report.error)
+        await store.save_checkpoint(name, at | {UNREADABLE: unreadable}, complete=False)
+        await store.record_error(name, report.error)
     except (ExchangeError, BankError) as exc:
         log.warning("exchange %s: fetch stopped: %s", name, exc)
         report.error = str(exc)

@@ -6,12 +6,14 @@ The wire format is pytx's `NCMECHashAPI` (`threatexchange.exchanges.clients.ncme
 Its client sends with `requests` to fixed hosts; ours sends through `labeler.outbound` (public addresses only,
 checked after resolving; bounded bodies) with httpx, and hands each entry to pytx's `NCMECEntryUpdate.from_xml`.
 
-Entries are parsed one by one, so an entry pytx cannot read is skipped and logged rather than losing its page; a
-page that is not a readable result at all is skipped by its paging parameters (`start` + `size`), which
-`paging/next` carries for every page but the first. As in pytx's `NCMECCheckpoint`, a window's `next` link is
-resumed only with the window's own `from`/`to`, and only within 12 hours (NCMEC asks not to keep paging links
-longer); an older one restarts the window, which re-applying makes harmless. Entries are not in time order, so a
-window counts as fetched only once its last page is in.
+Entries are parsed one by one, so an entry pytx cannot read is skipped and logged rather than losing its page. A
+page that is not a readable result at all stops the fetch, and the next fetches read it again from the checkpoint;
+once it has stayed unreadable for `fetch.UNREADABLE_TRIES` fetches it is skipped: a page by its paging parameters
+(`start` + `size`), which `paging/next` carries for every page but the first, and a window's first page by halving
+the window until the unreadable part is one second, which is skipped (at most `_MAX_SKIPS` seconds a fetch). As in
+pytx's `NCMECCheckpoint`, a window's `next` link is resumed only with the window's own `from`/`to`, and only within
+12 hours (NCMEC asks not to keep paging links longer); an older one restarts the window, which re-applying makes
+harmless. Entries are not in time order, so a window counts as fetched only once its last page is in.
 
 A first fetch covers the exchange's whole history, millions of entries: one window over all of it could not be
 paged through within those 12 hours, and would restart for ever. So windows are sized by what they list (the
@@ -38,7 +40,7 @@ import httpx
 from threatexchange.exchanges.clients.ncmec import hash_api
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeError, MalformedPage
+from labeler.exchanges.errors import ExchangeError, MalformedPage, UnreadablePage
 from labeler.exchanges.http import accepted, send
 from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
@@ -51,6 +53,7 @@ ENVIRONMENTS: Final = {env.name: env.value for env in hash_api.NCMECEnvironment}
 _DATE: Final = "%Y-%m-%dT%H:%M:%SZ"  # pytx's format, written in UTC
 _PAGING_VALID_SECONDS: Final = 12 * 60 * 60
 WINDOW_ENTRIES: Final = 200_000  # a window listing more is narrowed: paging through it must end within 12 hours
+_MAX_SKIPS: Final = 60  # one-second windows skipped a fetch, at most
 _SETTLE_SECONDS: Final = 5  # the window ends a little before now: entries still landing are fetched next time
 _MAX_PAGE_BYTES: Final = 64 * 1024 * 1024
 _NEXT_PREFIX: Final = "/v2/entries?"
@@ -93,9 +96,11 @@ async def pages(
     *,
     clock: Callable[[], float] = time.time,
     window_entries: int = WINDOW_ENTRIES,
+    skip_unreadable: bool = False,
 ) -> AsyncIterator[Page]:
     """The pages still to fetch after `checkpoint`, window after window, each with the checkpoint that follows it.
-    Auth failures and outages raise (the caller's checkpoint stays at the last applied page)."""
+    Auth failures, outages and unreadable pages raise (the caller's checkpoint stays at the last applied page);
+    with `skip_unreadable`, unreadable pages are skipped (see the module docstring)."""
     checkpoint = checkpoint or {}
     start = int(checkpoint.get("from", 0))
     span = _span(checkpoint.get("span"))
@@ -107,6 +112,7 @@ async def pages(
     else:
         next_ = ""
     followed = Followed("NCMEC")
+    skips = 0
     if next_:
         followed.follow(next_)
     while True:
@@ -115,14 +121,30 @@ async def pages(
         body = await client.get(client.next_url(next_) if next_ else client.first_url(start, end))
         try:
             updates, following = parse_page(body)
-            problem = None
+            problem, unread = None, False
         except MalformedPage as exc:
+            which = f"page {next_}" if next_ else f"first page of the window from {_date(start)} to {_date(end)}"
             skipped_to = _skip_past(next_)
+            if not skip_unreadable:
+                raise UnreadablePage(f"NCMEC's {which} is malformed ({exc})") from None
+            if skipped_to is None and end - start > 1:
+                span = (end - start) // 2  # to find the unreadable part
+                log.info("NCMEC's %s is malformed (%s); narrowing to %d s", which, exc, span)
+                continue
+            if skips == _MAX_SKIPS:
+                raise UnreadablePage(f"NCMEC's {which} is malformed ({exc}) after {skips} skips") from None
+            skips += 1
             if skipped_to is None:
-                raise ExchangeError(
-                    f"NCMEC's first page since {_date(start)} is malformed ({exc}); will retry"
-                ) from None
-            updates, following, problem = [], skipped_to, f"skipped a malformed NCMEC page ({next_}): {exc}"
+                done = end >= until
+                problem = f"skipped NCMEC's changes from {_date(start)} to {_date(end)}: {exc}"
+                yield Page([], {"from": end} | ({} if done else {"span": 1}), done, problem)
+                if done:
+                    return
+                start, span = end, 1
+                continue
+            updates, following, problem, unread = [], skipped_to, f"skipped a malformed NCMEC {which}: {exc}", True
+        if skips and not unread:
+            skip_unreadable = False  # read past what was skipped: the next unreadable page is read again first
         listed = _window_size(next_, following, len(updates))
         if not next_ and listed > window_entries and end - start > 1:
             span = max(1, (end - start) * window_entries // listed // 2)  # too big to page through: narrow it
@@ -171,7 +193,7 @@ class NcmecType(ExchangeType):
 
     def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
         client = NcmecClient(fetch.options["url"], fetch.credentials, fetch.http)
-        return pages(client, fetch.checkpoint, clock=fetch.clock)
+        return pages(client, fetch.checkpoint, clock=fetch.clock, skip_unreadable=fetch.skip_unreadable)
 
     async def send_feedback(self, call: FeedbackCall) -> None:
         from labeler.exchanges.ncmec_feedback import send_vote  # it uses this module's client: imported here

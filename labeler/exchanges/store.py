@@ -35,6 +35,9 @@ EXCHANGE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 FEEDBACK: Final = "feedback"  # the option that switches feedback on (`labeler exchange feedback NAME on`)
 FEEDBACK_REASON: Final = "feedback_reason"  # the reason given with a rejection, where the exchange asks for one
 _MAX_ERROR: Final = 500
+# In a checkpoint: how many fetches in a row stopped at an unreadable page (`fetch` keeps it there, beside the
+# type's own keys, until a fetch reaches the exchange's end).
+UNREADABLE: Final = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,17 @@ class Exchange:
     last_error: str | None
     fetch_errors: int
     entries: int = 0
+
+    @property
+    def unreadable(self) -> int:
+        """How many fetches in a row stopped at an unreadable page (see `fetch`)."""
+        return int((self.checkpoint or {}).get(UNREADABLE, 0))
+
+    @property
+    def resume_at(self) -> dict[str, Any] | None:
+        """The checkpoint as the exchange's type wrote it (None: from the start)."""
+        mine = {k: v for k, v in (self.checkpoint or {}).items() if k != UNREADABLE}
+        return mine or None
 
     @property
     def feedback(self) -> bool:

@@ -14,8 +14,14 @@ ordered by update time skips records updated while it is read, and a checkpoint 
 pytx logs in before every page; we log in once per fetch and again when the list refuses the token (TAT's tokens
 are short-lived and an expired one is answered 401 or 403), so a long first fetch outlives its token. A login TAT
 refuses, or a list that refuses a fresh token, is an auth failure. A record that is not one of pytx's
-`TATHashListEntry` is skipped and logged, and the page's checkpoint still moves past it; a page that is not a
-readable list stops the fetch (there is no checkpoint to skip it by) and the next fetch retries it. MD5 records
+`TATHashListEntry` is skipped and logged, and the page's checkpoint still moves past it. A page that is not a
+readable list has no checkpoint to skip it by: it stops the fetch, and the next fetches read it again. Once it has
+stayed unreadable for `fetch.UNREADABLE_TRIES` fetches, the fetch reads on from the checkpoint one record a page
+(`limit=1`: the list's `next` links are DRF limit/offset links, which pytx follows, so the list takes `limit` and
+`offset`) until a one-record page is unreadable too, and skips that record by `offset=1` (or a few, when several in a
+row are): the record after it gives the checkpoint past it, so only the unreadable record is lost. An unreadable
+record that is the last TAT lists cannot be skipped until another follows it (there is nothing to take a
+checkpoint from); the fetch keeps stopping there, with an error that says so. MD5 records
 are taken whatever their file type (pytx keeps only videos' because HMA's MD5 signal is video-only; ours is any
 blob's bytes), and SHA256 ones too (TAT's docs list SHA256 among its algorithms; pytx skips them). TAT has no
 call to send feedback to.
@@ -34,7 +40,7 @@ import httpx
 from threatexchange.exchanges.clients.techagainstterrorism import api
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeError, MalformedPage
+from labeler.exchanges.errors import ExchangeError, MalformedPage, UnreadablePage
 from labeler.exchanges.http import accepted, send
 from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
@@ -52,6 +58,8 @@ _MAX_PAGE_BYTES: Final = 32 * 1024 * 1024
 _MAX_LOGIN_BYTES: Final = 1024 * 1024
 _TOKEN: Final = re.compile(r"[A-Za-z0-9._~+/=-]{1,8192}")  # a JWT, or any bearer token (RFC 6750)
 _MAX_HASH: Final = 512
+_NARROWED: Final = 1000  # one-record pages read when skipping before whole pages again (a bound, not a page size)
+_MAX_SKIPS: Final = 5  # unreadable records in a row skipped at once; more stop the fetch
 # A login TAT refuses: TAT documents no status, and a Django REST framework JWT login (which TCAP's answer looks
 # like) answers 400 to wrong credentials; 401 and 403 are refusals whatever the framework.
 _REFUSED: Final = (400, 401, 403)
@@ -74,47 +82,66 @@ class TatClient:
         body = accepted(answer, who=WHO, asked="the login", refused=_REFUSED, refusal="the credentials", fix=fix)
         self._token = _token(body)
 
-    async def hash_list(self, after: str) -> bytes:
-        """One page of the list from `after` ("" for the start), logging in when there is no token yet and
-        again, once, when the list refuses the one there is."""
+    async def hash_list(self, after: str, *, one: int | None = None) -> bytes:
+        """One page of the list from `after` ("" for the start), or with `one` the one record at that offset
+        after it; logging in when there is no token yet and again, once, when the list refuses the one there is."""
         fresh = self._token is None
         if fresh:
             await self.login()
-        answer = await self._get(after)
+        answer = await self._get(after, one)
         if answer[0] in (401, 403) and not fresh:
             log.info("%s refused the token (HTTP %d); logging in again", WHO, answer[0])
             await self.login()
-            answer = await self._get(after)
+            answer = await self._get(after, one)
         fix = "check that the account given to `labeler exchange add` is on-boarded for the hash list"
         refusal = "the hash list to a fresh token"
         return accepted(answer, who=WHO, asked="the hash list", refused=(401, 403), refusal=refusal, fix=fix)
 
-    async def _get(self, after: str) -> tuple[int, bytes]:
+    async def _get(self, after: str, one: int | None) -> tuple[int, bytes]:
         url = self.base_url + api.TATEndpoint.hash_list.value
         headers = {"authorization": f"Bearer {self._token}"}
-        params = {"order": "asc", "after": after}
+        params = {"order": "asc", "after": after} | ({} if one is None else {"limit": "1", "offset": str(one)})
         return await send(self._http, "GET", url, who=WHO, max_bytes=_MAX_PAGE_BYTES, headers=headers, params=params)
 
 
-async def pages(client: TatClient, checkpoint: Mapping[str, Any] | None) -> AsyncIterator[Page]:
+async def pages(
+    client: TatClient, checkpoint: Mapping[str, Any] | None, *, skip_unreadable: bool = False
+) -> AsyncIterator[Page]:
     """The pages after `checkpoint`, each with the checkpoint that follows it. Auth failures, outages and
-    unreadable pages raise (the caller's checkpoint stays at the last applied page)."""
+    unreadable pages raise (the caller's checkpoint stays at the last applied page); with `skip_unreadable`, the
+    first unreadable record after the checkpoint is skipped (see the module docstring)."""
     after = str((checkpoint or {}).get("after", ""))
     followed = Followed(WHO)
     followed.follow(after)
+    narrowed = _NARROWED if skip_unreadable else 0  # one-record pages still to read
+    offset = 0  # unreadable records skipped after `after`
     while True:
-        body = await client.hash_list(after)
+        body = await client.hash_list(after, one=offset if narrowed else None)
+        where = f"after {after}" if after else "from the start"
         try:
             updates, following, more, skipped = parse_page(body)
         except MalformedPage as exc:
-            where = f"after {after}" if after else "from the start"
-            raise ExchangeError(f"{WHO}'s hash list page {where} is malformed ({exc}); will retry") from None
+            if not narrowed:
+                raise UnreadablePage(f"{WHO}'s hash list page {where} is malformed ({exc})") from None
+            if offset == _MAX_SKIPS:
+                raise UnreadablePage(f"{WHO}'s first {offset + 1} records {where} are all unreadable ({exc})") from None
+            log.warning("%s's record %s (offset %d) is unreadable (%s)", WHO, where, offset, exc)
+            offset += 1
+            continue
+        unread = bool(offset)
+        if unread and not following:
+            raise UnreadablePage(
+                f"{WHO}'s record {where} is unreadable, and the list has none after it yet to skip it by"
+            )
+        if narrowed:
+            narrowed = 0 if unread else narrowed - 1  # once past the unreadable record, whole pages again
         following = following or after  # an empty page may carry no checkpoint: stay where we were
-        problem = f"skipped {WHO} records pytx cannot read: {', '.join(skipped[:5])}" if skipped else None
-        yield Page(updates, {"after": following}, not more, problem)
+        problems = [f"skipped {offset} unreadable {WHO} record(s) {where}"] if unread else []
+        problems += [f"skipped {WHO} records pytx cannot read: {', '.join(skipped[:5])}"] if skipped else []
+        yield Page(updates, {"after": following}, not more, "; ".join(problems) or None)
         if not more:
             return
-        after = followed.follow(following)
+        after, offset = followed.follow(following), 0
 
 
 class TatType(ExchangeType):
@@ -126,7 +153,8 @@ class TatType(ExchangeType):
         return {"url": given.get("url") or DEFAULT_URL}
 
     def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
-        return pages(TatClient(fetch.options["url"], fetch.credentials, fetch.http), fetch.checkpoint)
+        client = TatClient(fetch.options["url"], fetch.credentials, fetch.http)
+        return pages(client, fetch.checkpoint, skip_unreadable=fetch.skip_unreadable)
 
 
 TYPE: Final = TatType()

@@ -17,6 +17,13 @@ beyond the id has to be kept. As in pytx, the checkpoint is the highest `last_up
 (`update_time`): records are ordered by it, so a fetch resumes with `start_time` there (re-reading the records of
 that second, which re-applying makes harmless) rather than keeping a paging link, which would carry the token.
 
+A page that cannot be read (not JSON, or its `data` not a list) stops the fetch, and the next fetches read it again
+from the checkpoint. Once it has stayed unreadable for `fetch.UNREADABLE_TRIES` fetches, the fetch reads on one
+record a page (`limit=1`, for up to `_NARROWED` records) until a one-record page is unreadable too, then skips it as
+StopNCII's is skipped: Graph's cursors are opaque, so the start time moves on past the last record read by 1, 2, 4,
+… seconds (at most `_MAX_SKIPS` times a fetch, never past now) until a page reads again, each skip logged and
+counted with the interval it gave up.
+
 Graph's `next` links are absolute URLs; one is followed only to the configured host and the same path, with our
 token put back in place of the one it carries, so a bad answer cannot send the token or us anywhere else. Errors
 come as `{"error": {"code": …, "type": …}}`, mostly with HTTP 400: code 190 (an invalid or expired token) and
@@ -47,7 +54,13 @@ from threatexchange.signal_type.sha256 import VideoSHA256Signal
 from threatexchange.signal_type.signal_base import SignalType
 
 from labeler.exchanges.credentials import Credentials
-from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeUnavailable
+from labeler.exchanges.errors import (
+    ExchangeAuthError,
+    ExchangeError,
+    ExchangeUnavailable,
+    MalformedPage,
+    UnreadablePage,
+)
 from labeler.exchanges.http import send
 from labeler.exchanges.paging import Followed
 from labeler.exchanges.store import ExchangeUpdate
@@ -59,6 +72,8 @@ log = logging.getLogger(__name__)
 BASE_URL: Final = ThreatExchangeAPI._TE_BASE_URL
 _PAGE_SIZE: Final = 100  # pytx's fetch_iter asks for as many
 _MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+_MAX_SKIPS: Final = 6  # per fetch: 1 + 2 + … + 32 = 63 seconds of updates at most
+_NARROWED: Final = 1000  # one-record pages read when skipping, before whole pages again
 _STALE_SECONDS: Final = 85 * 24 * 3600  # as pytx's FBThreatExchangeCheckpoint.is_stale (which reads the wall clock)
 _RESTARTED: Final = (
     "the last fetch was more than 85 days ago, longer than ThreatExchange keeps deletions: reading the privacy group "
@@ -116,6 +131,8 @@ class GraphClient:
             answer = None
         if status == 200 and answer is not None:
             return answer
+        if status == 200:  # cut short, or garbled: read again, or skipped (`pages`)
+            raise UnreadablePage("ThreatExchange answered HTTP 200 with a body that is not JSON")
         raise self._error(status, answer)
 
     def _error(self, status: int, answer: Any) -> ExchangeError:
@@ -138,7 +155,8 @@ class GraphClient:
 
 
 async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> AsyncIterator[Page]:
-    """The pages of the privacy group's threat updates after `fetch.checkpoint`, each with the checkpoint after it."""
+    """The pages of the privacy group's threat updates after `fetch.checkpoint`, each with the checkpoint after it;
+    with `fetch.skip_unreadable`, an unreadable one is skipped (see the module docstring)."""
     now = int(fetch.clock())
     previous = fetch.checkpoint or {}
     start = int(previous.get("update_time", 0))
@@ -146,32 +164,44 @@ async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> Asy
     if restarted:
         start = 0
     path = client.url(f"{privacy_group}/threat_updates/")
-    url, params = path, _first_params(start)
-    highest = start
+    narrowed = _NARROWED if fetch.skip_unreadable else 0  # one-record pages still to read
+    url, params = path, _first_params(start, one=bool(narrowed))
+    highest, skips = start, 0
     followed = Followed("ThreatExchange")
     while True:
-        answer = await client.request("GET", url, params)
-        if not isinstance(answer, dict):
-            raise ExchangeError("ThreatExchange answered with something that is not a page of updates; will retry")
+        try:
+            answer = await client.request("GET", url, params)
+            records = answer.get("data") if isinstance(answer, dict) else None
+            if not isinstance(records, list):
+                raise MalformedPage("not a page of updates (no `data` list)")
+        except (MalformedPage, UnreadablePage) as exc:
+            since = f"ThreatExchange's page of updates since {highest}"
+            if not narrowed:
+                raise UnreadablePage(f"{since} is malformed ({exc})") from None
+            step = 2**skips
+            if skips == _MAX_SKIPS or highest + step > now:
+                raise UnreadablePage(f"{since} is still malformed after {skips} skip(s) ({exc})") from None
+            skipped_from, highest, skips = highest, highest + step, skips + 1
+            problem = f"skipped ThreatExchange's updates from {skipped_from} to {highest}: {exc}"
+            yield Page([], {"update_time": highest, "last_fetch_time": now}, False, problem)
+            url, params, followed = path, _first_params(highest, one=True), Followed("ThreatExchange")
+            continue
         following = _next_link(client, path, answer)
-        records = answer.get("data")
         problems = [_RESTARTED] if restarted else []
         restarted = False
-        updates: list[ExchangeUpdate] = []
-        if isinstance(records, list):
-            updates, latest, unreadable = parse_records(records, app_id=client.app_id)
-            highest = max(highest, min(latest, now))  # a time in the future would skip what comes until then
-            if unreadable:
-                problems.append(f"skipped {unreadable} ThreatExchange record(s) pytx cannot read")
-        elif following is not None:
-            problems.append("skipped a malformed ThreatExchange page (its `data` is not a list)")
-        else:
-            raise ExchangeError("ThreatExchange's page is malformed (its `data` is not a list); will retry")
+        updates, latest, unreadable = parse_records(records, app_id=client.app_id)
+        highest = max(highest, min(latest, now))  # a time in the future would skip what comes until then
+        if unreadable:
+            problems.append(f"skipped {unreadable} ThreatExchange record(s) pytx cannot read")
         checkpoint = {"update_time": highest, "last_fetch_time": now}
         yield Page(updates, checkpoint, following is None, "; ".join(problems) or None)
         if following is None:
             return
         url, params = following
+        narrowed = 0 if skips else max(0, narrowed - 1)
+        if params.get("limit") == "1" and not narrowed:  # past what was skipped: whole pages again, from there
+            url, params, followed = path, _first_params(highest), Followed("ThreatExchange")
+            continue
         followed.follow(urllib.parse.urlencode(sorted(params.items())))
 
 
@@ -204,9 +234,9 @@ def _carried(update: ThreatUpdateJSON, app_id: int) -> tuple[bool, dict[str, str
     return False, {_PYTX_SIGNALS[signal]: value for signal, found in converted.items() for value in found}
 
 
-def _first_params(start: int) -> dict[str, str]:
+def _first_params(start: int, *, one: bool = False) -> dict[str, str]:
     params = {
-        "limit": str(_PAGE_SIZE),
+        "limit": "1" if one else str(_PAGE_SIZE),
         "fields": ",".join(ThreatUpdateJSON.te_threat_updates_fields()),
         "types": ",".join(indicator_types()),
     }

@@ -66,6 +66,7 @@ class Fetching:
     checkpoint: dict[str, Any] | None  # where the last applied page left off
     http: httpx.AsyncClient  # public addresses only (unless allowed), bounded
     clock: Callable[[], float] = time.time
+    skip_unreadable: bool = False  # fetch after fetch stopped at an unreadable page: skip what cannot be read
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,10 @@ class ExchangeType(abc.ABC):
     def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
         """The pages still to read after `fetch.checkpoint` (None: from the start). Auth failures raise
         ExchangeAuthError and outages ExchangeUnavailable; the caller's checkpoint stays at the last applied
-        page, so the next fetch resumes there. A page that cannot be read is yielded empty with its `problem`
-        and a checkpoint past it where the exchange's paging allows; otherwise raise ExchangeError."""
+        page, so the next fetch resumes there. A page that cannot be read raises UnreadablePage, unless
+        `fetch.skip_unreadable`: then what cannot be read is skipped, losing as little as the exchange's paging
+        allows, and the page after it carries a `problem` saying what was skipped (UnreadablePage still where
+        nothing can skip it)."""
 
     async def send_feedback(self, call: FeedbackCall) -> None:
         """Tell the exchange the moderator's verdict on one of its entries (types with `has_feedback`). Raise

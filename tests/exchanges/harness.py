@@ -1,10 +1,14 @@
 """What the tests of every exchange type share: a controllable clock, a bank fed by one exchange whose stand-in
-runs on loopback (`World`), the environment `labeler exchange …` runs in, and the check that a fetched hash is
-matchable over the upload API."""
+runs on loopback (`World`), the environment `labeler exchange …` runs in, the check that a fetched hash is
+matchable over the upload API, that credentials stay out of logs and the database, and that a page that stays
+unreadable is read again before it is skipped."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 import os
 import stat
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -15,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from pipeline.harness import eventually
 from support.server import serve_in_thread
@@ -22,8 +27,9 @@ from support.server import serve_in_thread
 from labeler.cli import cli
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, credentials_path, write_credentials
-from labeler.exchanges.fetch import FetchReport, fetch_exchange, http_client
+from labeler.exchanges.fetch import UNREADABLE_TRIES, FetchReport, fetch_exchange, http_client
 from labeler.exchanges.store import ExchangeStore
+from labeler.logs import TextFormatter
 from labeler.pipeline.actions.model import Action
 from labeler.pipeline.banks import BankStore
 from labeler.service import Labeler
@@ -65,6 +71,44 @@ class World:
 
     def credentials(self, values: Mapping[str, str], name: str | None = None) -> None:
         write_credentials(self.keys_dir, name or self.name, Credentials(values))
+
+    async def retried_then_skipped(self) -> FetchReport:
+        """Fetches while the stand-in serves a page that stays unreadable: each of the first `UNREADABLE_TRIES`
+        stops at it, saying how many fetches in a row did so in its error (`exchange list`); the next one skips
+        it, and its report is returned."""
+        for tries in range(1, UNREADABLE_TRIES + 1):
+            report = await self.fetch()
+            assert report.error is not None and not report.complete, report
+            assert f"unreadable {tries} fetch(es) in a row" in report.error, report.error
+            exchange = await self.stores.get(self.name)
+            assert (exchange.unreadable, exchange.last_error) == (tries, report.error)
+        assert "the next fetch skips it" in report.error
+        return await self.fetch()
+
+    async def fetch_keeping_secrets(self, secrets: Callable[[], Sequence[str]]) -> str:
+        """One fetch with every logger at DEBUG, written as the labeler writes its logs; asserts that none of
+        `secrets()` (asked after the fetch, so tokens it was given count) is in that text or in the exchanges
+        table, and returns the text."""
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(TextFormatter())
+        root = logging.getLogger()
+        before = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        try:
+            report = await self.fetch()
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(before)
+        assert report.error is None and report.pages, report
+        logged = stream.getvalue()
+        async with self.stores.engine.connect() as conn:
+            rows = [json.dumps(list(r), default=str) for r in await conn.execute(sa.text("SELECT * FROM exchanges"))]
+        kept = list(secrets())
+        assert logged and rows and kept and all(kept)
+        assert [s for s in kept if s in logged or any(s in row for row in rows)] == []
+        return logged
 
 
 def served(standin: Any) -> Iterator[tuple[Any, str]]:

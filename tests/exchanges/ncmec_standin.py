@@ -7,7 +7,8 @@ HTTP basic auth (401 otherwise), `from`/`to` as `%Y-%m-%dT%H:%M:%SZ`, a namespac
 
 An entry is listed in a window when its last change (`changed`) falls in [from, to): an entry changed later shows
 its current state there, a deleted one as a tombstone. Test controls: `page_size`, `malformed` (the `start`
-values of pages answered with a truncated body), `fail_after` (after that many requests to `/v2/entries` every one
+values of pages answered with a truncated body; an entry's `poisoned` truncates any page holding it, for as long as
+it is listed: HMA issue #2004), `fail_after` (after that many requests to `/v2/entries` every one
 answers 503: an outage mid-fetch), `stuck` (the `start` values of pages whose paging link names the page itself
 again, a paging bug) and `requests` (every query string seen, in order).
 
@@ -46,6 +47,7 @@ class Entry:
     deleted: bool = False
     member: int = 42
     broken: bool = False  # sent without its <id>, which pytx cannot read
+    poisoned: bool = False  # any page holding it is cut short
 
 
 REASON = "8b0b3b3a-3c36-4c2a-9a5e-0d6d0f3c2b10"  # the one downvote reason offered unless a test sets more
@@ -156,9 +158,9 @@ class NcmecStandin:
         except (KeyError, ValueError):
             return Response("bad request", status_code=400)
         window = sorted((e for e in self.entries if start_ts <= e.changed < end_ts), key=lambda e: e.id)
-        if start in self.malformed:
-            return Response(f'<?xml version="1.0"?><queryResult xmlns="{NS}"><images count="', media_type="text/xml")
         page = window[start - 1 : start - 1 + size]
+        if start in self.malformed or any(e.poisoned for e in page):
+            return Response(f'<?xml version="1.0"?><queryResult xmlns="{NS}"><images count="', media_type="text/xml")
         root = ET.Element("queryResult", xmlns=NS)
         for kind in ("image", "video"):
             group = [e for e in page if e.kind == kind]

@@ -18,7 +18,8 @@ Test controls: `page_size`; `token_uses` (hash-list requests a token is good for
 forever); `list_access` (False: the account may log in but not read the list, 403); `fail_after` (after that many
 hash-list requests every one answers 503: an outage mid-fetch); `malformed` (`after` values whose page is
 answered with a truncated body); `stuck` (every page after the first gives the `after` it was asked with as its
-checkpoint, a paging bug); `records` (a record's `broken` drops its `hash_digest`, which pytx cannot read);
+checkpoint, a paging bug); `records` (a record's `broken` drops its `hash_digest`, which pytx cannot read; a
+`poisoned` one makes any page holding it a truncated body, for as long as it is listed: HMA issue #2004);
 and what was asked: `logins` (user names) and `requests` (each hash-list query, with the token it carried).
 """
 
@@ -48,6 +49,7 @@ class Record:
     ideology: str = "islamist"
     deleted: bool = False
     broken: bool = False  # sent without its hash_digest
+    poisoned: bool = False  # any page holding it is cut short
 
     def wire(self) -> dict[str, Any]:
         sent = {
@@ -73,7 +75,7 @@ class TatStandin:
     stuck: bool = False  # a page after the first gives the `after` it was asked with as its checkpoint (a bug)
     logins: list[str] = field(default_factory=list)
     requests: list[dict[str, str]] = field(default_factory=list)
-    _tokens: dict[str, int] = field(default_factory=dict)  # token → hash-list requests made with it
+    tokens: dict[str, int] = field(default_factory=dict)  # every token issued → hash-list requests made with it
 
     def app(self) -> Starlette:
         return Starlette(
@@ -89,7 +91,7 @@ class TatStandin:
         if (form.get("username"), form.get("password")) != (self.user, self.password):
             return JSONResponse({"non_field_errors": ["Unable to log in with provided credentials."]}, 400)
         token = f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{secrets.token_urlsafe(24)}.{secrets.token_urlsafe(32)}"
-        self._tokens[token] = 0
+        self.tokens[token] = 0
         user = {"id": 7, "username": self.user, "organisation": "Example Platform", "permissions": ["hash-list"]}
         return JSONResponse({"token": token, "user": user})
 
@@ -97,10 +99,10 @@ class TatStandin:
         query = dict(request.query_params)  # a repeated key: the last value, as Django's QueryDict reads it
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         self.requests.append(query | {"token": token})
-        if token not in self._tokens:
+        if token not in self.tokens:
             return JSONResponse({"detail": "Authentication credentials were not provided."}, 401)
-        self._tokens[token] += 1
-        if self.token_uses is not None and self._tokens[token] > self.token_uses:
+        self.tokens[token] += 1
+        if self.token_uses is not None and self.tokens[token] > self.token_uses:
             return Response(EXPIRED, status_code=403)
         if not self.list_access:
             return JSONResponse({"detail": "You do not have permission to perform this action."}, 403)
@@ -126,7 +128,10 @@ class TatStandin:
             "checkpoint": after if self.stuck and after else f"{page[-1].updated_on},{page[-1].id}" if page else None,
             "results": [r.wire() for r in page],
         }
-        return Response(json.dumps(body), media_type="application/json")
+        text = json.dumps(body)
+        if any(r.poisoned for r in page):  # cut inside the list, as a corrupt answer would be
+            text = text[: text.index('"results"') + 20]
+        return Response(text, media_type="application/json")
 
 
 def _key(record: Record) -> tuple[float, int]:

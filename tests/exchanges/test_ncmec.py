@@ -4,6 +4,7 @@ mid-fetch, and a fetched hash matched through the upload API."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from pipeline.corpus import random_hashes
 from pipeline.harness import eventually
 from support.server import serve_in_thread
+from threatexchange.exchanges.clients.ncmec import hash_api
 
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, write_credentials
@@ -124,26 +126,68 @@ async def test_a_hash_also_imported_by_hand_stays_when_the_exchange_deletes_it(w
     assert (await world.banked())[H[1]] == ("ours", None)
 
 
-async def test_malformed_pages_and_entries_are_skipped_and_logged(world: World, caplog: Any) -> None:
-    world.standin.malformed = {3}  # the second page
+async def test_unreadable_entries_are_skipped_and_logged(world: World, caplog: Any) -> None:
     world.standin.entries[0].broken = True  # image1 without its <id>
     report = await world.fetch()
     assert report.error is None and report.complete
-    assert set(await world.banked()) == {H[1]}  # image1 unreadable, image3 and image4 on the skipped page
-    assert len(report.skipped) == 1 and "malformed NCMEC page" in report.skipped[0]
-    assert "start=3" in report.skipped[0]
+    assert set(await world.banked()) == {H[1], H[2], H[3]}
     assert "skipped an NCMEC entry" in caplog.text
-    [exchange] = await world.stores.all()
-    assert exchange.fetch_errors == 1 and exchange.last_success_at is not None
 
 
-async def test_a_malformed_first_page_is_an_error_retried_next_time(world: World) -> None:
-    world.standin.malformed = {1}
+@pytest.mark.parametrize(("start", "read_before"), [(1, 0), (3, 2)])  # a window's first page, a later one
+async def test_a_malformed_page_is_read_again_by_the_next_fetch_and_nothing_is_lost(
+    world: World, start: int, read_before: int
+) -> None:
+    world.standin.malformed = {start}
     report = await world.fetch()
-    assert report.error is not None and "first page" in report.error and not report.complete
-    assert await world.banked() == {}
+    assert report.error is not None and "is malformed" in report.error and "will retry" in report.error
+    assert not report.complete and report.pages == read_before // 2
+    assert len(await world.banked()) == read_before
     world.standin.malformed = set()
-    assert (await world.fetch()).added == 4
+    assert (await world.fetch()).added == 4 - read_before
+    assert (await world.stores.get("nc")).unreadable == 0
+
+
+async def test_a_later_page_that_stays_malformed_is_skipped_by_its_paging_after_retries(world: World) -> None:
+    world.standin.malformed = {3}  # image3 and image4's page
+    report = await world.retried_then_skipped()
+    assert (report.error, report.complete) == (None, True)
+    assert len(report.skipped) == 1 and "skipped a malformed NCMEC page /v2/entries?" in report.skipped[0]
+    assert "start=3" in report.skipped[0]
+    assert set(await world.banked()) == {H[0], H[1]}
+    [exchange] = await world.stores.all()
+    assert (exchange.fetch_errors, exchange.last_error, exchange.unreadable) == (4, None, 0)
+
+
+async def test_an_entry_that_keeps_its_windows_first_page_unreadable_costs_only_its_second(world: World) -> None:
+    world.standin.entries[1].poisoned = True  # image2 (T0 + 20): every page holding it is cut short
+    report = await world.retried_then_skipped()
+    assert (report.error, report.complete) == (None, True)
+    when = datetime.fromtimestamp(T0 + 20, UTC).strftime(DATE)
+    after = datetime.fromtimestamp(T0 + 21, UTC).strftime(DATE)
+    [skipped] = report.skipped
+    assert skipped.startswith(f"skipped NCMEC's changes from {when} to {after}: not XML"), skipped
+    assert set(await world.banked()) == {H[0], H[2], H[3]}  # image2's H[1] alone is lost
+    assert (await world.stores.get("nc")).checkpoint == {"from": T0 + 95}
+
+
+async def test_the_password_is_kept_out_of_logs_and_the_database(world: World) -> None:
+    basic = base64.b64encode(f"{world.standin.user}:{world.standin.password}".encode()).decode()
+    await world.fetch_keeping_secrets(lambda: [world.standin.password, basic])
+
+
+def test_pytx_client_reads_the_standin(standin: tuple[NcmecStandin, str]) -> None:
+    """python-threatexchange's own client (`get_entries_iter`, following `paging/next`; an upvote) reads from and
+    writes to the stand-in what ours does, so the stand-in speaks the format pytx expects."""
+    server, url = standin
+    client = hash_api.NCMECHashAPI(server.user, server.password, hash_api.NCMECEnvironment.test_Industry)
+    client._base_url = url  # pytx's environments are fixed hosts; this is where it keeps the one in use
+    read = list(client.get_entries_iter(start_timestamp=T0, end_timestamp=T0 + 100))
+    assert len(read) == 3 and read[-1].next == ""
+    entries = {u.id: (u.member_id, u.deleted, u.fingerprints) for page in read for u in page.updates}
+    assert entries == {e.id: (e.member, e.deleted, e.fingerprints) for e in server.entries}
+    client.submit_upvote(42, "image2", hash_api.FingerprintType.pdq)
+    assert [(v.member, v.entry, v.fingerprint, v.vote) for v in server.votes] == [(42, "image2", "PDQ", "affirmative")]
 
 
 async def test_an_auth_failure_is_a_clear_error_without_the_password(world: World) -> None:

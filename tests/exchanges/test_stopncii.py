@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from click.testing import Result
 from pipeline.corpus import random_hashes
 from support.server import serve_in_thread
+from threatexchange.exchanges.clients.stopncii import api
 
 from labeler.config import Settings
 from labeler.exchanges.credentials import Credentials, credentials_path
@@ -191,6 +192,24 @@ async def test_an_api_answering_only_corrupt_pages_loses_at_most_a_minute_a_fetc
         record.poisoned = False
     report = await world.fetch()
     assert (report.error, report.added) == (None, 4)
+
+
+async def test_the_keys_are_kept_out_of_logs_and_the_database(world: World) -> None:
+    await world.fetch_keeping_secrets(lambda: list(_keys(world.standin).values()))
+
+
+def test_pytx_client_reads_the_standin(standin: tuple[StopNciiStandin, str]) -> None:
+    """python-threatexchange's own client (`fetch_hashes_iter`, following page tokens; feedback) reads from and
+    writes to the stand-in what ours does, so the stand-in speaks the format pytx expects."""
+    server, url = standin
+    keys = {api.StopNCIIEndpoint.SubmitFeedback: server.feedback_key}
+    client = api.StopNCIIAPI(server.subscription_key, server.fetch_key, keys, base_url_override=url)
+    read = list(client.fetch_hashes_iter(T0))
+    assert len(read) == 3 and not read[-1].hasMoreRecords
+    records = [(r.signalType.value, r.hashValue, r.hashStatus.value) for page in read for r in page.hashRecords]
+    assert records == [(r.signal_type, r.hash_value, r.status) for r in server.records]
+    client.submit_feedback(api.StopNCIISignalType.ImagePDQ, FIRST, api.StopNCIICSPFeedbackValue.Blocked)
+    assert server.feedback == [{"hashValue": FIRST, "feedbackValue": "Blocked", "tags": []}]
 
 
 async def test_refused_keys_are_a_clear_error_without_any_key(world: World) -> None:

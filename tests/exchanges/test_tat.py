@@ -17,6 +17,7 @@ from threatexchange.exchanges.clients.techagainstterrorism.api import TATHashLis
 from threatexchange.exchanges.impl.techagainstterrorism_api import TATCheckpoint
 
 from labeler.config import Settings
+from labeler.exchanges.doctor import exchange_findings
 from labeler.exchanges.store import entry_note
 from labeler.exchanges.tat import TYPE as TAT
 from labeler.pipeline.banks import EntryInput
@@ -164,18 +165,56 @@ async def test_malformed_records_are_skipped_and_logged_and_the_fetch_moves_past
     assert exchange.fetch_errors == 1 and exchange.checkpoint == {"after": _checkpoint(106)}
 
 
-async def test_a_malformed_page_stops_the_fetch_at_the_last_page_applied_and_is_retried(world: World) -> None:
-    world.standin.malformed = {_checkpoint(102)}  # the second page
+async def test_a_malformed_page_is_read_again_by_the_next_fetch_and_nothing_is_lost(world: World) -> None:
+    world.standin.malformed = {_checkpoint(102)}  # the second page, once
     report = await world.fetch()
     assert report.error is not None and not report.complete and report.pages == 1
-    assert f"page after {_checkpoint(102)} is malformed (not JSON" in report.error
+    assert f"page after {_checkpoint(102)} is malformed (not JSON" in report.error and "will retry" in report.error
     assert set(await world.banked()) == {H[0], H[1]}
-    assert (await world.stores.get("tat")).checkpoint == {"after": _checkpoint(102)}
+    stopped = await world.stores.get("tat")
+    assert (stopped.resume_at, stopped.unreadable) == ({"after": _checkpoint(102)}, 1)
     world.standin.malformed = set()
     world.standin.requests.clear()
     resumed = await world.fetch()
     assert (resumed.error, resumed.pages, resumed.added) == (None, 2, 2)
     assert world.standin.requests[0]["after"] == _checkpoint(102)
+    assert (await world.stores.get("tat")).checkpoint == {"after": _checkpoint(106)}  # the count gone with it
+
+
+async def test_a_record_that_keeps_its_page_unreadable_is_skipped_after_retries_losing_only_itself(
+    world: World,
+) -> None:
+    world.standin.records[3].poisoned = True  # 104: every page holding it is cut short (HMA issue #2004)
+    world.standin.requests.clear()
+    report = await world.retried_then_skipped()
+    assert (report.error, report.complete) == (None, True)
+    assert report.skipped == [f"skipped 1 unreadable Tech Against Terrorism record(s) after {_checkpoint(103)}"]
+    assert set(await world.banked()) == {H[0], H[1], H[3]}
+    assert [rid for rid, _ in await _entries(world)] == ["101", "102", "106"]  # 103 is an MD5; 104 alone is lost
+    skipping = [q for q in world.standin.requests if q.get("limit") == "1"]  # one record a page, then by offset
+    assert [(q["after"], q["offset"]) for q in skipping] == [(_checkpoint(102), "0"), (_checkpoint(103), "0"),
+                                                             (_checkpoint(103), "1")]  # fmt: skip
+    [exchange] = await world.stores.all()
+    assert (exchange.checkpoint, exchange.last_error, exchange.fetch_errors) == ({"after": _checkpoint(106)}, None, 4)
+
+
+async def test_an_unreadable_last_record_stops_fetches_saying_so_until_another_follows_it(
+    world: World, make_settings: Any
+) -> None:
+    world.standin.records[5].poisoned = True  # 106, the last record
+    report = await world.retried_then_skipped()
+    assert report.error is not None and not report.complete
+    assert f"record after {_checkpoint(105)} is unreadable, and the list has none after it yet" in report.error
+    assert "unreadable 4 fetch(es) in a row, could not be skipped yet" in report.error
+    [finding] = await exchange_findings(make_settings())
+    assert finding.status == "warn" and "4 fetch(es) in a row stopped at an unreadable page" in finding.message
+    assert "has none after it yet" in finding.message
+    world.standin.records.append(Record(107, H[4], T0 + 7))
+    report = await world.fetch()
+    assert (report.error, report.complete, report.added) == (None, True, 1)
+    assert set(await world.banked()) == {H[0], H[1], H[2], H[4]}
+    [finding] = await exchange_findings(make_settings())
+    assert finding.status == "ok"
 
 
 async def test_refused_credentials_are_a_clear_error_without_the_password(world: World) -> None:
@@ -233,6 +272,10 @@ async def test_md5_and_sha256_banks_take_tats_md5_and_sha256_records(world: Worl
     assert sorted((row[0], row[3]) for _signal, row in md5s) == [(MD5, "103"), ("f6" * 16, "109")]
     [(_signal, sha)] = await world.stores.banks.signal_rows("TAT_SHA256")
     assert (sha[0], sha[3]) == (SHA256, "108")
+
+
+async def test_the_password_and_tokens_are_kept_out_of_logs_and_the_database(world: World) -> None:
+    await world.fetch_keeping_secrets(lambda: [world.standin.password, *world.standin.tokens])
 
 
 def test_pytx_client_reads_the_standin(standin: tuple[TatStandin, str]) -> None:

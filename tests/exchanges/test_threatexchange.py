@@ -5,9 +5,7 @@ through the upload API."""
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from support.server import serve_in_thread
+from threatexchange.exchanges.clients.fb_threatexchange.api import ThreatExchangeAPI
 from threatexchange.exchanges.clients.fb_threatexchange.threat_updates import ThreatUpdateJSON
 from threatexchange.exchanges.fetch_state import SignalOpinionCategory
 from threatexchange.exchanges.impl.fb_threatexchange_api import FBThreatExchangeIndicatorRecord
@@ -34,7 +33,6 @@ from labeler.exchanges.fetch import fetch_exchange, http_client
 from labeler.exchanges.store import entry_note
 from labeler.exchanges.threatexchange import TYPE as THREATEXCHANGE
 from labeler.exchanges.types import FeedbackCall
-from labeler.logs import TextFormatter
 from labeler.pipeline.actions.exchange_feedback import NAME as FEEDBACK
 from labeler.pipeline.hasher import hash_image
 from labeler.store.exchange_schema import exchange_entries
@@ -49,6 +47,7 @@ VIDEO_MD5 = "b1" * 16
 TAGGED_MD5 = "d1" * 16  # HASH_MD5 tagged media_type_video: pytx reads it as a video MD5
 UNTAGGED_MD5 = "c1" * 16  # HASH_MD5 without the tag: any file's MD5, which pytx leaves alone
 OTHER_APP = "5550001234"
+_NOT_JSON = "ThreatExchange answered HTTP 200 with a body that is not JSON"
 
 
 def _shared(descriptor_id: str, *tags: str) -> list[Descriptor]:
@@ -179,31 +178,41 @@ async def test_a_sha256_bank_takes_video_sha256s_as_pytx_maps_them(world: World)
     assert {row[0]: row[3] for _signal, row in rows} == {"e1" * 32: "1011", "e2" * 32: "1012"}
 
 
-async def test_malformed_pages_and_records_are_skipped_and_logged(world: World, caplog: Any) -> None:
-    world.standin.malformed = {2: "data"}  # the second page: its data garbled, its paging intact
+async def test_unreadable_records_are_skipped_and_logged(world: World, caplog: Any) -> None:
     world.standin.indicators[0].broken = True  # 1001 without its indicator
     report = await world.fetch()
     assert report.error is None and report.complete
-    assert set(await world.banked()) == {H[1], H[3]}  # 1001 unreadable, 1003 and 1004 on the skipped page
-    assert report.skipped == [
-        "skipped 1 ThreatExchange record(s) pytx cannot read",
-        "skipped a malformed ThreatExchange page (its `data` is not a list)",
-    ]
+    assert set(await world.banked()) == {H[1], H[2], H[3]}
+    assert report.skipped == ["skipped 1 ThreatExchange record(s) pytx cannot read"]
     assert "skipped a ThreatExchange record pytx cannot read: KeyError" in caplog.text
     [exchange] = await world.stores.all()
-    assert exchange.fetch_errors == 2 and exchange.last_success_at is not None
+    assert exchange.fetch_errors == 1 and exchange.last_success_at is not None
 
 
-async def test_an_unreadable_page_stops_the_fetch_and_the_next_resumes_before_it(world: World) -> None:
-    world.standin.malformed = {2: "truncated"}  # no paging link to go on with
+@pytest.mark.parametrize("broken", ["truncated", "data"])
+async def test_an_unreadable_page_stops_the_fetch_and_the_next_resumes_before_it(world: World, broken: str) -> None:
+    world.standin.malformed = {2: broken}  # the second page: cut short, or its data garbled (its paging intact)
     report = await world.fetch()
-    assert report.error is not None and "HTTP 200 without a readable body" in report.error
+    assert report.error is not None and "page of updates since" in report.error and "will retry" in report.error
     assert report.pages == 1 and set(await world.banked()) == {H[0], H[1]}
     world.standin.malformed = {}
     world.standin.requests.clear()
     report = await world.fetch()
     assert (report.error, report.added) == (None, 2)
     assert world.standin.requests[0]["start_time"] == str(T0 + 20)
+
+
+async def test_an_indicator_that_keeps_its_page_unreadable_is_skipped_after_retries(world: World) -> None:
+    world.standin.indicators[3].poisoned = True  # 1004 (T0 + 40): every page holding it is cut short
+    report = await world.retried_then_skipped()
+    assert (report.error, report.complete) == (None, True)
+    gave_up = [(T0 + 30, T0 + 31), (T0 + 31, T0 + 33), (T0 + 33, T0 + 37), (T0 + 37, T0 + 45)]  # 1, 2, 4, 8 s
+    assert report.skipped == [f"skipped ThreatExchange's updates from {a} to {b}: " + _NOT_JSON for a, b in gave_up]
+    assert set(await world.banked()) == {H[0], H[1], H[3]}  # 1004's H[2] alone is lost
+    [exchange] = await world.stores.all()
+    assert (exchange.checkpoint, exchange.last_error) == ({"update_time": T0 + 80, "last_fetch_time": T0 + 100}, None)
+    narrowed = [q["start_time"] for q in world.standin.requests if q.get("limit") == "1" and "after" not in q]
+    assert narrowed == [str(T0 + 30), str(T0 + 31), str(T0 + 33), str(T0 + 37), str(T0 + 45)]
 
 
 async def test_a_bad_token_is_a_clear_error_without_the_token(world: World) -> None:
@@ -285,23 +294,23 @@ async def test_a_checkpoint_older_than_85_days_reads_the_group_again(world: Worl
 
 
 async def test_the_token_is_kept_out_of_logs_and_the_database(world: World) -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(TextFormatter())
-    root = logging.getLogger()
-    before = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        await world.fetch()
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(before)
-    logged = stream.getvalue()
-    assert "access_token=[redacted]" in logged and world.standin.secret not in logged  # httpx's request lines
-    async with world.stores.engine.connect() as conn:
-        rows = [json.dumps(list(r), default=str) for r in await conn.execute(sa.text("SELECT * FROM exchanges"))]
-    assert rows and not any(world.standin.secret in r for r in rows)
+    logged = await world.fetch_keeping_secrets(lambda: [world.standin.secret])
+    assert "access_token=[redacted]" in logged  # httpx's request lines
+
+
+def test_pytx_client_reads_the_standin(standin: tuple[ThreatExchangeStandin, str]) -> None:
+    """python-threatexchange's own client (`get_threat_updates`, following Graph's cursors; a reaction) reads
+    from and writes to the stand-in what ours does, so the stand-in speaks the format pytx expects."""
+    server, url = standin
+    client = ThreatExchangeAPI(server.token, endpoint_override=url)
+    cursor = client.get_threat_updates(  # as pytx's FBThreatExchangeSignalExchangeAPI.fetch_iter asks
+        int(server.privacy_group), start_time=T0, page_size=100, fields=ThreatUpdateJSON.te_threat_updates_fields(),
+        decode_fn=ThreatUpdateJSON,
+    )  # fmt: skip
+    read = [(u.id, u.indicator, u.threat_type, u.time, u.should_delete) for page in cursor for u in page]
+    assert read == [(int(i.id), i.indicator, i.type, i.last_updated, False) for i in server.indicators]
+    assert client.react_to_threat_descriptor(2002, "HELPFUL") == [None, None, {"success": True}]  # error, exception
+    assert server.reacted == [("2002", "HELPFUL", "")]
 
 
 def test_cli_add_fetch_list_remove_and_a_fetched_hash_matches_over_the_upload_api(

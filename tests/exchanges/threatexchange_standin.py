@@ -13,7 +13,8 @@ window of a whole number of pages ends with an empty page. A withdrawn indicator
 tombstone: `should_delete` true and no `descriptors`.
 
 Test controls: `page_size`; `malformed` (offset into the window → "data": that page's `data` is not a list,
-its paging intact; "truncated": the body is cut short); `fail_after` (after that many threat_updates requests
+its paging intact; "truncated": the body is cut short; an indicator's `poisoned` cuts short any page holding it,
+for as long as it is listed: HMA issue #2004); `fail_after` (after that many threat_updates requests
 every one fails: Graph's transient 500, an outage mid-fetch, or with `failure` "throttled" its rate-limit 400);
 `next_base` (the scheme and host its `next` links name instead of its own); `stuck` (every page after the first
 links to itself as the next, a paging bug); `requests` (every threat_updates
@@ -64,6 +65,7 @@ class Indicator:
     descriptors: list[Descriptor] = field(default_factory=list)
     deleted: bool = False
     broken: bool = False  # sent without its `indicator`, which pytx cannot read
+    poisoned: bool = False  # any page holding it is cut short
 
 
 @dataclass
@@ -151,7 +153,7 @@ class ThreatExchangeStandin:
             following = {k: v for k, v in query.items() if k != "after"} | {"after": _cursor(after)}
             paging["next"] = f"{base}{request.url.path}?{urllib.parse.urlencode(following)}"
         answer["paging"] = paging
-        broken = self.malformed.get(offset)
+        broken = "truncated" if any(i.poisoned for i in page) else self.malformed.get(offset)
         if broken == "truncated":
             return Response(json.dumps(answer)[:40], media_type="application/json")
         if broken == "data":
