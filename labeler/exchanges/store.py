@@ -20,13 +20,14 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from labeler.exchanges.errors import ExchangeError
 from labeler.pipeline.banks import BankError, BankStore, EntryInput
 from labeler.pipeline.signals.values import normalised_hash
 from labeler.protocol import syntax
-from labeler.store.engine import is_sqlite, write_transaction
+from labeler.store.engine import StoreError, is_sqlite, write_transaction
 from labeler.store.exchange_schema import exchange_entries, exchanges
 
 log = logging.getLogger(__name__)
@@ -111,17 +112,19 @@ class ExchangeStore:
     async def add(
         self, name: str, type_: str, bank: str, options: dict[str, Any], *, carries: Sequence[str]
     ) -> Exchange:
-        """Add exchange `name` of type `type_` (which carries the signal types `carries`) feeding `bank`."""
-        await self.check_new(name, type_, bank, carries=carries)
-        async with write_transaction(self.engine, "exchange add") as conn:
-            if (await conn.execute(sa.select(exchanges.c.name).where(exchanges.c.name == name))).first():
-                raise ExchangeError(f"exchange {name!r} already exists")
-            values = {"name": name, "type": type_, "bank": bank, "options": options, "created_at": syntax.now()}
-            await conn.execute(exchanges.insert().values(**values))
+        """Add exchange `name` of type `type_` (which carries the signal types `carries`) feeding `bank`. The name is
+        the table's primary key, so of two processes adding one name at once the database refuses the second."""
+        await self._insert(name, type_, bank, options, carries=carries, keep=True)
         return await self.get(name)
 
     async def check_new(self, name: str, type_: str, bank: str, *, carries: Sequence[str]) -> None:
-        """ExchangeError unless `add` can add this exchange now: checked before asking anyone for credentials."""
+        """ExchangeError unless `add` can add this exchange now: checked before asking anyone for credentials, by
+        the insert `add` makes, rolled back."""
+        await self._insert(name, type_, bank, {}, carries=carries, keep=False)
+
+    async def _insert(
+        self, name: str, type_: str, bank: str, options: dict[str, Any], *, carries: Sequence[str], keep: bool
+    ) -> None:
         check_exchange_name(name)
         try:
             signal_type = await self.banks.signal_type(bank)
@@ -130,8 +133,18 @@ class ExchangeStore:
         if signal_type not in carries:
             carried = ", ".join(carries)
             raise ExchangeError(f"bank {bank!r} holds {signal_type} hashes; {type_} carries {carried}")
-        if await self.all(name):
-            raise ExchangeError(f"exchange {name!r} already exists")
+        values = {"name": name, "type": type_, "bank": bank, "options": options, "created_at": syntax.now()}
+        try:
+            async with write_transaction(self.engine, "exchange add") as conn:
+                await conn.execute(exchanges.insert().values(**values))
+                if not keep:
+                    raise _RolledBack
+        except _RolledBack:
+            pass
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise ExchangeError(f"exchange {name!r} already exists") from None
+            raise
 
     async def all(self, name: str | None = None) -> list[Exchange]:
         """Every exchange, or only `name`'s (its entries alone counted, not the whole table's)."""
@@ -287,6 +300,10 @@ class ExchangeStore:
                 excluded = stmt.excluded
                 update = {"value": excluded.value, "fetched_at": excluded.fetched_at}
                 await conn.execute(stmt.on_conflict_do_update(index_elements=["exchange", "remote_id"], set_=update))
+
+
+class _RolledBack(Exception):
+    """Leaves `ExchangeStore._insert`'s transaction undone: `check_new` asks the insert, not to keep it."""
 
 
 def _exchange(row: Any, entries: int) -> Exchange:
