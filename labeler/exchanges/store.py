@@ -2,11 +2,13 @@
 
 A page is applied in an order that makes applying it again harmless, so a crash anywhere in between (before the
 checkpoint moved past the page) costs nothing but the repeat: first the bank entries of hashes the exchange
-withdrew or changed are removed, then the new hashes are added (a known hash is skipped), then the record of
-what the exchange holds (`exchange_entries`) is written. A bank entry is removed only when no entry of any
-exchange feeding the bank still carries its hash, and only if an exchange put it there (its note), so a hash
-also imported by hand stays. Which exchange put it there does not matter: when several carry one hash, the one
-that banked it first may withdraw it before the others, and the last to withdraw it must still remove it.
+withdrew or changed are removed or given another source, then the new hashes are added (a known hash is skipped),
+then the record of what the exchange holds (`exchange_entries`) is written. A bank entry is removed only when no
+entry of any exchange feeding the bank still carries its hash, and only if an exchange put it there (its note), so
+a hash also imported by hand stays. Which exchange put it there does not decide the removal: when several carry
+one hash, the one that banked it first may withdraw it before the others, and the last to withdraw it must still
+remove it. It decides the entry's source, though (its note and external id, which matches show and feedback is
+sent to): an entry whose source no longer carries the hash is given one that does.
 """
 
 from __future__ import annotations
@@ -256,12 +258,13 @@ class ExchangeStore:
             known = sa.select(exchange_entries.c.remote_id, exchange_entries.c.value)
             held = dict((await conn.execute(known.where(mine, exchange_entries.c.remote_id.in_(wanted)))).all())
             changed = {rid: value for rid, value in wanted.items() if held.get(rid) != value}
-            withdrawn = {held[rid] for rid in changed if rid in held} - {v for v in wanted.values() if v}
-            still_held = await self._held_elsewhere(conn, exchange.bank, withdrawn, exclude=(exchange.name, changed))
-        for value in withdrawn - still_held:
-            found = await self.banks.find_entry(exchange.bank, value)
-            if found is not None and exchange_of_note(found[1]) is not None:
-                applied.removed += await self.banks.remove_entry(exchange.bank, found[0])
+            left = {held[rid] for rid in changed if rid in held}  # hashes entries of this page no longer carry
+            carriers = await self._carriers(conn, exchange.bank, left, exclude=(exchange.name, changed))
+        for rid, value in changed.items():
+            if value is not None and value in left:
+                carriers.setdefault(value, set()).add((exchange.name, rid))
+        for value in left:
+            applied.removed += await self._follow_carriers(exchange.bank, value, carriers.get(value, set()))
         new = {value: rid for rid, value in changed.items() if value is not None}
         if new:
             note = entry_note(exchange.name)
@@ -270,21 +273,39 @@ class ExchangeStore:
         await self._record(exchange.name, wanted)
         return applied
 
-    async def _held_elsewhere(
+    async def _follow_carriers(self, bank: str, value: str, carriers: set[tuple[str, str]]) -> int:
+        """Make `bank`'s entry of `value`, if an exchange put it there, agree with the exchange entries that carry
+        it now (`carriers`: exchange name, remote id): removed when none does (returns 1), otherwise naming one
+        of them if it names none, so a match and its feedback go to an exchange that still has the entry."""
+        found = await self.banks.find_entry(bank, value)
+        if found is None or exchange_of_note(found[2]) is None:
+            return 0  # not banked, or imported by hand: not the exchanges' to change
+        entry_id, external_id, note = found
+        if not carriers:
+            return int(await self.banks.remove_entry(bank, entry_id))
+        if (exchange_of_note(note), external_id) not in carriers:
+            name, remote_id = min(carriers)
+            await self.banks.reattribute(bank, entry_id, external_id=remote_id, note=entry_note(name))
+        return 0
+
+    async def _carriers(
         self, conn: Any, bank: str, values: set[str], *, exclude: tuple[str, dict[str, str | None]]
-    ) -> set[str]:
-        """Which of `values` an entry of an exchange feeding `bank` still carries, other than the entries of this
-        page that change (`exclude`: this exchange's name and the changing remote ids)."""
+    ) -> dict[str, set[tuple[str, str]]]:
+        """Which entries (exchange name, remote id) of the exchanges feeding `bank` still carry each of `values`,
+        other than the entries of this page that change (`exclude`: this exchange's name and the changing ids)."""
         if not values:
-            return set()
+            return {}
         name, changing = exclude
         query = (
-            sa.select(exchange_entries.c.value)
+            sa.select(exchange_entries.c.value, exchange_entries.c.exchange, exchange_entries.c.remote_id)
             .join(exchanges, exchanges.c.name == exchange_entries.c.exchange)
             .where(exchanges.c.bank == bank, exchange_entries.c.value.in_(values))
             .where(sa.not_(sa.and_(exchange_entries.c.exchange == name, exchange_entries.c.remote_id.in_(changing))))
         )
-        return {str(v) for v in (await conn.execute(query)).scalars()}
+        carriers: dict[str, set[tuple[str, str]]] = {}
+        for value, exchange, remote_id in await conn.execute(query):
+            carriers.setdefault(str(value), set()).add((str(exchange), str(remote_id)))
+        return carriers
 
     async def _record(self, name: str, wanted: dict[str, str | None]) -> None:
         stamp = syntax.now()

@@ -4,8 +4,9 @@ Bank names follow HMA's rule (`[A-Z_][A-Z0-9_]*`) so a bank can move between the
 holds hashes of one signal type (`signals`): PDQ entries live in `bank_entries` (the table the PDQ index loads),
 the others in `bank_signals`. An entry's id is its row id; `(bank, hash)` is unique, so importing the same file
 twice adds nothing. Each change (entries added, an entry removed, a bank dropped) appends one `bank_changes` row in
-the same transaction; on PostgreSQL the change log is locked for the transaction so ids commit in order and a
-reader that has seen id N has seen everything below it.
+the same transaction (an entry given another source appends its removal and its addition); on PostgreSQL the
+change log is locked for the transaction so ids commit in order and a reader that has seen id N has seen
+everything below it.
 """
 
 from __future__ import annotations
@@ -160,16 +161,32 @@ class BankStore:
                 await self._log(conn, name, "remove", entry_id, entry_id, signal_type)
         return removed
 
-    async def find_entry(self, name: str, value: str) -> tuple[int, str | None] | None:
-        """(id, note) of bank `name`'s entry holding `value` (validated for its signal type), or None."""
+    async def reattribute(self, name: str, entry_id: int, *, external_id: str | None, note: str | None) -> bool:
+        """Give bank `name`'s entry `entry_id` another source (external id and note), keeping its id. Logged as its
+        removal and its addition, the changes every process already replays: each drops its copy of the entry
+        and reads the row again, so matches everywhere name the new source."""
+        async with self._change() as conn:
+            bank_id, signal_type = await self._bank(conn, name)
+            table = _entry_table(signal_type)
+            values = {"external_id": external_id, "note": note[:_MAX_NOTE] if note else None}
+            stmt = table.update().where(table.c.id == entry_id, table.c.bank_id == bank_id).values(**values)
+            changed = (await conn.execute(stmt)).rowcount == 1
+            if changed:
+                await self._log(conn, name, "remove", entry_id, entry_id, signal_type)
+                await self._log(conn, name, "add", entry_id, entry_id, signal_type)
+        return changed
+
+    async def find_entry(self, name: str, value: str) -> tuple[int, str | None, str | None] | None:
+        """(id, external id, note) of bank `name`'s entry holding `value` (validated for its signal type), or
+        None."""
         async with self.engine.connect() as conn:
             bank_id, signal_type = await self._bank(conn, name)
             table = _entry_table(signal_type)
             column = "pdq" if signal_type == PDQ else "value_key"
             key = _stored(signal_type, value)[column]
-            query = sa.select(table.c.id, table.c.note).where(table.c.bank_id == bank_id, table.c[column] == key)
-            found = (await conn.execute(query)).first()
-        return None if found is None else (int(found.id), found.note)
+            query = sa.select(table.c.id, table.c.external_id, table.c.note)
+            found = (await conn.execute(query.where(table.c.bank_id == bank_id, table.c[column] == key))).first()
+        return None if found is None else (int(found.id), found.external_id, found.note)
 
     async def signal_type(self, name: str) -> str:
         """The signal type of bank `name`; BankError if there is none."""

@@ -20,6 +20,7 @@ from labeler.config import Settings
 from labeler.exchanges.doctor import exchange_findings
 from labeler.exchanges.store import entry_note
 from labeler.exchanges.tat import TYPE as TAT
+from labeler.pipeline.bank_sync import SyncedBanks
 from labeler.pipeline.banks import EntryInput
 from labeler.store.exchange_schema import exchange_entries
 
@@ -133,19 +134,29 @@ async def test_a_hash_also_imported_by_hand_stays_when_tat_deletes_it(world: Wor
 
 
 async def test_a_hash_two_exchanges_carry_leaves_the_bank_when_the_last_of_them_deletes_it(world: World) -> None:
+    """Withdrawn by the exchange that banked it, a hash another exchange carries stays, and from then on names
+    that exchange and its id there, in the bank and in a running process's matcher (through the change log)."""
     other = TatStandin(records=[Record(900, H[1], T0 + 1)])
+    matcher = SyncedBanks(world.stores.banks, poll_interval=3600)
     with serve_in_thread(other.app()) as server:
         await world.stores.add("tat2", "tat", "TAT", {"url": server.url}, carries=TAT.signal_types)
         world.credentials({"user": other.user, "password": other.password}, name="tat2")
         await world.fetch()
         assert (await world.fetch("tat2")).added == 0  # banked already, by the first exchange
+        [before] = await matcher.lookup(H[1], max_distance=0)
+        assert (before.external_id, before.note) == ("102", entry_note("tat"))
         records = {r.id: r for r in world.standin.records}
         records[102].deleted, records[102].updated_on = True, T0 + 60
         assert (await world.fetch()).removed == 0  # the other exchange still carries it
-        assert (await world.banked())[H[1]] == ("102", entry_note("tat"))
+        assert (await world.banked())[H[1]] == ("900", entry_note("tat2"))
+        await matcher.refresh()
+        [after] = await matcher.lookup(H[1], max_distance=0)
+        assert (after.entry_id, after.external_id, after.note) == (before.entry_id, "900", entry_note("tat2"))
         other.records[0].deleted, other.records[0].updated_on = True, T0 + 60
         assert (await world.fetch("tat2")).removed == 1  # no exchange carries it any more
-    assert H[1] not in await world.banked()
+    await matcher.refresh()
+    assert H[1] not in await world.banked() and await matcher.lookup(H[1], max_distance=0) == []
+    await matcher.aclose()
 
 
 async def test_malformed_records_are_skipped_and_logged_and_the_fetch_moves_past_them(
