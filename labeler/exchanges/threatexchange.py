@@ -24,11 +24,12 @@ StopNCII's is skipped: Graph's cursors are opaque, so the start time moves on pa
 … seconds (at most `_MAX_SKIPS` times a fetch, never past now) until a page reads again, each skip logged and
 counted with the interval it gave up.
 
-Graph's `next` links are absolute URLs; one is followed only to the configured host and the same path, with our
-token put back in place of the one it carries, so a bad answer cannot send the token or us anywhere else. Errors
-come as `{"error": {"code": …, "type": …}}`, mostly with HTTP 400: code 190 (an invalid or expired token) and
-permission codes are auth failures, transient and rate-limit codes outages. ThreatExchange keeps tombstones for 90
-days, so a checkpoint older than pytx's 85 days is dropped and the group read again from the start.
+Graph's `next` links are absolute URLs; one is followed only to the configured host and the same path
+(`GraphClient.next_page`), with our token put back in place of the one it carries, so a bad answer cannot send the
+token or us anywhere else. Errors come as `{"error": {"code": …, "type": …}}`, mostly with HTTP 400: code 190 (an
+invalid or expired token) and permission codes are auth failures, transient and rate-limit codes outages.
+ThreatExchange keeps tombstones for 90 days, so a checkpoint older than pytx's 85 days is dropped and the group
+read again from the start.
 """
 
 from __future__ import annotations
@@ -135,6 +136,21 @@ class GraphClient:
             raise UnreadablePage("ThreatExchange answered HTTP 200 with a body that is not JSON")
         raise self._error(status, answer)
 
+    def next_page(self, answer: Any, path: str) -> dict[str, str] | None:
+        """The query of the page after `answer` (a page of `path`, an edge), without the token; None after the
+        last. A link to another host or another path is refused: it would take our token there."""
+        paging = answer.get("paging") if isinstance(answer, dict) else None
+        following = paging.get("next") if isinstance(paging, dict) else None
+        if following is None:
+            return None
+        if not isinstance(following, str):
+            raise ExchangeError("ThreatExchange's paging link is not a URL; will retry")
+        parts = urllib.parse.urlsplit(following)
+        if not self.same_origin(following) or parts.path.rstrip("/") != urllib.parse.urlsplit(path).path.rstrip("/"):
+            where = f"{parts.scheme}://{parts.netloc}{parts.path}"
+            raise ExchangeError(f"refused ThreatExchange's paging link to {where}: it leaves {path}")
+        return {k: v for k, v in urllib.parse.parse_qsl(parts.query) if k != "access_token"}
+
     def _error(self, status: int, answer: Any) -> ExchangeError:
         error = answer.get("error") if isinstance(answer, dict) else None
         if not isinstance(error, dict):
@@ -186,7 +202,7 @@ async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> Asy
             yield Page([], {"update_time": highest, "last_fetch_time": now}, False, problem)
             url, params, followed = path, _first_params(highest, one=True), Followed("ThreatExchange")
             continue
-        following = _next_link(client, path, answer)
+        following = client.next_page(answer, path)
         problems = [_RESTARTED] if restarted else []
         restarted = False
         updates, latest, unreadable = parse_records(records, app_id=client.app_id)
@@ -197,7 +213,7 @@ async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> Asy
         yield Page(updates, checkpoint, following is None, "; ".join(problems) or None)
         if following is None:
             return
-        url, params = following
+        url, params = path, following
         narrowed = 0 if skips else max(0, narrowed - 1)
         if params.get("limit") == "1" and not narrowed:  # past what was skipped: whole pages again, from there
             url, params, followed = path, _first_params(highest), Followed("ThreatExchange")
@@ -241,23 +257,6 @@ def _first_params(start: int, *, one: bool = False) -> dict[str, str]:
         "types": ",".join(indicator_types()),
     }
     return params | ({"start_time": str(start)} if start else {})
-
-
-def _next_link(client: GraphClient, path: str, answer: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
-    """Where the next page is (its URL without query, and its query without the token), or None after the last.
-    A link to another host or another path is refused: it would take our token there."""
-    paging = answer.get("paging")
-    following = paging.get("next") if isinstance(paging, dict) else None
-    if following is None:
-        return None
-    if not isinstance(following, str):
-        raise ExchangeError("ThreatExchange's paging link is not a URL; will retry")
-    parts = urllib.parse.urlsplit(following)
-    if not client.same_origin(following) or parts.path.rstrip("/") != urllib.parse.urlsplit(path).path.rstrip("/"):
-        where = f"{parts.scheme}://{parts.netloc}{parts.path}"
-        raise ExchangeError(f"refused ThreatExchange's paging link to {where}: not the privacy group's threat_updates")
-    query = {k: v for k, v in urllib.parse.parse_qsl(parts.query) if k != "access_token"}
-    return path, query
 
 
 class ThreatExchangeType(ExchangeType):

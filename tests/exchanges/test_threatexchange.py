@@ -6,6 +6,7 @@ through the upload API."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from labeler.exchanges.errors import ExchangeAuthError, ExchangeError, ExchangeU
 from labeler.exchanges.fetch import fetch_exchange, http_client
 from labeler.exchanges.store import entry_note
 from labeler.exchanges.threatexchange import TYPE as THREATEXCHANGE
+from labeler.exchanges.threatexchange_feedback import MAX_DESCRIPTOR_PAGES
 from labeler.exchanges.types import FeedbackCall
 from labeler.pipeline.actions.exchange_feedback import NAME as FEEDBACK
 from labeler.pipeline.hasher import hash_image
@@ -382,6 +384,37 @@ async def test_feedback_reacts_to_the_other_members_descriptors_as_pytx_reads_re
         assert [d.reactions for d in server.indicators[1].descriptors] == [
             {"HELPFUL": [], "DISAGREE_WITH_TAGS": [server.app_id]}
         ]
+
+
+async def test_feedback_reaches_descriptors_on_every_page_of_the_edge(
+    standin: tuple[ThreatExchangeStandin, str],
+) -> None:
+    """An indicator with more descriptors than a page of its edge lists: the other members' descriptors on every
+    page get the reaction. One listing more than MAX_DESCRIPTOR_PAGES pages gets none (refused whole), and a paging
+    link to another host is refused before anything is sent there."""
+    server, _url = standin
+    server.descriptor_page_size = 2
+    [indicator] = [i for i in server.indicators if i.id == "1004"]
+    others = [Descriptor(str(3000 + i), str(5550002000 + i)) for i in range(4)]
+    indicator.descriptors += [Descriptor("2104", server.app_id), *others]  # six: three pages, one of them ours
+    async with http_client(allow_private=True) as http:
+        await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1004"))
+        assert [reacted for reacted, _given, _removed in server.reacted] == ["2004", "3000", "3001", "3002", "3003"]
+        server.reacted.clear()
+        server.descriptor_page_size = 1
+        indicator.descriptors = [Descriptor(str(4000 + i), "5550009999") for i in range(MAX_DESCRIPTOR_PAGES)]
+        await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1004"))
+        assert len(server.reacted) == MAX_DESCRIPTOR_PAGES  # as many pages as allowed: all reached
+        server.reacted.clear()
+        indicator.descriptors.append(Descriptor("4999", "5550009999"))
+        with pytest.raises(ExchangeError, match=f"more than {MAX_DESCRIPTOR_PAGES} pages of descriptors"):
+            await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1004"))
+        server.next_base = "https://elsewhere.example"
+        with pytest.raises(
+            ExchangeError, match=re.escape("refused ThreatExchange's paging link to https://elsewhere.example/")
+        ):
+            await THREATEXCHANGE.send_feedback(feedback_call(standin, http, "1004"))
+    assert server.reacted == []
 
 
 async def test_feedback_refusals_and_outages(standin: tuple[ThreatExchangeStandin, str]) -> None:

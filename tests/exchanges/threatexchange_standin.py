@@ -21,8 +21,10 @@ links to itself as the next, a paging bug); `requests` (every threat_updates
 query, in order); `down` (indicator and descriptor requests answer a transient 500); `reacted` (every reaction
 POST, in order).
 
-Feedback: `GET /v26.0/<indicator id>?fields=descriptors{…}` answers the indicator with its `descriptors` edge (Graph
-leaves the edge out when nothing is in it); `POST /v26.0/<descriptor id>/` with `reactions` and
+Feedback: `GET /v26.0/<indicator id>?fields=descriptors{…}` answers the indicator with the first page of its
+`descriptors` edge (`descriptor_page_size` of them, 25 as Graph's edges; Graph leaves the edge out when nothing is
+in it), whose `next` link (on `next_base` when set) is `GET /v26.0/<indicator id>/descriptors` with the token,
+`fields`, `limit` and an `after` cursor; `POST /v26.0/<descriptor id>/` with `reactions` and
 `reactions_to_remove` (in the query, as pytx sends them, or the form) adds and removes this app's reactions and
 answers `{"success": true}`; a reaction Graph does not know is a 400 (code 100).
 """
@@ -83,6 +85,7 @@ class ThreatExchangeStandin:
     requests: list[dict[str, str]] = field(default_factory=list)
     down: bool = False  # every indicator and descriptor request answers Graph's transient 500
     reacted: list[tuple[str, str, str]] = field(default_factory=list)  # (descriptor, reactions, reactions_to_remove)
+    descriptor_page_size: int = 25  # Graph's default page of an edge
 
     @property
     def token(self) -> str:
@@ -94,6 +97,7 @@ class ThreatExchangeStandin:
             routes=[
                 Route(VERSION + "/{group}/threat_updates", updates),
                 Route(VERSION + "/{group}/threat_updates/", updates),
+                Route(VERSION + "/{node}/descriptors", self._descriptors),
                 Route(VERSION + "/{node}", node, methods=["GET", "POST"]),
                 Route(VERSION + "/{node}/", node, methods=["GET", "POST"]),
             ]
@@ -160,22 +164,32 @@ class ThreatExchangeStandin:
             answer["data"] = "internal error"
         return JSONResponse(answer)
 
-    async def _node(self, request: Request) -> Response:
-        """GET an indicator (its `descriptors` edge) or POST reactions to a descriptor."""
+    def _unanswered(self, request: Request) -> Response | None:
+        """Graph's answer to an indicator or descriptor request with a refused token, or while `down`; None: the
+        request is to be answered."""
         refused = self._refused(request)
         if refused is not None:
             return refused
         if self.down:
             return graph_error(500, "An unknown error occurred", "OAuthException", 1, transient=True)
+        return None
+
+    def _indicator(self, node: str) -> Indicator | None:
+        return next((i for i in self.indicators if i.id == node and not i.deleted), None)
+
+    async def _node(self, request: Request) -> Response:
+        """GET an indicator (its `descriptors` edge) or POST reactions to a descriptor."""
+        unanswered = self._unanswered(request)
+        if unanswered is not None:
+            return unanswered
         node = request.path_params["node"]
         if request.method == "GET":
-            found = next((i for i in self.indicators if i.id == node and not i.deleted), None)
+            found = self._indicator(node)
             if found is None:
                 return unknown_object(node)
             answer: dict[str, Any] = {"id": found.id}
             if "descriptors" in _top_fields(request.query_params.get("fields", "")) and found.descriptors:
-                shown = [{"id": d.id, "owner": {"id": d.owner}} for d in found.descriptors]
-                answer["descriptors"] = {"data": shown, "paging": {"cursors": {"before": "QVFI", "after": "QVFI"}}}
+                answer["descriptors"] = self._descriptor_page(request, found, 0, self.descriptor_page_size)
             return JSONResponse(answer)
         descriptor = next((d for i in self.indicators for d in i.descriptors if d.id == node), None)
         if descriptor is None:
@@ -195,6 +209,36 @@ class ThreatExchangeStandin:
             if self.app_id not in added:  # a reaction is one per app
                 added.append(self.app_id)
         return JSONResponse({"success": True})
+
+    async def _descriptors(self, request: Request) -> Response:
+        """GET `/<indicator id>/descriptors`: the edge's page at the `after` cursor, as its `next` links ask."""
+        unanswered = self._unanswered(request)
+        if unanswered is not None:
+            return unanswered
+        node = request.path_params["node"]
+        found = self._indicator(node)
+        if found is None:
+            return unknown_object(node)
+        try:
+            offset = _offset(request.query_params.get("after"))
+            limit = min(int(request.query_params.get("limit", "25")), self.descriptor_page_size)
+        except ValueError:
+            return graph_error(400, "(#100) Invalid parameter", "OAuthException", 100)
+        return JSONResponse(self._descriptor_page(request, found, offset, limit))
+
+    def _descriptor_page(self, request: Request, indicator: Indicator, offset: int, limit: int) -> dict[str, Any]:
+        """A page of an indicator's descriptors edge (id and owner), with a `next` link to the rest as Graph
+        writes it: absolute, on the edge's own path, carrying the token."""
+        page = indicator.descriptors[offset : offset + limit]
+        paging: dict[str, Any] = {"cursors": {"before": _cursor(offset), "after": _cursor(offset + len(page))}}
+        if offset + limit < len(indicator.descriptors):
+            base = self.next_base or f"{request.url.scheme}://{request.url.netloc}"
+            query = {
+                "access_token": request.query_params.get("access_token", ""), "fields": "id,owner{id}",
+                "limit": str(limit), "after": _cursor(offset + limit),
+            }  # fmt: skip
+            paging["next"] = f"{base}{VERSION}/{indicator.id}/descriptors?{urllib.parse.urlencode(query)}"
+        return {"data": [{"id": d.id, "owner": {"id": d.owner}} for d in page], "paging": paging}
 
 
 def record(indicator: Indicator, wanted: set[str]) -> dict[str, Any]:
