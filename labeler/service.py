@@ -84,6 +84,7 @@ class Labeler:
             keys_dir=settings.keys_dir,
             allow_private=settings.allow_private_fetch,
             interval=self.pipeline.options.exchange_fetch_seconds,
+            max_pages=self.pipeline.options.exchange_fetch_pages,
         )
         self.metrics.registry.register(ExchangeCollector(lambda: self.exchanges.snapshot))
         # Firehose / Jetstream consumers (when configured); they run only when `start(sources=True)`.

@@ -191,20 +191,22 @@ def exchange_list(as_json: bool) -> None:
 @exchange.command("fetch")
 @click.argument("names", nargs=-1)
 def exchange_fetch(names: tuple[str, ...]) -> None:
-    """Fetch NAMES (every exchange when none is named) now, from where the last fetch stopped."""
+    """Fetch NAMES (every exchange when none is named) now, from where the last fetch stopped, up to
+    `exchange_fetch_pages` pages each (the schedule goes on from there, or fetch again)."""
     settings = settings_or_exit()
 
-    interval = load_options(settings).exchange_fetch_seconds or None
-
     async def body(store: ExchangeStore) -> list[FetchReport]:
+        options = load_options(settings)
+        interval = options.exchange_fetch_seconds or None
         wanted = list(names) or [e.name for e in await store.all()]
         reports = []
         async with http_client(allow_private=settings.allow_private_fetch) as http:
             for name in wanted:
                 await store.get(name)  # an unknown name is an error, not "busy"
                 report = await fetch_leased(
-                    store, owner=process_owner(), keys_dir=settings.keys_dir, http=http, name=name, interval=interval
-                )
+                    store, owner=process_owner(), keys_dir=settings.keys_dir, http=http, name=name, interval=interval,
+                    max_pages=options.exchange_fetch_pages,
+                )  # fmt: skip
                 busy = "being fetched by another process; try again when it is done"
                 reports.append(report or FetchReport(name, error=busy))
         return reports
@@ -214,7 +216,8 @@ def exchange_fetch(names: tuple[str, ...]) -> None:
         click.echo(
             f"{report.name}: {report.pages} pages, {report.added} added, {report.removed} removed, "
             f"{len(report.skipped)} skipped" + (f"; stopped: {report.error}" if report.error else "")
-        )
+            + ("; more to fetch after exchange_fetch_pages pages: the next fetch goes on" if report.more else "")
+        )  # fmt: skip
     if any(r.error for r in reports):
         raise SystemExit(1)
 

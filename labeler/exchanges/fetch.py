@@ -11,10 +11,17 @@ exchange's end, and from the `UNREADABLE_TRIES`th on the type is asked to skip w
 in the way its paging allows, reading again first what it can, logged and counted like any skip. The count is not
 reset by pages applied before the unreadable one: a fetch that resumes from a time (ThreatExchange, an NCMEC window
 whose paging link expired) applies again the pages before it, and would never count past one.
+
+A fetch reads at most `max_pages` pages (`[pipeline] exchange_fetch_pages`), then ends as it would at an outage,
+checkpointed, but without an error (`more`): an exchange with millions of entries, or one that pages on for ever,
+would otherwise hold its lease, and the process that fetches it, for as long as it goes on, and no other exchange
+would be fetched there meanwhile. The schedule fetches it again as soon as the exchanges already due have had
+their turn (`schedule.fetch_leased`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -26,10 +33,11 @@ import httpx
 
 from labeler.exchanges.credentials import read_credentials
 from labeler.exchanges.errors import ExchangeError, UnreadablePage
-from labeler.exchanges.store import UNREADABLE, ExchangeStore
-from labeler.exchanges.types import Fetching, exchange_type
+from labeler.exchanges.store import UNREADABLE, Exchange, ExchangeStore
+from labeler.exchanges.types import Fetching, Page, exchange_type
 from labeler.outbound import public_transport
 from labeler.pipeline.banks import BankError
+from labeler.pipeline.options import PipelineOptions
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,7 @@ class FetchReport:
     removed: int = 0
     skipped: list[str] = field(default_factory=list)  # skipped pages and entries, why
     complete: bool = False  # reached the exchange's end
+    more: bool = False  # stopped at its page budget before the end: the next fetch goes on from there
     error: str | None = None  # why the fetch stopped early
 
 
@@ -62,8 +71,10 @@ async def fetch_exchange(
     keys_dir: Path,
     http: httpx.AsyncClient,
     clock: Callable[[], float] = time.time,
+    max_pages: int = PipelineOptions.exchange_fetch_pages,
 ) -> FetchReport:
-    """Fetch exchange `name` from its checkpoint to the exchange's end (or until an error stops it)."""
+    """Fetch exchange `name` from its checkpoint to the exchange's end, or until an error stops it, or for
+    `max_pages` pages."""
     report = FetchReport(name)
     exchange = await store.get(name)
     at, unreadable = exchange.resume_at or {}, exchange.unreadable  # the checkpoint saved last, and its count
@@ -73,21 +84,14 @@ async def fetch_exchange(
         credentials = read_credentials(keys_dir, name)
         skip = unreadable >= UNREADABLE_TRIES
         fetching = Fetching(exchange.options, credentials, exchange.resume_at, http, clock, skip_unreadable=skip)
-        async for page in kind.pages(fetching):
-            if page.problem is not None:
-                log.warning("exchange %s: %s", name, page.problem)
-                report.skipped.append(page.problem)
-                await store.record_error(name, page.problem)
-            applied = await store.apply(exchange, signal_type, page.updates)
-            if applied.invalid:
-                why = f"entries with a malformed {signal_type} hash: {', '.join(applied.invalid[:5])}"
-                log.warning("exchange %s: skipped %d %s", name, len(applied.invalid), why)
-                report.skipped.append(why)
-            at, unreadable = page.checkpoint, 0 if page.last else unreadable
-            await store.save_checkpoint(name, at | ({UNREADABLE: unreadable} if unreadable else {}), complete=page.last)
-            report.pages += 1
-            report.added += applied.added
-            report.removed += applied.removed
+        async with contextlib.aclosing(kind.pages(fetching)) as pages:
+            async for page in pages:
+                at, unreadable = page.checkpoint, 0 if page.last else unreadable
+                await _apply(store, exchange, signal_type, page, unreadable, report)
+                if report.pages >= max_pages and not page.last:
+                    report.more = True
+                    log.info("exchange %s: %d pages fetched, the next fetch goes on", name, report.pages)
+                    return report
         report.complete = True
     except UnreadablePage as exc:
         unreadable += 1
@@ -103,3 +107,24 @@ async def fetch_exchange(
         report.error = str(exc)
         await store.record_error(name, str(exc))
     return report
+
+
+async def _apply(
+    store: ExchangeStore, exchange: Exchange, signal_type: str, page: Page, unreadable: int, report: FetchReport
+) -> None:
+    """Apply one page to the exchange's bank, then move the checkpoint past it (with the `unreadable` count)."""
+    name = exchange.name
+    if page.problem is not None:
+        log.warning("exchange %s: %s", name, page.problem)
+        report.skipped.append(page.problem)
+        await store.record_error(name, page.problem)
+    applied = await store.apply(exchange, signal_type, page.updates)
+    if applied.invalid:
+        why = f"entries with a malformed {signal_type} hash: {', '.join(applied.invalid[:5])}"
+        log.warning("exchange %s: skipped %d %s", name, len(applied.invalid), why)
+        report.skipped.append(why)
+    checkpoint = page.checkpoint | ({UNREADABLE: unreadable} if unreadable else {})
+    await store.save_checkpoint(name, checkpoint, complete=page.last)
+    report.pages += 1
+    report.added += applied.added
+    report.removed += applied.removed

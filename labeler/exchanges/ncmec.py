@@ -32,7 +32,7 @@ import logging
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -97,7 +97,7 @@ async def pages(
     clock: Callable[[], float] = time.time,
     window_entries: int = WINDOW_ENTRIES,
     skip_unreadable: bool = False,
-) -> AsyncIterator[Page]:
+) -> AsyncGenerator[Page]:
     """The pages still to fetch after `checkpoint`, window after window, each with the checkpoint that follows it.
     Auth failures, outages and unreadable pages raise (the caller's checkpoint stays at the last applied page);
     with `skip_unreadable`, unreadable pages are skipped (see the module docstring)."""
@@ -191,7 +191,7 @@ class NcmecType(ExchangeType):
             raise ExchangeError(f"--environment must be one of {', '.join(sorted(ENVIRONMENTS))}")
         return {"url": given.get("url") or ENVIRONMENTS[environment]}
 
-    def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
+    def pages(self, fetch: Fetching) -> AsyncGenerator[Page]:
         client = NcmecClient(fetch.options["url"], fetch.credentials, fetch.http)
         return pages(client, fetch.checkpoint, clock=fetch.clock, skip_unreadable=fetch.skip_unreadable)
 

@@ -1,9 +1,10 @@
 """Fetching exchanges on a schedule in the worker processes, and on demand, one process per exchange at a time.
 
 Every process running pipeline workers fetches the exchanges that are due (`[pipeline] exchange_fetch_seconds`
-after their last fetch ended), one at a time, under a lease on the exchange's row that is renewed while the fetch
-runs; `labeler exchange fetch` takes the same lease, so a fetch on demand never runs beside a scheduled one. A
-process that dies mid-fetch leaves a lease that expires; the next taker resumes from the checkpoint.
+after their last fetch ended, or at once after one that stopped at `exchange_fetch_pages` pages), one at a time,
+under a lease on the exchange's row that is renewed while the fetch runs; `labeler exchange fetch` takes the same
+lease, so a fetch on demand never runs beside a scheduled one. A process that dies mid-fetch leaves a lease that
+expires; the next taker resumes from the checkpoint.
 
 Every serving or working process also keeps a snapshot of the exchanges for `/metrics` (`ExchangeCollector`).
 """
@@ -46,10 +47,13 @@ async def fetch_leased(
     http: httpx.AsyncClient,
     name: str | None = None,
     interval: float | None = None,
+    max_pages: int,
     clock: Callable[[], float] = time.time,
 ) -> FetchReport | None:
-    """Fetch exchange `name` (the next one due when None) under its lease; None when another process holds it
-    (or nothing is due). With `interval`, the exchange is due again that long after this fetch ends."""
+    """Fetch exchange `name` (the next one due when None) under its lease, at most `max_pages` pages; None when
+    another process holds it (or nothing is due). With `interval`, the exchange is due again that long after this
+    fetch ends, or at once when it stopped at `max_pages` with more to read: behind the exchanges already due,
+    which are taken in the order they fell due, so each gets its turn."""
     taken = await store.claim(owner, clock(), LEASE_SECONDS, name=name)
     if taken is None:
         return None
@@ -60,22 +64,28 @@ async def fetch_leased(
             await store.renew(taken, owner, clock() + LEASE_SECONDS)
 
     renewing = asyncio.create_task(renew(), name=f"exchange-lease-{taken}")
+    report: FetchReport | None = None
     try:
-        return await fetch_exchange(store, taken, keys_dir=keys_dir, http=http, clock=clock)
+        report = await fetch_exchange(store, taken, keys_dir=keys_dir, http=http, clock=clock, max_pages=max_pages)
     finally:
         await _cancel(renewing)
-        await store.release(taken, owner, None if interval is None else clock() + interval)
+        due = None if interval is None else clock() + (0 if report is not None and report.more else interval)
+        await store.release(taken, owner, due)
+    return report
 
 
 class ExchangeScheduler:
     """Scheduled fetches (when `fetching`) and the `/metrics` snapshot of one process."""
 
-    def __init__(self, store: ExchangeStore, *, keys_dir: Path, allow_private: bool, interval: float) -> None:
+    def __init__(
+        self, store: ExchangeStore, *, keys_dir: Path, allow_private: bool, interval: float, max_pages: int
+    ) -> None:
         self.store = store
         self.snapshot: list[Exchange] = []
         self._keys_dir = keys_dir
         self._allow_private = allow_private
         self._interval = interval
+        self._max_pages = max_pages
         self._fetching = False
         self._owner = process_owner()
         self._task: asyncio.Task[None] | None = None
@@ -97,8 +107,9 @@ class ExchangeScheduler:
                     self.snapshot = await self.store.all()
                     if self._fetching:
                         while await fetch_leased(
-                            self.store, owner=self._owner, keys_dir=self._keys_dir, http=http, interval=self._interval
-                        ):
+                            self.store, owner=self._owner, keys_dir=self._keys_dir, http=http,
+                            interval=self._interval, max_pages=self._max_pages,
+                        ):  # fmt: skip
                             self.snapshot = await self.store.all()
                 except Exception:  # a database hiccup must not end the schedule; the next round tries again
                     log.exception("exchange schedule round failed")

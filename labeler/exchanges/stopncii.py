@@ -31,7 +31,7 @@ import enum
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -157,7 +157,7 @@ class _Cursor:
 
 async def pages(
     client: StopNciiClient, checkpoint: dict[str, Any] | None, *, clock: Callable[[], float] = time.time
-) -> AsyncIterator[Page]:
+) -> AsyncGenerator[Page]:
     """The pages still to fetch after `checkpoint`, each with the checkpoint that follows it. Auth failures and
     outages raise (the caller's checkpoint stays at the last applied page)."""
     cursor = _Cursor.resume(checkpoint, clock())
@@ -215,7 +215,7 @@ class StopNciiType(ExchangeType):
     def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:
         return {"url": given.get("url") or api.StopNCIIAPI.BASE_URL}
 
-    def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
+    def pages(self, fetch: Fetching) -> AsyncGenerator[Page]:
         client = StopNciiClient(fetch.options["url"], fetch.credentials, fetch.http)
         return pages(client, fetch.checkpoint, clock=fetch.clock)
 

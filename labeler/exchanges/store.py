@@ -217,7 +217,8 @@ class ExchangeStore:
         if name is None:
             due = sa.or_(exchanges.c.next_fetch_at.is_(None), exchanges.c.next_fetch_at <= now)
             async with self.engine.connect() as conn:
-                query = sa.select(exchanges.c.name).where(free, due).order_by(exchanges.c.next_fetch_at).limit(1)
+                first = exchanges.c.next_fetch_at.asc().nulls_first()  # never fetched: due the longest
+                query = sa.select(exchanges.c.name).where(free, due).order_by(first, exchanges.c.name).limit(1)
                 name = (await conn.execute(query)).scalar_one_or_none()
             if name is None:
                 return None

@@ -33,7 +33,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Final
 
 import httpx
@@ -106,7 +106,7 @@ class TatClient:
 
 async def pages(
     client: TatClient, checkpoint: Mapping[str, Any] | None, *, skip_unreadable: bool = False
-) -> AsyncIterator[Page]:
+) -> AsyncGenerator[Page]:
     """The pages after `checkpoint`, each with the checkpoint that follows it. Auth failures, outages and
     unreadable pages raise (the caller's checkpoint stays at the last applied page); with `skip_unreadable`, the
     first unreadable record after the checkpoint is skipped (see the module docstring)."""
@@ -152,7 +152,7 @@ class TatType(ExchangeType):
     def options(self, given: Mapping[str, str | None]) -> dict[str, Any]:
         return {"url": given.get("url") or DEFAULT_URL}
 
-    def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
+    def pages(self, fetch: Fetching) -> AsyncGenerator[Page]:
         client = TatClient(fetch.options["url"], fetch.credentials, fetch.http)
         return pages(client, fetch.checkpoint, skip_unreadable=fetch.skip_unreadable)
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Final, cast
 
 import httpx
@@ -170,7 +170,7 @@ class GraphClient:
         return ExchangeError(what)
 
 
-async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> AsyncIterator[Page]:
+async def pages(client: GraphClient, privacy_group: str, fetch: Fetching) -> AsyncGenerator[Page]:
     """The pages of the privacy group's threat updates after `fetch.checkpoint`, each with the checkpoint after it;
     with `fetch.skip_unreadable`, an unreadable one is skipped (see the module docstring)."""
     now = int(fetch.clock())
@@ -272,7 +272,7 @@ class ThreatExchangeType(ExchangeType):
             raise ExchangeError("threatexchange needs --privacy-group, the numeric ID of the privacy group")
         return {"url": given.get("url") or BASE_URL, "privacy_group": group}
 
-    def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
+    def pages(self, fetch: Fetching) -> AsyncGenerator[Page]:
         client = GraphClient(fetch.options["url"], fetch.credentials, fetch.http)
         return pages(client, str(fetch.options["privacy_group"]), fetch)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import importlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -97,7 +97,7 @@ class ExchangeType(abc.ABC):
         (`url`, `environment`, `privacy_group`, None when not given); raise ExchangeError naming what is wrong."""
 
     @abc.abstractmethod
-    def pages(self, fetch: Fetching) -> AsyncIterator[Page]:
+    def pages(self, fetch: Fetching) -> AsyncGenerator[Page]:
         """The pages still to read after `fetch.checkpoint` (None: from the start). Auth failures raise
         ExchangeAuthError and outages ExchangeUnavailable; the caller's checkpoint stays at the last applied
         page, so the next fetch resumes there. A page that cannot be read raises UnreadablePage, unless

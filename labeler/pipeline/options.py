@@ -21,6 +21,7 @@ class PipelineOptions:
     bank_poll_seconds: float = 2.0  # embedded banks: how soon another process's bank change is picked up
     stop_timeout_seconds: float = 30.0  # graceful stop waits this long for in-flight jobs
     exchange_fetch_seconds: float = 3600.0  # workers fetch each hash exchange this often (0: only on demand)
+    exchange_fetch_pages: int = 1000  # pages one fetch reads of an exchange; the next goes on after the others'
 
     def processes_for(self, workers: int) -> int:
         if self.hash_processes > 0:
@@ -43,6 +44,6 @@ def load_options(settings: Settings) -> PipelineOptions:
             raise ConfigError(f"[pipeline] {name} must be a non-negative number")
         values[name] = kind(value)
     options = PipelineOptions(**values)
-    if options.max_attempts < 1 or options.lease_seconds <= 0:
-        raise ConfigError("[pipeline] max_attempts must be ≥ 1 and lease_seconds > 0")
+    if options.max_attempts < 1 or options.exchange_fetch_pages < 1 or options.lease_seconds <= 0:
+        raise ConfigError("[pipeline] max_attempts and exchange_fetch_pages must be ≥ 1 and lease_seconds > 0")
     return options

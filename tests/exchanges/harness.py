@@ -58,10 +58,11 @@ class World:
     name: str
     bank: str
 
-    async def fetch(self, name: str | None = None) -> FetchReport:
+    async def fetch(self, name: str | None = None, **given: Any) -> FetchReport:
+        """One fetch of exchange `name` (this world's by default); `given` goes to `fetch_exchange` (`max_pages`)."""
         async with http_client(allow_private=True) as http:
             return await fetch_exchange(
-                self.stores, name or self.name, keys_dir=self.keys_dir, http=http, clock=self.clock
+                self.stores, name or self.name, keys_dir=self.keys_dir, http=http, clock=self.clock, **given
             )
 
     async def banked(self, bank: str | None = None) -> dict[str, tuple[str | None, str | None]]:

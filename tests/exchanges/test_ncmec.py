@@ -321,8 +321,9 @@ async def test_one_process_at_a_time_fetches_an_exchange(world: World) -> None:
 
         async def fetch() -> FetchReport | None:
             return await fetch_leased(
-                world.stores, owner="here/2", keys_dir=world.keys_dir, http=http, name="nc", clock=world.clock
-            )
+                world.stores, owner="here/2", keys_dir=world.keys_dir, http=http, name="nc", max_pages=1000,
+                clock=world.clock,
+            )  # fmt: skip
 
         assert await fetch() is None and world.standin.requests == []
         world.clock.now += 301  # the other process died: its lease expired
