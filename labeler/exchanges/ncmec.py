@@ -20,7 +20,11 @@ paged through within those 12 hours, and would restart for ever. So windows are 
 `max` of the first page's paging link): a window listing more than `WINDOW_ENTRIES` is narrowed before its pages
 are read, a window listing few widens the next, and the checkpoint moves to a window's end once it is read, so
 even a long first fetch makes lasting progress. (pytx's `NCMECSignalExchangeAPI.fetch_iter` adapts its windows
-for the same reason; this sizes them from the count the first page states.)
+for the same reason; this sizes them from the count the first page states.) Each narrowing at least halves the
+window, down to one second, pytx's floor too; a one-second window that still lists more is not paged through, as
+pytx would: a count that large is a broken or hostile answer whose pages could go on for ever, and reading
+windows a second at a time behind it would never catch up. The fetch stops there with an error (logged, counted
+on the exchange) and the checkpoint at the last window read, which the next fetch retries.
 
 An entry's id here is its member's id and its own (`remote_id`), as pytx keys them; feedback needs both
 (`ncmec_feedback`).
@@ -146,7 +150,13 @@ async def pages(
         if skips and not unread:
             skip_unreadable = False  # read past what was skipped: the next unreadable page is read again first
         listed = _window_size(next_, following, len(updates))
-        if not next_ and listed > window_entries and end - start > 1:
+        if not next_ and listed > window_entries:
+            if end - start <= 1:
+                raise ExchangeError(
+                    f"NCMEC lists {listed} entries in the second from {_date(start)}, more than a window may list "
+                    f"({window_entries}): no narrower window can be asked for, and paging through it would not end; "
+                    "stopped there, will retry (ask NCMEC if it persists)"
+                )
             span = max(1, (end - start) * window_entries // listed // 2)  # too big to page through: narrow it
             log.info("NCMEC window from %s lists %d entries; narrowing to %d s", _date(start), listed, span)
             continue

@@ -10,7 +10,9 @@ its current state there, a deleted one as a tombstone. Test controls: `page_size
 values of pages answered with a truncated body; an entry's `poisoned` truncates any page holding it, for as long as
 it is listed: HMA issue #2004), `fail_after` (after that many requests to `/v2/entries` every one
 answers 503: an outage mid-fetch), `stuck` (the `start` values of pages whose paging link names the page itself
-again, a paging bug) and `requests` (every query string seen, in order).
+again, a paging bug), `overstated` (a count every window states in its paging links' `max`, however narrow the
+window and whatever it holds, paging on with empty pages up to it: a broken or hostile server) and `requests`
+(every query string seen, in order).
 
 Feedback as pytx's `submit_feedback` sends it: `GET /v2/feedback/<FINGERPRINT>/reasons` lists the downvote
 reasons (`availableFeedbackReasons`, `reasons` per fingerprint type: GUID → name), and `PUT
@@ -73,6 +75,7 @@ class NcmecStandin:
     malformed: set[int] = field(default_factory=set)
     fail_after: int | None = None
     stuck: set[int] = field(default_factory=set)  # pages (by `start`) whose paging link names the page itself
+    overstated: int | None = None  # every window, however narrow, lists this many entries (and pages on to them)
     requests: list[dict[str, str]] = field(default_factory=list)
     reasons: dict[str, dict[str, str]] = field(
         default_factory=lambda: {"PDQ": {REASON: "Not CSAM"}, "MD5": {REASON: "Not CSAM"}}
@@ -169,11 +172,12 @@ class NcmecStandin:
                 element.set("maxTimestamp", _date(max(e.changed for e in group)))
             for entry in group:
                 _entry(element, entry)
-        if start - 1 + size < len(window):
+        listed = len(window) if self.overstated is None else self.overstated
+        if start - 1 + size < listed:
             following = start if start in self.stuck else start + size  # a paging bug: the same page again
             paging = {"from": query["from"], "to": query["to"], "start": following, "size": size}
             ET.SubElement(ET.SubElement(root, "paging"), "next").text = "/v2/entries?" + urlencode(
-                paging | {"max": len(window)}
+                paging | {"max": listed}
             )
         return _xml(root)
 

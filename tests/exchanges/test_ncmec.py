@@ -262,6 +262,27 @@ def _paged(requests: list[dict[str, str]], window: tuple[str, str]) -> bool:
     return any((q["from"], q["to"]) == window and "start" in q for q in requests)
 
 
+async def test_a_window_listing_too_much_even_at_one_second_stops_the_fetch_with_an_error(
+    world: World, caplog: Any
+) -> None:
+    """A server stating a billion entries for every window, however narrow: the fetch narrows to one second and
+    stops there with a logged, counted error, rather than paging through its endless pages or crawling a second at
+    a time; nothing moves, and once its counts are honest the next fetch reads everything."""
+    world.standin.overstated = 10**9
+    stopped = await world.fetch()
+    assert stopped.error is not None and "more than a window may list" in stopped.error, stopped
+    assert (stopped.pages, stopped.complete, stopped.more) == (0, False, False)
+    assert len(world.standin.requests) <= 32  # each narrowing at least halves the window: at most 31 of them
+    window = [datetime.strptime(world.standin.requests[-1][k], DATE).replace(tzinfo=UTC) for k in ("from", "to")]
+    assert (window[1] - window[0]).total_seconds() == 1  # the floor
+    assert "more than a window may list" in caplog.text
+    exchange = await world.stores.get("nc")
+    assert (exchange.checkpoint, exchange.fetch_errors) == (None, 1) and await world.banked() == {}
+    world.standin.overstated = None
+    resumed = await world.fetch()
+    assert (resumed.error, resumed.complete, resumed.added) == (None, True, 4)
+
+
 async def test_a_stale_paging_link_restarts_its_window(world: World) -> None:
     world.standin.fail_after = 1
     await world.fetch()
