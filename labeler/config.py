@@ -29,6 +29,10 @@ class Settings:
     public_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
+    # `labeler worker` / `labeler ingest`: where they serve their own /metrics; port 0 serves none (serve answers
+    # /metrics on its own port).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
     database_url: str = "sqlite+aiosqlite:///labeler.db"
     keys_dir: Path = Path("keys")
     admin_password: str = ""
@@ -125,6 +129,8 @@ class Settings:
                 f"LABELER_MATCH_DISTANCE={self.match_distance} is above {HMA_MAX_DISTANCE}, the farthest HMA ever "
                 f"matches; with LABELER_MATCHER=hma set it to {HMA_MAX_DISTANCE} or less (or use the embedded matcher)"
             )
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("LABELER_METRICS_PORT must be a port from 1 to 65535, or 0 (no metrics listener)")
         if self.fan_out_threads < 0:
             raise ConfigError("LABELER_FAN_OUT_THREADS must be 0 (one per core) or more")
         if self.ingest_max_pending_jobs < 0:

@@ -106,10 +106,13 @@ class Labeler:
         workers: int = 0,
         sources: bool = False,
         hashing: bool = False,
+        metrics: bool = False,
     ) -> None:
         """`exclusive` (default: when this process serves streams) takes the one-process lock on a SQLite file;
         long-running `serve`/`worker` need it, short CLI commands do not. `workers` pipeline workers run here;
-        the hashing processes start with them, or alone with `hashing` (for the upload API)."""
+        the hashing processes start with them, or alone with `hashing` (for the upload API). `metrics`: this
+        process serves `/metrics` without serving streams (a metrics listener), so it keeps the database's
+        figures (queue, exchanges) current too, as `serve` does."""
         lock_path = lock_path_for(self.settings.database_url)
         if (
             lock_path is not None
@@ -130,10 +133,11 @@ class Labeler:
         if self.hub is not None:
             await self.hub.start()
         await self.writer.start()
-        await self.pipeline.start(workers=workers, hashing=hashing, gauges=self.hub is not None)
+        serves_metrics = metrics or self.hub is not None
+        await self.pipeline.start(workers=workers, hashing=hashing, gauges=serves_metrics)
         if sources:
             self.sources.start()
-        if workers or self.hub is not None:
+        if workers or serves_metrics:
             self.exchanges.start(fetching=workers > 0)
 
     async def aclose(self) -> None:

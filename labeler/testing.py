@@ -7,18 +7,17 @@ while clients talk HTTP and WebSocket to the same process. WebSockets are served
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 
 from labeler.service import Labeler
 from labeler.xrpc.app import create_app
+from labeler.xrpc.in_loop import serving
 from labeler.xrpc.server_options import uvicorn_options
 
 
@@ -64,21 +63,8 @@ async def serve_labeler(
     app: Any = starlette if wrap is None else wrap(starlette)
     options.setdefault("log_level", "warning")
     options.setdefault("backlog", 4096)
-    config = uvicorn.Config(
-        app, lifespan="off", timeout_graceful_shutdown=1, **{**uvicorn_options(service.settings), **options}
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        for _ in range(1000):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        if task.done():
-            task.result()
-        yield LiveServer(service, port, starlette)
+        async with serving(app, sock, **{**uvicorn_options(service.settings), **options}):
+            yield LiveServer(service, port, starlette)
     finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
         sock.close()

@@ -22,9 +22,9 @@ from labeler.store.engine import StoreError, opened_engine
 SOURCE_LAG_WARN_S: Final = 300.0
 JOB_WAIT_WARN_S: Final = 600.0
 _SOURCE_FIX = (
-    "check that `labeler serve` or `labeler ingest` runs and reaches the stream (its log, and serve's "
-    "labeler_source_lag_seconds on /metrics: ingest serves no HTTP); a lag that keeps growing while it runs means "
-    "it cannot keep up"
+    "check that `labeler serve` or `labeler ingest` runs and reaches the stream (its log, and its "
+    "labeler_source_lag_seconds: on serve's /metrics, or ingest's with LABELER_METRICS_PORT set); a lag that keeps "
+    "growing while it runs means it cannot keep up"
 )
 _QUEUE_FIX = "run more workers (`labeler worker --workers N`, or more worker processes on PostgreSQL)"
 

@@ -18,14 +18,16 @@ log = logging.getLogger(__name__)
 FD_RESERVE: Final = 256
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for `uvicorn.Config` / `uvicorn.run`, from the settings."""
+def uvicorn_options(settings: Settings, *, max_connections: int | None = None) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.Config` / `uvicorn.run`, from the settings; `max_connections` lowers the
+    connection cap below the settings' (a listener that needs few)."""
+    cap = connection_cap(settings)
     return {
         # uvicorn's httptools protocol plus deadlines, size limits and a connection cap (labeler.xrpc.http_protocol).
         "http": LabelerHttpProtocol.configured(
             head_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
-            max_connections=connection_cap(settings),
+            max_connections=cap if max_connections is None else min(cap, max_connections),
             stall_timeout=settings.client_stall_timeout,
         ),
         "timeout_keep_alive": settings.keepalive_timeout,

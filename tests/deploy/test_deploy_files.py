@@ -143,7 +143,6 @@ def test_compose_has_the_services_wired_as_documented() -> None:
     labeler, worker = services["labeler"], services["worker"]
     assert labeler["command"] == ["serve"] and worker["command"] == ["worker"]
     assert worker["deploy"]["replicas"] == 2
-    assert worker["healthcheck"] == {"disable": True}  # no HTTP in a worker
     env = labeler["environment"]
     assert env["LABELER_DATABASE_URL"].startswith("postgresql://labeler:${POSTGRES_PASSWORD")
     assert "@postgres:5432/labeler" in env["LABELER_DATABASE_URL"]
@@ -151,6 +150,12 @@ def test_compose_has_the_services_wired_as_documented() -> None:
     assert env["LABELER_MATCHER"] == "hma" and env["LABELER_HMA_URL"] == "http://hma:5100"
     assert "LABELER_WORKERS" not in worker["environment"] or worker["environment"]["LABELER_WORKERS"] != "0"
     assert "/xrpc/_health" in " ".join(labeler["healthcheck"]["test"])
+    # Each worker's metrics listener: on the container's interface, exposed to the stack's networks but published
+    # on no host port (the replicas would clash there); its /livez is the worker's health check.
+    metrics_port = env["LABELER_METRICS_PORT"]
+    assert env["LABELER_METRICS_HOST"] == "0.0.0.0" and worker["environment"]["LABELER_METRICS_PORT"] == metrics_port
+    assert worker["expose"] == [metrics_port] and "ports" not in worker
+    assert f"http://127.0.0.1:{metrics_port}/livez" in " ".join(worker["healthcheck"]["test"])
     for service in (labeler, worker):
         assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}
         assert service["depends_on"]["hma"] == {"condition": "service_healthy"}
@@ -211,6 +216,7 @@ def test_compose_fixed_values_are_valid_settings() -> None:
         public_url="https://labeler.example.com",
     )
     assert settings.matcher == "hma" and settings.workers == 0 and settings.host == "0.0.0.0"
+    assert settings.metrics_port > 0 and settings.metrics_host == "0.0.0.0"
     assert not settings.allow_private_fetch and not settings.allow_insecure_did_web
 
 

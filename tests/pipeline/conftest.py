@@ -11,6 +11,7 @@ from support.server import free_port
 
 from .blob_server import PdsWorld
 from .hma_standin import HmaStandin, serve
+from .stream_standins import StreamStandin, serve_standin
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,14 @@ def hma_standin() -> Iterator[RunningStandin]:
     control = HmaStandin()
     with serve(control) as url:
         yield RunningStandin(url, control)
+
+
+@pytest.fixture
+def standin() -> Iterator[tuple[StreamStandin, str]]:
+    """A firehose / Jetstream stand-in (`control` to publish and watch connections) and its URL."""
+    control = StreamStandin()
+    with serve_standin(control) as url:
+        yield control, url
 
 
 @pytest.fixture

@@ -69,6 +69,12 @@ class Harness:
         return JobSpec(source, f"at://{did}/app.bsky.feed.post/{rkey}", ref.blob_cid, ref)
 
 
+def pipeline_toml(pipeline: dict[str, Any]) -> str:
+    """A labeler.toml with these `[pipeline]` options, for a labeler run as its own process (LABELER_CONFIG)."""
+    lines = ["[pipeline]"] + [f"{key} = {value!r}" for key, value in pipeline.items()]
+    return "\n".join(lines).replace("True", "true").replace("False", "false") + "\n"
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + within
     while not await check():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,18 +22,11 @@ from labeler.pipeline.sources.jetstream import JetstreamSource
 from labeler.pipeline.sources.telemetry import SourceCollector
 from labeler.service import Labeler
 
-from .stream_standins import StreamStandin, eventually, serve_standin
+from .stream_standins import StreamStandin, eventually
 from .test_sources_stop import Feed, committed
 
 BOUND = 6
 EVENTS = 40  # 1-3 images each: ~80 jobs, many times the bound
-
-
-@pytest.fixture
-def standin() -> Iterator[tuple[StreamStandin, str]]:
-    control = StreamStandin()
-    with serve_standin(control) as url:
-        yield control, url
 
 
 def scraped(source: Any) -> dict[str, float]:

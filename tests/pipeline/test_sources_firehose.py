@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,19 +29,11 @@ from .stream_standins import (
     eventually,
     message_frame,
     post_record,
-    serve_standin,
 )
 
 ALICE = "did:plc:alicealicealicealice1"
 BOB = "did:plc:bobbobbobbobbobbobbob12"
 IMG1, IMG2 = b"image one", b"image two"
-
-
-@pytest.fixture
-def standin() -> Iterator[tuple[StreamStandin, str]]:
-    control = StreamStandin()
-    with serve_standin(control) as url:
-        yield control, url
 
 
 def make_source(url: str, jobs: Any, cursors: Any, **kw: Any) -> FirehoseSource:

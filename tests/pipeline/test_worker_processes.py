@@ -18,15 +18,10 @@ from labeler.store.schema import label_events
 from .blob_server import PdsWorld
 from .conftest import FAST_PIPELINE
 from .corpus import encode, structured_rgb
-from .harness import Harness
+from .harness import Harness, pipeline_toml
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 JOBS = 40
-
-
-def _toml(pipeline: dict[str, Any]) -> str:
-    lines = ["[pipeline]"] + [f"{key} = {value!r}" for key, value in pipeline.items()]
-    return "\n".join(lines).replace("True", "true").replace("False", "false") + "\n"
 
 
 async def test_two_worker_processes_share_the_queue(
@@ -45,7 +40,7 @@ async def test_two_worker_processes_share_the_queue(
         assert await labeler.pipeline.jobs.enqueue(specs) == JOBS
 
     config = tmp_path / "worker.toml"
-    config.write_text(_toml({**FAST_PIPELINE, "lease_seconds": 60}))
+    config.write_text(pipeline_toml({**FAST_PIPELINE, "lease_seconds": 60}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABELER_")}
     env.update(
         LABELER_CONFIG=str(config), LABELER_DATABASE_URL=database_url, LABELER_KEYS_DIR=str(settings.keys_dir),
