@@ -45,6 +45,7 @@ class Bank:
     created_at: str
     note: str | None = None
     signal_type: str = PDQ
+    last_change: str | None = None  # when entries were last added or removed (None: none since it was made)
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,20 @@ class BankStore:
         return Bank(name, 0, stamp, note, signal_type)
 
     async def all_banks(self) -> list[Bank]:
+        """Every bank with its entry count and last change (one grouped read of the change log, a row a batch)."""
         counts: dict[int, int] = {}
         async with self.engine.connect() as conn:
             for table in (bank_entries, bank_signals):
                 per_bank = sa.select(table.c.bank_id, sa.func.count()).group_by(table.c.bank_id)
                 counts.update({int(bank_id): int(n) for bank_id, n in await conn.execute(per_bank)})
+            latest = sa.select(bank_changes.c.bank, sa.func.max(bank_changes.c.created_at)).group_by(
+                bank_changes.c.bank
+            )
+            changed = {str(name): str(at) for name, at in await conn.execute(latest)}
             rows = await conn.execute(sa.select(hash_banks).order_by(hash_banks.c.name))
-            return [Bank(r.name, counts.get(r.id, 0), r.created_at, r.note, r.signal_type) for r in rows]
+            return [
+                Bank(r.name, counts.get(r.id, 0), r.created_at, r.note, r.signal_type, _since(changed, r)) for r in rows
+            ]
 
     async def drop(self, name: str, *, actor: str) -> int:
         """Delete a bank and its entries; returns how many entries went with it. The change log keeps `actor`."""
@@ -270,6 +278,12 @@ class BankStore:
         async with self.engine.connect() as conn:
             result = await conn.stream(query.where(*_entries_in(bank_signals, bank, first, last)))
             return [(r[0], (r[1], r[2], str(r[3]), r[4], r[5])) async for r in result]
+
+
+def _since(changed: dict[str, str], bank: Any) -> str | None:
+    """The bank's latest change, unless it came before the bank was made (a dropped bank of the same name)."""
+    at = changed.get(bank.name)
+    return at if at is not None and at >= bank.created_at else None
 
 
 def _change(row: Any) -> BankChange:

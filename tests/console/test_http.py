@@ -234,6 +234,24 @@ async def test_the_operator_removes_a_bank_after_typing_its_name_and_the_change_
     assert [(d.bank, d.actor) for d in drops] == [("GONE", "admin")]
 
 
+async def test_the_banks_list_shows_when_each_bank_last_changed(labeler: Labeler, server: Any) -> None:
+    banks = labeler.pipeline.banks
+    for name in ("FILLED", "EMPTY", "AGAIN"):
+        await banks.create(name)
+    await banks.add_entries("FILLED", [EntryInput(flip_bits(hash_image(IMAGE).hash, n, seed=n)) for n in (1, 2)])
+    await banks.add_entries("AGAIN", [EntryInput(flip_bits(hash_image(IMAGE).hash, 3, seed=3))])
+    await banks.drop("AGAIN", actor="cli")
+    await asyncio.sleep(0.01)  # the change log's times are to the millisecond: the new AGAIN is made after the drop
+    await banks.create("AGAIN")  # a bank made again under a dropped one's name has no change yet
+    async with labeler.engine.connect() as conn:
+        [filled] = (await conn.execute(sa.select(bank_changes).where(bank_changes.c.bank == "FILLED"))).all()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http)).status_code == 303
+        page = (await http.get("/console/banks")).text
+    shown = dict(re.findall(r'<td class="name">(\w+)</td>.*?<td class="last-change">([^<]*)</td>', page, re.S))
+    assert shown == {"AGAIN": "none", "EMPTY": "none", "FILLED": filled.created_at}
+
+
 def _csrf(page: httpx.Response) -> dict[str, str]:
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert found, page.text
