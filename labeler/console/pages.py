@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from labeler.console.auth import ADMIN, VIA, actor, console_auth
 from labeler.console.posts import posts
 from labeler.console.preferences import preferences
-from labeler.console.queue import SCAN, pending
+from labeler.console.queue import OTHERS, SCAN, pending
 from labeler.console.web import ConsoleError, Redirect, page, read_form, render
 from labeler.pipeline.actions.decisions import FALSE_POSITIVE
 from labeler.pipeline.banks import BankError
@@ -82,6 +82,7 @@ async def queue(request: Request) -> Response:
         "posts": texts,
         "read": read,
         "scan": SCAN,
+        "others_shown": OTHERS,
         "done": done if outcome in DECISIONS else None,
         "outcome": outcome,
         "bulk": bulk if outcome in BULK_DECISIONS else None,

@@ -3,6 +3,9 @@
 Priority: items queued by a rule with a higher `priority` (a policy option, default 0) first; then the closest
 match (distance 0 for exact signals), then by bank name, then oldest first. The queue table is read in id order,
 so up to `SCAN` pending items are read and sorted here; a longer queue shows its oldest `SCAN` (the page says so).
+
+Each card also lists the account's other matches, pending or decided, the newest `OTHERS` (one indexed read per
+account shown), so a reviewer sees at once an account matched before and what was decided then.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from labeler.pipeline.review import ReviewItem, ReviewQueue
 
 SCAN: Final = 2000
 SHOWN: Final = 50
+OTHERS: Final = 10
 _PAGE: Final = 500
 
 
@@ -33,7 +37,7 @@ class Card:
     author: str
     media: str
     web_url: str
-    others: list[int]  # other pending items of the same account
+    others: list[ReviewItem]  # the account's other items, any status, newest first (at most OTHERS)
 
     @property
     def has_image(self) -> bool:
@@ -62,14 +66,18 @@ async def pending(reviews: ReviewQueue) -> tuple[list[Card], int]:
         if len(page) < _PAGE:
             break
         after = page[-1].id
-    by_author: dict[str, list[int]] = {}
-    for item in items:
-        by_author.setdefault(_author(item), []).append(item.id)
     ordered = sorted(items, key=priority)[:SHOWN]
+    shown_by_author: dict[str, int] = {}
+    for item in ordered:
+        author = _author(item)
+        shown_by_author[author] = shown_by_author.get(author, 0) + 1
+    by_author = {  # enough for each card to leave out itself
+        author: await reviews.of_account(author, limit=OTHERS + shown) for author, shown in shown_by_author.items()
+    }
     return [card(item, by_author) for item in ordered], len(items)
 
 
-def card(item: ReviewItem, by_author: dict[str, list[int]]) -> Card:
+def card(item: ReviewItem, by_author: dict[str, list[ReviewItem]]) -> Card:
     evidence = item.evidence
     match, rule = _dict(evidence.get("match")), _dict(evidence.get("rule"))
     signal = str(evidence.get("signal_type") or match.get("signal_type") or "")
@@ -87,7 +95,7 @@ def card(item: ReviewItem, by_author: dict[str, list[int]]) -> Card:
         author=author,
         media=_text(_dict(evidence.get("image")).get("media") or "image"),
         web_url=_web_url(item.subject_uri),
-        others=[i for i in by_author.get(author, []) if i != item.id] if author else [],
+        others=[i for i in by_author.get(author, []) if i.id != item.id][:OTHERS] if author else [],
     )
 
 

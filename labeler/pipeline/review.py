@@ -123,6 +123,24 @@ class ReviewQueue:
         async with self.engine.connect() as conn:
             return [_item(r) for r in await conn.execute(query.order_by(review_items.c.id.desc()).limit(limit))]
 
+    async def of_account(self, did: str, *, limit: int) -> list[ReviewItem]:
+        """Items of any status whose subject is the account `did` or one of its records, newest first: one range
+        of the (subject_uri, id) index (`at://did/` up to `at://did0`, '0' being the byte after '/')."""
+        prefix = f"at://{did}/"
+        query = (
+            sa.select(review_items)
+            .where(
+                sa.or_(
+                    review_items.c.subject_uri == did,
+                    sa.and_(review_items.c.subject_uri >= prefix, review_items.c.subject_uri < f"at://{did}0"),
+                )
+            )
+            .order_by(review_items.c.id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_item(r) for r in await conn.execute(query)]
+
     async def list(
         self, *, status: str | None = "pending", subject_uri: str | None = None, after: int = 0, limit: int = 50
     ) -> list[ReviewItem]:

@@ -62,6 +62,7 @@ POSTS = {
     "keyboard-allow-list": (40, 27),
     "keyboard-bulk-1": (41, 28),
     "keyboard-bulk-2": (42, 29),
+    "eleventh-other": (43, 30),  # so each card has one more of the account's other matches than it shows
 }
 ALLOW_LIST = "ALLOW_LIST"  # [actions] allow_list_bank, so the queue offers "reject and allow-list" (a)
 

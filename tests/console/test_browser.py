@@ -163,6 +163,10 @@ def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page
     expect(page.locator("#flash")).to_contain_text(f"#{item}: confirm")
     expect(page.locator(f"#item-{item}")).to_have_count(0)
     shot(page, "queue-after-confirm")
+    # The posts share one account: each card lists its other matches, decided ones too, newest first, at most 10.
+    others = page.locator(f"#item-{served.items['keyboard']} .others li")
+    newest = sorted((i for n, i in served.items.items() if n != "keyboard"), reverse=True)[:10]
+    expect(others.locator("a")).to_have_text([f"#{i}" for i in newest])
     uri = served.specs["confirm"].subject_uri
     eventually(lambda: labels_on(served, uri) == ["csam-hash-match"], "the confirmed label in queryLabels")
     decided = api(served, f"/api/v1/review/{item}")
@@ -323,6 +327,10 @@ def test_the_whole_review_flow_from_the_keyboard(page: Page, served: Served) -> 
 
     confirmed = decide_by_key("keyboard-confirm", "c", "confirm")
     assert (confirmed["status"], confirmed["decided_by"], confirmed["decided_via"]) == ("confirmed", "admin", "console")
+    listed = page.locator(f"#item-{served.items['keyboard-bulk-1']} .others li").filter(
+        has=page.get_by_role("link", name=f"#{confirmed['id']}", exact=True)
+    )
+    expect(listed.locator(".status")).to_have_text("confirmed")  # decided matches stay in the account's list
     uri = served.specs["keyboard-confirm"].subject_uri
     eventually(lambda: labels_on(served, uri) == ["csam-hash-match"], "the label confirmed from the keyboard")
 

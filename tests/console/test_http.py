@@ -252,6 +252,21 @@ async def test_the_banks_list_shows_when_each_bank_last_changed(labeler: Labeler
     assert shown == {"AGAIN": "none", "EMPTY": "none", "FILLED": filled.created_at}
 
 
+async def test_an_accounts_other_matches_are_read_newest_first_whatever_their_status(labeler: Labeler) -> None:
+    reviews = labeler.pipeline.reviews
+    did = "did:plc:accountofinterest"
+    subjects = [f"at://{did}/app.bsky.feed.post/{n}" for n in range(4)] + [did]
+    neighbours = [f"at://{did}x/app.bsky.feed.post/1", f"at://{did[:-1]}/app.bsky.feed.post/1", f"at://{did}"]
+    ids = {uri: (await reviews.add(n, uri, None, ["x"], {}))[0] for n, uri in enumerate(subjects + neighbours)}
+    await reviews.decide(ids[subjects[1]], confirm=True, actor="cli")
+    found = await reviews.of_account(did, limit=3)
+    assert [i.id for i in found] == sorted((ids[uri] for uri in subjects), reverse=True)[:3]
+    everything = await reviews.of_account(did, limit=50)
+    assert {i.subject_uri: i.status for i in everything} == {
+        uri: "confirmed" if uri == subjects[1] else "pending" for uri in subjects
+    }
+
+
 def _csrf(page: httpx.Response) -> dict[str, str]:
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert found, page.text
