@@ -6,6 +6,7 @@ session's audit name as the actor.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Final
 
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from labeler.console.auth import ADMIN, VIA, actor, console_auth
+from labeler.console.authors import handles
 from labeler.console.posts import posts
 from labeler.console.preferences import preferences
 from labeler.console.queue import OTHERS, SCAN, pending
@@ -69,7 +71,10 @@ async def queue(request: Request) -> Response:
     session = await console_auth(request).require(request)
     labeler: Labeler = request.app.state.labeler
     cards, read = await pending(labeler.pipeline.reviews)
-    texts = await posts(labeler.pipeline.fetcher, [(c.item.subject_uri, c.item.subject_cid) for c in cards])
+    texts, names = await asyncio.gather(
+        posts(labeler.pipeline.fetcher, [(c.item.subject_uri, c.item.subject_cid) for c in cards]),
+        handles(labeler.resolver, [c.author for c in cards]),
+    )
     params = request.query_params
     done = get_int(params, "done", default=None, minimum=1, maximum=2**62)
     bulk = get_int(params, "bulk", default=None, minimum=0, maximum=SCAN)
@@ -80,6 +85,7 @@ async def queue(request: Request) -> Response:
         "actor": actor(session),
         "cards": cards,
         "posts": texts,
+        "handles": names,
         "read": read,
         "scan": SCAN,
         "others_shown": OTHERS,

@@ -64,6 +64,18 @@ POSTS = {
     "keyboard-bulk-2": (42, 29),
     "eleventh-other": (43, 30),  # so each card has one more of the account's other matches than it shows
 }
+#: The "confirm" post's text and its link facets (byte ranges of UTF-8), one web link and one that is not.
+LINKED_TEXT = "post confirm <b> · the café's site · a script"
+WEB_LINK, SCRIPT_LINK = "https://example.com/case?a=1&b=<2>", "javascript:alert(1)"
+
+
+def _facet(text: str, covered: str, uri: str) -> dict[str, object]:
+    start = text.encode().index(covered.encode())
+    index = {"byteStart": start, "byteEnd": start + len(covered.encode())}
+    return {"index": index, "features": [{"$type": "app.bsky.richtext.facet#link", "uri": uri}]}
+
+
+LINK_FACETS = [_facet(LINKED_TEXT, "the café's site", WEB_LINK), _facet(LINKED_TEXT, "a script", SCRIPT_LINK)]
 ALLOW_LIST = "ALLOW_LIST"  # [actions] allow_list_bank, so the queue offers "reject and allow-list" (a)
 
 
@@ -126,6 +138,8 @@ async def _queue_items(served: Served) -> None:
             await labeler.pipeline.banks.add_entries("NEAR", [EntryInput(banked, external_id=f"case-{name}")])
             served.images[name], served.specs[name] = data, spec
             record = {"$type": "app.bsky.feed.post", "text": f"post {name} <b>", "createdAt": "2026-12-01T00:00:00Z"}
+            if name == "confirm":
+                record.update(text=LINKED_TEXT, facets=LINK_FACETS)
             served.world.pds.records[spec.subject_uri] = (spec.subject_cid, record)
         reporter = new_plc_did()
         for name in ("acknowledge", "label"):

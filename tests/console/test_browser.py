@@ -29,7 +29,18 @@ from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.jobs import JobSpec
 from labeler.service import Labeler
 
-from .conftest import ADMIN_PASSWORD, ALLOW_LIST, POSTS, SCREENSHOTS, SCREENSHOTS_TAKEN, Served, run_async
+from .conftest import (
+    ADMIN_PASSWORD,
+    ALLOW_LIST,
+    LINKED_TEXT,
+    POSTS,
+    SCREENSHOTS,
+    SCREENSHOTS_TAKEN,
+    SCRIPT_LINK,
+    WEB_LINK,
+    Served,
+    run_async,
+)
 
 IN_CI = os.environ.get("CI") == "true"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -142,7 +153,19 @@ def test_a_moderator_sees_the_item_blurred_reveals_it_and_confirms_it(page: Page
     expect(card.locator(".bank")).to_have_text("NEAR")
     expect(card.locator(".distance")).to_have_text("12")
     expect(card.locator(".entry")).to_contain_text("case-confirm")
-    expect(card.locator(".post-text")).to_have_text("post confirm <b>")  # from the PDS, escaped
+    expect(card.locator(".post-text")).to_have_text(LINKED_TEXT)  # from the PDS, escaped
+    # The post's links, from its facets: a web link that sends no referrer and is not followed, the other as text.
+    [web, script] = card.locator(".links li").all()
+    expect(web).to_contain_text("“the café's site”")
+    expect(web.locator("a.link")).to_have_attribute("href", WEB_LINK)
+    expect(web.locator("a.link")).to_have_attribute("rel", "noopener noreferrer nofollow")
+    expect(script).to_contain_text("“a script”")
+    expect(script.locator("a")).to_have_count(0)
+    expect(script.locator("code.link")).to_have_text(SCRIPT_LINK)
+    # The author by the handle their DID document claims (the fake PLC's alice.test), and by DID.
+    did = served.specs["confirm"].subject_uri.split("/")[2]
+    expect(card.locator(".author .handle")).to_have_text("@alice.test")
+    expect(card.locator(".author code")).to_have_text(did)
     expect(page.locator(".card").first).to_have_id(f"item-{item}")  # the closest match comes first
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     assert "blur" in image.evaluate("img => getComputedStyle(img).filter")
