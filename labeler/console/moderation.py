@@ -23,7 +23,8 @@ from labeler.protocol.errors import InvalidRequest
 from labeler.reports.models import EVENT_ACKNOWLEDGE, EVENT_COMMENT, EVENT_LABEL, EVENT_RESOLVE_APPEAL
 from labeler.reports.subject import REPO_REF, STRONG_REF, Subject, parse_subject_ref
 from labeler.service import Labeler
-from labeler.xrpc.query_labels import check_pattern
+from labeler.xrpc.params import get_int
+from labeler.xrpc.query_labels import MAX_CURSOR, check_pattern
 
 REPORTS_PATH: Final = "/console/reports"
 LABELS_PATH: Final = "/console/labels"
@@ -35,6 +36,7 @@ EVENTS: Final = {
 }
 MOD_TOOL: Final = {"name": f"atproto-hma-labeler/{VIA}"}
 SHOWN: Final = 50
+LABELS_PAGE: Final = 100
 REPORTS_PER_SUBJECT: Final = 20
 MAX_VALUES: Final = 20
 
@@ -98,21 +100,26 @@ def _values(text: str) -> list[str]:
 
 @page
 async def labels(request: Request) -> Response:
-    """Labels on a subject or a `prefix*` pattern, as queryLabels answers them (oldest first, 100 a page)."""
+    """Labels on a subject or a `prefix*` pattern, as queryLabels answers them: oldest first, LABELS_PAGE a page,
+    `cursor` the last seq of the page before (queryLabels' cursor)."""
     session = await console_auth(request).require(request)
     query = query_text(request, "q")
+    cursor = get_int(request.query_params, "cursor", default=0, minimum=0, maximum=MAX_CURSOR) or 0
     found = []
     if query:
         try:
             pattern = check_pattern(query)
         except InvalidRequest as exc:
             raise ConsoleError(400, exc.message) from None
-        found = await _labeler(request).store.query([pattern], [], 0, 100)
+        found = await _labeler(request).store.query([pattern], [], cursor, LABELS_PAGE + 1)
     context = {
         "session": session,
         "actor": actor(session),
         "query": query,
-        "labels": found,
+        "labels": found[:LABELS_PAGE],
+        "page_size": LABELS_PAGE,
+        "cursor": cursor,
+        "next": found[LABELS_PAGE - 1].seq if len(found) > LABELS_PAGE else None,
         "negated": request.query_params.get("negated"),
     }
     return render(request, "labels.html", context)

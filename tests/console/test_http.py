@@ -4,6 +4,7 @@ address rules, no-store), sign-in rate limiting, and moderator credentials."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 from typing import Any
@@ -21,6 +22,7 @@ from pipeline.harness import Harness, all_done
 from labeler.cli import cli
 from labeler.config import Settings
 from labeler.console.moderators import ModeratorError, ModeratorStore
+from labeler.labels.writer import LabelRequest
 from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import hash_image
 from labeler.pipeline.policy import Rule
@@ -398,3 +400,31 @@ async def test_the_console_tables_match_their_definitions(labeler: Labeler) -> N
     (console_imports) make what the code declares."""
     async with labeler.engine.connect() as conn:
         assert await conn.run_sync(_console_tables_diff) == []
+
+
+async def test_a_label_pattern_search_pages_through_every_match_as_query_labels_does(
+    labeler: Labeler, server: Any
+) -> None:
+    account = "did:plc:pagedpagedpagedpagedpage"
+    posts = [f"at://{account}/app.bsky.feed.post/p{n:03d}" for n in range(130)]
+    await labeler.writer.write([LabelRequest(uri=uri, val="spam") for uri in posts])
+    await labeler.writer.write(
+        [LabelRequest(uri="at://did:plc:otherotherotherotherother/app.bsky.feed.post/x", val="spam")]
+    )
+    rows = re.compile(r'<tr class="label">.*?<code>([^<]+)</code>', re.S)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await sign_in(http)).status_code == 303
+        seen: list[str] = []
+        url: str | None = f"/console/labels?q=at://{account}/*"
+        while url is not None:
+            page = await http.get(url)
+            assert page.status_code == 200, page.text
+            shown = rows.findall(page.text)
+            assert 0 < len(shown) <= 100
+            seen += shown
+            found = re.search(r'href="([^"]+)" id="next-page"', page.text)
+            url = html.unescape(found.group(1)) if found else None
+        assert seen == posts  # every label of the pattern once, oldest first, none of another account
+        assert 'id="first-page"' in page.text  # the last page leads back to the first
+        bad = await http.get(f"/console/labels?q=at://{account}/*&cursor=-1")
+        assert bad.status_code == 400

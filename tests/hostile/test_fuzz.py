@@ -171,7 +171,12 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
         auth=fz.CONSOLE,
     ),
     ("http", "/console/labels"): fz.query_route(
-        [("q", fz.subject_uri), ("q", fz.choose("*", "did:*", "at://did:plc:*")), ("negated", fz.choose("spam"))],
+        [
+            ("q", fz.subject_uri),
+            ("q", fz.choose("*", "did:*", "at://did:plc:*")),
+            ("cursor", INT(-2, 400)),
+            ("negated", fz.choose("spam")),
+        ],
         auth=fz.CONSOLE,
     ),
     ("http", "/console/labels/negate"): fz.form_route(
@@ -208,7 +213,7 @@ ROUTES: Final[dict[tuple[str, str], fz.Generator]] = {
         [("uri", fz.subject_uri), ("uri", fz.choose("did:plc:review1"))], auth=fz.CONSOLE
     ),
     ("http", "/console/audit"): fz.query_route(
-        [("before", INT(-1, 50)), ("log", fz.choose("events", "decisions", "banks", "x"))], auth=fz.CONSOLE
+        [("before", INT(-1, 50)), ("log", fz.choose("events", "decisions", "banks", "entries", "x"))], auth=fz.CONSOLE
     ),
     ("http", "/console/settings"): fz.form_route(
         lambda rng: {"wellness": rng.choice(["blur-grey", "blur-colour", "light-blur", "none"])}, auth=fz.CONSOLE
