@@ -1,5 +1,6 @@
 """The console over plain HTTP, against a labeler served in-process: the image route (the fetcher's limits and
-address rules, no-store), sign-in rate limiting, and moderator credentials."""
+address rules, no-store), sign-in rate limiting, moderator credentials, and the session cookie (Secure over
+HTTPS, refused once expired)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import html
 import json
 import re
+import time
 from typing import Any
 
 import httpx
@@ -21,7 +23,9 @@ from pipeline.harness import Harness, all_done
 
 from labeler.cli import cli
 from labeler.config import Settings
+from labeler.console.auth import COOKIE
 from labeler.console.moderators import ModeratorError, ModeratorStore
+from labeler.console.sessions import LIFETIME, SessionCodec, load_secret
 from labeler.labels.writer import LabelRequest
 from labeler.pipeline.banks import EntryInput
 from labeler.pipeline.hasher import hash_image
@@ -428,3 +432,52 @@ async def test_a_label_pattern_search_pages_through_every_match_as_query_labels_
         assert 'id="first-page"' in page.text  # the last page leads back to the first
         bad = await http.get(f"/console/labels?q=at://{account}/*&cursor=-1")
         assert bad.status_code == 400
+
+
+def cookie_of(response: httpx.Response) -> str:
+    return response.headers["set-cookie"].lower()
+
+
+async def test_the_session_cookie_is_secure_when_a_trusted_proxy_says_https(server: Any) -> None:
+    """HTTPS as a trusted proxy reports it (X-Forwarded-Proto from loopback, which uvicorn trusts as it trusts
+    `LABELER_FORWARDED_ALLOW_IPS`): the cookie says Secure; plain HTTP: it does not."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert "secure" not in cookie_of(await http.get("/console/login"))
+        assert "secure" not in cookie_of(await sign_in(http))
+    proxied = {"x-forwarded-proto": "https"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=proxied) as http:
+        login = await http.get("/console/login")
+        assert "; secure" in cookie_of(login)
+        # httpx keeps a Secure cookie from plain http, as a browser behind the proxy would send it: by hand.
+        sent = {"cookie": f"{COOKIE}={login.cookies[COOKIE]}"}
+        form = {"user": "admin", "credential": ADMIN_PASSWORD, **_csrf(login)}
+        signed_in = await http.post("/console/login", data=form, headers=sent)
+        assert signed_in.status_code == 303 and "; secure" in cookie_of(signed_in)
+
+
+async def test_the_session_cookie_is_secure_behind_an_https_public_url(make_settings: Any) -> None:
+    """An https public URL means HTTPS is in front of the labeler, whatever scheme reaches it."""
+    labeler = Labeler(make_settings(public_url="https://labeler.example"))
+    await labeler.start()
+    try:
+        async with serve_labeler(labeler) as live, httpx.AsyncClient(base_url=live.url, timeout=30) as http:
+            response = await http.get("/console/login")
+    finally:
+        await labeler.aclose()
+    assert response.status_code == 200 and "; secure" in cookie_of(response)
+
+
+async def test_an_expired_session_cookie_is_sent_to_sign_in(settings: Settings, server: Any) -> None:
+    """A cookie whose signature and credential are good but whose expiry has passed is refused like none: the
+    same cookie made a moment ago is accepted, so the expiry alone is what refuses it."""
+    codec = SessionCodec(load_secret(settings.keys_dir))
+    tag = codec.tag("admin\x00" + ADMIN_PASSWORD)
+    fresh = codec.encode(codec.new("admin", tag))
+    expired = codec.encode(codec.new("admin", tag, now=time.time() - LIFETIME - 1))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        accepted = await http.get("/console/queue", headers={"cookie": f"{COOKIE}={fresh}"})
+        assert accepted.status_code == 200 and "Signed in as" in accepted.text
+        refused = await http.get("/console/queue", headers={"cookie": f"{COOKIE}={expired}"})
+        assert refused.status_code == 303 and refused.headers["location"] == "/console/login"
+        posted = await http.post("/console/logout", headers={"cookie": f"{COOKIE}={expired}"}, data={"csrf": "x"})
+        assert posted.status_code == 403
