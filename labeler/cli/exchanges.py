@@ -10,7 +10,7 @@ import click
 
 from labeler.cli._common import echo_json, echo_lines, migrated_engine, run, settings_or_exit
 from labeler.config import Settings
-from labeler.exchanges.credentials import Credentials, read_credentials, remove_credentials, write_credentials
+from labeler.exchanges.credentials import Credentials, read_credentials, remove_credentials, staged_credentials
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.fetch import FetchReport, http_client
 from labeler.exchanges.schedule import fetch_leased, process_owner
@@ -86,9 +86,8 @@ def exchange_add(name: str, type_: str, bank: str, feedback: bool, **given: str 
     async def body(store: ExchangeStore) -> Exchange:
         await store.check_new(name, type_, bank, carries=kind.signal_types)  # before anyone types a secret
         credentials = Credentials(_credential_values(kind, given, feedback=feedback))
-        added = await store.add(name, type_, bank, options, carries=kind.signal_types)
-        write_credentials(settings.keys_dir, name, credentials)
-        return added
+        with staged_credentials(settings.keys_dir, name, credentials) as place:  # all or nothing, see there
+            return await store.add(name, type_, bank, options, carries=kind.signal_types, within=place)
 
     added = _with_store(settings, body)
     where = f", {added.options['url']}" if "url" in added.options else ""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from labeler.exchanges.errors import ExchangeError
@@ -41,15 +43,52 @@ def credentials_path(keys_dir: Path, name: str) -> Path:
 
 def write_credentials(keys_dir: Path, name: str, credentials: Credentials) -> Path:
     """Write (or replace) exchange `name`'s credentials; the file is 0600 from its first byte."""
+    with staged_credentials(keys_dir, name, credentials) as place:
+        place()
+    return credentials_path(keys_dir, name)
+
+
+@contextmanager
+def staged_credentials(keys_dir: Path, name: str, credentials: Credentials) -> Iterator[Callable[[], None]]:
+    """Exchange `name`'s credentials written to a private file of their own beside their place, and the function
+    that moves them there (one rename: readers see the old file or the new, whole). When the block fails, neither
+    that file nor, once moved, the credentials stay: `labeler exchange add` moves them in place inside the
+    transaction that adds the exchange, so a failed add leaves neither a row without credentials (every fetch would
+    fail) nor secrets without a row. The file is per process, so concurrent adds of one name never share it."""
     path = credentials_path(keys_dir, name)
-    private_directory(path.parent)
-    staging = path.with_suffix(".tmp")
-    staging.unlink(missing_ok=True)
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(credentials._values, fh)
-    staging.replace(path)
-    return path
+    placed = False
+    try:
+        private_directory(path.parent)
+        fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{name}-", suffix=".tmp")  # 0600
+    except OSError as exc:
+        raise _unwritable(name, path, exc) from None
+
+    def place() -> None:
+        nonlocal placed
+        try:
+            os.replace(staging, path)
+        except OSError as exc:
+            raise _unwritable(name, path, exc) from None
+        placed = True
+
+    try:
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(credentials._values, fh)
+        except OSError as exc:
+            raise _unwritable(name, path, exc) from None
+        yield place
+    except BaseException:
+        if placed:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        if not placed:
+            Path(staging).unlink(missing_ok=True)
+
+
+def _unwritable(name: str, path: Path, exc: OSError) -> ExchangeError:
+    return ExchangeError(f"cannot write the credentials of exchange {name!r} ({path}): {exc.strerror or exc}")
 
 
 def read_credentials(keys_dir: Path, name: str) -> Credentials:

@@ -13,10 +13,11 @@ sent to): an entry whose source no longer carries the hash is given one that doe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -112,21 +113,19 @@ class ExchangeStore:
         self.banks = banks
 
     async def add(
-        self, name: str, type_: str, bank: str, options: dict[str, Any], *, carries: Sequence[str]
+        self,
+        name: str,
+        type_: str,
+        bank: str,
+        options: dict[str, Any],
+        *,
+        carries: Sequence[str],
+        within: Callable[[], object] = lambda: None,
     ) -> Exchange:
         """Add exchange `name` of type `type_` (which carries the signal types `carries`) feeding `bank`. The name is
-        the table's primary key, so of two processes adding one name at once the database refuses the second."""
-        await self._insert(name, type_, bank, options, carries=carries, keep=True)
-        return await self.get(name)
-
-    async def check_new(self, name: str, type_: str, bank: str, *, carries: Sequence[str]) -> None:
-        """ExchangeError unless `add` can add this exchange now: checked before asking anyone for credentials, by
-        the insert `add` makes, rolled back."""
-        await self._insert(name, type_, bank, {}, carries=carries, keep=False)
-
-    async def _insert(
-        self, name: str, type_: str, bank: str, options: dict[str, Any], *, carries: Sequence[str], keep: bool
-    ) -> None:
+        the table's primary key, so of two processes adding one name at once the database refuses the second.
+        `within` runs inside the adding transaction once the row is in (and holds the name), so the row is kept
+        only if it returns: `labeler exchange add` moves the credentials file in place there."""
         check_exchange_name(name)
         try:
             signal_type = await self.banks.signal_type(bank)
@@ -138,15 +137,19 @@ class ExchangeStore:
         values = {"name": name, "type": type_, "bank": bank, "options": options, "created_at": syntax.now()}
         try:
             async with write_transaction(self.engine, "exchange add") as conn:
-                await conn.execute(exchanges.insert().values(**values))
-                if not keep:
-                    raise _RolledBack
-        except _RolledBack:
-            pass
+                row = (await conn.execute(exchanges.insert().values(**values).returning(*exchanges.c))).one()
+                within()
         except StoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 raise ExchangeError(f"exchange {name!r} already exists") from None
             raise
+        return _exchange(row, 0)  # what the transaction wrote: nothing read after it can fail once it is kept
+
+    async def check_new(self, name: str, type_: str, bank: str, *, carries: Sequence[str]) -> None:
+        """ExchangeError unless `add` can add this exchange now: checked before asking anyone for credentials, by
+        the insert `add` makes, rolled back."""
+        with contextlib.suppress(_RolledBack):
+            await self.add(name, type_, bank, {}, carries=carries, within=_roll_back)
 
     async def all(self, name: str | None = None) -> list[Exchange]:
         """Every exchange, or only `name`'s (its entries alone counted, not the whole table's)."""
@@ -325,7 +328,11 @@ class ExchangeStore:
 
 
 class _RolledBack(Exception):
-    """Leaves `ExchangeStore._insert`'s transaction undone: `check_new` asks the insert, not to keep it."""
+    """Leaves `ExchangeStore.add`'s transaction undone: `check_new` asks the insert, not to keep it."""
+
+
+def _roll_back() -> None:
+    raise _RolledBack
 
 
 def _exchange(row: Any, entries: int) -> Exchange:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from pipeline.harness import eventually
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from labeler.exchanges.credentials import credentials_path
 from labeler.exchanges.errors import ExchangeError
 from labeler.exchanges.store import Exchange, ExchangeStore
 from labeler.exchanges.tat import TYPE as TAT
@@ -72,3 +74,32 @@ def test_cli_refuses_a_taken_name_before_prompting(make_settings: Any, monkeypat
     again = invoke(*add)  # nothing to type: a prompt would abort instead
     assert again.exit_code == 1 and "exchange 'x' already exists" in again.output, again.output
     assert "password" not in again.output.lower()
+
+
+@pytest.mark.parametrize("blocked", ["exchanges", "exchanges/x.json"])
+def test_cli_add_is_undone_whole_when_its_credentials_cannot_be_written(
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch, blocked: str
+) -> None:
+    """A directory where the credentials folder (the file cannot be made) or file (the written file cannot be
+    moved in place) goes, which stops root too: the add fails saying so, leaves no exchange row and no file of
+    secrets behind, so the same add works once the obstacle is gone."""
+    settings = make_settings(allow_private_fetch=True)
+    invoke = cli_invoker(settings, monkeypatch)
+    assert invoke("bank", "create", "B").exit_code == 0
+    obstacle = settings.keys_dir / blocked
+    if blocked == "exchanges":
+        obstacle.parent.mkdir(parents=True, exist_ok=True)
+        obstacle.write_text("not a folder")
+    else:
+        obstacle.mkdir(parents=True)
+    add = ("exchange", "add", "x", "--type", "tat", "--bank", "B", "--user", "u", "--password", "secret")
+    failed = invoke(*add)
+    assert failed.exit_code == 1 and "cannot write the credentials of exchange 'x'" in failed.output, failed.output
+    assert "secret" not in failed.output
+    assert "no exchanges" in invoke("exchange", "list").output
+    left = [p for p in settings.keys_dir.rglob("*") if p.is_file() and p != obstacle]
+    assert not [p for p in left if "secret" in p.read_text(errors="replace")], left
+    (obstacle.unlink if obstacle.is_file() else obstacle.rmdir)()
+    added = invoke(*add)
+    assert added.exit_code == 0, added.output
+    assert json.loads(credentials_path(settings.keys_dir, "x").read_text()) == {"user": "u", "password": "secret"}
