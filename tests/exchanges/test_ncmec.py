@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from pipeline.corpus import random_hashes
 from pipeline.harness import eventually
+from pipeline.test_metrics_scrape import samples, value
 from support.server import serve_in_thread
 from threatexchange.exchanges.clients.ncmec import hash_api
 
@@ -30,6 +32,7 @@ from labeler.exchanges.store import entry_note
 from labeler.pipeline.banks import EntryInput
 from labeler.service import Labeler
 from labeler.store.exchange_schema import exchange_entries
+from labeler.testing import serve_labeler
 
 from .harness import World, check_cli_lifecycle, cli_invoker
 from .harness import world as exchange_world
@@ -363,6 +366,8 @@ async def test_an_exchange_being_fetched_is_not_removed_under_the_fetch(world: W
 async def test_workers_fetch_due_exchanges_on_schedule_and_metrics_show_them(
     make_settings: Any, standin: tuple[NcmecStandin, str]
 ) -> None:
+    """The scheduled fetches' figures as a scraper reads them, `GET /metrics` over HTTP: per exchange and bank, the
+    entries, when a fetch last reached the end and how many stopped early (one exchange's URL answers only 404)."""
     server, url = standin
     settings: Settings = make_settings(
         allow_private_fetch=True, extra={"pipeline": {"exchange_fetch_seconds": 0.2, "bank_poll_seconds": 0.1}}
@@ -371,9 +376,14 @@ async def test_workers_fetch_due_exchanges_on_schedule_and_metrics_show_them(
     await labeler.start(workers=1)
     try:
         store = labeler.exchanges.store
-        await store.banks.create("NCMEC")
+        for bank in ("NCMEC", "GONE"):
+            await store.banks.create(bank)
         write_credentials(settings.keys_dir, "nc", Credentials({"user": server.user, "password": server.password}))
+        write_credentials(settings.keys_dir, "bad", Credentials({"user": server.user, "password": server.password}))
         await store.add("nc", "ncmec", "NCMEC", {"url": url}, carries=NCMEC.signal_types)
+        await store.add("bad", "ncmec", "GONE", {"url": f"{url}/gone"}, carries=NCMEC.signal_types)
+        good = {"bank": "NCMEC", "exchange": "nc", "type": "ncmec"}
+        bad = {"bank": "GONE", "exchange": "bad", "type": "ncmec"}
 
         async def fetched_twice() -> bool:
             return len(server.requests) > 3  # the first fetch's three pages, then the next round's window
@@ -381,13 +391,25 @@ async def test_workers_fetch_due_exchanges_on_schedule_and_metrics_show_them(
         await eventually(fetched_twice, within=10, what="two scheduled fetches")
         assert server.requests[3]["from"] == server.requests[0]["to"]  # the next window starts where one ended
 
-        async def shown() -> bool:
-            return b'labeler_exchange_entries{bank="NCMEC",exchange="nc",type="ncmec"} 4.0' in labeler.metrics.render()
+        async with serve_labeler(labeler) as live, httpx.AsyncClient(base_url=live.url) as client:
 
-        await eventually(shown, within=10, what="the exchange on /metrics")
-        text = labeler.metrics.render().decode()
-        assert 'labeler_exchange_fetch_errors_total{bank="NCMEC",exchange="nc",type="ncmec"} 0.0' in text
-        assert 'labeler_exchange_last_success_timestamp_seconds{bank="NCMEC",exchange="nc",type="ncmec"}' in text
+            async def scrape() -> dict[Any, float]:
+                response = await client.get("/metrics")
+                assert response.status_code == 200
+                return samples(response.text)
+
+            async def both_shown() -> bool:
+                found = await scrape()
+                entries = value(found, "labeler_exchange_entries", **good) == 4
+                return entries and value(found, "labeler_exchange_fetch_errors_total", **bad) > 0
+
+            await eventually(both_shown, within=10, what="both exchanges on /metrics")
+            shown = await scrape()
+        good_key, bad_key = (tuple(sorted(labels.items())) for labels in (good, bad))
+        assert shown[("labeler_exchange_fetch_errors_total", good_key)] == 0
+        assert T0 < shown[("labeler_exchange_last_success_timestamp_seconds", good_key)] <= time.time()
+        assert shown[("labeler_exchange_entries", bad_key)] == 0
+        assert ("labeler_exchange_last_success_timestamp_seconds", bad_key) not in shown  # never reached the end
         [hit] = await labeler.pipeline.matcher.lookup(H[0])
         assert (hit.bank, hit.external_id) == ("NCMEC", "42-image1")
     finally:
