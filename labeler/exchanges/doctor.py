@@ -22,7 +22,7 @@ from labeler.store.engine import StoreError, opened_engine
 
 _FIX = (
     "check that worker processes run (`labeler serve` with workers, or `labeler worker`) and the exchange's last "
-    "error; `labeler exchange fetch NAME` fetches it now and prints why it stops"
+    "error; `labeler exchange fetch {name}` fetches it now and prints why it stops"
 )
 
 _UNREADABLE_FIX = (
@@ -54,5 +54,5 @@ def _finding(exchange: Exchange, interval: float, now: float) -> Finding:
         return Finding("exchanges", "ok", f"{name}: fetched on demand only; {done}{error}")
     if age > 2 * interval:
         message = f"{name}: {done}, more than twice exchange_fetch_seconds ({interval:g} s) ago{error}"
-        return Finding("exchanges", "warn", message, _FIX)
+        return Finding("exchanges", "warn", message, _FIX.format(name=exchange.name))
     return Finding("exchanges", "ok", f"{name}: {done}, {exchange.entries} entries{error}")

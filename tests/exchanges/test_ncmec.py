@@ -4,10 +4,11 @@ mid-fetch, and a fetched hash matched through the upload API."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ from labeler.exchanges.ncmec import NcmecClient, pages
 from labeler.exchanges.schedule import fetch_leased
 from labeler.exchanges.store import entry_note
 from labeler.pipeline.banks import EntryInput
+from labeler.protocol import syntax
 from labeler.service import Labeler
-from labeler.store.exchange_schema import exchange_entries
+from labeler.store.exchange_schema import exchange_entries, exchanges
 from labeler.testing import serve_labeler
 
 from .harness import World, check_cli_lifecycle, cli_invoker
@@ -432,3 +434,23 @@ async def test_doctor_warns_of_an_exchange_not_fetched_for_two_rounds(world: Wor
     on_demand = make_settings(extra={"pipeline": {"exchange_fetch_seconds": 0}})
     [manual] = await exchange_findings(on_demand, clock=lambda: time.time() + 10 * 3600)
     assert manual.status == "ok" and "on demand only" in manual.message
+
+
+async def test_labeler_doctor_names_a_stale_exchange_and_the_fix(
+    world: World, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`labeler doctor` as an operator runs it, on the database a fetch wrote, whose last complete fetch is then
+    set three days back (the default exchange_fetch_seconds allows two hours). The identity checks fail (no PLC
+    directory answers on the dead loopback port); the exchange line is what is looked at."""
+    await world.fetch()
+    stale = syntax.format_datetime(datetime.now(UTC) - timedelta(days=3))
+    async with world.stores.engine.begin() as conn:
+        await conn.execute(sa.update(exchanges).where(exchanges.c.name == "nc").values(last_success_at=stale))
+    invoke = cli_invoker(make_settings(), monkeypatch)
+    monkeypatch.setenv("LABELER_DID", "did:plc:labelertestlabelertest1")
+    monkeypatch.setenv("LABELER_PLC_URL", "http://127.0.0.1:9")
+    lines = (await asyncio.to_thread(invoke, "doctor", "--wait", "0")).output.splitlines()
+    [at] = [i for i, line in enumerate(lines) if line.startswith("[WARN] exchanges")]
+    assert f"nc (ncmec → NCMEC): last complete fetch {stale}, more than twice exchange_fetch_seconds" in lines[at]
+    assert lines[at + 1].strip().startswith("fix: check that worker processes run")
+    assert "`labeler exchange fetch nc` fetches it now" in lines[at + 1]
