@@ -22,7 +22,7 @@ from labeler.xrpc.service_auth import verify_service_auth
 ADMIN_USER = "admin"
 
 
-def authenticate_admin(request: Request) -> str:
+async def authenticate_admin(request: Request) -> str:
     """Return the actor name for the audit log, or raise AuthRequired."""
     labeler: Labeler = request.app.state.labeler
     password = labeler.settings.admin_password
@@ -35,18 +35,18 @@ def authenticate_admin(request: Request) -> str:
     if not password:
         raise AuthRequired("the admin API is disabled: set LABELER_ADMIN_PASSWORD")
     failed_logins: FailureLimiter = request.app.state.failed_logins
-    client = failed_logins.check_client(request)  # before comparing: out of attempts, right or wrong is refused
+    attempt = await failed_logins.check_client(request)  # before comparing: out of attempts, right or wrong is refused
     try:
         user, _, given = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        failed_logins.failed(client)
+        await attempt.failed()
         raise AuthRequired("malformed Basic credentials") from None
     user_ok = hmac.compare_digest(user.encode(), ADMIN_USER.encode())
     password_ok = hmac.compare_digest(given.encode(), password.encode())
     if not (user_ok and password_ok):
-        failed_logins.failed(client)
+        await attempt.failed()
         raise AuthRequired("invalid credentials")
-    failed_logins.succeeded(client)
+    await attempt.succeeded()
     return ADMIN_USER
 
 
@@ -57,7 +57,7 @@ async def authenticate_moderator(request: Request, lxm: str) -> str:
     """
     header = request.headers.get("authorization", "")
     if header.strip().partition(" ")[0].lower() != "bearer":
-        return authenticate_admin(request)
+        return await authenticate_admin(request)
     labeler: Labeler = request.app.state.labeler
     auth = await verify_service_auth(labeler, header, lxm)
     if auth.iss not in labeler.settings.moderator_dids:

@@ -1,6 +1,7 @@
 """Who is using the console: sign-in (admin password or a moderator's credential), the session cookie, CSRF.
 
-- Sign-in is rate limited per client (5 failures in 5 minutes) and per name (20 in 15 minutes), and an unknown
+- Sign-in is rate limited per client (5 failures in 5 minutes) and per name (20 in 15 minutes), counted in the
+  database by the service's one `FailureLimiter` (every serving process sees the same counts), and an unknown
   name costs the same scrypt check as a wrong credential. A client is what the admin API limits too
   (`labeler.xrpc.clients.client_key`): an IPv4 address or an IPv6 /64, so rotating addresses within the /64 an
   IPv6 line is given buys no more guesses.
@@ -31,7 +32,7 @@ from labeler.console.sessions import LIFETIME, Session, SessionCodec, load_secre
 from labeler.console.web import ConsoleError, Redirect, read_form
 from labeler.service import Labeler
 from labeler.xrpc.clients import client_key
-from labeler.xrpc.failed_logins import FailureLimiter
+from labeler.xrpc.failed_logins import Allowance, FailureLimiter
 
 COOKIE: Final = "labeler_console"
 VIA: Final = "console"  # what the audit log says a decision was made through (review_items.decided_via)
@@ -40,6 +41,8 @@ MODERATOR_PREFIX: Final = "moderator:"
 LOGIN_PATH: Final = "/console/login"
 SIGNED_OUT: Final = "console-signout"
 _MAX_CREDENTIAL: Final = 1024
+BY_CLIENT: Final = Allowance("console-client", limit=5, window=300)
+BY_NAME: Final = Allowance("console-name", limit=20, window=900)
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +63,11 @@ def console_auth(request: Request) -> ConsoleAuth:
 
 
 class ConsoleAuth:
-    def __init__(self, labeler: Labeler) -> None:
+    def __init__(self, labeler: Labeler, failed_logins: FailureLimiter) -> None:
         self.settings = labeler.settings
         self.signed_out = labeler.replay  # signed-out sessions, until they expire (labeler.store.token_uses)
         self.moderators = ModeratorStore(labeler.engine)
-        self.by_client = FailureLimiter(limit=5, window=300)
-        self.by_name = FailureLimiter(limit=20, window=900)
+        self.failed_logins = failed_logins
         self._codec: SessionCodec | None = None
 
     @property
@@ -138,19 +140,17 @@ class ConsoleAuth:
         """A new signed-in session, or ConsoleError (401 wrong, 429 too many failures)."""
         client = client_key(request)
         name = user[:64]
-        wait = max(self.by_client.retry_after(client), self.by_name.retry_after(name))
-        if wait > 0:
+        attempt = await self.failed_logins.check([(BY_CLIENT, client), (BY_NAME, name)])
+        if attempt.wait > 0:
             raise ConsoleError(
-                429, "too many failed sign-ins: wait and try again", headers={"Retry-After": str(int(wait) + 1)}
+                429, "too many failed sign-ins: wait and try again", headers={"Retry-After": str(attempt.retry_after)}
             )
         tag = await self._check(user, credential[:_MAX_CREDENTIAL])
         if tag is None:
-            self.by_client.failed(client)
-            self.by_name.failed(name)
+            await attempt.failed()
             log.warning("console sign-in refused for %r from %s", name, client)
             raise ConsoleError(401, "wrong name or credential")
-        self.by_client.succeeded(client)
-        self.by_name.succeeded(name)
+        await attempt.succeeded()
         log.info("console sign-in: %s from %s", user, client)
         return self.codec.new(user, tag)
 

@@ -131,6 +131,19 @@ service_token_uses = sa.Table(
     sa.Index("service_token_uses_expires_at", "expires_at"),
 )
 
+# Failed sign-ins per (scope, key) in the window that ends at expires_at, shared by every serving process
+# (labeler.store.login_failures); rows past their window or beyond a cap are pruned.
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("scope", ByteText, nullable=False),  # which allowance: api, console-client, console-name
+    sa.Column("key", ByteText, nullable=False),  # a client (labeler.xrpc.clients) or a sign-in name
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),  # Unix seconds
+    sa.PrimaryKeyConstraint("scope", "key", name="login_failures_pkey"),
+    sa.Index("login_failures_expires_at", "expires_at"),
+)
+
 # One row (id 1): the signing hold and the key generation every label commit checks under the sequencing lock
 # (labeler.store.signing_state). No row means no hold and generation 0.
 signing_state = sa.Table(

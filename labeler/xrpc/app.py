@@ -110,8 +110,8 @@ def create_app(settings: Settings, *, labeler: Labeler | None = None) -> Starlet
         lifespan=lifespan,
     )
     app.state.labeler = service
-    app.state.console_auth = ConsoleAuth(service)
+    # Failed password attempts, shared by every route that takes a guessable secret (the console's sign-in too).
+    app.state.failed_logins = FailureLimiter.for_service(service)
+    app.state.console_auth = ConsoleAuth(service, app.state.failed_logins)
     app.state.console_imports = console_imports
-    # Failed password attempts per client, shared by every route that takes a guessable secret.
-    app.state.failed_logins = FailureLimiter.for_clients(settings)
     return app

@@ -100,7 +100,7 @@ def _checked(handler: Callable[[Request, Labeler], Awaitable[Response]]) -> Call
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
         try:
-            labeler = _authorize(request)
+            labeler = await _authorize(request)
             slots = _slots(request)
             if slots.locked():
                 raise ServiceUnavailable(
@@ -166,7 +166,7 @@ async def match_image(request: Request, labeler: Labeler) -> Response:
     return JSONResponse(body)
 
 
-def _authorize(request: Request) -> Labeler:
+async def _authorize(request: Request) -> Labeler:
     """Bearer token against every configured token in constant time; closed when none are configured."""
     labeler: Labeler = request.app.state.labeler
     tokens = [t.strip() for t in labeler.settings.upload_tokens.split(",") if t.strip()]
@@ -176,15 +176,15 @@ def _authorize(request: Request) -> Labeler:
     if scheme.lower() != "bearer" or not given.strip():
         raise AuthRequired("send Authorization: Bearer <upload token>")
     failed_logins: FailureLimiter = request.app.state.failed_logins
-    client = failed_logins.check_client(request)  # a token is a password: guesses are limited per client
+    attempt = await failed_logins.check_client(request)  # a token is a password: guesses are limited per client
     digest = hashlib.sha256(given.strip().encode()).digest()
     ok = False
     for token in tokens:  # every token compared, equal-length digests: no early exit to time
         ok |= hmac.compare_digest(digest, hashlib.sha256(token.encode()).digest())
     if not ok:
-        failed_logins.failed(client)
+        await attempt.failed()
         raise AuthRequired("invalid upload token")
-    failed_logins.succeeded(client)
+    await attempt.succeeded()
     return labeler
 
 

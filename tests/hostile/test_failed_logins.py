@@ -14,7 +14,6 @@ import pytest
 
 from labeler.config import Settings
 from labeler.testing import LiveServer
-from labeler.xrpc.failed_logins import FailureLimiter
 
 from .callers import ADMIN, UPLOAD_TOKEN
 
@@ -88,27 +87,3 @@ async def test_wrong_upload_tokens_are_limited_per_client(client_from: Callable[
     assert refused.status_code == 429 and "retry-after" in refused.headers, refused.text
     other = client_from("127.0.0.6")
     assert (await other.post(MATCH, json=body, headers={"authorization": f"Bearer {UPLOAD_TOKEN}"})).status_code == 200
-
-
-def test_failures_leave_the_window_one_by_one_and_success_clears() -> None:
-    limits = FailureLimiter(limit=3, window=60)
-    for at in (0.0, 10.0):
-        limits.failed("a", now=at)
-        assert limits.retry_after("a", now=at) == 0
-    limits.failed("a", now=20.0)
-    assert limits.retry_after("a", now=20.0) == 40  # until the failure at 0 leaves
-    assert limits.retry_after("a", now=60.0) == 0  # one attempt back, not three
-    limits.failed("a", now=60.0)
-    assert limits.retry_after("a", now=60.0) == 10
-    assert limits.retry_after("b", now=60.0) == 0
-    limits.succeeded("a")
-    assert limits.retry_after("a", now=60.0) == 0
-
-
-def test_the_number_of_keys_remembered_is_bounded() -> None:
-    limits = FailureLimiter(limit=1, window=60, max_keys=3)
-    for n, key in enumerate("abc"):
-        limits.failed(key, now=n)
-    limits.failed("a", now=3)  # a failed again: now the most recent
-    limits.failed("d", now=4)  # past the bound: b, the least recent, is forgotten
-    assert [limits.retry_after(k, now=5) > 0 for k in "abcd"] == [True, False, True, True]
