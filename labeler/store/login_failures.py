@@ -53,10 +53,7 @@ class LoginFailures:
         """The failures of each key whose window has not ended (keys without any are left out): one read."""
         query = sa.select(
             login_failures.c.scope, login_failures.c.key, login_failures.c.failures, login_failures.c.expires_at
-        ).where(
-            sa.or_(*(sa.and_(login_failures.c.scope == s, login_failures.c.key == k) for s, k in keys)),
-            login_failures.c.expires_at > now,
-        )
+        ).where(_rows_of(keys), login_failures.c.expires_at > now)
         try:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
@@ -87,9 +84,7 @@ class LoginFailures:
 
     async def clear(self, keys: Sequence[Key]) -> None:
         """Forget the keys' failures (a success)."""
-        delete = sa.delete(login_failures).where(
-            sa.or_(*(sa.and_(login_failures.c.scope == s, login_failures.c.key == k) for s, k in keys))
-        )
+        delete = sa.delete(login_failures).where(_rows_of(keys))
         async with write_transaction(self.engine, "clearing sign-in failures") as conn:
             await conn.execute(delete)
 
@@ -106,3 +101,8 @@ class LoginFailures:
         return sa.delete(login_failures).where(
             sa.or_(login_failures.c.expires_at <= now, login_failures.c.expires_at <= cutoff)
         )
+
+
+def _rows_of(keys: Sequence[Key]) -> sa.ColumnElement[bool]:
+    """The rows of these (scope, key) pairs: what a check reads and a success deletes."""
+    return sa.or_(*(sa.and_(login_failures.c.scope == s, login_failures.c.key == k) for s, k in keys))
